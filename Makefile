@@ -1,0 +1,127 @@
+# C3-SemiSeg engine: GNU make.
+#   make            library + build/c3semiseg (CUDA backend when nvcc is found)
+#   make test       build and run the test suite (installs missing packages when root)
+#   make run        train on the embedded synthetic dataset and print results
+#   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
+#   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
+#   make BUILD=dir  put objects and binaries in another folder (default build)
+
+BUILD       ?= build
+DEPS_PREFIX ?=
+CXX         ?= g++
+NVCC        ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA_HOME   ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
+OPT         ?= -O2
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found: put it on PATH or set NVCC=/path/to/nvcc)
+  endif
+endif
+
+MULTIARCH := x86_64-linux-gnu
+OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-pthread
+OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-pthread
+DEP_INC  := $(if $(DEPS_PREFIX),-I$(DEPS_PREFIX)/usr/include -I$(DEPS_PREFIX)/usr/include/$(MULTIARCH)) -I$(OPENBLAS_INC)
+DEP_LIB  := $(if $(DEPS_PREFIX),-L$(DEPS_PREFIX)/usr/lib/$(MULTIARCH) -Wl$(,)-rpath$(,)$(DEPS_PREFIX)/usr/lib/$(MULTIARCH)) \
+            -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB)
+, := ,
+
+WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
+CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -march=x86-64-v2 $(WARN) -I. $(DEP_INC) -MMD -MP
+LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context -fopenmp -lpthread
+
+ifeq ($(CUDA),1)
+  CXXFLAGS += -DC3_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+  CUDNN_LIB ?= $(CUDA_HOME)/lib64
+  LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDNN_LIB) \
+              -lcudnn -lcublas -lcudart
+  NVCCFLAGS := -std=c++20 -O3 -I. $(DEP_INC) -MMD -MP --expt-relaxed-constexpr -lineinfo \
+               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+               -Xcompiler -fopenmp,-Wall,-Wno-unknown-pragmas,-Wno-unused-parameter
+endif
+
+# Sources: every .cpp under the library folders; every .cu under kernels/cuda.
+LIB_DIRS  := core kernels/cpu kernels nn data semiseg
+LIB_SRC   := $(filter-out semiseg/main.cpp,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))) kernels/cuda/check.cpp
+CU_SRC    := $(wildcard kernels/cuda/*.cu)
+TEST_SRC  := $(wildcard tests/*.cpp)
+LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
+CU_OBJ    := $(if $(filter 1,$(CUDA)),$(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o))
+EMU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/kernels/cuda/emu/emu.o
+TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/libc3.a
+BIN       := $(BUILD)/c3semiseg
+TEST_BIN  := $(BUILD)/c3tests
+
+.PHONY: all test run deps clean help
+all: deps $(BIN)
+
+help:
+	@sed -n '2,8p' Makefile
+
+# --- packages -----------------------------------------------------------------------------
+DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev
+DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp
+deps: $(BUILD)/.deps-ok
+$(BUILD)/.deps-ok:
+	@missing=""; \
+	for h in $(DEP_HEADERS); do \
+	  [ -f "$(DEPS_PREFIX)/usr/include/$$h" ] || missing="$$missing $$h"; done; \
+	[ -f "$(OPENBLAS_INC)/cblas.h" ] || missing="$$missing cblas.h"; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing"; \
+	  if [ -n "$(DEPS_PREFIX)" ]; then echo "unpack the -dev packages under $(DEPS_PREFIX) (dpkg -x)"; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(DEB_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS)) || exit 1; \
+	  else \
+	    echo "run:  sudo apt-get install -y $(DEB_PKGS)"; exit 1; \
+	  fi; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+# --- compile --------------------------------------------------------------------------------
+$(BUILD)/obj/%.o: %.cpp | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# The same kernel sources, compiled by g++ against the emulator (kernels::emu namespace).
+$(BUILD)/emu/%.o: %.cu | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -x c++ -c $< -o $@
+$(BUILD)/emu/%.o: %.cpp | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
+	$(CXX) $^ -o $@ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(EMU_OBJ) $(LIB)
+	$(CXX) $^ -o $@ $(LDLIBS)
+
+# --- commands -------------------------------------------------------------------------------
+test: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
+	./$(TEST_BIN) $(TEST_ARGS)
+
+run: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
+	./$(BIN) run
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
