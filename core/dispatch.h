@@ -1,0 +1,22 @@
+// Helpers for ops choosing a backend. A GPU op that does not exist throws; nothing falls
+// back to the CPU silently.
+#pragma once
+#include <string>
+
+#include "core/tensor.h"
+#include "kernels/device_api.h"
+
+#ifdef C3_HAVE_CUDA
+#define C3_CUDA(op, ...) __VA_ARGS__
+#else
+#define C3_CUDA(op, ...) \
+  throw ::c3::Error(std::string(op) + ": this build has no CUDA backend (rebuild without CUDA=0)")
+#endif
+
+namespace c3 {
+// CUDA kernels are written for f32 (f64 is for CPU gradient checks).
+inline void check_cuda_dtype(const char* op, const Tensor& t, DType want = DType::f32) {
+  C3_CHECK(!t.is_cuda() || t.dtype() == want, op, ": the CUDA backend supports ", dtype_name(want),
+           " here, got ", t.desc());
+}
+}  // namespace c3

@@ -1,0 +1,5 @@
+// All differentiable ops, one header per family.
+#pragma once
+#include "core/autograd.h"
+#include "core/ops_elementwise.h"
+#include "core/ops_reduce.h"

@@ -1,0 +1,46 @@
+// Elementwise ops, differentiable. Binary ops broadcast their second operand in four ways
+// (NHWC): same shape; one element; per channel ([C] or [1,..,1,C], the last dim); per sample
+// ([N,1,..,1], the first dim). Anything else is an error naming both shapes.
+#pragma once
+#include "core/tensor.h"
+
+namespace c3 {
+
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+inline Tensor sub(const Tensor& a, double s) { return add(a, -s); }
+inline Tensor div(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor clamp(const Tensor& x, double lo, double hi);
+Tensor sqrt(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor abs(const Tensor& x);
+
+// out = mask ? a : b, mask u8 of the same shape (or broadcast like b above).
+Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
+
+// In place, no autograd (the tensor must not require grad).
+void fill_(const Tensor& t, double value);
+void axpy_(const Tensor& y, double alpha, const Tensor& x);  // y += alpha * x
+Tensor cast(const Tensor& x, DType to);                      // not differentiable
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+
+}  // namespace c3

@@ -1,0 +1,131 @@
+// Tensor: shared storage + byte offset, a shape of rank 0..4, a dtype and a device.
+//
+// Tensors are always contiguous (row-major). Activations are NHWC: a pixel's channels are
+// one contiguous row. Views along dimension 0 (narrow0, select0) and reshape share
+// storage. Copies between devices go through to(). Autograd state (requires_grad, grad,
+// grad_fn) lives in the TensorImpl, shared by all handles to it.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace c3 {
+
+enum class DType : uint8_t { f32, f64, i32, u8 };
+enum class Device : uint8_t { cpu, cuda };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+const char* device_name(Device d);
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::f32; }
+template <> constexpr DType dtype_of<double>() { return DType::f64; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
+template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);
+int64_t shape_numel(const Shape& s);
+
+// True when this build has the CUDA backend and a GPU is present.
+bool cuda_available();
+
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  Device device = Device::cpu;
+  Storage(size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+struct Node;
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  size_t offset = 0;  // bytes
+  Shape shape;
+  DType dtype = DType::f32;
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<Node> grad_fn;        // set on outputs of recorded ops
+  std::shared_ptr<Node> grad_accumulator;  // created lazily for leaves
+  std::string name;                     // optional, for error messages
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu);
+  static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu);
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& v, const Shape& shape, Device device = Device::cpu);
+  static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
+  static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl().shape; }
+  int rank() const { return static_cast<int>(shape().size()); }
+  int64_t dim(int i) const;  // negative counts from the end
+  int64_t numel() const { return shape_numel(shape()); }
+  DType dtype() const { return impl().dtype; }
+  Device device() const { return impl().storage->device; }
+  bool is_cuda() const { return device() == Device::cuda; }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
+  std::string desc() const;  // "f32[2,3,4,5] cpu"
+
+  void* raw() const { return static_cast<char*>(impl().storage->data) + impl().offset; }
+  template <class T> T* data() const {
+    C3_CHECK(dtype() == dtype_of<T>(), "tensor data<", dtype_name(dtype_of<T>()), ">() on ", desc());
+    return static_cast<T*>(raw());
+  }
+
+  // Views (share storage, no autograd history of their own unless recorded by an op).
+  Tensor reshape(const Shape& shape) const;  // differentiable
+  Tensor narrow0(int64_t start, int64_t length) const;  // differentiable view of rows
+  Tensor select0(int64_t index) const;  // rank - 1, differentiable
+
+  Tensor to(Device device) const;  // copy (differentiable); same device returns *this
+  Tensor cpu() const { return to(Device::cpu); }
+  Tensor cuda() const { return to(Device::cuda); }
+  Tensor clone() const;      // differentiable copy
+  Tensor cast(DType t) const;  // not differentiable (detached); same dtype returns *this
+  void copy_(const Tensor& src);  // in place, across devices; no autograd
+  template <class T> std::vector<T> to_vector() const;
+  double item() const;  // a one-element tensor as double
+
+  // Autograd
+  bool requires_grad() const { return impl().requires_grad; }
+  Tensor& set_requires_grad(bool on = true);
+  Tensor grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+  void zero_grad() { impl().grad.reset(); }
+  bool is_leaf() const { return impl().grad_fn == nullptr; }
+  Tensor detach() const;  // shares storage, no history
+  void backward(const Tensor& grad_output = Tensor()) const;
+
+  TensorImpl& impl() const {
+    C3_CHECK(impl_, "use of an undefined tensor");
+    return *impl_;
+  }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool same_storage(const Tensor& o) const { return impl().storage == o.impl().storage; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// "op: shape mismatch: f32[2,3] cpu vs f32[3,2] cpu" style checks.
+void check_same_device(const char* op, const Tensor& a, const Tensor& b);
+void check_same_shape(const char* op, const Tensor& a, const Tensor& b);
+void check_dtype(const char* op, const Tensor& t, DType want);
+void check_float(const char* op, const Tensor& t);  // f32 or f64
+
+}  // namespace c3

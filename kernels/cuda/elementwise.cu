@@ -1,0 +1,87 @@
+// Elementwise kernels: grid-stride loops over the shared math of kernels/elementwise_math.h.
+// Every kernel writes its output; axpy updates y in place.
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/launch_util.h"
+
+namespace kernels::KERNELS_NS {
+namespace {
+constexpr int kBlock = 256;
+
+#define C3_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+__global__ void binary_kernel(Binary op, const float* a, const float* b, float* out, int64_t n, Bcast bc,
+                              int64_t inner) {
+  C3_GRID_STRIDE(i, n) out[i] = binary_apply(op, a[i], b[bcast_index(bc, i, inner)]);
+}
+__global__ void unary_kernel(Unary op, const float* x, float* y, int64_t n, float p0, float p1) {
+  C3_GRID_STRIDE(i, n) y[i] = unary_apply(op, x[i], p0, p1);
+}
+__global__ void unary_backward_kernel(Unary op, const float* x, const float* y, const float* g, float* gx,
+                                      int64_t n, float p0, float p1) {
+  C3_GRID_STRIDE(i, n) gx[i] = unary_grad(op, x ? x[i] : 0.f, y ? y[i] : 0.f, g[i], p0, p1);
+}
+__global__ void select_kernel(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n) {
+  C3_GRID_STRIDE(i, n) out[i] = mask[i] ? a[i] : b[i];
+}
+__global__ void fill4_kernel(uint32_t* out, int64_t n, uint32_t bits) { C3_GRID_STRIDE(i, n) out[i] = bits; }
+__global__ void fill1_kernel(uint8_t* out, int64_t n, uint8_t v) { C3_GRID_STRIDE(i, n) out[i] = v; }
+__global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
+  C3_GRID_STRIDE(i, n) y[i] += alpha * x[i];
+}
+
+template <class S, class D> __global__ void cast_kernel(const S* s, D* d, int64_t n) {
+  C3_GRID_STRIDE(i, n) d[i] = static_cast<D>(s[i]);
+}
+template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
+  dim3 g = grid_for(n, kBlock);
+  switch (dt) {
+    case 0: LAUNCH_CHECK(launch(cast_kernel<S, float>, g, kBlock, 0, nullptr, s, (float*)dst, n)); break;
+    case 1: LAUNCH_CHECK(launch(cast_kernel<S, double>, g, kBlock, 0, nullptr, s, (double*)dst, n)); break;
+    case 2: LAUNCH_CHECK(launch(cast_kernel<S, int32_t>, g, kBlock, 0, nullptr, s, (int32_t*)dst, n)); break;
+    case 3: LAUNCH_CHECK(launch(cast_kernel<S, uint8_t>, g, kBlock, 0, nullptr, s, (uint8_t*)dst, n)); break;
+  }
+}
+}  // namespace
+
+void binary_f32(Binary op, const float* a, const float* b, float* out, int64_t n, Bcast bc, int64_t inner) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(binary_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, a, b, out, n, bc, inner));
+}
+void unary_f32(Unary op, const float* x, float* y, int64_t n, float p0, float p1) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(unary_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, n, p0, p1));
+}
+void unary_backward_f32(Unary op, const float* x, const float* y, const float* g, float* gx, int64_t n, float p0,
+                        float p1) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(unary_backward_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, g, gx, n, p0, p1));
+}
+void select_f32(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(select_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, mask, a, b, out, n));
+}
+void fill_bytes4(void* out, int64_t n, uint32_t bits) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(fill4_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, (uint32_t*)out, n, bits));
+}
+void fill_u8(uint8_t* out, int64_t n, uint8_t v) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(fill1_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, out, n, v));
+}
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(axpy_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, alpha, x, y, n));
+}
+void cast(const void* src, int st, void* dst, int dt, int64_t n) {
+  if (n == 0) return;
+  switch (st) {
+    case 0: cast_from((const float*)src, dst, dt, n); break;
+    case 1: cast_from((const double*)src, dst, dt, n); break;
+    case 2: cast_from((const int32_t*)src, dst, dt, n); break;
+    case 3: cast_from((const uint8_t*)src, dst, dt, n); break;
+  }
+}
+
+}  // namespace kernels::KERNELS_NS

@@ -1,0 +1,87 @@
+// Per-element arithmetic shared by the CPU loops and the CUDA kernels (written once).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#ifndef C3_HD
+#ifdef __CUDACC__
+#define C3_HD __host__ __device__ __forceinline__
+#else
+#define C3_HD inline
+#endif
+#endif
+
+namespace kernels {
+
+// Float and double overloads that resolve the same way under nvcc and g++.
+C3_HD float c3_exp(float x) { return expf(x); }
+C3_HD double c3_exp(double x) { return ::exp(x); }
+C3_HD float c3_log(float x) { return logf(x); }
+C3_HD double c3_log(double x) { return ::log(x); }
+C3_HD float c3_sqrt(float x) { return sqrtf(x); }
+C3_HD double c3_sqrt(double x) { return ::sqrt(x); }
+
+enum class Binary : int { add, sub, mul, div };
+// How the second operand of a binary op maps onto the first (a has n elements):
+//   same: b[i]; scalar: b[0]; channel: b[i % inner] (inner = C, NHWC); sample: b[i / inner].
+enum class Bcast : int { same, scalar, channel, sample };
+enum class Unary : int { neg, exp, log, relu, sigmoid, clamp, scale, add_scalar, sqrt, square, abs };
+
+C3_HD int64_t bcast_index(Bcast bc, int64_t i, int64_t inner) {
+  switch (bc) {
+    case Bcast::same: return i;
+    case Bcast::scalar: return 0;
+    case Bcast::channel: return i % inner;
+    case Bcast::sample: return i / inner;
+  }
+  return i;
+}
+
+template <class T> C3_HD T binary_apply(Binary op, T a, T b) {
+  switch (op) {
+    case Binary::add: return a + b;
+    case Binary::sub: return a - b;
+    case Binary::mul: return a * b;
+    case Binary::div: return a / b;
+  }
+  return a;
+}
+
+// p0, p1: clamp bounds; the factor of scale; the addend of add_scalar.
+template <class T> C3_HD T unary_apply(Unary op, T x, T p0, T p1) {
+  switch (op) {
+    case Unary::neg: return -x;
+    case Unary::exp: return c3_exp(x);
+    case Unary::log: return c3_log(x);
+    case Unary::relu: return x > T(0) ? x : T(0);
+    case Unary::sigmoid: return T(1) / (T(1) + c3_exp(-x));
+    case Unary::clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
+    case Unary::scale: return x * p0;
+    case Unary::add_scalar: return x + p0;
+    case Unary::sqrt: return c3_sqrt(x);
+    case Unary::square: return x * x;
+    case Unary::abs: return x < T(0) ? -x : x;
+  }
+  return x;
+}
+
+// d(out)/d(x) * g, from the input x and the output y (whichever is cheaper is used).
+// relu and clamp pass the gradient where the input is strictly inside the active range.
+template <class T> C3_HD T unary_grad(Unary op, T x, T y, T g, T p0, T p1) {
+  switch (op) {
+    case Unary::neg: return -g;
+    case Unary::exp: return g * y;
+    case Unary::log: return g / x;
+    case Unary::relu: return x > T(0) ? g : T(0);
+    case Unary::sigmoid: return g * y * (T(1) - y);
+    case Unary::clamp: return (x >= p0 && x <= p1) ? g : T(0);
+    case Unary::scale: return g * p0;
+    case Unary::add_scalar: return g;
+    case Unary::sqrt: return g / (T(2) * y);
+    case Unary::square: return g * T(2) * x;
+    case Unary::abs: return x < T(0) ? -g : (x > T(0) ? g : T(0));
+  }
+  return g;
+}
+
+}  // namespace kernels
