@@ -178,7 +178,7 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b) {
   check_cuda_dtype("where", a);
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   const int64_t n = a.numel();
-  auto run = [&](const Tensor& m, const Tensor& x, const Tensor& y, const Tensor& o) {
+  auto run = [n](const Tensor& m, const Tensor& x, const Tensor& y, const Tensor& o) {
     if (o.is_cuda())
       C3_CUDA("where", kernels::cuda::select_f32(m.data<uint8_t>(), x.data<float>(), y.data<float>(), o.data<float>(), n));
     else if (o.dtype() == DType::f32)

@@ -1,0 +1,125 @@
+// Autograd engine: accumulation into leaves, ordering, no-grad, detach, freeing.
+#include <map>
+
+#include "core/alloc.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3test;
+
+TEST_CASE("autograd: a leaf used twice accumulates both gradients") {
+  Tensor x = Tensor::from_vector<double>({1, 2, 3}, {3}).set_requires_grad();
+  Tensor y = add(mul(x, x), mul(x, 3.0));  // dy/dx = 2x + 3
+  sum(y).backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{5, 7, 9});
+  sum(x).backward();  // a second backward adds into .grad
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{6, 8, 10});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("autograd: diamond graph, views and copies") {
+  Tensor x = Tensor::from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}).set_requires_grad();
+  Tensor a = exp(x), b = mul(a, 2.0), c = add(a, b);  // c = 3 e^x
+  Tensor r = c.narrow0(1, 1).reshape({3});            // row 1 only
+  sum(r).backward();
+  auto g = x.grad().to_vector<double>();
+  for (int i = 0; i < 3; ++i) CHECK(g[i] == 0);
+  for (int i = 3; i < 6; ++i) CHECK(g[i] == doctest::Approx(3 * std::exp(double(i + 1))));
+  Tensor z = Tensor::from_vector<double>({1, 2}, {2}).set_requires_grad();
+  sum(mul(z.clone(), z.select0(1))).backward();  // d/dz0 = z1, d/dz1 = z0 + 2 z1
+  CHECK(z.grad().to_vector<double>() == std::vector<double>{2, 5});
+}
+
+TEST_CASE("autograd: no-grad scope, detach, and errors") {
+  Tensor x = Tensor::from_vector<double>({1, 2}, {2}).set_requires_grad();
+  {
+    NoGradGuard ng;
+    Tensor y = mul(x, 2.0);
+    CHECK_FALSE(y.requires_grad());
+  }
+  Tensor d = mul(x, 2.0).detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK_THROWS_WITH_AS(sum(d).backward(), doctest::Contains("does not require grad"), Error);
+  Tensor y = mul(x, 2.0);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("one-element"), Error);
+  Tensor l = sum(exp(x));
+  l.backward();
+  CHECK_THROWS_WITH_AS(l.backward(), doctest::Contains("a second time"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::zeros({2}, DType::i32).set_requires_grad(), doctest::Contains("non-float"), Error);
+}
+
+TEST_CASE("autograd: saved tensors are freed once backward has used them") {
+  Tensor x = random_tensor({4, 8}, 1, DType::f64).set_requires_grad();
+  std::weak_ptr<Storage> saved;
+  Tensor loss;
+  {
+    Tensor e = exp(mul(x, 2.0));  // exp saves its output
+    saved = e.impl().storage;
+    loss = sum(e);
+  }
+  CHECK_FALSE(saved.expired());  // alive: the graph holds it for backward
+  loss.backward();
+  CHECK(saved.expired());
+}
+
+TEST_CASE("caching allocator: reuse, statistics, empty_cache, out of memory") {
+  struct HostBackend : CachingAllocator::Backend {
+    int allocs = 0, frees = 0;
+    size_t limit = 8 << 20, used = 0;
+    std::map<void*, size_t> sizes;
+    void* alloc(size_t n) override {
+      if (used + n > limit) return nullptr;
+      ++allocs; used += n;
+      void* p = std::malloc(n); sizes[p] = n; return p;
+    }
+    void free(void* p) override { ++frees; used -= sizes[p]; sizes.erase(p); std::free(p); }
+    const char* name() const override { return "test"; }
+  };
+  auto backend = std::make_unique<HostBackend>();
+  HostBackend* hb = backend.get();
+  CachingAllocator a(std::move(backend));
+  CHECK(CachingAllocator::round_size(1) == 512);
+  CHECK(CachingAllocator::round_size(513) == 1024);
+  CHECK(CachingAllocator::round_size((1 << 20) + 1) == (2 << 20));
+  void* p = a.allocate(1000);
+  void* q = a.allocate(3 << 20);
+  CHECK(a.stats().in_use == 1024 + (4 << 20));
+  a.release(p);
+  CHECK(a.stats().cached == 1024);
+  void* p2 = a.allocate(700);  // same 1024-byte bucket: reused, no backend call
+  CHECK(p2 == p);
+  CHECK(hb->allocs == 2);
+  CHECK(a.stats().hits == 1);
+  a.release(p2);
+  a.release(q);
+  CHECK(a.stats().in_use == 0);
+  CHECK(a.stats().peak == 1024 + (4 << 20));
+  CHECK(a.stats().reserved == 1024 + (4 << 20));
+  // 6 MiB does not fit next to the cached 4 MiB block: the cache is emptied and it retries.
+  void* big = a.allocate(6 << 20);
+  CHECK(big != nullptr);
+  CHECK(a.stats().cached == 0);
+  CHECK_THROWS_WITH_AS(a.allocate(4 << 20), doctest::Contains("out of memory"), Error);
+  a.release(big);
+  a.empty_cache();
+  CHECK(hb->used == 0);
+  CHECK(a.stats().reserved == 0);
+}
+
+TEST_CASE("tensor: views share storage, copies do not") {
+  Tensor t = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, {4, 2});
+  Tensor v = t.narrow0(1, 2);
+  CHECK(v.shape() == Shape{2, 2});
+  CHECK(v.to_vector<float>() == std::vector<float>{2, 3, 4, 5});
+  CHECK(v.same_storage(t));
+  fill_(v, 9);
+  CHECK(t.to_vector<float>() == std::vector<float>{0, 1, 9, 9, 9, 9, 6, 7});
+  Tensor c = t.clone();
+  CHECK_FALSE(c.same_storage(t));
+  CHECK(t.select0(3).to_vector<float>() == std::vector<float>{6, 7});
+  CHECK_THROWS_WITH_AS(t.narrow0(3, 2), doctest::Contains("out of range"), Error);
+  CHECK_THROWS_WITH_AS(t.reshape({3, 3}), doctest::Contains("cannot view"), Error);
+  CHECK_THROWS_WITH_AS(t.data<double>(), doctest::Contains("f32[4,2] cpu"), Error);
+  if (!has_gpu()) CHECK_THROWS_WITH_AS(t.cuda(), doctest::Contains("CUDA"), Error);
+}

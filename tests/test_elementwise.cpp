@@ -1,0 +1,182 @@
+// Elementwise ops and sums: hand-computed values, broadcast rules, gradient checks,
+// emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+#include <cstring>
+
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/reduce.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/reduce.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3test;
+using kernels::Bcast;
+using kernels::Binary;
+using kernels::Unary;
+
+TEST_CASE("elementwise: values computed by hand, four broadcast modes") {
+  Tensor a = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 1, 1, 3});
+  CHECK(add(a, Tensor::from_vector<float>({10, 20, 30, 40, 50, 60}, {2, 1, 1, 3})).to_vector<float>() ==
+        std::vector<float>{11, 22, 33, 44, 55, 66});
+  CHECK(mul(a, Tensor::scalar(2)).to_vector<float>() == std::vector<float>{2, 4, 6, 8, 10, 12});
+  CHECK(sub(a, Tensor::from_vector<float>({1, 2, 3}, {3})).to_vector<float>() == std::vector<float>{0, 0, 0, 3, 3, 3});
+  CHECK(div(a, Tensor::from_vector<float>({1, 2}, {2, 1, 1, 1})).to_vector<float>() ==
+        std::vector<float>{1, 2, 3, 2, 2.5f, 3});
+  CHECK(relu(Tensor::from_vector<float>({-1, 0, 2}, {3})).to_vector<float>() == std::vector<float>{0, 0, 2});
+  CHECK(clamp(Tensor::from_vector<float>({-5, 0.5f, 7}, {3}), 0, 1).to_vector<float>() ==
+        std::vector<float>{0, 0.5f, 1});
+  auto s = sigmoid(Tensor::from_vector<float>({0, 2}, {2})).to_vector<float>();
+  CHECK(s[0] == doctest::Approx(0.5));
+  CHECK(s[1] == doctest::Approx(1 / (1 + std::exp(-2.0))).epsilon(1e-6));
+  Tensor m = Tensor::from_vector<uint8_t>({1, 0, 1}, {3});
+  CHECK(where(m, Tensor::from_vector<float>({1, 2, 3}, {3}), Tensor::from_vector<float>({7, 8, 9}, {3}))
+            .to_vector<float>() == std::vector<float>{1, 8, 3});
+  Tensor y = Tensor::from_vector<float>({1, 1, 1}, {3});
+  axpy_(y, 2.0, Tensor::from_vector<float>({1, 2, 3}, {3}));
+  CHECK(y.to_vector<float>() == std::vector<float>{3, 5, 7});
+  CHECK(cast(Tensor::from_vector<float>({1.7f, 255.f}, {2}), DType::u8).to_vector<uint8_t>() ==
+        std::vector<uint8_t>{1, 255});
+  CHECK(sum(a).item() == 21);
+  CHECK(sum_mid(a, 1, 2, 3, {3}).to_vector<float>() == std::vector<float>{5, 7, 9});
+  CHECK(sum_mid(a, 2, 3, 1, {2}).to_vector<float>() == std::vector<float>{6, 15});
+}
+
+TEST_CASE("elementwise: mismatches name the op and both shapes") {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
+  CHECK_THROWS_WITH_AS(add(a, b), doctest::Contains("add: cannot broadcast f32[3,2] cpu onto f32[2,3] cpu"), Error);
+  CHECK_THROWS_WITH_AS(mul(a, Tensor::zeros({2, 3}, DType::f64)), doctest::Contains("mul: dtype mismatch"), Error);
+  CHECK_THROWS_WITH_AS(where(Tensor::zeros({2, 3}), a, a), doctest::Contains("where (mask): expected u8"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::zeros({1, 2, 3, 4, 5}), doctest::Contains("rank must be 0 to 4"), Error);
+}
+
+TEST_CASE("elementwise: gradient checks in double") {
+  const Shape s{2, 3, 2, 4};
+  Tensor a = random_tensor(s, 1, DType::f64), b = random_tensor(s, 2, DType::f64, 0.5, 2.0);
+  Tensor w = random_tensor(s, 3, DType::f64);  // weights make the loss sensitive to every element
+  auto weighted = [&](const Tensor& t) { return sum(mul(t, w)); };
+  CHECK(gradcheck("add", [&](auto& in) { return weighted(add(in[0], in[1])); }, {a, b}));
+  CHECK(gradcheck("sub", [&](auto& in) { return weighted(sub(in[0], in[1])); }, {a, b}));
+  CHECK(gradcheck("mul", [&](auto& in) { return weighted(mul(in[0], in[1])); }, {a, b}));
+  CHECK(gradcheck("div", [&](auto& in) { return weighted(div(in[0], in[1])); }, {a, b}));
+  Tensor ch = random_tensor({4}, 4, DType::f64, 0.5, 2), smp = random_tensor({2, 1, 1, 1}, 5, DType::f64, 0.5, 2);
+  Tensor sc = random_tensor({1}, 6, DType::f64, 0.5, 2);
+  for (Tensor bb : {ch, smp, sc}) {
+    CHECK(gradcheck("mul bcast", [&](auto& in) { return weighted(mul(in[0], in[1])); }, {a, bb}));
+    CHECK(gradcheck("div bcast", [&](auto& in) { return weighted(div(in[0], in[1])); }, {a, bb}));
+    CHECK(gradcheck("sub bcast", [&](auto& in) { return weighted(sub(in[0], in[1])); }, {a, bb}));
+  }
+  // Inputs kept away from the kinks of relu, clamp and abs (|x| >= 0.1 from them).
+  std::vector<double> safe(a.numel());
+  for (int64_t i = 0; i < a.numel(); ++i) safe[i] = (i % 2 ? 1 : -1) * (0.1 + 0.05 * (i % 7));
+  Tensor k = Tensor::from_vector(safe, s);
+  CHECK(gradcheck("relu", [&](auto& in) { return weighted(relu(in[0])); }, {k}));
+  CHECK(gradcheck("abs", [&](auto& in) { return weighted(abs(in[0])); }, {k}));
+  CHECK(gradcheck("clamp", [&](auto& in) { return weighted(clamp(in[0], -0.22, 0.22)); }, {k}));
+  CHECK(gradcheck("exp", [&](auto& in) { return weighted(exp(in[0])); }, {a}));
+  CHECK(gradcheck("log", [&](auto& in) { return weighted(log(in[0])); }, {b}));
+  CHECK(gradcheck("sqrt", [&](auto& in) { return weighted(sqrt(in[0])); }, {b}));
+  CHECK(gradcheck("sigmoid", [&](auto& in) { return weighted(sigmoid(in[0])); }, {a}));
+  CHECK(gradcheck("square/neg/scalar", [&](auto& in) { return weighted(neg(square(in[0]) * 3.0 + 1.0)); }, {a}));
+  Tensor mask = cast(Tensor::from_vector(random_floats(a.numel(), 9, 0, 2), s), DType::u8);
+  CHECK(gradcheck("where", [&](auto& in) { return weighted(where(mask, in[0], in[1])); }, {a, b}));
+  CHECK(gradcheck("sum_mid", [&](auto& in) { return sum(mul(sum_mid(in[0], 2, 6, 4, {2, 4}), sum_mid(w, 2, 6, 4, {2, 4}))); }, {a}));
+}
+
+namespace {
+struct Case {
+  int64_t n;
+  Bcast bc;
+  int64_t inner;
+};
+// Sizes: one element, not multiples of the block (255, 257), several blocks, and a
+// realistic logits shape (2 x 33 x 65 x 19, per-channel).
+const Case kCases[] = {{1, Bcast::same, 1},        {255, Bcast::scalar, 1},  {257, Bcast::channel, 19},
+                       {1000, Bcast::sample, 250}, {4097, Bcast::same, 1},   {2 * 33 * 65 * 19, Bcast::channel, 19}};
+int64_t b_len(const Case& c) {
+  switch (c.bc) {
+    case Bcast::same: return c.n;
+    case Bcast::scalar: return 1;
+    case Bcast::channel: return c.inner;
+    case Bcast::sample: return c.n / c.inner;
+  }
+  return c.n;
+}
+}  // namespace
+
+TEST_CASE("elementwise kernels: emulated CUDA matches the CPU kernels") {
+  for_each_fiber_order([](const char* order) {
+    for (const Case& c : kCases) {
+      const std::string tag = std::string(order) + " n=" + std::to_string(c.n);
+      auto a = random_floats(c.n, 11, 0.1f, 2.f), b = random_floats(b_len(c), 12, 0.5f, 2.f);
+      std::vector<float> want(c.n), got(c.n, -99.f), g = random_floats(c.n, 13);
+      for (Binary op : {Binary::add, Binary::sub, Binary::mul, Binary::div}) {
+        kernels::cpu::binary(op, a.data(), b.data(), want.data(), c.n, c.bc, c.inner);
+        kernels::emu::binary_f32(op, a.data(), b.data(), got.data(), c.n, c.bc, c.inner);
+        CHECK(close_arrays("binary " + tag, got.data(), want.data(), c.n, 1e-6, 1e-6));
+      }
+      for (Unary op : {Unary::neg, Unary::exp, Unary::log, Unary::relu, Unary::sigmoid, Unary::clamp, Unary::scale,
+                       Unary::add_scalar, Unary::sqrt, Unary::square, Unary::abs}) {
+        kernels::cpu::unary(op, a.data(), want.data(), c.n, 0.3f, 1.5f);
+        kernels::emu::unary_f32(op, a.data(), got.data(), c.n, 0.3f, 1.5f);
+        CHECK(close_arrays("unary " + tag, got.data(), want.data(), c.n, 1e-6, 1e-6));
+        std::vector<float> gw(c.n), gg(c.n);
+        kernels::cpu::unary_backward(op, a.data(), want.data(), g.data(), gw.data(), c.n, 0.3f, 1.5f);
+        kernels::emu::unary_backward_f32(op, a.data(), want.data(), g.data(), gg.data(), c.n, 0.3f, 1.5f);
+        CHECK(close_arrays("unary backward " + tag, gg.data(), gw.data(), c.n, 1e-6, 1e-6));
+      }
+      std::vector<uint8_t> mask(c.n);
+      for (int64_t i = 0; i < c.n; ++i) mask[i] = (i * 7) % 3 == 0;
+      std::vector<float> bb = random_floats(c.n, 14);
+      kernels::cpu::select(mask.data(), a.data(), bb.data(), want.data(), c.n);
+      kernels::emu::select_f32(mask.data(), a.data(), bb.data(), got.data(), c.n);
+      CHECK(close_arrays("select " + tag, got.data(), want.data(), c.n, 0, 0));
+      want = a; got = a;
+      kernels::cpu::axpy(0.7f, g.data(), want.data(), c.n);
+      kernels::emu::axpy_f32(0.7f, g.data(), got.data(), c.n);
+      CHECK(close_arrays("axpy " + tag, got.data(), want.data(), c.n, 1e-6, 1e-6));
+      float f = 2.5f; uint32_t bits; std::memcpy(&bits, &f, 4);
+      kernels::emu::fill_bytes4(got.data(), c.n, bits);
+      CHECK(std::count(got.begin(), got.end(), 2.5f) == c.n);
+      std::vector<uint8_t> u8w(c.n), u8g(c.n);
+      kernels::cpu::cast(a.data(), 0, u8w.data(), 3, c.n);
+      kernels::emu::cast(a.data(), 0, u8g.data(), 3, c.n);
+      CHECK(u8w == u8g);
+    }
+  });
+}
+
+TEST_CASE("reduce kernels: emulated sum_mid and broadcast_mid match the CPU") {
+  struct R { int64_t outer, mid, inner; };
+  for_each_fiber_order([](const char* order) {
+    for (R r : {R{1, 1, 1}, R{1, 1000, 1}, R{3, 257, 1}, R{1, 300, 19}, R{2, 33 * 65, 19}, R{5, 7, 33}, R{2, 100, 256}}) {
+      const std::string tag = std::string(order) + " [" + std::to_string(r.outer) + "," + std::to_string(r.mid) + "," +
+                              std::to_string(r.inner) + "]";
+      const int64_t n = r.outer * r.mid * r.inner, m = r.outer * r.inner;
+      auto x = random_floats(n, 21);
+      std::vector<float> want(m), got(m, -99.f);
+      kernels::cpu::sum_mid(x.data(), want.data(), r.outer, r.mid, r.inner);
+      kernels::emu::sum_mid_f32(x.data(), got.data(), r.outer, r.mid, r.inner);
+      CHECK(close_arrays("sum_mid " + tag, got.data(), want.data(), m, 1e-4, 1e-5));
+      std::vector<float> bw(n), bg(n, -99.f);
+      kernels::cpu::broadcast_mid(want.data(), bw.data(), r.outer, r.mid, r.inner);
+      kernels::emu::broadcast_mid_f32(want.data(), bg.data(), r.outer, r.mid, r.inner);
+      CHECK(close_arrays("broadcast_mid " + tag, bg.data(), bw.data(), n, 0, 0));
+    }
+  });
+}
+
+GPU_TEST_CASE("gpu: elementwise ops and sums match the CPU") {
+  const Shape s{2, 33, 65, 19};
+  Tensor a = random_tensor(s, 31, DType::f32, 0.1, 2), b = random_tensor({19}, 32, DType::f32, 0.5, 2);
+  Tensor ga = a.cuda(), gb = b.cuda();
+  CHECK(close_tensors("add", add(ga, gb), add(a, b), 1e-6, 1e-6));
+  CHECK(close_tensors("div", div(ga, gb), div(a, b), 1e-6, 1e-6));
+  CHECK(close_tensors("exp", exp(ga), exp(a), 1e-6, 1e-5));
+  CHECK(close_tensors("sigmoid", sigmoid(ga), sigmoid(a), 1e-6, 1e-5));
+  CHECK(close_tensors("sum", sum(ga), sum(a), 1e-2, 1e-5));
+  Tensor x = a.clone().set_requires_grad(), gx = ga.clone().set_requires_grad();
+  sum(mul(exp(x), b)).backward();
+  sum(mul(exp(gx), gb)).backward();
+  CHECK(close_tensors("grad", gx.grad(), x.grad(), 1e-5, 1e-5));
+}
