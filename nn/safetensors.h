@@ -1,0 +1,39 @@
+// safetensors files: an 8-byte little-endian header length N, N bytes of JSON
+//   {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "value"}}
+// then the raw little-endian data; offsets are relative to the end of the header.
+//
+// Reading validates everything before touching the data: the header length against the
+// file size and a 100 MiB bound, the JSON, each dtype, shape and offset range, that each
+// tensor's byte count matches its shape, and that no two tensors overlap. Every problem is
+// a c3::Error naming the file (and the tensor). Writing goes to a temporary file in the
+// same folder, is fsynced, then renamed over the target, so a crash never leaves a torn
+// checkpoint behind.
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace c3::nn {
+
+struct SafetensorsFile {
+  std::vector<std::pair<std::string, Tensor>> tensors;  // in file order, CPU tensors
+  std::map<std::string, std::string> metadata;
+  const Tensor* find(const std::string& name) const;
+};
+
+// Loads F32, F64, I32, U8 as they are; I64 (PyTorch's num_batches_tracked) is narrowed to
+// I32 with a range check; F16/BF16 are widened to F32. Other dtypes are an error.
+SafetensorsFile load_safetensors(const std::string& path);
+
+// Tensors may live on any device (copied to the host to be written).
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the folder).
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+}  // namespace c3::nn
