@@ -1,0 +1,164 @@
+#include "nn/module.h"
+
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "core/ops.h"
+
+namespace c3::nn {
+
+void Module::register_parameter(const std::string& name, Tensor* t, ParamLayout layout) {
+  params_.push_back({name, t, layout});
+}
+void Module::register_buffer(const std::string& name, Tensor* t) { buffers_.push_back({name, t, ParamLayout::plain}); }
+
+void Module::collect(const std::string& prefix, bool buffers, std::vector<NamedTensor>& out) const {
+  for (const NamedTensor& p : buffers ? buffers_ : params_)
+    if (p.tensor->defined()) out.push_back({prefix + p.name, p.tensor, p.layout});
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);
+}
+
+std::vector<NamedTensor> Module::named_parameters() const {
+  std::vector<NamedTensor> out;
+  collect("", false, out);
+  return out;
+}
+std::vector<NamedTensor> Module::named_buffers() const {
+  std::vector<NamedTensor> out;
+  collect("", true, out);
+  return out;
+}
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (const NamedTensor& p : named_parameters()) out.push_back(*p.tensor);
+  return out;
+}
+std::vector<std::pair<std::string, const Module*>> Module::named_modules() const {
+  std::vector<std::pair<std::string, const Module*>> out{{"", this}};
+  for (const auto& [name, child] : children_)
+    for (auto& [sub, m] : child->named_modules()) out.emplace_back(sub.empty() ? name : name + "." + sub, m);
+  return out;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(Device d) {
+  auto move = [d](const NamedTensor& p) {
+    const bool rg = p.tensor->requires_grad();
+    Tensor moved = p.tensor->detach().to(d);
+    if (moved.same_storage(*p.tensor)) return;
+    *p.tensor = rg ? moved.set_requires_grad(true) : moved;
+  };
+  for (const NamedTensor& p : named_parameters()) move(p);
+  for (const NamedTensor& p : named_buffers()) move(p);
+}
+
+void Module::zero_grad() {
+  for (const NamedTensor& p : named_parameters()) p.tensor->zero_grad();
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (const NamedTensor& p : named_parameters()) n += p.tensor->numel();
+  return n;
+}
+
+namespace {
+// out[o, i, y, x] = in[o, y, x, i] and back; on the CPU, any float or int dtype.
+Tensor permute_filter(const Tensor& w, bool to_oihw) {
+  C3_CHECK(w.rank() == 4, "filter layout conversion needs a rank-4 tensor, got ", w.desc());
+  Tensor src = w.detach().cpu();
+  const int64_t O = src.dim(0);
+  const int64_t A = src.dim(1), B = src.dim(2), C = src.dim(3);  // OHWI: A=kh B=kw C=I; OIHW: A=I B=kh C=kw
+  Shape out_shape = to_oihw ? Shape{O, C, A, B} : Shape{O, B, C, A};
+  Tensor out = Tensor::empty(out_shape, src.dtype());
+  const size_t es = dtype_size(src.dtype());
+  const char* s = static_cast<const char*>(src.raw());
+  char* d = static_cast<char*>(out.raw());
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t a = 0; a < A; ++a)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t si = ((o * A + a) * B + b) * C + c;
+          // OHWI (a=y, b=x, c=i) -> OIHW index ((o*C + c)*A + a)*B + b
+          // OIHW (a=i, b=y, c=x) -> OHWI index ((o*B + b)*C + c)*A + a
+          const int64_t di = to_oihw ? ((o * C + c) * A + a) * B + b : ((o * B + b) * C + c) * A + a;
+          std::memcpy(d + di * es, s + si * es, es);
+        }
+  return out;
+}
+}  // namespace
+
+Tensor ohwi_to_oihw(const Tensor& w) { return permute_filter(w, true); }
+Tensor oihw_to_ohwi(const Tensor& w) { return permute_filter(w, false); }
+
+std::vector<std::pair<std::string, Tensor>> Module::state_dict() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (bool buffers : {false, true})
+    for (const NamedTensor& p : buffers ? named_buffers() : named_parameters()) {
+      Tensor t = p.tensor->detach().cpu();
+      out.emplace_back(p.name, p.layout == ParamLayout::conv_ohwi ? ohwi_to_oihw(t) : t.clone());
+    }
+  return out;
+}
+
+std::string LoadReport::summary() const {
+  std::ostringstream s;
+  auto list = [&](const char* what, const std::vector<std::string>& v) {
+    if (v.empty()) return;
+    s << v.size() << " " << what << ":";
+    for (size_t i = 0; i < v.size() && i < 10; ++i) s << (i ? ", " : " ") << v[i];
+    if (v.size() > 10) s << ", ...";
+    s << ". ";
+  };
+  s << loaded << " tensors loaded. ";
+  list("missing from the file", missing);
+  list("unexpected in the file", unexpected);
+  list("with the wrong shape", mismatched);
+  return s.str();
+}
+
+LoadReport Module::load_state_dict(const std::vector<std::pair<std::string, Tensor>>& entries, bool strict) {
+  std::map<std::string, const Tensor*> file;
+  for (const auto& [name, t] : entries) file[name] = &t;
+  std::vector<NamedTensor> mine = named_parameters();
+  for (const NamedTensor& b : named_buffers()) mine.push_back(b);
+
+  LoadReport rep;
+  std::vector<std::pair<const NamedTensor*, Tensor>> plan;
+  std::map<std::string, bool> known;
+  for (const NamedTensor& p : mine) {
+    known[p.name] = true;
+    auto it = file.find(p.name);
+    if (it == file.end()) {
+      rep.missing.push_back(p.name);
+      continue;
+    }
+    Tensor src = it->second->detach().cpu();
+    if (p.layout == ParamLayout::conv_ohwi && src.rank() == 4) src = oihw_to_ohwi(src);
+    if (src.shape() != p.tensor->shape()) {
+      Shape file_shape = it->second->shape();
+      rep.mismatched.push_back(p.name + ": file " + shape_str(file_shape) + " vs model " +
+                               shape_str(p.layout == ParamLayout::conv_ohwi ? ohwi_to_oihw(*p.tensor).shape()
+                                                                            : p.tensor->shape()));
+      continue;
+    }
+    plan.emplace_back(&p, src);
+  }
+  for (const auto& [name, t] : entries)
+    if (!known.count(name)) rep.unexpected.push_back(name);
+  if (strict && !rep.clean())
+    throw Error("load_state_dict (strict): " + rep.summary() + "Use non-strict loading to load the rest.");
+  for (auto& [p, src] : plan) {
+    Tensor v = src.dtype() == p->tensor->dtype() ? src : src.cast(p->tensor->dtype());
+    p->tensor->copy_(v);  // into the existing storage, on its device
+    ++rep.loaded;
+  }
+  return rep;
+}
+
+}  // namespace c3::nn

@@ -1,0 +1,87 @@
+// Optimizers (PyTorch semantics), learning-rate schedules and the EMA teacher update.
+//
+// Each parameter tensor is updated by one fused kernel (kernels/*/optim): gradient, weight
+// decay, moments and the parameter in a single pass. Parameters without a gradient are
+// skipped, as in PyTorch. Parameter groups carry their own base learning rate; a schedule
+// gives a factor that multiplies every group's base rate.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace c3::nn {
+
+struct ParamGroup {
+  std::string name;  // e.g. "backbone", "head"
+  std::vector<Tensor> params;
+  double lr = 1e-3;  // base learning rate
+  double weight_decay = 0;
+};
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ParamGroup> groups);
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;
+  void zero_grad();
+  void set_lr_factor(double f) { lr_factor_ = f; }  // current lr = base lr * factor
+  double lr(size_t group) const { return groups_.at(group).lr * lr_factor_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  int64_t steps() const { return steps_; }
+
+  // For checkpoints: named state tensors ("<group>.<index>.<slot>") and the step count.
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t steps) = 0;
+
+ protected:
+  std::vector<ParamGroup> groups_;
+  double lr_factor_ = 1.0;
+  int64_t steps_ = 0;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<ParamGroup> groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
+  void step() override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t steps) override;
+
+ private:
+  double beta1_, beta2_, eps_;
+  std::vector<std::vector<Tensor>> m_, v_;  // per group, per parameter (created lazily)
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<ParamGroup> groups, double momentum = 0.9, bool nesterov = false, double dampening = 0);
+  void step() override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t steps) override;
+
+ private:
+  double momentum_, dampening_;
+  bool nesterov_;
+  std::vector<std::vector<Tensor>> buf_;
+};
+
+// Poly decay (1 - step/total)^power, after an optional linear warm-up from warmup_start
+// (a fraction of the base rate) over warmup_steps.
+struct PolySchedule {
+  int64_t total_steps = 1;
+  double power = 0.9;
+  int64_t warmup_steps = 0;
+  double warmup_start = 0.0;
+  double factor(int64_t step) const;
+};
+
+// teacher <- decay * teacher + (1 - decay) * student, tensor by tensor (same shapes).
+void ema_update(const std::vector<Tensor>& teacher, const std::vector<Tensor>& student, double decay);
+// METHOD.md: decay = min(1 - 1/(k+1), 0.99) after k EMA updates.
+inline double ema_decay(int64_t k, double max_decay = 0.99) {
+  const double d = 1.0 - 1.0 / double(k + 1);
+  return d < max_decay ? d : max_decay;
+}
+
+}  // namespace c3::nn
