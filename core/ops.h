@@ -3,3 +3,4 @@
 #include "core/autograd.h"
 #include "core/ops_elementwise.h"
 #include "core/ops_reduce.h"
+#include "core/ops_resize.h"
