@@ -4,3 +4,5 @@
 #include "core/ops_elementwise.h"
 #include "core/ops_reduce.h"
 #include "core/ops_resize.h"
+#include "core/ops_matmul.h"
+#include "core/ops_index.h"

@@ -1,0 +1,334 @@
+// Indexing ops (concat, slice, gather_rows, scatter_add_rows) and l2_normalize: hand values,
+// coordinate-wise references along every dim, gradient checks in double, errors, the
+// emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+#include <cmath>
+
+#include "kernels/cpu/index.h"
+#include "kernels/cuda/index.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3test;
+
+namespace {
+template <class T> std::vector<T> vec(const Tensor& t) { return t.cpu().to_vector<T>(); }
+
+// Row-major coordinates of flat index i in shape s.
+std::vector<int64_t> coords(int64_t i, const Shape& s) {
+  std::vector<int64_t> c(s.size());
+  for (int k = int(s.size()) - 1; k >= 0; --k) { c[k] = i % s[k]; i /= s[k]; }
+  return c;
+}
+int64_t flat(const std::vector<int64_t>& c, const Shape& s) {
+  int64_t i = 0;
+  for (size_t k = 0; k < s.size(); ++k) i = i * s[k] + c[k];
+  return i;
+}
+// concat by its definition: output element at coordinate c comes from the input whose range
+// along d contains c[d], at c[d] minus that range's start.
+std::vector<double> ref_concat(const std::vector<Tensor>& xs, int d, const Shape& out) {
+  std::vector<double> r(shape_numel(out));
+  for (int64_t i = 0; i < shape_numel(out); ++i) {
+    auto c = coords(i, out);
+    size_t k = 0;
+    while (c[d] >= xs[k].shape()[d]) c[d] -= xs[k++].shape()[d];
+    r[i] = as_doubles(xs[k])[flat(c, xs[k].shape())];
+  }
+  return r;
+}
+std::vector<double> ref_slice(const Tensor& x, int d, int64_t start, const Shape& out) {
+  std::vector<double> r(shape_numel(out));
+  auto xv = as_doubles(x);
+  for (int64_t i = 0; i < shape_numel(out); ++i) {
+    auto c = coords(i, out);
+    c[d] += start;
+    r[i] = xv[flat(c, x.shape())];
+  }
+  return r;
+}
+}  // namespace
+
+TEST_CASE("index: concat and slice, values computed by hand") {
+  Tensor a = Tensor::from_vector<float>({1, 2, 3, 4}, {2, 2});
+  CHECK(vec<float>(concat({a, Tensor::from_vector<float>({5, 6}, {1, 2})}, 0)) == std::vector<float>{1, 2, 3, 4, 5, 6});
+  Tensor c = concat({a, Tensor::from_vector<float>({5, 6}, {2, 1})}, 1);
+  CHECK(c.shape() == Shape{2, 3});
+  CHECK(vec<float>(c) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  CHECK(vec<float>(concat({a, Tensor::from_vector<float>({5, 6}, {2, 1})}, -1)) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  // NHWC channels (the decoder's concat): two pixels with 2 + 1 channels.
+  Tensor ch = concat({Tensor::from_vector<float>({1, 2, 3, 4}, {1, 1, 2, 2}), Tensor::from_vector<float>({9, 8}, {1, 1, 2, 1})}, 3);
+  CHECK(ch.shape() == Shape{1, 1, 2, 3});
+  CHECK(vec<float>(ch) == std::vector<float>{1, 2, 9, 3, 4, 8});
+  // H of a batch of 2: rows of each sample interleave.
+  Tensor h = concat({Tensor::from_vector<float>({1, 2}, {2, 1, 1, 1}), Tensor::from_vector<float>({3, 4}, {2, 1, 1, 1})}, 1);
+  CHECK(h.shape() == Shape{2, 2, 1, 1});
+  CHECK(vec<float>(h) == std::vector<float>{1, 3, 2, 4});
+  CHECK(vec<int32_t>(concat({Tensor::from_vector<int32_t>({7}, {1}), Tensor::from_vector<int32_t>({-1, 5}, {2})}, 0)) ==
+        std::vector<int32_t>{7, -1, 5});
+  CHECK(vec<uint8_t>(concat({Tensor::from_vector<uint8_t>({1, 2}, {2, 1}), Tensor::from_vector<uint8_t>({3, 4}, {2, 1})}, 1)) ==
+        std::vector<uint8_t>{1, 3, 2, 4});
+
+  Tensor x = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5}, {2, 3});
+  CHECK(vec<float>(slice(x, 1, 1, 2)) == std::vector<float>{1, 2, 4, 5});
+  CHECK(vec<float>(slice(x, 0, 1, 1)) == std::vector<float>{3, 4, 5});
+  CHECK(vec<float>(slice(x, -1, 2, 1)) == std::vector<float>{2, 5});
+  CHECK(slice(x, 1, 3, 0).shape() == Shape{2, 0});
+  // The backward of a slice pads with zeros.
+  Tensor xd = x.cast(DType::f64).set_requires_grad();
+  sum(slice(xd, 1, 1, 1)).backward();
+  CHECK(xd.grad().to_vector<double>() == std::vector<double>{0, 1, 0, 0, 1, 0});
+}
+
+TEST_CASE("index: concat and slice along every dim match a coordinate-wise reference") {
+  const Shape base{2, 3, 4, 5};
+  for (int d = 0; d < 4; ++d) {
+    std::vector<Tensor> xs;
+    for (int k = 0; k < 3; ++k) {
+      Shape s = base;
+      s[d] = k + 1;  // pieces of 1, 2 and 3 entries along d
+      xs.push_back(random_tensor(s, 40 + 10 * d + k));
+    }
+    Tensor c = concat(xs, d);
+    Shape want_shape = base;
+    want_shape[d] = 6;
+    REQUIRE(c.shape() == want_shape);
+    auto want = ref_concat(xs, d, want_shape);
+    CHECK(close_arrays("concat dim " + std::to_string(d), as_doubles(c).data(), want.data(), c.numel(), 0, 0));
+    for (int64_t start = 0; start < 6; ++start)
+      for (int64_t len = 0; start + len <= 6; ++len) {
+        Tensor s = slice(c, d, start, len);
+        auto ws = ref_slice(c, d, start, s.shape());
+        CHECK(s.shape()[d] == len);
+        CHECK(close_arrays("slice dim " + std::to_string(d), as_doubles(s).data(), ws.data(), s.numel(), 0, 0));
+      }
+    // Slicing the pieces back out undoes the concat.
+    CHECK(close_tensors("round trip", slice(c, d, 1, 2), xs[1], 0, 0));
+  }
+}
+
+TEST_CASE("index: concat and slice gradient checks in double, every dim") {
+  const Shape base{2, 3, 2, 3};
+  for (int d = 0; d < 4; ++d) {
+    Shape s1 = base, s2 = base;
+    s2[d] = 1;
+    Tensor a = random_tensor(s1, 60 + d, DType::f64), b = random_tensor(s2, 70 + d, DType::f64);
+    Shape so = base;
+    so[d] += 1;
+    Tensor w = random_tensor(so, 80 + d, DType::f64);
+    CHECK(gradcheck("concat dim " + std::to_string(d), [&](auto& in) { return sum(mul(concat({in[0], in[1]}, d), w)); },
+                    {a, b}));
+    Tensor ws = random_tensor([&] { Shape t = base; t[d] = 1; return t; }(), 90 + d, DType::f64);
+    CHECK(gradcheck("slice dim " + std::to_string(d), [&](auto& in) { return sum(mul(slice(in[0], d, 1, 1), ws)); }, {a}));
+  }
+  // A tensor used twice in one concat gets both gradients.
+  Tensor a = random_tensor({2, 3}, 99, DType::f64), w = random_tensor({2, 6}, 98, DType::f64);
+  CHECK(gradcheck("concat twice", [&](auto& in) { return sum(mul(concat({in[0], in[0]}, 1), w)); }, {a}));
+}
+
+TEST_CASE("index: concat and slice errors name the op and the shapes") {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 3});
+  CHECK_THROWS_WITH_AS(concat({a, b}, 1), doctest::Contains("concat along dim 1: tensors differ outside that dim: f32[2,3] cpu, f32[3,3] cpu"), Error);
+  CHECK(concat({a, b}, 0).shape() == Shape{5, 3});
+  CHECK_THROWS_WITH_AS(concat({a, Tensor::zeros({2, 3}, DType::f64)}, 0), doctest::Contains("concat along dim 0"), Error);
+  CHECK_THROWS_WITH_AS(concat({a, Tensor::zeros({2, 3, 1})}, 0), doctest::Contains("tensors differ"), Error);
+  CHECK_THROWS_WITH_AS(concat({a}, 2), doctest::Contains("concat: dim 2 out of range for f32[2,3] cpu"), Error);
+  CHECK_THROWS_WITH_AS(concat({}, 0), doctest::Contains("concat: no tensors"), Error);
+  CHECK_THROWS_WITH_AS(slice(a, 1, 2, 2), doctest::Contains("slice(dim 1, start 2, length 2): out of range for f32[2,3] cpu"), Error);
+  CHECK_THROWS_WITH_AS(slice(a, -3, 0, 1), doctest::Contains("slice: dim -3 out of range"), Error);
+  CHECK_THROWS_WITH_AS(slice(Tensor::scalar(1), 0, 0, 1), doctest::Contains("slice: dim 0 out of range"), Error);
+}
+
+TEST_CASE("index: gather_rows and scatter_add_rows, values by hand with duplicate indices") {
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2});
+  Tensor idx = Tensor::from_vector<int32_t>({2, 0, 2}, {3});
+  Tensor g = gather_rows(x, idx);
+  CHECK(g.shape() == Shape{3, 2});
+  CHECK(vec<float>(g) == std::vector<float>{5, 6, 1, 2, 5, 6});
+  // Rows of an NHWC map: [1,2,2,1] is 4 pixels of 1 channel.
+  CHECK(vec<float>(gather_rows(Tensor::from_vector<float>({7, 8, 9, 10}, {1, 2, 2, 1}), Tensor::from_vector<int32_t>({3, 1}, {2}))) ==
+        std::vector<float>{10, 8});
+  Tensor src = Tensor::from_vector<float>({1, 1, 2, 2, 3, 3}, {3, 2});
+  Tensor s = scatter_add_rows(src, idx, 4);
+  CHECK(s.shape() == Shape{4, 2});
+  CHECK(vec<float>(s) == std::vector<float>{2, 2, 0, 0, 4, 4, 0, 0});  // row 2 = [1,1] + [3,3]
+  CHECK(gather_rows(x, Tensor::zeros({0}, DType::i32)).shape() == Shape{0, 2});
+  // Backward of a gather with a repeated index: row 2 collects two gradients.
+  Tensor xd = x.cast(DType::f64).set_requires_grad();
+  sum(gather_rows(xd, idx)).backward();
+  CHECK(xd.grad().to_vector<double>() == std::vector<double>{1, 1, 0, 0, 2, 2});
+}
+
+TEST_CASE("index: gather_rows and scatter_add_rows gradient checks in double") {
+  Tensor x = random_tensor({2, 3, 4}, 120, DType::f64);  // 6 rows of 4
+  Tensor idx = Tensor::from_vector<int32_t>({5, 0, 5, 3, 3, 3, 1}, {7});
+  Tensor w = random_tensor({7, 4}, 121, DType::f64), w2 = random_tensor({6, 4}, 122, DType::f64);
+  CHECK(gradcheck("gather_rows", [&](auto& in) { return sum(mul(gather_rows(in[0], idx), w)); }, {x}));
+  CHECK(gradcheck("scatter_add_rows", [&](auto& in) { return sum(mul(scatter_add_rows(in[0], idx, 6), w2)); }, {w}));
+}
+
+TEST_CASE("index: gather_rows and scatter_add_rows reject bad indices and shapes") {
+  Tensor x = Tensor::zeros({3, 2});
+  CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::from_vector<int32_t>({0, 3}, {2})),
+                       doctest::Contains("gather_rows: index idx[1] = 3 outside [0, 3) for f32[3,2] cpu"), Error);
+  CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::from_vector<int32_t>({-1}, {1})), doctest::Contains("idx[0] = -1 outside"), Error);
+  CHECK_THROWS_WITH_AS(scatter_add_rows(x, Tensor::from_vector<int32_t>({0, 1, 5}, {3}), 5),
+                       doctest::Contains("scatter_add_rows: index idx[2] = 5 outside [0, 5)"), Error);
+  CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::zeros({2}, DType::f32)), doctest::Contains("gather_rows"), Error);
+  CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::zeros({2, 1}, DType::i32)), doctest::Contains("indices must be 1-D"), Error);
+  CHECK_THROWS_WITH_AS(scatter_add_rows(x, Tensor::zeros({2}, DType::i32), 4),
+                       doctest::Contains("src must be [K, C] with K = 2 (the number of indices)"), Error);
+}
+
+TEST_CASE("normalize: values computed by hand") {
+  // [3,4] has norm 5; a zero row stays zero (divided by eps); [0.3,0.4] has norm 0.5.
+  Tensor y = l2_normalize(Tensor::from_vector<float>({3, 4, 0, 0}, {2, 2}));
+  CHECK(vec<float>(y) == std::vector<float>{0.6f, 0.8f, 0, 0});
+  auto z = vec<double>(l2_normalize(Tensor::from_vector<double>({0.3, 0.4, 6, 8}, {1, 2, 1, 2}), 1.0));
+  // eps = 1: the first row's norm 0.5 is clamped to 1; the second (10) is not.
+  CHECK(z[0] == doctest::Approx(0.3).epsilon(1e-15));
+  CHECK(z[1] == doctest::Approx(0.4).epsilon(1e-15));
+  CHECK(z[2] == doctest::Approx(0.6).epsilon(1e-15));
+  CHECK(z[3] == doctest::Approx(0.8).epsilon(1e-15));
+  // Gradient by hand at x = [3,4], loss = y0: d(x0/n)/dx = (1/n - x0^2/n^3, -x0 x1/n^3) = (16/125, -12/125).
+  Tensor x = Tensor::from_vector<double>({3, 4}, {2}).set_requires_grad();
+  slice(l2_normalize(x), 0, 0, 1).reshape({}).backward();
+  auto gx = x.grad().to_vector<double>();
+  CHECK(gx[0] == doctest::Approx(16.0 / 125).epsilon(1e-14));
+  CHECK(gx[1] == doctest::Approx(-12.0 / 125).epsilon(1e-14));
+}
+
+TEST_CASE("normalize: gradient checks in double, above and below eps") {
+  Tensor x = random_tensor({2, 3, 2, 5}, 130, DType::f64), w = random_tensor({2, 3, 2, 5}, 131, DType::f64);
+  CHECK(gradcheck("l2_normalize", [&](auto& in) { return sum(mul(l2_normalize(in[0]), w)); }, {x}));
+  // Row norms: 0.05 (below eps 0.2: the denominator is the constant eps) and ~1 (above).
+  Tensor m = Tensor::from_vector<double>({0.03, -0.04, 0.6, 0.8}, {2, 2}), wm = random_tensor({2, 2}, 132, DType::f64);
+  CHECK(gradcheck("l2_normalize eps", [&](auto& in) { return sum(mul(l2_normalize(in[0], 0.2), wm)); }, {m}));
+}
+
+TEST_CASE("normalize: errors") {
+  CHECK_THROWS_WITH_AS(l2_normalize(Tensor::scalar(1)), doctest::Contains("l2_normalize: needs at least one dim"), Error);
+  CHECK_THROWS_WITH_AS(l2_normalize(Tensor::zeros({2}), 0), doctest::Contains("eps must be positive"), Error);
+  CHECK_THROWS_WITH_AS(l2_normalize(Tensor::zeros({2}, DType::i32)), doctest::Contains("l2_normalize"), Error);
+}
+
+TEST_CASE("index kernels: emulated copy_rows matches the CPU") {
+  struct Copy { int64_t rows, len, src_stride, dst_stride, src_off; };
+  // One element; a slice out of wider rows; a piece written into wider rows; the decoder's
+  // channel concat (48 of 304 channels of 2 x 33 x 65 pixels).
+  const Copy cases[] = {{1, 1, 1, 1, 0}, {257, 19, 40, 19, 3}, {257, 19, 19, 50, 0}, {2 * 33 * 65, 48, 48, 304, 0}};
+  for_each_fiber_order([&](const char* order) {
+    for (const Copy& c : cases) {
+      const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " len=" + std::to_string(c.len);
+      auto src = random_floats(c.rows * c.src_stride + c.src_off, 140);
+      std::vector<float> want(c.rows * c.dst_stride, -7.f), got(want);
+      kernels::cpu::copy_rows(src.data() + c.src_off, c.src_stride, want.data(), c.dst_stride, c.rows, c.len);
+      kernels::emu::copy_rows_f32(src.data() + c.src_off, c.src_stride, got.data(), c.dst_stride, c.rows, c.len);
+      // Bit-exact, including the untouched gaps between the rows.
+      CHECK(close_arrays("copy_rows " + tag, got.data(), want.data(), int64_t(want.size()), 0, 0));
+    }
+  });
+}
+
+TEST_CASE("index kernels: emulated gather_rows and scatter_add_rows match the CPU") {
+  struct G { int64_t R, K, C; };
+  // One element; sizes off the block size; contrastive sampling (300 of 2 x 33 x 65 pixels, 256 channels).
+  const G cases[] = {{1, 1, 1}, {300, 257, 19}, {2 * 33 * 65, 300, 256}};
+  for_each_fiber_order([&](const char* order) {
+    for (const G& c : cases) {
+      const std::string tag = std::string(order) + " R=" + std::to_string(c.R) + " K=" + std::to_string(c.K) +
+                              " C=" + std::to_string(c.C);
+      auto x = random_floats(c.R * c.C, 150);
+      std::vector<int32_t> idx(c.K);
+      for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R / 2);  // repeats when K > R / 2
+      std::vector<float> want(c.K * c.C), got(c.K * c.C, -7.f);
+      int32_t bad = 0;
+      kernels::cpu::gather_rows(x.data(), idx.data(), want.data(), c.K, c.C);
+      kernels::emu::gather_rows_f32(x.data(), idx.data(), got.data(), c.R, c.K, c.C, &bad);
+      CHECK(bad == 0);
+      CHECK(close_arrays("gather_rows " + tag, got.data(), want.data(), c.K * c.C, 0, 0));
+      std::vector<float> sw(c.R * c.C, 0.f), sg(sw);
+      kernels::cpu::scatter_add_rows(want.data(), idx.data(), sw.data(), c.K, c.C);
+      kernels::emu::scatter_add_rows_f32(want.data(), idx.data(), sg.data(), c.R, c.K, c.C, &bad);
+      CHECK(bad == 0);
+      // Repeated rows are summed in another order: a few float roundings apart.
+      CHECK(close_arrays("scatter_add_rows " + tag, sg.data(), sw.data(), c.R * c.C, 1e-6, 1e-6));
+    }
+  });
+}
+
+TEST_CASE("index kernels: emulated gather and scatter flag bad indices") {
+  const int64_t R = 4, C = 3;
+  auto x = random_floats(R * C, 160);
+  std::vector<int32_t> idx{1, -1, 4, 3};
+  std::vector<float> out(4 * C, -7.f);
+  int32_t bad = 0;
+  kernels::emu::gather_rows_f32(x.data(), idx.data(), out.data(), R, 4, C, &bad);
+  CHECK(bad == 1);
+  for (int64_t c = 0; c < C; ++c) {
+    CHECK(out[c] == x[1 * C + c]);
+    CHECK(out[1 * C + c] == 0.f);  // bad rows are written as zeros
+    CHECK(out[2 * C + c] == 0.f);
+    CHECK(out[3 * C + c] == x[3 * C + c]);
+  }
+  std::vector<float> acc(R * C, 0.f);
+  bad = 0;
+  kernels::emu::scatter_add_rows_f32(out.data(), idx.data(), acc.data(), R, 4, C, &bad);
+  CHECK(bad == 1);
+  for (int64_t c = 0; c < C; ++c) {
+    CHECK(acc[1 * C + c] == x[1 * C + c]);  // the bad rows were skipped
+    CHECK(acc[0 * C + c] == 0.f);
+  }
+}
+
+TEST_CASE("normalize kernels: emulated l2_normalize forward and backward match the CPU") {
+  struct N { int64_t rows, C; double eps; };
+  // One element; a row shorter than a warp; rows off the block size; embeddings of 256
+  // channels for 2 x 17 x 11 pixels (~100k elements: the emulator's budget); and eps = 3.6,
+  // near the typical norm of 40 values in [-1, 1] (sqrt(40 / 3)), so rows fall on both sides.
+  const N cases[] = {{1, 1, 1e-12}, {1, 19, 1e-12}, {257, 19, 1e-12}, {5, 33, 1e-12}, {2 * 17 * 11, 256, 1e-12}, {64, 40, 3.6}};
+  for_each_fiber_order([&](const char* order) {
+    for (const N& c : cases) {
+      const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " C=" + std::to_string(c.C);
+      const int64_t n = c.rows * c.C;
+      auto x = random_floats(n, 170), g = random_floats(n, 171);
+      if (c.rows > 1) std::fill(x.begin(), x.begin() + c.C, 0.f);  // a zero row: y = 0, gx = g / eps
+      std::vector<float> want(n), got(n, -7.f);
+      kernels::cpu::l2_normalize_rows(x.data(), want.data(), c.rows, c.C, c.eps);
+      kernels::emu::l2_normalize_rows_f32(x.data(), got.data(), c.rows, c.C, float(c.eps));
+      CHECK(close_arrays("l2_normalize " + tag, got.data(), want.data(), n, 1e-6, 1e-5));
+      if (c.eps < 1e-6) {  // the zero row's gradient is g / 1e-12: huge, compare elsewhere
+        std::fill(g.begin(), g.begin() + c.C, 0.f);
+      }
+      std::vector<float> gw(n), gg(n, -7.f);
+      kernels::cpu::l2_normalize_rows_backward(x.data(), g.data(), gw.data(), c.rows, c.C, c.eps);
+      kernels::emu::l2_normalize_rows_backward_f32(x.data(), g.data(), gg.data(), c.rows, c.C, float(c.eps));
+      CHECK(close_arrays("l2_normalize backward " + tag, gg.data(), gw.data(), n, 1e-5, 1e-4));
+    }
+  });
+}
+
+GPU_TEST_CASE("gpu: concat, slice, gather, scatter and l2_normalize match the CPU") {
+  Tensor a = random_tensor({2, 33, 65, 256}, 180), b = random_tensor({2, 33, 65, 48}, 181);
+  Tensor c = concat({a, b}, 3);
+  CHECK(close_tensors("concat channels", concat({a.cuda(), b.cuda()}, 3), c, 0, 0));
+  CHECK(close_tensors("concat H", concat({a.cuda(), a.cuda()}, 1), concat({a, a}, 1), 0, 0));
+  CHECK(close_tensors("slice channels", slice(c.cuda(), 3, 200, 80), slice(c, 3, 200, 80), 0, 0));
+  CHECK(close_tensors("slice W", slice(c.cuda(), 2, 3, 31), slice(c, 2, 3, 31), 0, 0));
+  std::vector<int32_t> iv(1000);
+  for (int k = 0; k < 1000; ++k) iv[k] = (k * 7919) % 4290 / 3;
+  Tensor idx = Tensor::from_vector(iv, {1000});
+  CHECK(close_tensors("gather_rows", gather_rows(a.cuda(), idx.cuda()), gather_rows(a, idx), 0, 0));
+  Tensor src = random_tensor({1000, 256}, 182);
+  CHECK(close_tensors("scatter_add_rows", scatter_add_rows(src.cuda(), idx.cuda(), 4290), scatter_add_rows(src, idx, 4290),
+                      1e-5, 1e-5));
+  CHECK_THROWS_WITH_AS(gather_rows(a.cuda(), Tensor::from_vector<int32_t>({0, 5000}, {2}).cuda()),
+                       doctest::Contains("gather_rows: an index of i32[2] cuda is outside [0, 4290)"), Error);
+  Tensor x = a.clone().set_requires_grad(), gx = a.cuda().set_requires_grad();
+  Tensor w = random_tensor(a.shape(), 183);
+  Tensor y = l2_normalize(x), gy = l2_normalize(gx);
+  CHECK(close_tensors("l2_normalize", gy, y, 1e-6, 1e-5));
+  sum(mul(y, w)).backward();
+  sum(mul(gy, w.cuda())).backward();
+  CHECK(close_tensors("l2_normalize grad", gx.grad(), x.grad(), 1e-5, 1e-4));
+}
