@@ -6,3 +6,5 @@
 #include "core/ops_resize.h"
 #include "core/ops_matmul.h"
 #include "core/ops_index.h"
+#include "core/ops_norm.h"
+#include "core/ops_pool.h"

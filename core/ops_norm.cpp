@@ -1,0 +1,152 @@
+#include "core/ops_norm.h"
+
+#include <utility>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "kernels/cpu/norm.h"
+#include "kernels/cuda/norm.h"
+
+namespace c3 {
+
+const char* batch_norm_mode_name(BatchNormMode mode) {
+  switch (mode) {
+    case BatchNormMode::train: return "train";
+    case BatchNormMode::eval: return "eval";
+    case BatchNormMode::frozen: return "frozen";
+  }
+  return "?";
+}
+
+namespace {
+
+void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, BatchNormMode mode, double momentum, double eps) {
+  check_float("batch_norm", x);
+  check_cuda_dtype("batch_norm", x);
+  C3_CHECK(x.rank() >= 2, "batch_norm: x must be [N, H, W, C] (channels last), got ", x.desc());
+  const int64_t C = x.dim(-1);
+  const std::pair<const char*, const Tensor*> params[] = {
+      {"weight", &weight}, {"bias", &bias}, {"running_mean", &running_mean}, {"running_var", &running_var}};
+  for (auto [name, t] : params) {
+    C3_CHECK(t->defined(), "batch_norm: ", name, " is undefined (x ", x.desc(), ")");
+    C3_CHECK(t->shape() == Shape{C} && t->dtype() == x.dtype() && t->device() == x.device(), "batch_norm: ", name,
+             " ", t->desc(), " does not match x ", x.desc(), " (want ", dtype_name(x.dtype()), "[", C, "] ",
+             device_name(x.device()), ")");
+  }
+  C3_CHECK(!running_mean.requires_grad() && !running_var.requires_grad(),
+           "batch_norm: running_mean and running_var are buffers and must not require grad");
+  C3_CHECK(eps > 0, "batch_norm: eps must be positive, got ", eps);
+  C3_CHECK(momentum >= 0 && momentum <= 1, "batch_norm: momentum must be in [0, 1], got ", momentum);
+  C3_CHECK(mode != BatchNormMode::train || x.numel() / C >= 2,
+           "batch_norm: train mode needs more than one value per channel, got x ", x.desc());
+}
+
+template <class T>
+void forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& rm, const Tensor& rv, bool train,
+                 double momentum, double eps, const Tensor& mean, const Tensor& invstd, const Tensor& scale,
+                 const Tensor& y) {
+  const int64_t C = x.dim(-1), M = x.numel() / C;
+  if (train)
+    kernels::cpu::bn_batch_stats(x.data<T>(), M, C, w.data<T>(), T(eps), T(momentum), rm.data<T>(), rv.data<T>(),
+                                 mean.data<T>(), invstd.data<T>(), scale.data<T>());
+  else
+    kernels::cpu::bn_running_stats(rm.data<T>(), rv.data<T>(), w.data<T>(), C, T(eps), mean.data<T>(),
+                                   invstd.data<T>(), scale.data<T>());
+  kernels::cpu::bn_apply(x.data<T>(), M, C, mean.data<T>(), scale.data<T>(), b.data<T>(), y.data<T>());
+}
+
+void forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& rm, const Tensor& rv, bool train,
+                  double momentum, double eps, const Tensor& mean, const Tensor& invstd, const Tensor& scale,
+                  const Tensor& y) {
+  C3_CUDA("batch_norm", {
+    const int64_t C = x.dim(-1), M = x.numel() / C;
+    if (train) {
+      Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
+      kernels::cuda::bn_batch_stats_f32(x.data<float>(), M, C, w.data<float>(), float(eps), float(momentum),
+                                        rm.data<float>(), rv.data<float>(), mean.data<float>(), invstd.data<float>(),
+                                        scale.data<float>(), ws.data<float>());
+    } else {
+      kernels::cuda::bn_running_stats_f32(rm.data<float>(), rv.data<float>(), w.data<float>(), C, float(eps),
+                                          mean.data<float>(), invstd.data<float>(), scale.data<float>());
+    }
+    kernels::cuda::bn_apply_f32(x.data<float>(), M, C, mean.data<float>(), scale.data<float>(), b.data<float>(),
+                                y.data<float>());
+  });
+}
+
+template <class T> T* opt(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
+
+// Gradients of the train/eval forward; a gradient not in `needs` stays undefined.
+std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
+                             const Tensor& scale, bool train, const Needs& needs) {
+  const int64_t C = x.dim(-1), M = x.numel() / C;
+  Tensor dx = needs[0] ? Tensor::empty_like(x) : Tensor();
+  Tensor dw = needs[1] ? Tensor::empty_like(mean) : Tensor();
+  Tensor db = needs[2] ? Tensor::empty_like(mean) : Tensor();
+  if (g.is_cuda()) {
+    C3_CUDA("batch_norm backward", {
+      Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
+      kernels::cuda::bn_backward_f32(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
+                                     scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db),
+                                     ws.data<float>());
+    });
+  } else if (g.dtype() == DType::f32) {
+    kernels::cpu::bn_backward(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
+                              scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db));
+  } else {
+    kernels::cpu::bn_backward(g.data<double>(), x.data<double>(), M, C, mean.data<double>(), invstd.data<double>(),
+                              scale.data<double>(), train, opt<double>(dx), opt<double>(dw), opt<double>(db));
+  }
+  return {dx, dw, db};
+}
+
+// Frozen mode: dx = dy * scale per channel.
+Tensor scale_channels(const Tensor& g, const Tensor& scale) {
+  const int64_t C = g.dim(-1), M = g.numel() / C;
+  Tensor dx = Tensor::empty_like(g);
+  if (g.is_cuda())
+    C3_CUDA("batch_norm backward", kernels::cuda::bn_apply_f32(g.data<float>(), M, C, nullptr, scale.data<float>(),
+                                                                nullptr, dx.data<float>()));
+  else if (g.dtype() == DType::f32)
+    kernels::cpu::bn_apply<float>(g.data<float>(), M, C, nullptr, scale.data<float>(), nullptr, dx.data<float>());
+  else
+    kernels::cpu::bn_apply<double>(g.data<double>(), M, C, nullptr, scale.data<double>(), nullptr, dx.data<double>());
+  return dx;
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, BatchNormMode mode, double momentum, double eps) {
+  check_inputs(x, weight, bias, running_mean, running_var, mode, momentum, eps);
+  const bool train = mode == BatchNormMode::train;
+  const int64_t C = x.dim(-1);
+  // Per-channel statistics of this call (copies, so a later change of the running buffers
+  // does not alter this call's backward).
+  Tensor mean = Tensor::empty({C}, x.dtype(), x.device()), invstd = Tensor::empty_like(mean);
+  Tensor scale = Tensor::empty_like(mean), y = Tensor::empty_like(x);
+  if (x.is_cuda())
+    forward_cuda(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+  else if (x.dtype() == DType::f32)
+    forward_cpu<float>(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+  else
+    forward_cpu<double>(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+
+  if (mode == BatchNormMode::frozen) {
+    // weight and bias are not inputs of the graph: they get no gradient even if they ask.
+    if (any_requires_grad({&x}))
+      record(y, "batch_norm(frozen)", {x}, [scale](const Tensor& g, const Needs&) {
+        return std::vector<Tensor>{scale_channels(g, scale)};
+      });
+    return y;
+  }
+  if (any_requires_grad({&x, &weight, &bias})) {
+    Tensor xs = x.detach();
+    record(y, train ? "batch_norm(train)" : "batch_norm(eval)", {x, weight, bias},
+           [=](const Tensor& g, const Needs& needs) { return backward(g, xs, mean, invstd, scale, train, needs); });
+  }
+  return y;
+}
+
+}  // namespace c3

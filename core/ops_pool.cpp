@@ -1,0 +1,96 @@
+#include "core/ops_pool.h"
+
+#include <limits>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "kernels/cpu/pool.h"
+#include "kernels/cuda/pool.h"
+
+namespace c3 {
+namespace {
+
+kernels::PoolGeom max_pool_geometry(const Tensor& x, int k, int s, int p, bool ceil_mode) {
+  C3_CHECK(x.rank() == 4, "max_pool2d: x must be [N, H, W, C], got ", x.desc());
+  C3_CHECK(k >= 1 && s >= 1 && p >= 0, "max_pool2d: kernel ", k, ", stride ", s, ", padding ", p,
+           ": kernel and stride must be >= 1, padding >= 0");
+  C3_CHECK(2 * p <= k, "max_pool2d: padding ", p, " exceeds half the kernel size ", k);
+  const int64_t H = x.dim(1), W = x.dim(2);
+  C3_CHECK(H + 2 * p >= k && W + 2 * p >= k, "max_pool2d: window ", k, " (padding ", p, ") larger than the input ",
+           x.desc());
+  C3_CHECK(H * W <= std::numeric_limits<int32_t>::max(), "max_pool2d: ", x.desc(),
+           " has too many pixels per image for i32 argmax indices");
+  kernels::PoolGeom g{x.dim(0), H, W, x.dim(3), 0, 0, k, s, p};
+  g.Ho = kernels::pool_out_size(H, k, s, p, ceil_mode);
+  g.Wo = kernels::pool_out_size(W, k, s, p, ceil_mode);
+  return g;
+}
+
+Tensor max_pool_backward(const Tensor& g, const Tensor& argmax, const kernels::PoolGeom& geom) {
+  Tensor dx = Tensor::empty({geom.N, geom.H, geom.W, geom.C}, g.dtype(), g.device());
+  if (g.is_cuda())
+    C3_CUDA("max_pool2d backward", kernels::cuda::max_pool2d_backward_f32(g.data<float>(), argmax.data<int32_t>(),
+                                                                          geom, dx.data<float>()));
+  else if (g.dtype() == DType::f32)
+    kernels::cpu::max_pool2d_backward(g.data<float>(), argmax.data<int32_t>(), geom, dx.data<float>());
+  else
+    kernels::cpu::max_pool2d_backward(g.data<double>(), argmax.data<int32_t>(), geom, dx.data<double>());
+  return dx;
+}
+
+Tensor avg_pool_backward(const Tensor& g, const Shape& in_shape) {
+  const int64_t N = in_shape[0], HW = in_shape[1] * in_shape[2], C = in_shape[3];
+  Tensor dx = Tensor::empty(in_shape, g.dtype(), g.device());
+  if (g.is_cuda())
+    C3_CUDA("global_avg_pool backward",
+            kernels::cuda::global_avg_pool_backward_f32(g.data<float>(), N, HW, C, dx.data<float>()));
+  else if (g.dtype() == DType::f32)
+    kernels::cpu::global_avg_pool_backward(g.data<float>(), N, HW, C, dx.data<float>());
+  else
+    kernels::cpu::global_avg_pool_backward(g.data<double>(), N, HW, C, dx.data<double>());
+  return dx;
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding, bool ceil_mode) {
+  check_float("max_pool2d", x);
+  check_cuda_dtype("max_pool2d", x);
+  const kernels::PoolGeom g = max_pool_geometry(x, kernel, stride, padding, ceil_mode);
+  Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.C}, x.dtype(), x.device());
+  Tensor argmax = Tensor::empty(y.shape(), DType::i32, x.device());
+  if (x.is_cuda())
+    C3_CUDA("max_pool2d", kernels::cuda::max_pool2d_f32(x.data<float>(), g, y.data<float>(), argmax.data<int32_t>()));
+  else if (x.dtype() == DType::f32)
+    kernels::cpu::max_pool2d(x.data<float>(), g, y.data<float>(), argmax.data<int32_t>());
+  else
+    kernels::cpu::max_pool2d(x.data<double>(), g, y.data<double>(), argmax.data<int32_t>());
+  record(y, "max_pool2d", {x}, [argmax, g](const Tensor& grad, const Needs&) {
+    return std::vector<Tensor>{max_pool_backward(grad, argmax, g)};
+  });
+  return y;
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  check_float("global_avg_pool", x);
+  check_cuda_dtype("global_avg_pool", x);
+  C3_CHECK(x.rank() == 4, "global_avg_pool: x must be [N, H, W, C], got ", x.desc());
+  const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
+  C3_CHECK(HW > 0, "global_avg_pool: no pixels to average in ", x.desc());
+  Tensor y = Tensor::empty({N, 1, 1, C}, x.dtype(), x.device());
+  if (x.is_cuda()) {
+    C3_CHECK(N <= 65535, "global_avg_pool: batch ", N, " too large for the CUDA kernel (at most 65535)");
+    C3_CUDA("global_avg_pool", kernels::cuda::global_avg_pool_f32(x.data<float>(), N, HW, C, y.data<float>()));
+  } else if (x.dtype() == DType::f32) {
+    kernels::cpu::global_avg_pool(x.data<float>(), N, HW, C, y.data<float>());
+  } else {
+    kernels::cpu::global_avg_pool(x.data<double>(), N, HW, C, y.data<double>());
+  }
+  Shape in_shape = x.shape();
+  record(y, "global_avg_pool", {x}, [in_shape](const Tensor& g, const Needs&) {
+    return std::vector<Tensor>{avg_pool_backward(g, in_shape)};
+  });
+  return y;
+}
+
+}  // namespace c3

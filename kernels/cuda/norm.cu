@@ -1,0 +1,197 @@
+// Batch normalization kernels over x viewed as [M, C] (NHWC, channels last).
+//
+// Reductions (statistics; backward sums): a block of 32 x 8 threads covers 32 consecutive
+// channels (coalesced) of one fixed range of rows; each thread accumulates every 8th row of
+// that range, the 8 rows of threads are combined in order through shared memory, and the
+// block writes one partial per channel. A second kernel (one thread per channel) combines the
+// partials in range order. No atomics: the same input gives the same bits.
+// Statistics use Welford's update per thread and Chan's pairwise combine (kernels/norm_math.h).
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch_util.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/norm_math.h"
+
+namespace kernels::KERNELS_NS {
+namespace {
+constexpr int kCols = 32, kRows = 8;  // reduction block: channels x rows of threads
+
+// Row ranges of the reductions: enough blocks to fill the GPU (about 1024 in all), at least
+// 64 rows per block. A function of (M, C) only, so the partition, and the bits, are fixed.
+struct Partition {
+  int64_t blocks_x, ranges, rows_per_range;
+};
+Partition partition(int64_t M, int64_t C) {
+  Partition p;
+  p.blocks_x = (C + kCols - 1) / kCols;
+  int64_t want = (1024 + p.blocks_x - 1) / p.blocks_x;
+  const int64_t most = (M + 63) / 64;
+  if (want > most) want = most;
+  if (want < 1) want = 1;
+  p.rows_per_range = (M + want - 1) / want;
+  p.ranges = (M + p.rows_per_range - 1) / p.rows_per_range;
+  return p;
+}
+
+// Partial statistics of rows [r0, r1) per channel -> part[range][3][C] (count, mean, M2).
+__global__ void stats_partial_kernel(const float* x, int64_t M, int64_t C, int64_t rows_per_range, float* part) {
+  __shared__ float sn[kRows][kCols], smean[kRows][kCols], sm2[kRows][kCols];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = blockIdx.x * (int64_t)kCols + tx, range = blockIdx.y;
+  const int64_t r0 = range * rows_per_range, r1 = r0 + rows_per_range < M ? r0 + rows_per_range : M;
+  MeanM2<float> s{0.f, 0.f, 0.f};
+  if (c < C)
+    for (int64_t r = r0 + ty; r < r1; r += kRows) mean_m2_push(s, x[r * C + c]);
+  sn[ty][tx] = s.n;
+  smean[ty][tx] = s.mean;
+  sm2[ty][tx] = s.m2;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    for (int k = 1; k < kRows; ++k) s = mean_m2_combine(s, MeanM2<float>{sn[k][tx], smean[k][tx], sm2[k][tx]});
+    float* out = part + range * 3 * C;
+    out[c] = s.n;
+    out[C + c] = s.mean;
+    out[2 * C + c] = s.m2;
+  }
+}
+
+__global__ void stats_final_kernel(const float* part, int64_t ranges, int64_t M, int64_t C, const float* weight,
+                                   float eps, float momentum, float* running_mean, float* running_var, float* mean,
+                                   float* invstd, float* scale) {
+  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < C; c += (int64_t)gridDim.x * blockDim.x) {
+    MeanM2<float> s{0.f, 0.f, 0.f};
+    for (int64_t k = 0; k < ranges; ++k) {
+      const float* p = part + k * 3 * C;
+      s = mean_m2_combine(s, MeanM2<float>{p[c], p[C + c], p[2 * C + c]});
+    }
+    const float var = s.m2 / float(M);
+    mean[c] = s.mean;
+    invstd[c] = bn_invstd(var, eps);
+    scale[c] = weight[c] * invstd[c];
+    if (running_mean) bn_running_update(running_mean[c], running_var[c], s.mean, var, float(M), momentum);
+  }
+}
+
+__global__ void running_stats_kernel(const float* running_mean, const float* running_var, const float* weight,
+                                     int64_t C, float eps, float* mean, float* invstd, float* scale) {
+  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < C; c += (int64_t)gridDim.x * blockDim.x) {
+    mean[c] = running_mean[c];
+    invstd[c] = bn_invstd(running_var[c], eps);
+    scale[c] = weight[c] * invstd[c];
+  }
+}
+
+// Grid-stride over the M*C elements; the channel index advances by stride mod C instead of a
+// 64-bit division per element.
+#define C3_CHANNEL_LOOP(i, c, n, C)                                                        \
+  const int64_t stride_ = (int64_t)gridDim.x * blockDim.x, cstep_ = stride_ % (C);         \
+  int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, c = i % (C);                 \
+  for (; i < (n); i += stride_, c = c + cstep_ >= (C) ? c + cstep_ - (C) : c + cstep_)
+
+__global__ void apply_kernel(const float* x, int64_t n, int64_t C, const float* mean, const float* scale,
+                             const float* bias, float* y) {
+  C3_CHANNEL_LOOP(i, c, n, C) y[i] = (x[i] - (mean ? mean[c] : 0.f)) * scale[c] + (bias ? bias[c] : 0.f);
+}
+
+// Partial sums of dy and dy*(x - mean) over rows [r0, r1) -> part[range][2][C].
+__global__ void grad_partial_kernel(const float* dy, const float* x, const float* mean, int64_t M, int64_t C,
+                                    int64_t rows_per_range, float* part) {
+  __shared__ float sg[kRows][kCols], sgx[kRows][kCols];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = blockIdx.x * (int64_t)kCols + tx, range = blockIdx.y;
+  const int64_t r0 = range * rows_per_range, r1 = r0 + rows_per_range < M ? r0 + rows_per_range : M;
+  float g = 0.f, gx = 0.f;
+  if (c < C) {
+    const float mu = mean[c];
+    for (int64_t r = r0 + ty; r < r1; r += kRows) {
+      const float d = dy[r * C + c];
+      g += d;
+      gx += d * (x[r * C + c] - mu);
+    }
+  }
+  sg[ty][tx] = g;
+  sgx[ty][tx] = gx;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    for (int k = 1; k < kRows; ++k) {
+      g += sg[k][tx];
+      gx += sgx[k][tx];
+    }
+    part[range * 2 * C + c] = g;
+    part[range * 2 * C + C + c] = gx;
+  }
+}
+
+// Combines the partials in range order; writes dweight, dbias and the dx coefficients
+// coef[3][C] = (A, B, D) of kernels/norm_math.h.
+__global__ void grad_final_kernel(const float* part, int64_t ranges, int64_t M, int64_t C, const float* invstd,
+                                  const float* scale, bool batch_stats, float* dweight, float* dbias, float* coef) {
+  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < C; c += (int64_t)gridDim.x * blockDim.x) {
+    float g = 0.f, gx = 0.f;
+    for (int64_t k = 0; k < ranges; ++k) {
+      g += part[k * 2 * C + c];
+      gx += part[k * 2 * C + C + c];
+    }
+    if (dbias) dbias[c] = g;
+    if (dweight) dweight[c] = gx * invstd[c];
+    bn_dx_coeffs(scale[c], invstd[c], g, gx, float(M), batch_stats, coef[c], coef[C + c], coef[2 * C + c]);
+  }
+}
+
+__global__ void dx_kernel(const float* dy, const float* x, const float* mean, const float* coef, int64_t n,
+                          int64_t C, float* dx) {
+  C3_CHANNEL_LOOP(i, c, n, C) dx[i] = coef[c] * dy[i] + coef[C + c] * (x[i] - mean[c]) + coef[2 * C + c];
+}
+#undef C3_CHANNEL_LOOP
+
+}  // namespace
+
+int64_t bn_workspace_floats(int64_t M, int64_t C) {
+  const Partition p = partition(M, C);
+  const int64_t stats = 3 * p.ranges * C, grads = 2 * p.ranges * C + 3 * C;
+  return stats > grads ? stats : grads;
+}
+
+void bn_batch_stats_f32(const float* x, int64_t M, int64_t C, const float* weight, float eps, float momentum,
+                        float* running_mean, float* running_var, float* mean, float* invstd, float* scale,
+                        float* workspace) {
+  if (M * C == 0) return;
+  const Partition p = partition(M, C);
+  LAUNCH_CHECK(launch(stats_partial_kernel, dim3((unsigned)p.blocks_x, (unsigned)p.ranges), dim3(kCols, kRows), 0,
+                      nullptr, x, M, C, p.rows_per_range, workspace));
+  LAUNCH_CHECK(launch(stats_final_kernel, grid_for(C, 256), dim3(256), 0, nullptr, workspace, p.ranges, M, C, weight,
+                      eps, momentum, running_mean, running_var, mean, invstd, scale));
+}
+
+void bn_running_stats_f32(const float* running_mean, const float* running_var, const float* weight, int64_t C,
+                          float eps, float* mean, float* invstd, float* scale) {
+  if (C == 0) return;
+  LAUNCH_CHECK(launch(running_stats_kernel, grid_for(C, 256), dim3(256), 0, nullptr, running_mean, running_var,
+                      weight, C, eps, mean, invstd, scale));
+}
+
+void bn_apply_f32(const float* x, int64_t M, int64_t C, const float* mean, const float* scale, const float* bias,
+                  float* y) {
+  const int64_t n = M * C;
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(apply_kernel, grid_for(n, 256), dim3(256), 0, nullptr, x, n, C, mean, scale, bias, y));
+}
+
+void bn_backward_f32(const float* dy, const float* x, int64_t M, int64_t C, const float* mean, const float* invstd,
+                     const float* scale, bool batch_stats, float* dx, float* dweight, float* dbias,
+                     float* workspace) {
+  if (M * C == 0) return;
+  if (!batch_stats && !dweight && !dbias) {  // fixed statistics, dx only: dx = scale * dy
+    if (dx) bn_apply_f32(dy, M, C, nullptr, scale, nullptr, dx);
+    return;
+  }
+  const Partition p = partition(M, C);
+  float* coef = workspace + 2 * p.ranges * C;
+  LAUNCH_CHECK(launch(grad_partial_kernel, dim3((unsigned)p.blocks_x, (unsigned)p.ranges), dim3(kCols, kRows), 0,
+                      nullptr, dy, x, mean, M, C, p.rows_per_range, workspace));
+  LAUNCH_CHECK(launch(grad_final_kernel, grid_for(C, 256), dim3(256), 0, nullptr, workspace, p.ranges, M, C, invstd,
+                      scale, batch_stats, dweight, dbias, coef));
+  if (dx)
+    LAUNCH_CHECK(launch(dx_kernel, grid_for(M * C, 256), dim3(256), 0, nullptr, dy, x, mean, coef, M * C, C, dx));
+}
+
+}  // namespace kernels::KERNELS_NS

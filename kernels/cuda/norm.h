@@ -1,0 +1,21 @@
+// CUDA batch normalization kernels (f32), declared for the GPU (kernels::cuda) and the
+// emulator (kernels::emu). Same semantics as kernels/cpu/norm.h, except that the two
+// reductions (bn_batch_stats, bn_backward) take a device workspace of
+// bn_workspace_floats(M, C) floats for their per-block partials. Deterministic: partials
+// over fixed row ranges, combined in a fixed order (no atomics).
+#pragma once
+#include "kernels/device_api.h"
+
+C3_KERNELS_DECLARE(
+  int64_t bn_workspace_floats(int64_t M, int64_t C);
+  void bn_batch_stats_f32(const float* x, int64_t M, int64_t C, const float* weight, float eps, float momentum,
+                          float* running_mean, float* running_var, float* mean, float* invstd, float* scale,
+                          float* workspace);
+  void bn_running_stats_f32(const float* running_mean, const float* running_var, const float* weight, int64_t C,
+                            float eps, float* mean, float* invstd, float* scale);
+  void bn_apply_f32(const float* x, int64_t M, int64_t C, const float* mean, const float* scale, const float* bias,
+                    float* y);
+  void bn_backward_f32(const float* dy, const float* x, int64_t M, int64_t C, const float* mean,
+                       const float* invstd, const float* scale, bool batch_stats, float* dx, float* dweight,
+                       float* dbias, float* workspace);
+)

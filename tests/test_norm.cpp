@@ -1,0 +1,269 @@
+// Batch normalization (NHWC): values computed by hand in the three modes, the running-stat
+// update, errors, gradient checks in double, emulated CUDA kernels against the CPU kernels,
+// and the GPU against the CPU.
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/norm.h"
+#include "kernels/cuda/norm.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3test;
+
+namespace {
+
+// x [1, 2, 2, 2]: channel 0 = {1, 2, 3, 6}: mean 3, squared deviations 4+1+0+9 = 14, biased
+// var 3.5, unbiased 14/3. Channel 1 = {0, -2, 4, 2}: mean 1, deviations -1,-3,3,1, squares
+// sum 20, biased var 5, unbiased 20/3.
+const std::vector<double> kX{1, 0, 2, -2, 3, 4, 6, 2};
+const double kMean[2] = {3, 1}, kVar[2] = {3.5, 5}, kUnbiased[2] = {14.0 / 3, 20.0 / 3};
+const double kW[2] = {2, -1}, kB[2] = {0.5, 1}, kRm[2] = {0.5, -1}, kRv[2] = {2, 3};
+constexpr double kEps = 1e-5;
+
+struct Params {
+  Tensor w, b, rm, rv;
+};
+Params make_params(DType dt) {
+  auto t = [dt](const double* v) {
+    Tensor d = Tensor::from_vector(std::vector<double>(v, v + 2), {2});
+    return dt == DType::f64 ? d : d.cast(dt);
+  };
+  return {t(kW), t(kB), t(kRm), t(kRv)};
+}
+Tensor hand_x(DType dt) {
+  Tensor d = Tensor::from_vector(kX, {1, 2, 2, 2});
+  return dt == DType::f64 ? d : d.cast(dt);
+}
+// y = (x - mean) / sqrt(var + eps) * w + b, per channel (c = i % 2)
+std::vector<double> hand_y(const double* mean, const double* var) {
+  std::vector<double> y(kX.size());
+  for (size_t i = 0; i < kX.size(); ++i) {
+    const size_t c = i % 2;
+    y[i] = (kX[i] - mean[c]) / std::sqrt(var[c] + kEps) * kW[c] + kB[c];
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("norm: train mode by hand (batch mean and biased var), running stats update") {
+  for (DType dt : {DType::f64, DType::f32}) {
+    const double tol = dt == DType::f64 ? 1e-12 : 2e-6;
+    Params p = make_params(dt);
+    Tensor y = batch_norm(hand_x(dt), p.w, p.b, p.rm, p.rv, BatchNormMode::train, 0.1, kEps);
+    const std::vector<double> want = hand_y(kMean, kVar);
+    CHECK(close_arrays("train y", as_doubles(y).data(), want.data(), 8, tol, tol));
+    // running = 0.9 * running + 0.1 * batch (unbiased var): 0.9*0.5 + 0.1*3 = 0.75,
+    // 0.9*(-1) + 0.1*1 = -0.8; 0.9*2 + 0.1*14/3, 0.9*3 + 0.1*20/3.
+    const double rm[2] = {0.75, -0.8}, rv[2] = {1.8 + 0.1 * kUnbiased[0], 2.7 + 0.1 * kUnbiased[1]};
+    CHECK(close_arrays("running_mean", as_doubles(p.rm).data(), rm, 2, tol, tol));
+    CHECK(close_arrays("running_var", as_doubles(p.rv).data(), rv, 2, tol, tol));
+  }
+}
+
+TEST_CASE("norm: eval and frozen modes use the running stats and leave them unchanged") {
+  for (BatchNormMode mode : {BatchNormMode::eval, BatchNormMode::frozen}) {
+    CAPTURE(batch_norm_mode_name(mode));
+    Params p = make_params(DType::f64);
+    Tensor y = batch_norm(hand_x(DType::f64), p.w, p.b, p.rm, p.rv, mode, 0.1, kEps);
+    const std::vector<double> want = hand_y(kRm, kRv);
+    CHECK(close_arrays("y", as_doubles(y).data(), want.data(), 8, 1e-12, 1e-12));
+    CHECK(p.rm.to_vector<double>() == std::vector<double>{kRm[0], kRm[1]});
+    CHECK(p.rv.to_vector<double>() == std::vector<double>{kRv[0], kRv[1]});
+  }
+  // Under no-grad, train mode still updates the running stats (as PyTorch's training flag).
+  Params p = make_params(DType::f64);
+  NoGradGuard ng;
+  batch_norm(hand_x(DType::f64), p.w, p.b, p.rm, p.rv, BatchNormMode::train, 0.5, kEps);
+  CHECK(p.rm.to_vector<double>() == std::vector<double>{0.5 * 0.5 + 0.5 * 3, 0.5 * -1 + 0.5 * 1});
+}
+
+TEST_CASE("norm: gradients by hand; frozen mode gives no weight or bias gradient") {
+  // loss = sum(y). Train: sum(xhat) is 0 whatever x, so dx = 0 and dweight = sum(xhat) = 0;
+  // dbias = M = 4 in every mode.
+  Params p = make_params(DType::f64);
+  Tensor x = hand_x(DType::f64).set_requires_grad();
+  p.w.set_requires_grad();
+  p.b.set_requires_grad();
+  sum(batch_norm(x, p.w, p.b, p.rm, p.rv, BatchNormMode::train)).backward();
+  CHECK(close_arrays("train dx", x.grad().data<double>(), std::vector<double>(8, 0.0).data(), 8, 1e-12, 0));
+  CHECK(close_arrays("train dw", p.w.grad().data<double>(), std::vector<double>(2, 0.0).data(), 2, 1e-12, 0));
+  CHECK(p.b.grad().to_vector<double>() == std::vector<double>{4, 4});
+  // Eval: dx = w / sqrt(rv + eps); dweight = sum (x - rm) / sqrt(rv + eps) = (12 - 4*0.5) and
+  // (4 + 4*1) over sqrt(rv + eps).
+  for (Tensor* t : {&x, &p.w, &p.b}) t->zero_grad();
+  p = make_params(DType::f64);
+  p.w.set_requires_grad();
+  p.b.set_requires_grad();
+  sum(batch_norm(x, p.w, p.b, p.rm, p.rv, BatchNormMode::eval, 0.1, kEps)).backward();
+  const double s0 = 1 / std::sqrt(2 + kEps), s1 = 1 / std::sqrt(3 + kEps);
+  std::vector<double> dx_want(8);
+  for (int i = 0; i < 8; ++i) dx_want[i] = i % 2 ? -s1 : 2 * s0;
+  CHECK(close_arrays("eval dx", x.grad().data<double>(), dx_want.data(), 8, 1e-12, 1e-12));
+  const double dw_want[2] = {10 * s0, 8 * s1};
+  CHECK(close_arrays("eval dw", p.w.grad().data<double>(), dw_want, 2, 1e-12, 1e-12));
+  CHECK(p.b.grad().to_vector<double>() == std::vector<double>{4, 4});
+  // Frozen: same dx, but weight and bias are not part of the graph.
+  x.zero_grad();
+  p = make_params(DType::f64);
+  p.w.set_requires_grad();
+  p.b.set_requires_grad();
+  Tensor y = batch_norm(x, p.w, p.b, p.rm, p.rv, BatchNormMode::frozen, 0.1, kEps);
+  sum(y).backward();
+  CHECK(close_arrays("frozen dx", x.grad().data<double>(), dx_want.data(), 8, 1e-12, 1e-12));
+  CHECK_FALSE(p.w.grad().defined());
+  CHECK_FALSE(p.b.grad().defined());
+  // With x not requiring grad either, frozen BN records nothing at all.
+  CHECK_FALSE(batch_norm(hand_x(DType::f64), p.w, p.b, p.rm, p.rv, BatchNormMode::frozen).requires_grad());
+}
+
+TEST_CASE("norm: bad input names the op and the shapes") {
+  Params p = make_params(DType::f32);
+  Tensor x = Tensor::zeros({2, 3, 3, 2});
+  CHECK_THROWS_WITH_AS(batch_norm(Tensor::zeros({2, 3, 3, 5}), p.w, p.b, p.rm, p.rv, BatchNormMode::eval),
+                       doctest::Contains("batch_norm: weight f32[2] cpu does not match x f32[2,3,3,5] cpu"), Error);
+  CHECK_THROWS_WITH_AS(batch_norm(x, p.w, p.b, p.rm, Tensor::zeros({2}, DType::f64), BatchNormMode::eval),
+                       doctest::Contains("batch_norm: running_var f64[2] cpu does not match"), Error);
+  CHECK_THROWS_WITH_AS(batch_norm(Tensor::zeros({1, 1, 1, 2}), p.w, p.b, p.rm, p.rv, BatchNormMode::train),
+                       doctest::Contains("train mode needs more than one value per channel"), Error);
+  CHECK_NOTHROW(batch_norm(Tensor::zeros({1, 1, 1, 2}), p.w, p.b, p.rm, p.rv, BatchNormMode::eval));
+  CHECK_THROWS_WITH_AS(batch_norm(Tensor::zeros({2}), p.w, p.b, p.rm, p.rv, BatchNormMode::eval),
+                       doctest::Contains("channels last"), Error);
+  Tensor rm_grad = p.rm.clone().set_requires_grad();
+  CHECK_THROWS_WITH_AS(batch_norm(x, p.w, p.b, rm_grad, p.rv, BatchNormMode::train),
+                       doctest::Contains("must not require grad"), Error);
+  CHECK_THROWS_WITH_AS(batch_norm(x, p.w, p.b, p.rm, p.rv, BatchNormMode::eval, 0.1, 0.0),
+                       doctest::Contains("eps must be positive"), Error);
+  CHECK_THROWS_WITH_AS(batch_norm(x, p.w, Tensor(), p.rm, p.rv, BatchNormMode::eval),
+                       doctest::Contains("batch_norm: bias is undefined"), Error);
+}
+
+TEST_CASE("norm: gradient checks in double, train, eval and frozen") {
+  const Shape s{2, 3, 2, 4};
+  Tensor x = random_tensor(s, 41, DType::f64, -1, 3);
+  Tensor w = random_tensor({4}, 42, DType::f64, 0.5, 1.5), b = random_tensor({4}, 43, DType::f64);
+  Tensor rm = random_tensor({4}, 44, DType::f64), rv = random_tensor({4}, 45, DType::f64, 0.5, 2);
+  Tensor gw = random_tensor(s, 46, DType::f64);  // weights make the loss sensitive to every element
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval}) {
+    CAPTURE(batch_norm_mode_name(mode));
+    CHECK(gradcheck(std::string("batch_norm ") + batch_norm_mode_name(mode),
+                    [&](auto& in) { return sum(mul(batch_norm(in[0], in[1], in[2], rm, rv, mode), gw)); },
+                    {x, w, b}));
+  }
+  // Frozen: only x is an input of the graph (weight and bias are constants).
+  CHECK(gradcheck("batch_norm frozen",
+                  [&](auto& in) { return sum(mul(batch_norm(in[0], w, b, rm, rv, BatchNormMode::frozen), gw)); },
+                  {x}));
+  // Rank 2 ([rows, C]) takes the same path.
+  Tensor x2 = random_tensor({5, 3}, 47, DType::f64);
+  Tensor w3 = random_tensor({3}, 48, DType::f64, 0.5, 1.5), b3 = random_tensor({3}, 49, DType::f64);
+  Tensor rm3 = Tensor::zeros({3}, DType::f64), rv3 = Tensor::full({3}, 1.0, DType::f64);
+  Tensor g2 = random_tensor({5, 3}, 50, DType::f64);
+  CHECK(gradcheck("batch_norm rank 2",
+                  [&](auto& in) { return sum(mul(batch_norm(in[0], in[1], in[2], rm3, rv3, BatchNormMode::train), g2)); },
+                  {x2, w3, b3}));
+}
+
+namespace {
+struct BnShape {
+  int64_t n, h, w, c;
+};
+// One element per channel; odd sizes not multiples of 32 channels or 8 rows of threads; a
+// long thin one (many row ranges, C = 3); and a realistic slice (2 x 33 x 65, 64 channels).
+const BnShape kBnShapes[] = {{1, 1, 1, 3}, {2, 9, 11, 64}, {3, 17, 5, 19}, {1, 3, 5, 100}, {4, 33, 65, 3},
+                             {2, 33, 65, 64}};
+}  // namespace
+
+TEST_CASE("norm kernels: emulated batch norm forward and backward match the CPU") {
+  for_each_fiber_order([](const char* order) {
+    for (const BnShape& s : kBnShapes) {
+      const int64_t M = s.n * s.h * s.w, C = s.c;
+      const std::string tag = std::string(order) + " [" + std::to_string(s.n) + "," + std::to_string(s.h) + "," +
+                              std::to_string(s.w) + "," + std::to_string(s.c) + "]";
+      CAPTURE(tag);
+      // Offset values (mean ~ 3) exercise the centred statistics.
+      auto x = random_floats(M * C, 51, 2.f, 4.f), dy = random_floats(M * C, 52);
+      auto w = random_floats(C, 53, 0.5f, 1.5f), b = random_floats(C, 54);
+      auto rm_cpu = random_floats(C, 55), rv_cpu = random_floats(C, 56, 0.5f, 2.f);
+      auto rm_emu = rm_cpu, rv_emu = rv_cpu;
+      std::vector<float> ws(kernels::emu::bn_workspace_floats(M, C), std::numeric_limits<float>::quiet_NaN());
+      std::vector<float> mean(C), invstd(C), scale(C), mean_e(C), invstd_e(C), scale_e(C);
+      const bool update = M >= 2;  // the running update needs an unbiased variance
+      kernels::cpu::bn_batch_stats(x.data(), M, C, w.data(), 1e-5f, 0.1f, update ? rm_cpu.data() : nullptr,
+                                   rv_cpu.data(), mean.data(), invstd.data(), scale.data());
+      kernels::emu::bn_batch_stats_f32(x.data(), M, C, w.data(), 1e-5f, 0.1f, update ? rm_emu.data() : nullptr,
+                                       rv_emu.data(), mean_e.data(), invstd_e.data(), scale_e.data(), ws.data());
+      CHECK(close_arrays("mean", mean_e.data(), mean.data(), C, 1e-6, 1e-6));
+      CHECK(close_arrays("invstd", invstd_e.data(), invstd.data(), C, 1e-6, 1e-4));
+      CHECK(close_arrays("scale", scale_e.data(), scale.data(), C, 1e-6, 1e-4));
+      CHECK(close_arrays("running_mean", rm_emu.data(), rm_cpu.data(), C, 1e-6, 1e-6));
+      CHECK(close_arrays("running_var", rv_emu.data(), rv_cpu.data(), C, 1e-6, 1e-5));
+      std::vector<float> y(M * C), y_e(M * C, -99.f);
+      kernels::cpu::bn_apply(x.data(), M, C, mean.data(), scale.data(), b.data(), y.data());
+      kernels::emu::bn_apply_f32(x.data(), M, C, mean.data(), scale.data(), b.data(), y_e.data());
+      CHECK(close_arrays("y", y_e.data(), y.data(), M * C, 1e-6, 1e-6));
+      kernels::emu::bn_running_stats_f32(rm_cpu.data(), rv_cpu.data(), w.data(), C, 1e-5f, mean_e.data(),
+                                         invstd_e.data(), scale_e.data());
+      kernels::cpu::bn_running_stats(rm_cpu.data(), rv_cpu.data(), w.data(), C, 1e-5f, mean.data(), invstd.data(),
+                                     scale.data());
+      CHECK(close_arrays("running invstd", invstd_e.data(), invstd.data(), C, 0, 1e-6));
+      for (bool batch_stats : {true, false}) {
+        CAPTURE(batch_stats);
+        std::vector<float> dx(M * C), dx_e(M * C, -99.f), dw(C), dw_e(C), db(C), db_e(C);
+        kernels::cpu::bn_backward(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(), batch_stats,
+                                  dx.data(), dw.data(), db.data());
+        kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                      batch_stats, dx_e.data(), dw_e.data(), db_e.data(), ws.data());
+        // Sums of ~M terms of size 1 in float: absolute error ~ 1e-7 * M.
+        const double sum_tol = 1e-6 * std::max<int64_t>(M, 100);
+        CHECK(close_arrays("dbias", db_e.data(), db.data(), C, sum_tol, 1e-5));
+        CHECK(close_arrays("dweight", dw_e.data(), dw.data(), C, sum_tol, 1e-5));
+        CHECK(close_arrays("dx", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
+        // dx only, with fixed statistics: the shortcut dx = scale * dy.
+        std::fill(dx_e.begin(), dx_e.end(), -99.f);
+        kernels::cpu::bn_backward<float>(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                         batch_stats, dx.data(), nullptr, nullptr);
+        kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                      batch_stats, dx_e.data(), nullptr, nullptr, ws.data());
+        CHECK(close_arrays("dx only", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
+      }
+    }
+  });
+}
+
+GPU_TEST_CASE("norm: GPU batch norm matches the CPU at a realistic shape, deterministically") {
+  const Shape s{16, 33, 65, 2048};
+  const int64_t C = s[3];
+  Tensor x = random_tensor(s, 61, DType::f32, -1, 3), dy = random_tensor(s, 62);
+  Tensor w = random_tensor({C}, 63, DType::f32, 0.5, 1.5), b = random_tensor({C}, 64);
+  Tensor rm = random_tensor({C}, 65), rv = random_tensor({C}, 66, DType::f32, 0.5, 2);
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval, BatchNormMode::frozen}) {
+    CAPTURE(batch_norm_mode_name(mode));
+    Tensor rm_c = rm.clone(), rv_c = rv.clone(), rm_g = rm.cuda(), rv_g = rv.cuda();
+    Tensor xc = x.clone().set_requires_grad(), wc = w.clone().set_requires_grad(), bc = b.clone().set_requires_grad();
+    Tensor xg = x.cuda().set_requires_grad(), wg = w.cuda().set_requires_grad(), bg = b.cuda().set_requires_grad();
+    Tensor yc = batch_norm(xc, wc, bc, rm_c, rv_c, mode), yg = batch_norm(xg, wg, bg, rm_g, rv_g, mode);
+    CHECK(close_tensors("y", yg, yc, 1e-5, 1e-4));
+    CHECK(close_tensors("running_mean", rm_g, rm_c, 1e-6, 1e-5));
+    CHECK(close_tensors("running_var", rv_g, rv_c, 1e-6, 1e-5));
+    sum(mul(yc, dy)).backward();
+    sum(mul(yg, dy.cuda())).backward();
+    CHECK(close_tensors("dx", xg.grad(), xc.grad(), 1e-5, 1e-3));
+    if (mode == BatchNormMode::frozen) {
+      CHECK_FALSE(wg.grad().defined());
+    } else {
+      // Sums over M = 34320 rows: float absolute error of order 1e-7 * M.
+      CHECK(close_tensors("dweight", wg.grad(), wc.grad(), 1e-2, 1e-4));
+      CHECK(close_tensors("dbias", bg.grad(), bc.grad(), 1e-2, 1e-4));
+    }
+  }
+  // Deterministic: the same input gives the same bits.
+  Tensor xg = x.cuda(), wg = w.cuda(), bg = b.cuda(), rm1 = rm.cuda(), rv1 = rv.cuda(), rm2 = rm.cuda(),
+         rv2 = rv.cuda();
+  Tensor y1 = batch_norm(xg, wg, bg, rm1, rv1, BatchNormMode::train);
+  Tensor y2 = batch_norm(xg, wg, bg, rm2, rv2, BatchNormMode::train);
+  CHECK(y1.cpu().to_vector<float>() == y2.cpu().to_vector<float>());
+  CHECK(rv1.cpu().to_vector<float>() == rv2.cpu().to_vector<float>());
+}
