@@ -1,0 +1,229 @@
+// Datasets as lists of file paths: Cityscapes layout, split lists, labeled subsets, checks.
+#include "data/dataset.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <ostream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/image_io.h"
+
+namespace c3::data {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool file_exists(const std::string& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// A list entry relative to root; absolute entries stay as they are.
+std::string resolve(const std::string& root, const std::string& p) {
+  if (fs::path(p).is_absolute() || root.empty()) return fs::path(p).lexically_normal().string();
+  return (fs::path(root) / p).lexically_normal().string();
+}
+
+// The key under which two spellings of one path compare equal (no file system access).
+std::string path_key(const std::string& p) { return fs::absolute(p).lexically_normal().string(); }
+
+// Applies OnMissing to a missing file: throws, or counts the sample as skipped.
+void on_missing(const LoadOptions& opt, LoadStats* stats, const std::string& what) {
+  C3_CHECK(opt.on_missing == OnMissing::skip, what);
+  if (!stats) return;
+  if (stats->examples.size() < size_t(CheckReport::kMaxExamples)) stats->examples.push_back(what);
+  ++stats->skipped;
+}
+
+LabelMapping mapping_from_name(const std::string& label) {
+  const std::string name = fs::path(label).filename().string();
+  return ends_with(name, "labelIds.png") && !ends_with(name, "TrainIds.png") ? LabelMapping::label_ids
+                                                                                : LabelMapping::train_ids;
+}
+
+// Fills in the label of an image that exists; false when the sample is to be skipped.
+bool attach_label(Sample& s, const LoadOptions& opt, LoadStats* stats, const std::string& where) {
+  if (!s.label.empty() && !file_exists(s.label)) {
+    if (!opt.require_labels) {
+      s.label.clear();
+      return true;
+    }
+    on_missing(opt, stats, where + s.label + ": label file not found (image " + s.image + ")");
+    return false;
+  }
+  if (opt.force_mapping) s.mapping = *opt.force_mapping;
+  return true;
+}
+
+struct ListLine {
+  int number = 0;
+  std::vector<std::string> fields;
+};
+
+// The non-blank, non-comment lines of a list file, split at whitespace.
+std::vector<ListLine> read_list_lines(const std::string& list_file) {
+  const std::vector<uint8_t> bytes = read_file_bytes(list_file);
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
+  std::vector<ListLine> lines;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    std::istringstream words(line);
+    ListLine l{number, {}};
+    for (std::string w; words >> w;) l.fields.push_back(w);
+    if (l.fields.empty() || l.fields[0][0] == '#') continue;
+    C3_CHECK(l.fields.size() <= 2, list_file, ":", number, ": expected \"image\" or \"image label\", got ",
+             l.fields.size(), " fields (paths with spaces are not supported)");
+    lines.push_back(std::move(l));
+  }
+  return lines;
+}
+
+}  // namespace
+
+const std::array<uint8_t, 256>& label_id_to_train_id() {
+  static const std::array<uint8_t, 256> table = [] {
+    std::array<uint8_t, 256> t;
+    t.fill(kIgnoreLabel);
+    const int ids[kCityscapesClasses] = {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33};
+    for (int i = 0; i < kCityscapesClasses; ++i) t[size_t(ids[i])] = uint8_t(i);
+    return t;
+  }();
+  return table;
+}
+
+Image map_label_ids(const Image& label_ids) {
+  C3_CHECK(label_ids.c == 1, "map_label_ids: expected a label map with 1 channel, got ", label_ids.c);
+  const auto& t = label_id_to_train_id();
+  Image out = label_ids;
+  for (auto& v : out.px) v = t[v];
+  return out;
+}
+
+Image load_label_train_ids(const Sample& s) {
+  C3_CHECK(!s.label.empty(), s.image, ": sample has no label");
+  Image l = read_label(s.label);
+  return s.mapping == LabelMapping::label_ids ? map_label_ids(l) : l;
+}
+
+Sample cityscapes_sample_for(const std::string& image_path) {
+  const fs::path p(image_path);
+  const std::string name = p.filename().string();
+  const size_t at = name.rfind("_leftImg8bit.");
+  C3_CHECK(at != std::string::npos, image_path,
+           ": cannot derive the label path: the name does not end with _leftImg8bit.<ext>");
+  const fs::path parent = p.parent_path();
+  std::vector<fs::path> parts(parent.begin(), parent.end());
+  auto it = std::find(parts.rbegin(), parts.rend(), fs::path("leftImg8bit"));
+  C3_CHECK(it != parts.rend(), image_path, ": cannot derive the label path: no leftImg8bit folder in it");
+  *it = "gtFine";
+  fs::path dir;
+  for (const auto& part : parts) dir /= part;
+  const std::string stem = name.substr(0, at);
+  Sample s{image_path, (dir / (stem + "_gtFine_labelTrainIds.png")).string(), LabelMapping::train_ids};
+  if (!file_exists(s.label)) s = {image_path, (dir / (stem + "_gtFine_labelIds.png")).string(), LabelMapping::label_ids};
+  return s;
+}
+
+std::vector<Sample> load_cityscapes(const std::string& root, const std::string& split, const LoadOptions& opt,
+                                    LoadStats* stats) {
+  const fs::path dir = fs::path(root) / "leftImg8bit" / split;
+  std::error_code ec;
+  C3_CHECK(fs::is_directory(dir, ec), dir.string(), ": not a folder (expected the Cityscapes layout ",
+           "<root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png)");
+  std::vector<std::string> images;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file() && ends_with(e.path().filename().string(), "_leftImg8bit.png"))
+      images.push_back(e.path().lexically_normal().string());
+  C3_CHECK(!images.empty(), dir.string(), ": no *_leftImg8bit.png images in it");
+  std::sort(images.begin(), images.end());
+  std::vector<Sample> out;
+  for (const auto& img : images) {
+    Sample s = cityscapes_sample_for(img);
+    if (attach_label(s, opt, stats, "")) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<Sample> load_split_list(const std::string& list_file, const std::string& root, const LoadOptions& opt,
+                                    LoadStats* stats) {
+  std::vector<Sample> out;
+  for (const ListLine& l : read_list_lines(list_file)) {
+    const std::string where = list_file + ":" + std::to_string(l.number) + ": ";
+    Sample s;
+    s.image = resolve(root, l.fields[0]);
+    if (!file_exists(s.image)) {
+      on_missing(opt, stats, where + s.image + ": image file not found");
+      continue;
+    }
+    if (l.fields.size() == 2) {
+      s.label = resolve(root, l.fields[1]);
+      s.mapping = mapping_from_name(s.label);
+    } else {
+      try {
+        s = cityscapes_sample_for(s.image);
+      } catch (const Error& e) {
+        throw Error(where + e.what());
+      }
+    }
+    if (attach_label(s, opt, stats, where)) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void write_split_list(const std::string& list_file, const std::string& root, const std::vector<Sample>& samples) {
+  std::string text;
+  auto rel = [&](const std::string& p) {
+    const std::string r = root.empty() ? p : fs::path(path_key(p)).lexically_relative(path_key(root)).string();
+    C3_CHECK(r.find_first_of(" \t") == std::string::npos, list_file, ": cannot write ", p,
+             ": split lists do not support paths with spaces");
+    return r;
+  };
+  for (const Sample& s : samples) text += rel(s.image) + (s.label.empty() ? "" : " " + rel(s.label)) + "\n";
+  write_file_atomic(list_file, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+LabeledSplit split_labeled(std::vector<Sample> samples, int64_t count, uint64_t seed) {
+  const int64_t n = int64_t(samples.size());
+  C3_CHECK(count >= 0 && count <= n, "split_labeled: asked for ", count, " labeled samples out of ", n);
+  auto by_path = [](const Sample& a, const Sample& b) { return std::tie(a.image, a.label) < std::tie(b.image, b.label); };
+  std::sort(samples.begin(), samples.end(), by_path);
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(samples[size_t(i)], samples[size_t(rng() % uint64_t(i + 1))]);
+  LabeledSplit out;
+  out.labeled.assign(samples.begin(), samples.begin() + count);
+  out.unlabeled.assign(samples.begin() + count, samples.end());
+  std::sort(out.labeled.begin(), out.labeled.end(), by_path);
+  std::sort(out.unlabeled.begin(), out.unlabeled.end(), by_path);
+  return out;
+}
+
+LabeledSplit split_labeled_from_list(std::vector<Sample> samples, const std::string& list_file,
+                                     const std::string& root) {
+  std::map<std::string, int> listed;  // path key -> line number
+  for (const ListLine& l : read_list_lines(list_file)) listed.emplace(path_key(resolve(root, l.fields[0])), l.number);
+  std::set<std::string> found;
+  LabeledSplit out;
+  for (Sample& s : samples) {
+    const std::string key = path_key(s.image);
+    const bool labeled = listed.count(key) > 0;
+    if (labeled) found.insert(key);
+    (labeled ? out.labeled : out.unlabeled).push_back(std::move(s));
+  }
+  for (const auto& [key, line] : listed)
+    C3_CHECK(found.count(key), list_file, ":", line, ": ", key, " is not an image of the dataset (",
+             listed.size() - found.size(), " of ", listed.size(), " listed images not found)");
+  auto by_path = [](const Sample& a, const Sample& b) { return a.image < b.image; };
+  std::sort(out.labeled.begin(), out.labeled.end(), by_path);
+  std::sort(out.unlabeled.begin(), out.unlabeled.end(), by_path);
+  return out;
+}
+
+}  // namespace c3::data

@@ -1,0 +1,118 @@
+// check_dataset: reads every file of a dataset once and reports what is wrong with it.
+#include <filesystem>
+#include <ostream>
+
+#include "core/error.h"
+#include "data/dataset.h"
+#include "data/image_io.h"
+
+namespace c3::data {
+namespace {
+
+enum Kind { kMissing, kUnreadable, kSizeMismatch, kBadLabel, kKinds };
+
+struct Finding {
+  Kind kind;
+  std::string what;
+};
+
+bool exists(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+
+// Label values that are neither a class (< num_classes) nor 255, with their pixel counts.
+std::string bad_values(const Image& label, int num_classes) {
+  int64_t hist[256] = {};
+  for (uint8_t v : label.px) ++hist[v];
+  std::string out;
+  int listed = 0;
+  for (int v = num_classes; v < 255; ++v) {
+    if (!hist[v]) continue;
+    if (listed++ < 8) out += (out.empty() ? "" : ", ") + std::to_string(v) + " (" + std::to_string(hist[v]) + " px)";
+  }
+  if (listed > 8) out += ", ... (" + std::to_string(listed) + " distinct values)";
+  return out;
+}
+
+// The problems of one sample, in a fixed order (image, label, then the pair).
+std::vector<Finding> check_sample(const Sample& s, int num_classes) {
+  std::vector<Finding> f;
+  Image img, label;
+  if (!exists(s.image)) {
+    f.push_back({kMissing, s.image + ": image file not found"});
+  } else {
+    try {
+      img = read_image(s.image);
+    } catch (const std::exception& e) {
+      f.push_back({kUnreadable, e.what()});
+    }
+  }
+  if (s.label.empty()) return f;
+  if (!exists(s.label)) {
+    f.push_back({kMissing, s.label + ": label file not found (image " + s.image + ")"});
+    return f;
+  }
+  try {
+    label = load_label_train_ids(s);
+  } catch (const std::exception& e) {
+    f.push_back({kUnreadable, e.what()});
+    return f;
+  }
+  if (!img.empty() && (img.h != label.h || img.w != label.w))
+    f.push_back({kSizeMismatch, s.label + ": label " + std::to_string(label.h) + "x" + std::to_string(label.w) +
+                                    ", image " + std::to_string(img.h) + "x" + std::to_string(img.w) + " (" +
+                                    s.image + ")"});
+  const std::string bad = bad_values(label, num_classes);
+  if (!bad.empty())
+    f.push_back({kBadLabel, s.label + ": values that are neither a class (0.." + std::to_string(num_classes - 1) +
+                                ") nor 255" + (s.mapping == LabelMapping::label_ids ? " after mapping" : "") +
+                                ": " + bad});
+  return f;
+}
+
+void print_list(std::ostream& os, const char* name, const ProblemList& p) {
+  if (!p.count) return;
+  os << "  " << name << ": " << p.count << "\n";
+  for (const auto& e : p.examples) os << "    " << e << "\n";
+  if (p.count > int64_t(p.examples.size())) os << "    ... and " << p.count - int64_t(p.examples.size()) << " more\n";
+}
+
+}  // namespace
+
+CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes) {
+  C3_CHECK(num_classes >= 1 && num_classes <= 255, "check_dataset: num_classes must be 1..255, got ", num_classes);
+  const int64_t n = int64_t(samples.size());
+  std::vector<std::vector<Finding>> found(samples.size());
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t i = 0; i < n; ++i) found[size_t(i)] = check_sample(samples[size_t(i)], num_classes);
+
+  // Merged in sample order, so the examples do not depend on thread timing.
+  CheckReport r;
+  r.samples = n;
+  ProblemList* lists[kKinds] = {&r.missing, &r.unreadable, &r.size_mismatch, &r.bad_label};
+  for (size_t i = 0; i < samples.size(); ++i) {
+    r.labeled += samples[i].label.empty() ? 0 : 1;
+    for (const Finding& f : found[i]) {
+      ProblemList& p = *lists[f.kind];
+      if (p.examples.size() < size_t(CheckReport::kMaxExamples)) p.examples.push_back(f.what);
+      ++p.count;
+    }
+  }
+  return r;
+}
+
+void print_report(std::ostream& os, const CheckReport& r) {
+  os << "checked " << r.samples << " samples (" << r.labeled << " labeled): ";
+  if (r.ok()) {
+    os << "OK\n";
+    return;
+  }
+  os << r.missing.count + r.unreadable.count + r.size_mismatch.count + r.bad_label.count << " problems\n";
+  print_list(os, "missing files", r.missing);
+  print_list(os, "unreadable files", r.unreadable);
+  print_list(os, "image/label size mismatches", r.size_mismatch);
+  print_list(os, "labels with values outside the classes", r.bad_label);
+}
+
+}  // namespace c3::data

@@ -1,0 +1,46 @@
+// Synthetic street scenes with Cityscapes trainIds: the embedded default dataset, so the
+// whole pipeline runs on a fresh machine with no download.
+//
+// Each scene is a pinhole view of a street: a road converging to a vanishing point,
+// sidewalks and grass verges beside it, building facades (windows, varying heights) or tree
+// rows along both sides, a skyline on the horizon, and in front of them cars, people,
+// poles with traffic signs and trees, drawn far to near so that near things occlude far
+// ones. Textures, per-scene lighting and colour cast, shadows and pixel noise make colour
+// alone a poor cue: cars take any colour, many buildings and poles are as grey as the road,
+// the sky is sometimes overcast grey. The label of a pixel is the class of what was drawn
+// last on it, so image and label agree exactly.
+//
+// Deterministic: the bytes depend only on (seed, index, size). Randomness comes from
+// splitmix64 streams; the drawing uses only +, -, *, / and sqrt (no libm transcendental
+// functions, whose last bits differ between C libraries).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+
+namespace c3::data {
+
+// The trainIds a synthetic label can hold: road 0, sidewalk 1, building 2, pole 5,
+// traffic sign 7, vegetation 8, terrain 9, sky 10, person 11, car 13.
+const std::vector<uint8_t>& synthetic_classes();
+
+struct SyntheticScene {
+  Image image;  // h x w x 3
+  Image label;  // h x w x 1, trainIds from synthetic_classes()
+};
+
+// One scene, a function of (seed, h, w) only.
+SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256);
+
+// The seed of image `index` of a split ("train" or "val") of the dataset made with `seed`.
+uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index);
+
+// Writes <out_dir>/leftImg8bit/{train,val}/synth/synth_<6 digits>_leftImg8bit.png and
+// <out_dir>/gtFine/{train,val}/synth/synth_<6 digits>_gtFine_labelTrainIds.png (folders are
+// created; existing files are overwritten), rendering in parallel. Same seed, same bytes.
+void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train = 1000, int n_val = 200, int h = 128,
+                    int w = 256);
+
+}  // namespace c3::data

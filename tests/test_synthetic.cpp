@@ -1,0 +1,146 @@
+// Synthetic scenes: determinism down to the file bytes, the declared classes and only
+// those, the Cityscapes layout on disk, and proof that colour alone does not give the labels.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "data/synthetic.h"
+#include "tests/data_helpers.h"
+
+using namespace c3::data;
+using c3test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Hash of every file under `dir` (relative names and bytes), in name order.
+uint64_t tree_hash(const std::string& dir, int* files = nullptr) {
+  std::vector<std::string> paths;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) paths.push_back(fs::relative(e.path(), dir).string());
+  std::sort(paths.begin(), paths.end());
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& p : paths) {
+    h = c3test::fnv1a(std::vector<uint8_t>(p.begin(), p.end()), h);
+    h = c3test::fnv1a(c3test::file_bytes(dir + "/" + p), h);
+  }
+  if (files) *files = int(paths.size());
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("synthetic: same seed gives the same bytes, another seed other bytes; Cityscapes layout") {
+  TempDir a, b, c;
+  make_synthetic(a.path, 5, 6, 2, 64, 128);
+  make_synthetic(b.path, 5, 6, 2, 64, 128);
+  make_synthetic(c.path, 6, 6, 2, 64, 128);
+  int files = 0;
+  const uint64_t ha = tree_hash(a.path, &files);
+  CHECK(files == 16);  // (6 + 2) images and as many labels
+  CHECK(ha == tree_hash(b.path));
+  CHECK(ha != tree_hash(c.path));
+  CHECK(fs::exists(a.path + "/leftImg8bit/train/synth/synth_000005_leftImg8bit.png"));
+  CHECK(fs::exists(a.path + "/gtFine/val/synth/synth_000001_gtFine_labelTrainIds.png"));
+
+  const auto train = load_cityscapes(a.path, "train"), val = load_cityscapes(a.path, "val");
+  REQUIRE(train.size() == 6);
+  REQUIRE(val.size() == 2);
+  for (const auto& s : train) CHECK(s.mapping == LabelMapping::train_ids);
+  const Image img = read_image(train[3].image), lab = load_label_train_ids(train[3]);
+  CHECK((img.h == 64 && img.w == 128 && img.c == 3));
+  CHECK((lab.h == 64 && lab.w == 128 && lab.c == 1));
+  // The files hold exactly the rendered scene.
+  const SyntheticScene sc = render_scene(synthetic_scene_seed(5, "train", 3), 64, 128);
+  CHECK(img.px == sc.image.px);
+  CHECK(lab.px == sc.label.px);
+  CHECK(check_dataset(train, 19).ok());
+  // Scenes differ from one another and between splits.
+  CHECK(render_scene(synthetic_scene_seed(5, "train", 0), 32, 64).image.px !=
+        render_scene(synthetic_scene_seed(5, "train", 1), 32, 64).image.px);
+  CHECK(synthetic_scene_seed(5, "train", 0) != synthetic_scene_seed(5, "val", 0));
+}
+
+TEST_CASE("synthetic: labels hold only the declared classes, and every class appears") {
+  const auto& classes = synthetic_classes();
+  CHECK(classes == std::vector<uint8_t>{0, 1, 2, 5, 7, 8, 9, 10, 11, 13});
+  std::array<int64_t, 256> count{};
+  std::array<int, 256> scenes_with{};
+  const int n = 60;
+  for (int i = 0; i < n; ++i) {
+    const SyntheticScene s = render_scene(synthetic_scene_seed(1, "train", i), 128, 256);
+    REQUIRE((s.image.h == 128 && s.image.w == 256 && s.image.c == 3));
+    REQUIRE((s.label.h == 128 && s.label.w == 256 && s.label.c == 1));
+    std::array<bool, 256> seen{};
+    for (uint8_t v : s.label.px) ++count[v], seen[v] = true;
+    for (int v = 0; v < 256; ++v) scenes_with[size_t(v)] += seen[size_t(v)] ? 1 : 0;
+  }
+  int64_t total = 0, declared = 0;
+  for (int v = 0; v < 256; ++v) total += count[size_t(v)];
+  for (uint8_t c : classes) {
+    declared += count[c];
+    CHECK_MESSAGE(scenes_with[c] >= 3, "class ", int(c), " appears in only ", scenes_with[c], " of ", n, " scenes");
+    CHECK_MESSAGE(count[c] > 0, "class ", int(c), " never appears");
+  }
+  CHECK(declared == total);  // nothing outside the declared classes
+  // The big classes of a street scene are big here too (fractions of all pixels).
+  CHECK(double(count[0]) / double(total) > 0.15);  // road
+  CHECK(double(count[2]) / double(total) > 0.1);   // building
+  CHECK(double(count[10]) / double(total) > 0.03); // sky
+}
+
+TEST_CASE("synthetic: colour alone does not separate the classes") {
+  // Two colour-only classifiers are fitted on 30 scenes and scored (pixel accuracy) on 20
+  // others: the nearest mean RGB per class, and the Bayes rule on colour (the most frequent
+  // class of each of 16^3 RGB cells), the best any per-pixel colour rule can do on this data
+  // up to the cell size. If the classes could be told apart by colour, both would score near
+  // 1; a segmentation net would then not need to learn shapes, context or textures. The
+  // generator overlaps the colours on purpose (grey cars, buildings and poles like the road,
+  // overcast skies, random lighting), so both must stay below 0.85.
+  constexpr int kCells = 16 * 16 * 16;
+  auto cell = [](const uint8_t* p) { return (p[0] >> 4) * 256 + (p[1] >> 4) * 16 + (p[2] >> 4); };
+  std::array<std::array<double, 3>, 256> sum{};
+  std::array<int64_t, 256> n{};
+  std::vector<std::array<int64_t, 16>> votes(kCells, std::array<int64_t, 16>{});  // trainIds < 16 here
+  for (int i = 0; i < 30; ++i) {
+    const SyntheticScene s = render_scene(synthetic_scene_seed(2, "train", i), 128, 256);
+    for (size_t p = 0; p < s.label.px.size(); ++p) {
+      const uint8_t c = s.label.px[p];  // < 16: checked by the test of the declared classes
+      for (int k = 0; k < 3; ++k) sum[c][size_t(k)] += s.image.px[3 * p + size_t(k)];
+      ++n[c];
+      ++votes[size_t(cell(&s.image.px[3 * p]))][c];
+    }
+  }
+  std::vector<int> best(kCells, 0);
+  for (int q = 0; q < kCells; ++q)
+    best[size_t(q)] = int(std::max_element(votes[size_t(q)].begin(), votes[size_t(q)].end()) - votes[size_t(q)].begin());
+  int64_t right_mean = 0, right_bayes = 0, total = 0;
+  for (int i = 0; i < 20; ++i) {
+    const SyntheticScene s = render_scene(synthetic_scene_seed(2, "val", i), 128, 256);
+    for (size_t p = 0; p < s.label.px.size(); ++p) {
+      const uint8_t* px = &s.image.px[3 * p];
+      double best_d = 1e30;
+      int pred = -1;
+      for (int c = 0; c < 256; ++c) {
+        if (!n[size_t(c)]) continue;
+        double d = 0;
+        for (int k = 0; k < 3; ++k) {
+          const double e = px[k] - sum[size_t(c)][size_t(k)] / double(n[size_t(c)]);
+          d += e * e;
+        }
+        if (d < best_d) best_d = d, pred = c;
+      }
+      right_mean += pred == s.label.px[p] ? 1 : 0;
+      right_bayes += best[size_t(cell(px))] == s.label.px[p] ? 1 : 0;
+      ++total;
+    }
+  }
+  const double acc_mean = double(right_mean) / double(total), acc_bayes = double(right_bayes) / double(total);
+  MESSAGE("colour-only pixel accuracy: nearest mean ", acc_mean, ", Bayes on 16^3 colour cells ", acc_bayes);
+  CHECK(acc_mean < 0.85);
+  CHECK(acc_bayes < 0.85);
+}
