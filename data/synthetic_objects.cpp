@@ -182,12 +182,23 @@ struct Object {
 void draw_objects(Scene& s, Rng& r) {
   std::vector<Object> objs;
   auto side_x = [&](float offset) { return s.c + (r.chance(0.5f) ? offset : -offset); };
-  for (int i = r.range(1, 6); i > 0; --i) objs.push_back({3.5f / r.uni(0.08f, 1), s.c + r.uni(-s.r + 0.6f, s.r - 0.6f), 0});
+  // Cars and people take ground space: a new one that would stand inside a car already
+  // placed (footprint 1.3 wide, 3.3 long, the largest car) is left out.
+  auto inside_car = [&](float x, float z, float half_w, float len) {  // footprint [x +- half_w] x [z, z + len]
+    for (const Object& o : objs)
+      if (o.kind == 0 && std::abs(x - o.x) < 0.65f + half_w && z < o.z + 3.3f && z + len > o.z) return true;
+    return false;
+  };
+  for (int i = r.range(1, 6); i > 0; --i) {
+    const float z = 3.5f / r.uni(0.08f, 1), x = s.c + r.uni(-s.r + 0.6f, s.r - 0.6f);
+    if (!inside_car(x, z, 0.65f, 3.3f)) objs.push_back({z, x, 0});
+  }
   for (int i = r.range(0, 5); i > 0; --i) {
     const int k = r.range(0, 1);
     const float off = s.r + r.uni(0.15f, std::max(0.2f, s.side[k].sw - 0.1f));  // on that side's pavement
     const float x = r.chance(0.2f) ? s.c + r.uni(-s.r, s.r) : s.c + (k ? off : -off);   // or crossing
-    objs.push_back({2.5f / r.uni(0.06f, 1), x, 1});
+    const float z = 2.5f / r.uni(0.06f, 1);
+    if (!inside_car(x, z, 0.2f, 0.3f)) objs.push_back({z, x, 1});
   }
   for (int i = r.range(1, 4); i > 0; --i) objs.push_back({3.f / r.uni(0.05f, 1), side_x(s.r + r.uni(0.1f, 0.3f)), 2});
   for (int i = r.range(0, 3); i > 0; --i) {
