@@ -8,3 +8,4 @@
 #include "core/ops_index.h"
 #include "core/ops_norm.h"
 #include "core/ops_pool.h"
+#include "core/ops_conv.h"

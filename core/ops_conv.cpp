@@ -1,0 +1,144 @@
+#include "core/ops_conv.h"
+
+#include <atomic>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "kernels/conv_math.h"
+#include "kernels/cpu/conv.h"
+#include "kernels/cuda/conv_cudnn.h"
+#include "kernels/cuda/elementwise.h"
+
+namespace c3 {
+namespace {
+
+std::atomic<bool> g_conv_allow_tf32{true};
+std::atomic<size_t> g_conv_workspace_limit{size_t(1) << 30};
+
+[[maybe_unused]] kernels::CudnnConvOptions cudnn_options() {
+  kernels::CudnnConvOptions o;
+  o.allow_tf32 = conv_allow_tf32();
+  o.workspace_limit = conv_workspace_limit();
+  return o;
+}
+
+// cuDNN scratch from the caching allocator. The block goes back to the cache when `holder`
+// dies, right after the call, while the GPU may still be using it: that is safe because every
+// op runs on the one default stream, so the next user of the block is queued after this conv.
+[[maybe_unused]] kernels::ConvWorkspaceFn workspace_into(Tensor& holder) {
+  return [&holder](size_t bytes) {
+    holder = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, Device::cuda);
+    return holder.raw();
+  };
+}
+
+std::string conv_params(int sh, int sw, int ph, int pw, int dh, int dw) {
+  return detail::concat("stride ", sh, "x", sw, ", padding ", ph, "x", pw, ", dilation ", dh, "x", dw);
+}
+
+kernels::ConvGeom check_conv(const Tensor& x, const Tensor& w, const Tensor& bias, int sh, int sw, int ph, int pw,
+                             int dh, int dw) {
+  check_float("conv2d", x);
+  check_cuda_dtype("conv2d", x);
+  check_same_device("conv2d", x, w);
+  C3_CHECK(x.rank() == 4, "conv2d: the input must be NHWC [N,H,W,Cin], got ", x.desc());
+  C3_CHECK(w.rank() == 4, "conv2d: the weight must be [Cout,kh,kw,Cin], got ", w.desc());
+  C3_CHECK(w.dtype() == x.dtype(), "conv2d: dtype mismatch: input ", x.desc(), ", weight ", w.desc());
+  C3_CHECK(w.dim(3) == x.dim(3), "conv2d: the input has ", x.dim(3), " channels but the weight expects ", w.dim(3),
+           " (input ", x.desc(), ", weight [Cout,kh,kw,Cin] ", w.desc(), ")");
+  C3_CHECK(x.dim(3) > 0 && w.dim(0) > 0 && w.dim(1) > 0 && w.dim(2) > 0, "conv2d: empty channels or kernel: input ",
+           x.desc(), ", weight ", w.desc());
+  C3_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
+           "conv2d: stride and dilation must be >= 1 and padding >= 0, got ", conv_params(sh, sw, ph, pw, dh, dw));
+  if (bias.defined()) {
+    check_same_device("conv2d (bias)", x, bias);
+    C3_CHECK(bias.dtype() == x.dtype() && bias.rank() == 1 && bias.dim(0) == w.dim(0), "conv2d: the bias must be [",
+             w.dim(0), "] of ", dtype_name(x.dtype()), " (one per output channel), got ", bias.desc());
+  }
+  const kernels::ConvGeom g = kernels::make_conv_geom(x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(1),
+                                                      w.dim(2), sh, sw, ph, pw, dh, dw);
+  C3_CHECK(g.Ho > 0 && g.Wo > 0, "conv2d: the output would be empty: input ", x.desc(), ", kernel ", w.dim(1), "x",
+           w.dim(2), " (spanning ", dh * (w.dim(1) - 1) + 1, "x", dw * (w.dim(2) - 1) + 1, " with dilation), ",
+           conv_params(sh, sw, ph, pw, dh, dw));
+  return g;
+}
+
+Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g) {
+  Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.K}, x.dtype(), x.device());
+  if (x.is_cuda()) {
+    C3_CUDA("conv2d", {
+      Tensor ws;
+      kernels::cuda::conv2d_forward_f32(x.data<float>(), w.data<float>(), y.data<float>(), g, cudnn_options(),
+                                        workspace_into(ws));
+      if (bias.defined())  // in place: out[i] = y[i] + bias[i % Cout]
+        kernels::cuda::binary_f32(kernels::Binary::add, y.data<float>(), bias.data<float>(), y.data<float>(),
+                                  y.numel(), kernels::Bcast::channel, g.K);
+    });
+  } else if (x.dtype() == DType::f32) {
+    kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                                 y.data<float>(), g);
+  } else {
+    kernels::cpu::conv2d_forward(x.data<double>(), w.data<double>(), bias.defined() ? bias.data<double>() : nullptr,
+                                 y.data<double>(), g);
+  }
+  return y;
+}
+
+// Writes dx (when `want_dx`) and dw (when `want_dw`); x is read only for dw, w only for dx.
+void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels::ConvGeom& g, Tensor& dx,
+              Tensor& dw, bool want_dx, bool want_dw) {
+  const DType dt = dy.dtype();
+  if (want_dx) dx = Tensor::empty({g.N, g.H, g.W, g.C}, dt, dy.device());
+  if (want_dw) dw = Tensor::empty({g.K, g.kh, g.kw, g.C}, dt, dy.device());
+  if (dy.is_cuda()) {
+    C3_CUDA("conv2d backward", {
+      check_cuda_dtype("conv2d backward", dy);
+      Tensor ws;
+      if (want_dx)
+        kernels::cuda::conv2d_backward_data_f32(dy.data<float>(), w.data<float>(), dx.data<float>(), g,
+                                                cudnn_options(), workspace_into(ws));
+      if (want_dw)
+        kernels::cuda::conv2d_backward_filter_f32(x.data<float>(), dy.data<float>(), dw.data<float>(), g,
+                                                  cudnn_options(), workspace_into(ws));
+    });
+  } else if (dt == DType::f32) {
+    kernels::cpu::conv2d_backward(want_dw ? x.data<float>() : nullptr, want_dx ? w.data<float>() : nullptr,
+                                  dy.data<float>(), want_dx ? dx.data<float>() : nullptr,
+                                  want_dw ? dw.data<float>() : nullptr, g);
+  } else {
+    kernels::cpu::conv2d_backward(want_dw ? x.data<double>() : nullptr, want_dx ? w.data<double>() : nullptr,
+                                  dy.data<double>(), want_dx ? dx.data<double>() : nullptr,
+                                  want_dw ? dw.data<double>() : nullptr, g);
+  }
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride_h, int stride_w, int pad_h, int pad_w,
+              int dil_h, int dil_w) {
+  const kernels::ConvGeom g = check_conv(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
+  Tensor y = forward(x, w, bias, g);
+  if (!any_requires_grad({&x, &w, &bias})) return y;
+  // dx needs only w, dw needs only x, the bias gradient needs neither.
+  Tensor sx = w.requires_grad() ? x.detach() : Tensor();
+  Tensor sw = x.requires_grad() ? w.detach() : Tensor();
+  record(y, "conv2d", {x, w, bias}, [=](const Tensor& dy, const Needs& needs) {
+    Tensor dx, dw, db;
+    if (needs[0] || needs[1]) backward(sx, sw, dy, g, dx, dw, needs[0], needs[1]);
+    if (needs[2]) db = sum_mid(dy, 1, g.out_pixels(), g.K, {g.K});  // sum over N, Ho, Wo
+    return std::vector<Tensor>{dx, dw, db};
+  });
+  return y;
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int dilation) {
+  return conv2d(x, w, bias, stride, stride, pad, pad, dilation, dilation);
+}
+
+void set_conv_allow_tf32(bool on) { g_conv_allow_tf32.store(on, std::memory_order_relaxed); }
+bool conv_allow_tf32() { return g_conv_allow_tf32.load(std::memory_order_relaxed); }
+void set_conv_workspace_limit(size_t bytes) { g_conv_workspace_limit.store(bytes, std::memory_order_relaxed); }
+size_t conv_workspace_limit() { return g_conv_workspace_limit.load(std::memory_order_relaxed); }
+
+}  // namespace c3

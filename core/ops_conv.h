@@ -1,0 +1,30 @@
+// 2-D convolution, differentiable in the input, the weights and the bias. Groups = 1.
+//   x    [N, H, W, Cin]       NHWC activations
+//   w    [Cout, kh, kw, Cin]  cuDNN's NHWC filter layout (PyTorch's [Cout, Cin, kh, kw] permuted)
+//   bias [Cout], or an undefined Tensor for none
+//   ->   [N, Ho, Wo, Cout],   Ho = (H + 2*pad_h - dil_h*(kh-1) - 1) / stride_h + 1 (same for W)
+// CPU: im2col + OpenBLAS (f32, f64), see kernels/cpu/conv.h. CUDA: cuDNN (f32), see
+// kernels/cuda/conv_cudnn.h. The backward is not itself differentiable (no double backward).
+#pragma once
+#include <cstddef>
+
+#include "core/tensor.h"
+
+namespace c3 {
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride_h, int stride_w, int pad_h, int pad_w,
+              int dil_h, int dil_w);
+// Square stride, padding and dilation.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor(), int stride = 1, int pad = 0,
+              int dilation = 1);
+
+// Process-wide switches for the cuDNN convolutions (thread-safe). TF32 is allowed by default
+// (tensor cores, inputs rounded to 10 mantissa bits, about 1e-3 relative error, PyTorch's
+// default for convolutions); false forces full FP32 arithmetic.
+void set_conv_allow_tf32(bool on);
+bool conv_allow_tf32();
+// The largest cuDNN workspace an algorithm may ask for (default 1 GiB).
+void set_conv_workspace_limit(size_t bytes);
+size_t conv_workspace_limit();
+
+}  // namespace c3
