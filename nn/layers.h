@@ -1,0 +1,55 @@
+// Layers as modules, over the ops of core/. Parameter names follow torch.nn.
+#pragma once
+#include <memory>
+
+#include "core/ops.h"
+#include "core/ops_norm.h"
+#include "core/rng.h"
+#include "nn/module.h"
+
+namespace c3::nn {
+
+// torch.nn.Conv2d (groups = 1). Weight stored [out, kh, kw, in]; saved as PyTorch's layout.
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, int kernel, int stride = 1, int padding = 0, int dilation = 1, bool bias = true);
+  Tensor forward(const Tensor& x) const;
+  // Kaiming normal, fan_out, ReLU gain (torchvision's ResNet init); bias zero.
+  void init_kaiming(Generator& g);
+  void init_normal(Generator& g, double std);  // N(0, std), bias zero (DeepLab classifiers)
+
+  Tensor weight, bias;
+  int64_t in_channels, out_channels;
+  int kernel, stride, padding, dilation;
+};
+
+// torch.nn.BatchNorm2d with three behaviours: train (batch statistics), eval (running
+// statistics), frozen (running statistics and a fixed affine; weight and bias get no
+// gradient). A frozen layer stays frozen through train()/eval().
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
+  Tensor forward(const Tensor& x);
+  void set_frozen(bool on);
+  bool frozen() const { return frozen_; }
+  BatchNormMode mode() const;
+
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  double eps, momentum;
+
+ private:
+  bool frozen_ = false;
+};
+
+// Zeroes each element with probability p in training mode and scales the rest by 1/(1-p).
+class Dropout : public Module {
+ public:
+  Dropout(double p, std::shared_ptr<Generator> gen) : p_(p), gen_(std::move(gen)) {}
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  double p_;
+  std::shared_ptr<Generator> gen_;
+};
+
+}  // namespace c3::nn

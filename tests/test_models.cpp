@@ -1,0 +1,79 @@
+// Layers and models: torchvision names and parameter counts, output shapes, frozen BN.
+#include "nn/deeplab.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3::nn;
+using namespace c3test;
+
+TEST_CASE("models: ResNet parameter counts equal torchvision's (without the fc layer)") {
+  // torchvision: resnet18 11,689,512, resnet50 25,557,032, resnet101 44,549,160 parameters,
+  // of which the 1000-way fc layer holds 513,000 (ResNet-18) or 2,049,000 (ResNet-50/101).
+  // BatchNorm affine parameters count even when frozen, so count registered parameters.
+  auto count = [](int depth) {
+    ResNetConfig c;
+    c.depth = depth;
+    c.frozen_bn = false;
+    return ResNet(c).num_parameters();
+  };
+  CHECK(count(18) == 11689512 - 513000);
+  CHECK(count(50) == 25557032 - 2049000);
+  CHECK(count(101) == 44549160 - 2049000);
+}
+
+TEST_CASE("models: torchvision state_dict names") {
+  ResNetConfig c;
+  c.depth = 101;
+  c.width = 0.125;
+  ResNet net(c);
+  std::vector<std::string> names;
+  for (auto& [n, t] : net.state_dict()) names.push_back(n);
+  auto has = [&](const std::string& n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  CHECK(has("conv1.weight"));
+  CHECK(has("bn1.running_mean"));
+  CHECK(has("bn1.num_batches_tracked"));
+  CHECK(has("layer3.22.conv2.weight"));
+  CHECK(has("layer1.0.downsample.0.weight"));
+  CHECK(has("layer4.0.downsample.1.running_var"));
+  CHECK_FALSE(has("layer3.23.conv1.weight"));
+  CHECK_FALSE(has("layer1.1.downsample.0.weight"));
+  // 1 + 1 (stem) + 33 blocks x 6 (conv+bn x3) + 4 downsample x 2 modules = 208 modules with
+  // tensors; each conv contributes 1 entry, each BN 5.
+  const size_t convs = 1 + 33 * 3 + 4, bns = convs;
+  CHECK(names.size() == convs + 5 * bns);
+}
+
+TEST_CASE("models: DeepLab-v2 and v3+ shapes, output stride, frozen BatchNorm") {
+  for (HeadKind head : {HeadKind::deeplab_v2, HeadKind::deeplab_v3plus}) {
+    DeepLabConfig cfg;
+    cfg.head = head;
+    cfg.num_classes = 5;
+    cfg.backbone.depth = 18;
+    cfg.backbone.width = 0.125;
+    cfg.backbone.output_stride = head == HeadKind::deeplab_v2 ? 8 : 16;
+    cfg.backbone.frozen_bn = head == HeadKind::deeplab_v2;
+    cfg.aspp_channels = 16;
+    cfg.low_level_channels = 8;
+    cfg.proj_dim = 8;
+    DeepLab model(cfg, 7);
+    Tensor x = random_tensor({2, 33, 65, 3}, 1);
+    ResNetFeatures f = model.features(x);
+    // 33x65 input: conv1 s2 -> 17x33, maxpool (ceil) -> 9x17, layer2 -> 5x9.
+    CHECK(f.layer1.shape() == Shape{2, 9, 17, 8});
+    CHECK(f.layer4.shape() == (head == HeadKind::deeplab_v2 ? Shape{2, 5, 9, 64} : Shape{2, 3, 5, 64}));
+    Tensor logits = model.classify(f);
+    if (head == HeadKind::deeplab_v2) CHECK(logits.shape() == Shape{2, 5, 9, 5});
+    else CHECK(logits.shape() == Shape{2, 9, 17, 5});
+    Tensor up = model.upsample(logits, 33, 65);
+    CHECK(up.shape() == Shape{2, 33, 65, 5});
+    CHECK(model.project(f.layer4).dim(3) == 8);
+    // Frozen BN: its affine parameters never reach an optimizer.
+    const size_t backbone_trainable = model.backbone_parameters().size();
+    if (head == HeadKind::deeplab_v2) CHECK(backbone_trainable == 1 + 16 + 3 /*conv weights*/);
+    else CHECK(backbone_trainable == 3 * (1 + 16 + 3));
+    Tensor loss = sum(up);
+    loss.backward();
+    CHECK(model.backbone->conv1->weight.grad().defined());
+    CHECK(model.backbone->bn1->weight.grad().defined() == (head == HeadKind::deeplab_v3plus));
+  }
+}
