@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/ops_elementwise.h"
 #include "core/ops_reduce.h"
+#include "core/ops_loss.h"
 #include "core/ops_resize.h"
 #include "core/ops_matmul.h"
 #include "core/ops_index.h"

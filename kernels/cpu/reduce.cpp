@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/reduce_math.h"
+
 namespace kernels::cpu {
 
 template <class T> void sum_mid(const T* x, T* out, int64_t outer, int64_t mid, int64_t inner) {
@@ -37,6 +39,29 @@ template <class T> void broadcast_mid(const T* x, T* out, int64_t outer, int64_t
     }
 }
 
+template <class T> void max_channels(const T* x, T* vals, int32_t* idx, int64_t rows, int64_t C) {
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * C;
+    T best = p[0];
+    int64_t bi = 0;
+    for (int64_t c = 1; c < C; ++c)
+      if (argmax_better(p[c], c, best, bi)) best = p[c], bi = c;
+    if (vals) vals[r] = best;
+    if (idx) idx[r] = static_cast<int32_t>(bi);
+  }
+}
+
+template <class T> void max_channels_backward(const T* g, const int32_t* idx, T* gx, int64_t rows, int64_t C) {
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < C; ++c) gx[r * C + c] = c == idx[r] ? g[r] : T(0);
+}
+
+template void max_channels<float>(const float*, float*, int32_t*, int64_t, int64_t);
+template void max_channels<double>(const double*, double*, int32_t*, int64_t, int64_t);
+template void max_channels_backward<float>(const float*, const int32_t*, float*, int64_t, int64_t);
+template void max_channels_backward<double>(const double*, const int32_t*, double*, int64_t, int64_t);
 template void broadcast_mid<float>(const float*, float*, int64_t, int64_t, int64_t);
 template void broadcast_mid<double>(const double*, double*, int64_t, int64_t, int64_t);
 template void sum_mid<float>(const float*, float*, int64_t, int64_t, int64_t);
