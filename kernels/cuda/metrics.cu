@@ -1,0 +1,37 @@
+// Confusion matrix: a per-block histogram in shared memory, then one atomic per bin.
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch_util.h"
+#include "kernels/cuda/metrics.h"
+
+namespace kernels::KERNELS_NS {
+namespace {
+__global__ void confusion_kernel(const int32_t* pred, const uint8_t* label, const uint8_t* mask, int64_t n, int C,
+                                 int ignore, unsigned long long* counts, unsigned long long* bad) {
+  unsigned* local = dynamic_shared<unsigned>();
+  const int cc = C * C;
+  for (int k = threadIdx.x; k < cc; k += blockDim.x) local[k] = 0;
+  __syncthreads();
+  unsigned nbad = 0;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int l = label[i];
+    if (l == ignore || (mask && !mask[i])) continue;
+    const int p = pred[i];
+    if (l >= C || p < 0 || p >= C) { ++nbad; continue; }
+    atomicAdd(&local[l * C + p], 1u);
+  }
+  if (nbad) atomicAdd(bad, (unsigned long long)nbad);
+  __syncthreads();
+  for (int k = threadIdx.x; k < cc; k += blockDim.x)
+    if (local[k]) atomicAdd(&counts[k], (unsigned long long)local[k]);
+}
+}  // namespace
+
+void confusion_add(const int32_t* pred, const uint8_t* label, const uint8_t* mask, int64_t n, int C, int ignore,
+                   unsigned long long* counts, unsigned long long* bad) {
+  if (n == 0) return;
+  const size_t shmem = size_t(C) * C * sizeof(unsigned);  // 19 classes: 1.4 KB
+  LAUNCH_CHECK(launch(confusion_kernel, grid_for(n, 256, 256), dim3(256), shmem, nullptr, pred, label, mask, n, C,
+                      ignore, counts, bad));
+}
+
+}  // namespace kernels::KERNELS_NS

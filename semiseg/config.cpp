@@ -1,0 +1,208 @@
+#include "semiseg/config.h"
+
+#include <fstream>
+
+#include "core/error.h"
+
+namespace c3::semiseg {
+using nlohmann::json;
+
+json default_config() {
+  return json::parse(R"({
+  "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": true,
+            "frozen_bn": true, "aspp_two_branches": false, "num_classes": 19, "proj_dim": 256,
+            "aspp_channels": 256, "dropout": 0.1, "pretrained": ""},
+  "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372,
+           "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
+           "flip": 0.5, "workers": 2, "cache": false, "val_size": [512, 1024], "val_limit": 0},
+  "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
+            "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
+            "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
+            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1},
+  "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
+           "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
+           "hard_easy": true, "cross_set": true},
+  "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
+           "global_threshold": 0.95, "apply_to_contrast": true},
+  "output": {"dir": "runs/default", "vis_images": 4}
+})");
+}
+
+namespace {
+const char* type_name(const json& v) {
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "an array";
+  if (v.is_object()) return "an object";
+  return "null";
+}
+bool compatible(const json& want, const json& got) {
+  if (want.is_number_float()) return got.is_number();  // 1 is a fine learning-rate factor
+  if (want.is_number_integer()) return got.is_number_integer();
+  if (want.is_array()) return got.is_array();
+  return want.type() == got.type();
+}
+}  // namespace
+
+void merge_checked(json& base, const json& overlay, const std::string& where, const std::string& prefix) {
+  C3_CHECK(overlay.is_object(), where, ": ", prefix.empty() ? "the config" : prefix, " must be a JSON object");
+  for (auto it = overlay.begin(); it != overlay.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    C3_CHECK(base.contains(it.key()), where, ": unknown config key '", key, "'");
+    json& slot = base[it.key()];
+    if (slot.is_object()) {
+      merge_checked(slot, it.value(), where, key);
+      continue;
+    }
+    C3_CHECK(compatible(slot, it.value()), where, ": config key '", key, "' must be ", type_name(slot), ", got ",
+             type_name(it.value()), " (", it.value().dump(), ")");
+    slot = it.value();
+  }
+}
+
+void apply_override(json& cfg, const std::string& a) {
+  const size_t eq = a.find('=');
+  C3_CHECK(eq != std::string::npos && eq > 0, "--set ", a, ": expected section.key=value");
+  const std::string path = a.substr(0, eq), text = a.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::exception&) {
+    value = text;  // a bare word is a string
+  }
+  // Build {"section": {"key": value}} and merge it with the same checks as a file.
+  json overlay = value;
+  size_t end = path.size();
+  while (true) {
+    const size_t dot = path.rfind('.', end - 1);
+    const std::string key = path.substr(dot == std::string::npos ? 0 : dot + 1, end - (dot == std::string::npos ? 0 : dot + 1));
+    overlay = json{{key, overlay}};
+    if (dot == std::string::npos) break;
+    end = dot;
+  }
+  merge_checked(cfg, overlay, "--set " + a);
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  json j = default_config();
+  if (!path.empty()) {
+    std::ifstream f(path);
+    C3_CHECK(f, path, ": cannot open the config file");
+    json file;
+    try {
+      file = json::parse(f, nullptr, true, true);  // comments allowed
+    } catch (const json::exception& e) {
+      throw Error(path + ": not valid JSON: " + e.what());
+    }
+    merge_checked(j, file, path);
+  }
+  for (const std::string& o : overrides) apply_override(j, o);
+  return parse_config(j);
+}
+
+Config parse_config(const json& j) {
+  Config c;
+  c.json = j;
+  auto bad = [](const std::string& key, const std::string& why) { return Error("config key '" + key + "': " + why); };
+  const json &m = j["model"], &d = j["data"], &t = j["train"], &l = j["loss"], &r = j["dcrs"], &o = j["output"];
+  const std::string head = m["head"];
+  if (head == "deeplab_v2") c.model.head = nn::HeadKind::deeplab_v2;
+  else if (head == "deeplab_v3plus") c.model.head = nn::HeadKind::deeplab_v3plus;
+  else throw bad("model.head", "must be deeplab_v2 or deeplab_v3plus, got '" + head + "'");
+  c.model.backbone.depth = m["depth"];
+  c.model.backbone.width = m["width"];
+  c.model.backbone.output_stride = m["output_stride"];
+  c.model.backbone.stride_on_1x1 = m["stride_on_1x1"];
+  c.model.backbone.frozen_bn = m["frozen_bn"];
+  c.model.aspp_two_branches = m["aspp_two_branches"];
+  c.model.num_classes = m["num_classes"];
+  c.model.proj_dim = m["proj_dim"];
+  c.model.aspp_channels = m["aspp_channels"];
+  c.model.dropout = m["dropout"];
+  c.model.align_corners = c.model.head == nn::HeadKind::deeplab_v2;
+  c.pretrained = m["pretrained"];
+  if (c.model.num_classes < 2 || c.model.num_classes > 254) throw bad("model.num_classes", "must be in 2..254");
+
+  c.data_root = d["root"];
+  c.train_list = d["train_list"];
+  c.val_list = d["val_list"];
+  c.labeled_list = d["labeled_list"];
+  c.labeled_count = d["labeled_count"];
+  c.split_seed = d["split_seed"];
+  auto pair = [&](const json& v, const char* key, int& a, int& b) {
+    if (!v.is_array() || v.size() != 2 || !v[0].is_number_integer() || !v[1].is_number_integer() || v[0] <= 0 || v[1] <= 0)
+      throw bad(key, "must be [height, width] with positive integers, got " + v.dump());
+    a = v[0];
+    b = v[1];
+  };
+  pair(d["base_size"], "data.base_size", c.base_h, c.base_w);
+  pair(d["crop"], "data.crop", c.crop_h, c.crop_w);
+  pair(d["val_size"], "data.val_size", c.val_h, c.val_w);
+  c.scales = d["scales"].get<std::vector<double>>();
+  if (c.scales.empty()) throw bad("data.scales", "must list at least one scale factor");
+  c.rotate = d["rotate"];
+  c.flip = d["flip"];
+  c.workers = d["workers"];
+  c.cache = d["cache"];
+  c.val_limit = d["val_limit"];
+
+  const std::string mode = t["mode"];
+  if (mode == "c3") c.mode = TrainMode::c3;
+  else if (mode == "supervised") c.mode = TrainMode::supervised;
+  else throw bad("train.mode", "must be c3 or supervised, got '" + mode + "'");
+  c.batch_labeled = t["batch_labeled"];
+  c.batch_unlabeled = t["batch_unlabeled"];
+  if (c.batch_labeled < 1) throw bad("train.batch_labeled", "must be at least 1");
+  if (c.mode == TrainMode::c3 && c.batch_unlabeled < 1) throw bad("train.batch_unlabeled", "must be at least 1");
+  c.epochs = t["epochs"];
+  c.steps_per_epoch = t["steps_per_epoch"];
+  c.warmup_epochs = t["warmup_epochs"];
+  if (c.epochs < 1 || c.steps_per_epoch < 1) throw bad("train.epochs", "epochs and steps_per_epoch must be positive");
+  c.optimizer = t["optimizer"];
+  if (c.optimizer != "adam" && c.optimizer != "sgd") throw bad("train.optimizer", "must be adam or sgd");
+  c.lr_head = t["lr_head"];
+  c.lr_backbone = t["lr_backbone"];
+  c.weight_decay = t["weight_decay"];
+  c.momentum = t["momentum"];
+  c.poly_power = t["poly_power"];
+  c.ema_max_decay = t["ema_max_decay"];
+  c.seed = t["seed"];
+  c.eval_every_epochs = t["eval_every_epochs"];
+  c.device = t["device"];
+  if (c.device != "auto" && c.device != "cpu" && c.device != "cuda") throw bad("train.device", "must be auto, cpu or cuda");
+  c.contrast_groups = t["contrast_groups"];
+
+  c.w_con = l["w_con"];
+  c.w_cons = l["w_cons"];
+  c.ramp_cons = l["ramp_cons"];
+  c.ramp_con = l["ramp_con"];
+  c.tau = l["tau"];
+  c.tau_b = l["tau_b"];
+  c.samples_per_class = l["samples_per_class"];
+  c.min_pixels = l["min_pixels"];
+  c.skip_class0 = l["skip_class0"];
+  c.contrast = l["contrast"];
+  c.hard_easy = l["hard_easy"];
+  c.cross_set = l["cross_set"];
+
+  const std::string dm = r["mode"];
+  if (dm == "dcrs") c.dcrs = DcrsMode::dcrs;
+  else if (dm == "global") c.dcrs = DcrsMode::global;
+  else if (dm == "off") c.dcrs = DcrsMode::off;
+  else throw bad("dcrs.mode", "must be dcrs, global or off, got '" + dm + "'");
+  c.dcrs_s = r["s"];
+  c.dcrs_s_per_class = r["s_per_class"].get<std::vector<double>>();
+  if (!c.dcrs_s_per_class.empty() && int64_t(c.dcrs_s_per_class.size()) != c.model.num_classes)
+    throw bad("dcrs.s_per_class", "must be empty or list one value per class");
+  c.dcrs_init = r["init"];
+  c.dcrs_momentum = r["momentum"];
+  c.global_threshold = r["global_threshold"];
+  c.dcrs_contrast = r["apply_to_contrast"];
+  c.out_dir = o["dir"];
+  c.vis_images = o["vis_images"];
+  return c;
+}
+
+}  // namespace c3::semiseg

@@ -1,0 +1,87 @@
+// Evaluation metrics and run configuration.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "kernels/cpu/metrics.h"
+#include "kernels/cuda/metrics.h"
+#include "semiseg/config.h"
+#include "semiseg/metrics.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3::semiseg;
+using namespace c3test;
+
+TEST_CASE("metrics: confusion matrix and IoU computed by hand") {
+  // labels 0 0 1 1 2 255; predictions 0 1 1 1 0 2
+  Tensor pred = Tensor::from_vector<int32_t>({0, 1, 1, 1, 0, 2}, {1, 2, 3});
+  Tensor label = Tensor::from_vector<uint8_t>({0, 0, 1, 1, 2, 255}, {1, 2, 3});
+  ConfusionMatrix cm(3, Device::cpu);
+  cm.add(pred, label);
+  CHECK(cm.counts() == std::vector<uint64_t>{1, 1, 0, 0, 2, 0, 1, 0, 0});
+  IoUResult r = compute_iou(cm.counts(), 3);
+  // class 0: tp 1, fn 1, fp 1 -> 1/3; class 1: tp 2, fp 1 -> 2/3; class 2: tp 0, fn 1 -> 0
+  CHECK(r.iou[0] == doctest::Approx(1.0 / 3));
+  CHECK(r.iou[1] == doctest::Approx(2.0 / 3));
+  CHECK(r.iou[2] == 0.0);
+  CHECK(r.miou == doctest::Approx(1.0 / 3));
+  CHECK(r.pixel_acc == doctest::Approx(3.0 / 5));
+  // The "*" evaluation: masked pixels are skipped.
+  ConfusionMatrix star(3, Device::cpu);
+  star.add(pred, label, Tensor::from_vector<uint8_t>({1, 0, 1, 1, 0, 1}, {1, 2, 3}));
+  CHECK(compute_iou(star.counts(), 3).iou[0] == 1.0);
+  CHECK(std::isnan(compute_iou(star.counts(), 3).iou[2]));  // absent everywhere: NaN, not in the mean
+  CHECK(compute_iou(star.counts(), 3).miou == doctest::Approx(1.0));
+  ConfusionMatrix bad(3, Device::cpu);
+  CHECK_THROWS_WITH_AS(bad.add(pred, Tensor::from_vector<uint8_t>({0, 7, 1, 1, 2, 255}, {1, 2, 3})),
+                       doctest::Contains("neither a class"), Error);
+  std::string md = iou_table_markdown({"a", "b", "c"}, {{"ours", r}});
+  CHECK(md.find("| ours | 33.3 | 66.7 | 0.0 | 33.3 |") != std::string::npos);
+  CHECK(iou_table_csv({"a", "b", "c"}, {{"ours", r}}).find("ours,33.3,66.7,0.0,33.3,60.0") != std::string::npos);
+}
+
+TEST_CASE("metrics kernels: emulated confusion matrix equals the CPU one exactly") {
+  for_each_fiber_order([](const char* order) {
+    for (int64_t n : {1, 257, 70001}) {
+      std::vector<int32_t> pred(n);
+      std::vector<uint8_t> label(n), mask(n);
+      for (int64_t i = 0; i < n; ++i) {
+        pred[i] = int32_t((i * 7) % 19);
+        label[i] = uint8_t((i * 13) % 23 < 19 ? (i * 13) % 23 : 255);
+        mask[i] = i % 5 != 0;
+      }
+      std::vector<uint64_t> want(19 * 19, 0);
+      kernels::cpu::confusion_add(pred.data(), label.data(), mask.data(), n, 19, 255, want.data());
+      std::vector<unsigned long long> got(19 * 19, 0);
+      unsigned long long bad = 0;
+      kernels::emu::confusion_add(pred.data(), label.data(), mask.data(), n, 19, 255, got.data(), &bad);
+      CHECK_MESSAGE(std::equal(want.begin(), want.end(), got.begin()), order, " n=", n);
+      CHECK(bad == 0);
+    }
+  });
+}
+
+TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
+  Config c = load_config("", {});
+  CHECK(c.model.backbone.depth == 101);
+  CHECK(c.total_steps() == 25000);
+  CHECK(c.w_cons == 50);
+  c = load_config("", {"train.epochs=3", "model.head=deeplab_v3plus", "data.crop=[64,128]", "loss.w_con=1"});
+  CHECK(c.epochs == 3);
+  CHECK(c.model.head == nn::HeadKind::deeplab_v3plus);
+  CHECK(c.crop_w == 128);
+  CHECK(c.w_con == 1.0);
+  CHECK_THROWS_WITH_AS(load_config("", {"train.epochz=3"}), doctest::Contains("unknown config key 'train.epochz'"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"train.epochs=three"}),
+                       doctest::Contains("config key 'train.epochs' must be an integer, got a string"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"dcrs.mode=sometimes"}), doctest::Contains("dcrs.mode"), Error);
+  const std::string path = "/tmp/c3test_cfg_" + std::to_string(::getpid()) + ".json";
+  std::ofstream(path) << R"({"train": {"batch_labeled": 2}, "model": {"colour": 1}})";
+  CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains((path + ": unknown config key 'model.colour'").c_str()), Error);
+  std::ofstream(path) << R"({"train": {"batch_labeled": 2,}})";
+  CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains("not valid JSON"), Error);
+  std::remove(path.c_str());
+}
