@@ -113,6 +113,15 @@ Image load_label_train_ids(const Sample& s) {
   return s.mapping == LabelMapping::label_ids ? map_label_ids(l) : l;
 }
 
+std::pair<Image, Image> load_sample(const Sample& s) {
+  std::pair<Image, Image> out{read_image(s.image), Image()};
+  if (s.label.empty()) return out;
+  out.second = load_label_train_ids(s);
+  C3_CHECK(out.first.h == out.second.h && out.first.w == out.second.w, s.label, ": label ", out.second.h, "x",
+           out.second.w, ", image ", out.first.h, "x", out.first.w, " (", s.image, ")");
+  return out;
+}
+
 Sample cityscapes_sample_for(const std::string& image_path) {
   const fs::path p(image_path);
   const std::string name = p.filename().string();

@@ -10,6 +10,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/image.h"
@@ -51,6 +52,10 @@ Image map_label_ids(const Image& label_ids);
 // The sample's label as trainIds (read_label, then the mapping of the sample).
 Image load_label_train_ids(const Sample& s);
 
+// The RGB image and the trainId label of a sample (an empty Image for an unlabeled one), the
+// shape a loader's sample function returns. Throws when image and label differ in size.
+std::pair<Image, Image> load_sample(const Sample& s);
+
 // <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png with its label
 // <root>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png when that file exists
 // (mapping train_ids), else <name>_gtFine_labelIds.png (mapping label_ids).
@@ -72,7 +77,8 @@ std::vector<Sample> load_split_list(const std::string& list_file, const std::str
                                     const LoadOptions& opt = {}, LoadStats* stats = nullptr);
 
 // Writes samples as "image label" lines relative to `root` (loadable by load_split_list),
-// atomically.
+// atomically. An unlabeled sample is written as "image" alone; read back, it gets the label
+// that the Cityscapes rule derives, if that file exists.
 void write_split_list(const std::string& list_file, const std::string& root, const std::vector<Sample>& samples);
 
 struct LabeledSplit {

@@ -39,7 +39,8 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
 
 // Writes <out_dir>/leftImg8bit/{train,val}/synth/synth_<6 digits>_leftImg8bit.png and
 // <out_dir>/gtFine/{train,val}/synth/synth_<6 digits>_gtFine_labelTrainIds.png (folders are
-// created; existing files are overwritten), rendering in parallel. Same seed, same bytes.
+// created; files of the same names are overwritten, others left alone), rendering in
+// parallel. Same seed, same bytes (for one version of the stb PNG encoder).
 void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train = 1000, int n_val = 200, int h = 128,
                     int w = 256);
 

@@ -84,6 +84,13 @@ TEST_CASE("dataset: Cityscapes layout, labelTrainIds preferred over labelIds, mi
   CHECK(s[2].mapping == LabelMapping::train_ids);
   CHECK(load_label_train_ids(s[1]).px == std::vector<uint8_t>(24, 13));  // labelId 26 = car = 13
   CHECK(load_label_train_ids(s[2]).px == std::vector<uint8_t>(24, 1));
+  const auto [image, label] = load_sample(s[1]);
+  CHECK((image.h == 4 && image.w == 6 && image.c == 3 && image.px == std::vector<uint8_t>(72, 90)));
+  CHECK(label.px == std::vector<uint8_t>(24, 13));
+  CHECK(load_sample({s[1].image, "", {}}).second.empty());
+  write_png(root / "small_l.png", filled(3, 6, 1, 0));
+  CHECK_THROWS_WITH_AS(load_sample({s[1].image, root / "small_l.png", {}}), has("small_l.png: label 3x6, image 4x6"),
+                       c3::Error);
 
   LoadOptions unlabeled_ok;
   unlabeled_ok.require_labels = false;
