@@ -57,8 +57,10 @@ TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libc3.a
 BIN       := $(BUILD)/c3semiseg
 TEST_BIN  := $(BUILD)/c3tests
+BENCH_SRC := $(wildcard bench/*.cpp)
+BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/%)
 
-.PHONY: all test run deps clean help
+.PHONY: all test run deps clean help bench
 all: deps $(BIN)
 
 help:
@@ -112,6 +114,9 @@ $(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
 $(TEST_BIN): $(TEST_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $^ -o $@ $(LDLIBS)
 
+$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(EMU_OBJ) $(LIB)
+	$(CXX) $^ -o $@ $(LDLIBS)
+
 # --- commands -------------------------------------------------------------------------------
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
@@ -120,6 +125,10 @@ test: deps
 run: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	./$(BIN) run
+
+bench: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
+	./$(BUILD)/bench_model_cpu
 
 clean:
 	rm -rf $(BUILD)

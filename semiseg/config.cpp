@@ -12,7 +12,7 @@ json default_config() {
   "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": true,
             "frozen_bn": true, "aspp_two_branches": false, "num_classes": 19, "proj_dim": 256,
             "aspp_channels": 256, "dropout": 0.1, "pretrained": ""},
-  "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372,
+  "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372, "unlabeled_all": false,
            "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
            "flip": 0.5, "workers": 2, "cache": false, "val_size": [512, 1024], "val_limit": 0},
   "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
@@ -130,6 +130,7 @@ Config parse_config(const json& j) {
   c.val_list = d["val_list"];
   c.labeled_list = d["labeled_list"];
   c.labeled_count = d["labeled_count"];
+  c.unlabeled_all = d["unlabeled_all"];
   c.split_seed = d["split_seed"];
   auto pair = [&](const json& v, const char* key, int& a, int& b) {
     if (!v.is_array() || v.size() != 2 || !v[0].is_number_integer() || !v[1].is_number_integer() || v[0] <= 0 || v[1] <= 0)
@@ -188,7 +189,7 @@ Config parse_config(const json& j) {
   c.cross_set = l["cross_set"];
 
   const std::string dm = r["mode"];
-  if (dm == "dcrs") c.dcrs = DcrsMode::dcrs;
+  if (dm == "dcrs") c.dcrs = DcrsMode::per_class;
   else if (dm == "global") c.dcrs = DcrsMode::global;
   else if (dm == "off") c.dcrs = DcrsMode::off;
   else throw bad("dcrs.mode", "must be dcrs, global or off, got '" + dm + "'");

@@ -11,11 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/deeplab.h"
+#include "semiseg/ops_dcrs.h"
 
 namespace c3::semiseg {
 
 enum class TrainMode { c3, supervised };
-enum class DcrsMode { dcrs, global, off };
 
 struct Config {
   nlohmann::json json;  // the merged document (written to the run folder)
@@ -26,6 +26,7 @@ struct Config {
   // data
   std::string data_root, train_list, val_list, labeled_list;
   int64_t labeled_count = 372;
+  bool unlabeled_all = false;  // the unlabeled set is every train image (the "all labels" setting)
   uint64_t split_seed = 0;
   int base_h = 512, base_w = 1024, crop_h = 256, crop_w = 512;
   std::vector<double> scales;
@@ -52,7 +53,7 @@ struct Config {
   int samples_per_class = 20, min_pixels = 20;
   bool skip_class0 = true, contrast = true, hard_easy = true, cross_set = true;
   // DCRS
-  DcrsMode dcrs = DcrsMode::dcrs;
+  DcrsMode dcrs = DcrsMode::per_class;
   double dcrs_s = 0.8, dcrs_init = 0.9, dcrs_momentum = 0.9, global_threshold = 0.95;
   std::vector<double> dcrs_s_per_class;
   bool dcrs_contrast = true;

@@ -1,6 +1,322 @@
+// c3semiseg: the command-line tool. Subcommands: train, eval, predict, make-synthetic,
+// check-data, run (the embedded default: synthetic data + a small model), compare.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "data/synthetic.h"
+#include "nn/safetensors.h"
+#include "semiseg/eval.h"
+#include "semiseg/trainer.h"
+
+using namespace c3;
+using namespace c3::semiseg;
+
+namespace {
+
+const char* kUsage = R"(c3semiseg: C3-SemiSeg semi-supervised semantic segmentation
+
+usage: c3semiseg <command> [options]      (c3semiseg <command> --help for details)
+
+commands:
+  train           train (C3 or the supervised baseline) from a JSON config
+  eval            evaluate a checkpoint on the val set: per-class IoU, plain and DCRS "*"
+  predict         colourised predictions of one or more checkpoints for a folder of images
+  make-synthetic  write the synthetic street-scene dataset (Cityscapes layout)
+  check-data      scan a dataset for missing, unreadable or inconsistent files
+  run             the embedded default: synthetic data, a small model, C3, per-class table
+  compare         run the supervised baseline and C3 with the same schedule; both tables
+)";
+
+struct Args {
+  std::vector<std::string> positional, sets;
+  std::string config, out, checkpoint;
+  std::vector<std::string> checkpoints;
+  bool resume = false, help = false;
+  uint64_t seed = 0;
+  int n_train = 1000, n_val = 200, classes = 19;
+};
+
+Args parse(int argc, char** argv, int first) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    auto value = [&]() -> std::string {
+      C3_CHECK(i + 1 < argc, s, " needs a value");
+      return argv[++i];
+    };
+    if (s == "--help" || s == "-h") a.help = true;
+    else if (s == "--config") a.config = value();
+    else if (s == "--set") a.sets.push_back(value());
+    else if (s == "--resume") a.resume = true;
+    else if (s == "--out") a.out = value();
+    else if (s == "--checkpoint") a.checkpoints.push_back(value());
+    else if (s == "--seed") a.seed = std::stoull(value());
+    else if (s == "--train") a.n_train = std::stoi(value());
+    else if (s == "--val") a.n_val = std::stoi(value());
+    else if (s == "--classes") a.classes = std::stoi(value());
+    else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
+    else a.positional.push_back(s);
+  }
+  if (!a.checkpoints.empty()) a.checkpoint = a.checkpoints[0];
+  return a;
+}
+
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void print_final(const Config& cfg, const TrainResult& r) {
+  const auto& names = class_names(int(cfg.model.num_classes));
+  std::vector<std::pair<std::string, IoUResult>> rows = {{"last", r.last}};
+  if (!r.last_star.iou.empty()) rows.push_back({"last*", r.last_star});
+  std::printf("\nper-class IoU (%%) on the val set, run folder %s:\n%s", r.run_dir.c_str(),
+              iou_table_terminal(names, rows).c_str());
+}
+
+int cmd_train(const Args& a) {
+  if (a.help) {
+    std::printf(R"(usage: c3semiseg train [--config FILE] [--set section.key=value ...] [--resume]
+
+Trains as the config says (defaults: the reference protocol, METHOD.md). Writes the run folder
+(output.dir): config.json, metrics.jsonl, latest/best checkpoints, eval tables, pictures.
+Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
+)");
+    return 0;
+  }
+  Config cfg = load_config(a.config, a.sets);
+  Trainer t(cfg, a.resume);
+  TrainResult r = t.run();
+  if (r.interrupted) return 130;
+  print_final(cfg, r);
+  return 0;
+}
+
+std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, const std::vector<std::string>& sets,
+                                                   Config& cfg, Tensor* thresholds) {
+  nn::SafetensorsFile f = nn::load_safetensors(path);
+  auto it = f.metadata.find("config");
+  C3_CHECK(it != f.metadata.end(), path, ": not a c3semiseg checkpoint (no config in its metadata)");
+  nlohmann::json j = default_config();
+  merge_checked(j, nlohmann::json::parse(it->second), path);
+  for (const auto& s : sets) apply_override(j, s);
+  cfg = parse_config(j);
+  auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
+  std::vector<std::pair<std::string, Tensor>> student;
+  for (auto& [n, t] : f.tensors)
+    if (n.rfind("student.", 0) == 0) student.emplace_back(n.substr(8), t);
+  model->load_state_dict(student);
+  if (thresholds)
+    if (const Tensor* t = f.find("dcrs.thresholds")) *thresholds = *t;
+  return model;
+}
+
+int cmd_eval(const Args& a) {
+  if (a.help || a.checkpoint.empty()) {
+    std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--set section.key=value ...]
+
+Evaluates the student of a checkpoint on the val set of its config (override with --set, e.g.
+--set data.root=/data/cityscapes). Prints per-class IoU, plain and DCRS-masked ("*"), and
+writes eval.md / eval.csv next to the checkpoint.
+)");
+    return a.help ? 0 : 2;
+  }
+  Config cfg;
+  Tensor thr;
+  auto model = model_from_checkpoint(a.checkpoint, a.sets, cfg, &thr);
+  const Device dev = cfg.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
+  model->to(dev);
+  RunData d;
+  d.val = cfg.val_list.empty() ? data::load_cityscapes(cfg.data_root, "val") : data::load_split_list(cfg.val_list, cfg.data_root);
+  auto loader = make_val_loader(cfg, d);
+  EvalOptions o;
+  o.classes = int(cfg.model.num_classes);
+  o.device = dev;
+  if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
+  EvalResult r = evaluate_model(*model, *loader, o);
+  std::vector<std::pair<std::string, IoUResult>> rows = {{"model", r.plain}};
+  if (!r.star.iou.empty()) rows.push_back({"model*", r.star});
+  const auto& names = class_names(o.classes);
+  std::printf("%s", iou_table_terminal(names, rows).c_str());
+  const std::string base = a.checkpoint.substr(0, a.checkpoint.find_last_of('.'));
+  std::ofstream(base + "_eval.md") << iou_table_markdown(names, rows);
+  std::ofstream(base + "_eval.csv") << iou_table_csv(names, rows);
+  return 0;
+}
+
+int cmd_predict(const Args& a) {
+  if (a.help || a.checkpoints.empty() || a.positional.empty() || a.out.empty()) {
+    std::printf(R"(usage: c3semiseg predict --checkpoint A [--checkpoint B ...] --out DIR IMAGE_OR_LIST...
+
+Writes, for each image, DIR/<name>_pred.png: the image, then each checkpoint's colourised
+prediction side by side (the layout of the paper's qualitative figure). With a ground truth
+next to a Cityscapes image, it is drawn after the image. Arguments may be image files or
+text files listing one image path per line.
+)");
+    return a.help ? 0 : 2;
+  }
+  std::vector<std::unique_ptr<nn::DeepLab>> models;
+  Device dev = cuda_available() ? Device::cuda : Device::cpu;
+  for (const auto& c : a.checkpoints) {
+    Config cfg;
+    models.push_back(model_from_checkpoint(c, a.sets, cfg, nullptr));
+    if (cfg.device == "cpu") dev = Device::cpu;
+  }
+  for (auto& m : models) m->to(dev);
+  std::vector<std::string> images;
+  for (const auto& p : a.positional) {
+    if (p.size() > 4 && p.substr(p.size() - 4) == ".txt") {
+      std::ifstream f(p);
+      C3_CHECK(f, p, ": cannot open");
+      for (std::string line; std::getline(f, line);)
+        if (!line.empty() && line[0] != '#') images.push_back(line);
+    } else {
+      images.push_back(p);
+    }
+  }
+  ::mkdir(a.out.c_str(), 0755);
+  for (const auto& path : images) {
+    data::Image img = data::read_image(path);
+    std::vector<data::Image> row{img};
+    data::Sample s = data::cityscapes_sample_for(path);
+    if (!s.label.empty() && exists(s.label)) row.push_back(data::colorize(data::load_label_train_ids(s)));
+    for (auto& m : models) {
+      Prediction p = predict_image(*m, img, dev);
+      row.push_back(label_image(p.label, p.h, p.w));
+    }
+    std::string name = path.substr(path.find_last_of('/') + 1);
+    name = name.substr(0, name.find_last_of('.'));
+    const std::string out = a.out + "/" + name + "_pred.png";
+    data::write_png(out, tile_grid({row}));
+    std::printf("%s\n", out.c_str());
+  }
+  return 0;
+}
+
+int cmd_make_synthetic(const Args& a) {
+  if (a.help || a.out.empty()) {
+    std::printf(R"(usage: c3semiseg make-synthetic --out DIR [--seed S] [--train N] [--val N]
+
+Writes synthetic street scenes (128x256) in the Cityscapes layout under DIR, with trainId
+labels; the same seed gives the same bytes.
+)");
+    return a.help ? 0 : 2;
+  }
+  data::make_synthetic(a.out, a.seed, a.n_train, a.n_val);
+  std::printf("wrote %d train and %d val images to %s\n", a.n_train, a.n_val, a.out.c_str());
+  return 0;
+}
+
+int cmd_check_data(const Args& a) {
+  if (a.help || a.positional.empty()) {
+    std::printf(R"(usage: c3semiseg check-data ROOT [SPLIT_OR_LIST ...] [--classes 19]
+
+Scans a Cityscapes-layout dataset (splits train and val by default), or split list files,
+and reports missing files, unreadable images, image/label size mismatches and label values
+that are neither a class nor 255, with counts and the first offending files.
+)");
+    return a.help ? 0 : 2;
+  }
+  const std::string root = a.positional[0];
+  std::vector<std::string> what(a.positional.begin() + 1, a.positional.end());
+  if (what.empty()) what = {"train", "val"};
+  bool ok = true;
+  for (const auto& w : what) {
+    data::LoadOptions lo;
+    lo.on_missing = data::OnMissing::skip;
+    lo.require_labels = false;
+    std::vector<data::Sample> s = exists(w) ? data::load_split_list(w, root, lo) : data::load_cityscapes(root, w, lo);
+    data::CheckReport r = data::check_dataset(s, a.classes);
+    std::cout << "== " << w << "\n";
+    data::print_report(std::cout, r);
+    ok &= r.ok();
+  }
+  return ok ? 0 : 1;
+}
+
+// The embedded default: synthetic data and a small model, sized for 2 CPU cores.
+Config default_run_config(const std::string& mode, const std::vector<std::string>& sets) {
+  std::vector<std::string> all = {"train.mode=" + mode, "output.dir=runs/synthetic_" + mode};
+  all.insert(all.end(), sets.begin(), sets.end());
+  return load_config("configs/synthetic.json", all);
+}
+
+void ensure_synthetic() {
+  if (exists("datasets/synthetic/leftImg8bit/val")) return;
+  std::printf("generating the synthetic dataset in datasets/synthetic ...\n");
+  ::mkdir("datasets", 0755);
+  data::make_synthetic("datasets/synthetic", 0);
+}
+
+int cmd_run(const Args& a) {
+  if (a.help) {
+    std::printf("usage: c3semiseg run [--set section.key=value ...]\n\nGenerates the synthetic dataset if absent, "
+                "trains C3 with configs/synthetic.json and prints the per-class IoU table.\n");
+    return 0;
+  }
+  ensure_synthetic();
+  Config cfg = default_run_config("c3", a.sets);
+  Trainer t(cfg, false);
+  TrainResult r = t.run();
+  if (r.interrupted) return 130;
+  print_final(cfg, r);
+  return 0;
+}
+
+int cmd_compare(const Args& a) {
+  if (a.help) {
+    std::printf("usage: c3semiseg compare [--set section.key=value ...]\n\nTrains the supervised-only baseline and "
+                "C3 on the synthetic data with the same schedule and labels; prints both tables side by side.\n");
+    return 0;
+  }
+  ensure_synthetic();
+  std::vector<std::pair<std::string, IoUResult>> rows;
+  Config cfg;
+  for (const char* mode : {"supervised", "c3"}) {
+    cfg = default_run_config(mode, a.sets);
+    Trainer t(cfg, false);
+    TrainResult r = t.run();
+    if (r.interrupted) return 130;
+    rows.push_back({mode, r.last});
+  }
+  const auto& names = class_names(int(cfg.model.num_classes));
+  std::printf("\nper-class IoU (%%), synthetic val set, same schedule and labels:\n%s",
+              iou_table_terminal(names, rows).c_str());
+  ::mkdir("runs", 0755);
+  std::ofstream("runs/compare.md") << iou_table_markdown(names, rows);
+  std::printf("table written to runs/compare.md\n");
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  std::printf("c3semiseg: training is not built yet\n");
-  return argc > 1 && std::strcmp(argv[1], "--help") == 0 ? 0 : 1;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    std::printf("%s", kUsage);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string cmd = argv[1];
+  try {
+    Args a = parse(argc, argv, 2);
+    if (cmd == "train") return cmd_train(a);
+    if (cmd == "eval") return cmd_eval(a);
+    if (cmd == "predict") return cmd_predict(a);
+    if (cmd == "make-synthetic") return cmd_make_synthetic(a);
+    if (cmd == "check-data") return cmd_check_data(a);
+    if (cmd == "run") return cmd_run(a);
+    if (cmd == "compare") return cmd_compare(a);
+    std::fprintf(stderr, "c3semiseg: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nc3semiseg %s: error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
 }

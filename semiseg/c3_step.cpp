@@ -1,0 +1,197 @@
+#include "semiseg/c3_step.h"
+
+#include <cmath>
+
+#include "core/ops.h"
+#include "core/ops_index.h"
+#include "core/ops_loss.h"
+#include "core/ops_resize.h"
+#include "semiseg/ops_contrast.h"
+#include "semiseg/ops_cutmix.h"
+#include "semiseg/ops_dcrs.h"
+#include "semiseg/ops_sampler.h"
+
+namespace c3::semiseg {
+
+double ramp_up(int64_t t, int64_t T) {
+  if (T <= 0 || t >= T) return 1.0;
+  const double r = 1.0 - double(t) / double(T);
+  return std::exp(-5.0 * r * r);
+}
+
+namespace {
+
+// Rows of a [N, ...] tensor reordered: out[i] = x[idx[i]] (differentiable).
+Tensor take_images(const Tensor& x, const std::vector<int64_t>& order) {
+  const int64_t n = x.dim(0), row = x.numel() / n;
+  std::vector<int32_t> idx(order.begin(), order.end());
+  Tensor out = gather_rows(x.reshape({n, row}), Tensor::from_vector(idx, {int64_t(idx.size())}, x.device()));
+  Shape s = x.shape();
+  s[0] = int64_t(idx.size());
+  return out.reshape(s);
+}
+
+// Feature-resolution labels for the contrastive loss: ground truth for the first `n_lab`
+// images, the teacher's pseudo-labels (ignore where the DCRS mask is 0) for the rest.
+Tensor feature_labels(const Tensor& y_l, const Tensor& pseudo, const Tensor& mask, int64_t h, int64_t w) {
+  std::vector<int32_t> out;
+  auto lab = resize_nearest(y_l, h, w).cpu().to_vector<uint8_t>();
+  out.insert(out.end(), lab.begin(), lab.end());
+  int64_t n = y_l.dim(0);
+  if (pseudo.defined()) {
+    auto pl = resize_nearest(pseudo, h, w).cpu().to_vector<int32_t>();
+    std::vector<uint8_t> m(pl.size(), 1);
+    if (mask.defined()) m = resize_nearest(mask, h, w).cpu().to_vector<uint8_t>();
+    for (size_t i = 0; i < pl.size(); ++i) out.push_back(m[i] ? pl[i] : 255);
+    n += pseudo.dim(0);
+  }
+  return Tensor::from_vector(out, {n, h, w});
+}
+
+SamplerOptions sampler_options(const Config& c) {
+  SamplerOptions o;
+  o.per_class = c.samples_per_class;
+  o.hard = c.samples_per_class / 2;
+  o.min_pixels = c.min_pixels;
+  o.skip_class0 = c.skip_class0;
+  o.hard_easy = c.hard_easy;
+  return o;
+}
+
+// L_con over images [N,h,w]: anchors from the student embeddings z (L2-normalized), contrast
+// rows from `contrast` (same layout, no gradient). Per group of images when groups > 1 (the
+// reference computed it per GPU), averaged over the groups that have anchors.
+Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
+                     const Tensor& logits, Generator& gen) {
+  const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3);
+  Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
+  AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.contrast_groups, N));
+  Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
+  auto idx = s.index.to_vector<int32_t>();
+  auto lab = s.label.to_vector<int32_t>();
+  Tensor total;
+  int used = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t lo = g * N / groups * h * w, hi = (g + 1) * N / groups * h * w;
+    std::vector<int32_t> gi, gl;
+    for (size_t k = 0; k < idx.size(); ++k)
+      if (idx[k] >= lo && idx[k] < hi) gi.push_back(idx[k]), gl.push_back(lab[k]);
+    if (gi.size() < 2) continue;
+    Tensor ti = Tensor::from_vector(gi, {int64_t(gi.size())}, z.device());
+    Tensor l = contrastive_loss(gather_rows(zr, ti), gather_rows(cr, ti),
+                                Tensor::from_vector(gl, {int64_t(gl.size())}, z.device()), c.tau, c.tau_b);
+    total = total.defined() ? add(total, l) : l;
+    ++used;
+  }
+  if (!used) return Tensor::zeros({}, z.dtype(), z.device());
+  return used == 1 ? total : mul(total, 1.0 / used);
+}
+
+}  // namespace
+
+C3Step::C3Step(const Config& cfg, Device device) : cfg_(cfg), device_(device) { reset_thresholds(); }
+
+void C3Step::reset_thresholds() {
+  dcrs_ = dcrs_init(cfg_.model.num_classes, cfg_.dcrs,
+                    cfg_.dcrs == DcrsMode::global ? cfg_.global_threshold : cfg_.dcrs_init, device_);
+  thresholds = dcrs_.thresholds;
+}
+
+void C3Step::load_thresholds(const Tensor& t) {
+  C3_CHECK(t.shape() == dcrs_.thresholds.shape(), "checkpoint DCRS thresholds ", t.desc(), " do not match ",
+           dcrs_.thresholds.desc(), " (dcrs.mode or model.num_classes changed?)");
+  dcrs_.thresholds.copy_(t.to(device_));
+  thresholds = dcrs_.thresholds;
+}
+
+StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_t step, Generator& gen) {
+  StepOutput out;
+  const int64_t H = in.x_l.dim(1), W = in.x_l.dim(2);
+  nn::ResNetFeatures f = student.features(in.x_l);
+  Tensor logits = student.upsample(student.classify(f), H, W);
+  Tensor sup = cross_entropy(logits, in.y_l);
+  out.sup = sup.item();
+  out.loss = sup;
+  // Warm-up: L_sup plus the contrastive loss on labeled pixels (no teacher yet).
+  if (cfg_.mode == TrainMode::c3 && cfg_.contrast && cfg_.w_con > 0) {
+    Tensor z = l2_normalize(student.project(f.layer4));
+    Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
+    Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen);
+    out.con = con.item();
+    out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
+  }
+  return out;
+}
+
+StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepInputs& in, int64_t step,
+                        int64_t semi_step, Generator& gen) {
+  StepOutput out;
+  const int64_t Bl = in.x_l.dim(0), Bu = in.u_s.dim(0), N = Bl + Bu, H = in.x_l.dim(1), W = in.x_l.dim(2);
+  const int64_t C = cfg_.model.num_classes;
+  C3_CHECK(N % 2 == 0, "C3 mixing pairs images: batch_labeled + batch_unlabeled must be even, got ", N);
+  C3_CHECK(in.u_s.dim(1) == H && in.u_s.dim(2) == W, "labeled and unlabeled crops differ in size");
+  const int64_t K = N / 2;
+
+  // 2. Teacher on the weak view, without gradient.
+  Tensor p_t, e_t;
+  {
+    NoGradGuard ng;
+    nn::ResNetFeatures ft = teacher.features(in.u_w);
+    p_t = softmax(teacher.upsample(teacher.classify(ft), H, W));
+    if (cfg_.contrast) e_t = l2_normalize(teacher.project(ft.layer4));
+  }
+  std::vector<double> s = cfg_.dcrs_s_per_class.empty() ? std::vector<double>{cfg_.dcrs_s} : cfg_.dcrs_s_per_class;
+  DcrsResult dr = dcrs_update(p_t, dcrs_, s, cfg_.dcrs_momentum, true);
+  thresholds = dcrs_.thresholds;
+
+  // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
+  std::vector<int64_t> order;
+  if (cfg_.cross_set) {
+    order = gen.permutation(N);
+  } else {  // within-set: labeled with labeled, unlabeled with unlabeled
+    C3_CHECK(Bl % 2 == 0 && Bu % 2 == 0, "within-set mixing needs even batch sizes");
+    auto pl = gen.permutation(Bl), pu = gen.permutation(Bu);
+    for (int half = 0; half < 2; ++half) {
+      for (int64_t i = half * Bl / 2; i < (half + 1) * Bl / 2; ++i) order.push_back(pl[i]);
+      for (int64_t i = half * Bu / 2; i < (half + 1) * Bu / 2; ++i) order.push_back(Bl + pu[i]);
+    }
+  }
+  std::vector<int64_t> inverse(N);
+  for (int64_t i = 0; i < N; ++i) inverse[order[i]] = i;
+  std::vector<data::Box> boxes = cutmix_boxes(gen, K, int(H), int(W));
+  Tensor mixed = cutmix_mix(take_images(concat({in.x_l, in.u_s}, 0), order), boxes, H, W);
+
+  // 4. Student on the mixed images; un-mix logits and layer4 features; undo the shuffle.
+  nn::ResNetFeatures f = student.features(mixed);
+  Tensor logits = take_images(cutmix_unmix(student.upsample(student.classify(f), H, W), boxes, H, W), inverse);
+  Tensor logits_l = slice(logits, 0, 0, Bl), logits_u = slice(logits, 0, Bl, Bu);
+
+  // 5. Losses, in the coordinates of the original images.
+  Tensor sup = cross_entropy(logits_l, in.y_l);
+  Tensor mask = cfg_.dcrs == DcrsMode::off ? Tensor() : dr.mask;
+  Tensor cons = mul(soft_cross_entropy(logits_u, p_t, mask), 1.0 / double(C));
+  out.sup = sup.item();
+  out.cons = cons.item();
+  out.loss = add(sup, mul(cons, cfg_.w_cons * ramp_up(semi_step, cfg_.ramp_cons)));
+  if (cfg_.contrast && cfg_.w_con > 0) {
+    Tensor l4 = take_images(cutmix_unmix(f.layer4, boxes, H, W), inverse);
+    Tensor z = l2_normalize(student.project(l4));
+    Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
+    Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
+    Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen);
+    out.con = con.item();
+    out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
+  }
+  // Statistics for the log.
+  auto m = dr.mask.cpu().to_vector<uint8_t>();
+  double kept = 0;
+  for (uint8_t v : m) kept += v;
+  out.kept = m.empty() ? 1.0 : kept / double(m.size());
+  out.thresholds = thresholds.cpu().to_vector<float>();
+  out.kept_per_class = dr.kept_fraction.cpu().to_vector<float>();
+  out.quantiles = dr.quantile.cpu().to_vector<float>();
+  return out;
+}
+
+}  // namespace c3::semiseg

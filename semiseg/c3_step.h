@@ -1,0 +1,47 @@
+// One training step of C³-SemiSeg, exactly as METHOD.md "One training step" reads, and the
+// warm-up / supervised-only step. The step builds the loss; the trainer runs backward, the
+// optimizer step and the EMA update.
+#pragma once
+#include <vector>
+
+#include "core/rng.h"
+#include "nn/deeplab.h"
+#include "semiseg/config.h"
+#include "semiseg/ops_dcrs.h"
+
+namespace c3::semiseg {
+
+struct StepInputs {
+  Tensor x_l, y_l;  // labeled images [B,H,W,3] (normalized) and labels u8 [B,H,W]
+  Tensor u_w, u_s;  // unlabeled weak and strong views (semi phase only)
+};
+
+struct StepOutput {
+  Tensor loss;  // scalar, requires grad
+  double sup = 0, cons = 0, con = 0, kept = 1;
+  std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
+};
+
+// exp(-5 (1 - t/T)^2) for t < T, else 1 (METHOD.md ramp-up).
+double ramp_up(int64_t t, int64_t T);
+
+class C3Step {
+ public:
+  C3Step(const Config& cfg, Device device);
+  // Warm-up (with the contrastive loss on labeled pixels) or the supervised-only baseline.
+  StepOutput supervised(nn::DeepLab& student, const StepInputs& in, int64_t step, Generator& gen);
+  // The semi-supervised step. `semi_step` counts from the start of the semi phase.
+  StepOutput semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepInputs& in, int64_t step,
+                  int64_t semi_step, Generator& gen);
+
+  Tensor thresholds;  // DCRS thresholds (the state's tensor; checkpointed)
+  void reset_thresholds();                 // the semi phase starts: thr = dcrs.init (or the global value)
+  void load_thresholds(const Tensor& t);   // from a checkpoint
+
+ private:
+  DcrsState dcrs_;
+  const Config& cfg_;
+  Device device_;
+};
+
+}  // namespace c3::semiseg

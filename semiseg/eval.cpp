@@ -1,0 +1,107 @@
+#include "semiseg/eval.h"
+
+#include <algorithm>
+
+#include "core/ops.h"
+#include "core/ops_loss.h"
+#include "data/image_io.h"
+#include "semiseg/run_data.h"
+
+namespace c3::semiseg {
+
+const std::vector<std::string>& class_names(int classes) {
+  if (classes == 19) return cityscapes_class_names();
+  static std::vector<std::string> generic;
+  generic.clear();
+  for (int c = 0; c < classes; ++c) generic.push_back("class_" + std::to_string(c));
+  return generic;
+}
+
+data::Image label_image(const std::vector<int32_t>& label, int h, int w) {
+  data::Image l(h, w, 1);
+  for (size_t i = 0; i < label.size(); ++i) l.px[i] = uint8_t(label[i] < 0 || label[i] > 255 ? 255 : label[i]);
+  return data::colorize(l);
+}
+
+data::Image tile_grid(const std::vector<std::vector<data::Image>>& rows, int gap) {
+  int H = gap, W = 0;
+  for (const auto& r : rows) {
+    int rh = 0, rw = gap;
+    for (const auto& t : r) rh = std::max(rh, t.h), rw += t.w + gap;
+    H += rh + gap;
+    W = std::max(W, rw);
+  }
+  data::Image out(H, std::max(W, 1), 3, 255);
+  int y = gap;
+  for (const auto& r : rows) {
+    int x = gap, rh = 0;
+    for (const auto& t : r) {
+      for (int yy = 0; yy < t.h; ++yy)
+        for (int xx = 0; xx < t.w; ++xx)
+          for (int c = 0; c < 3; ++c) out.at(y + yy, x + xx)[c] = t.at(yy, xx)[t.c == 3 ? c : 0];
+      x += t.w + gap;
+      rh = std::max(rh, t.h);
+    }
+    y += rh + gap;
+  }
+  return out;
+}
+
+Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device) {
+  NoGradGuard ng;
+  model.eval();
+  Tensor x = to_input(img.px, 1, img.h, img.w, device);
+  Tensor probs = softmax(model.forward(x));
+  Prediction p;
+  p.h = img.h;
+  p.w = img.w;
+  p.label = argmax_channels(probs).to_vector<int32_t>();
+  p.confidence = max_channels(probs).to_vector<float>();
+  return p;
+}
+
+EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptions& opt) {
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  ConfusionMatrix plain(opt.classes, opt.device), star(opt.classes, opt.device);
+  std::vector<float> thr = opt.thresholds.defined() ? opt.thresholds.cpu().to_vector<float>() : std::vector<float>();
+  if (thr.size() != 1 && int(thr.size()) != opt.classes) thr.clear();  // DCRS off: no "*" evaluation
+  std::vector<std::vector<data::Image>> rows;
+  data::Batch b;
+  while (val.next(b)) {
+    Tensor x = to_input(b.images, b.size(), b.h, b.w, opt.device);
+    Tensor y = to_labels(b.labels, b.size(), b.h, b.w, opt.device);
+    Tensor probs = softmax(model.forward(x));
+    Tensor pred = argmax_channels(probs);
+    plain.add(pred, y);
+    std::vector<int32_t> pv;
+    if (!thr.empty()) {
+      // "*": pixels below their class's DCRS threshold count as ignore.
+      pv = pred.to_vector<int32_t>();
+      auto conf = max_channels(probs).to_vector<float>();
+      std::vector<uint8_t> m(pv.size());
+      for (size_t i = 0; i < pv.size(); ++i) m[i] = conf[i] >= thr[thr.size() == 1 ? 0 : size_t(pv[i])];
+      star.add(pred, y, Tensor::from_vector(m, y.shape(), opt.device));
+    }
+    if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty()) {
+      if (pv.empty()) pv = pred.to_vector<int32_t>();
+      const int64_t hw = int64_t(b.h) * b.w;
+      for (int64_t k = 0; k < b.size() && int(rows.size()) < opt.vis_images; ++k) {
+        data::Image img(b.h, b.w, 3), gt(b.h, b.w, 1);
+        std::copy_n(b.images.begin() + k * hw * 3, hw * 3, img.px.begin());
+        std::copy_n(b.labels.begin() + k * hw, hw, gt.px.begin());
+        std::vector<int32_t> pk(pv.begin() + k * hw, pv.begin() + (k + 1) * hw);
+        rows.push_back({img, data::colorize(gt), label_image(pk, b.h, b.w)});
+      }
+    }
+  }
+  if (!rows.empty()) data::write_png(opt.vis_path, tile_grid(rows));
+  model.train(was_training);
+  EvalResult r;
+  r.plain = compute_iou(plain.counts(), opt.classes);
+  if (!thr.empty()) r.star = compute_iou(star.counts(), opt.classes);
+  return r;
+}
+
+}  // namespace c3::semiseg

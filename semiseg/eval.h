@@ -1,0 +1,43 @@
+// Evaluation on the validation set, and the pictures of predictions.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+#include "data/loader.h"
+#include "nn/deeplab.h"
+#include "semiseg/metrics.h"
+
+namespace c3::semiseg {
+
+// Cityscapes names for 19 classes, "class_k" otherwise.
+const std::vector<std::string>& class_names(int classes);
+
+struct EvalOptions {
+  int classes = 19;
+  Device device = Device::cpu;
+  Tensor thresholds;       // DCRS thresholds [C]: also compute the "*" evaluation
+  int vis_images = 0;      // rows in the picture (image | ground truth | prediction)
+  std::string vis_path;    // where to write it (PNG); empty = none
+};
+
+struct EvalResult {
+  IoUResult plain, star;  // star is empty without thresholds
+};
+
+// The model in eval mode, no gradient, single scale at the loader's size.
+EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptions& opt);
+
+// Predicted class map [H,W] (i32 on the host) and per-pixel confidence for one image.
+struct Prediction {
+  std::vector<int32_t> label;
+  std::vector<float> confidence;
+  int h = 0, w = 0;
+};
+Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device);
+
+// A picture: rows of tiles, each tile h x w RGB; rows may differ in tile count.
+data::Image tile_grid(const std::vector<std::vector<data::Image>>& rows, int gap = 4);
+data::Image label_image(const std::vector<int32_t>& label, int h, int w);  // colourised
+
+}  // namespace c3::semiseg

@@ -1,0 +1,120 @@
+#include "semiseg/run_data.h"
+
+#include "core/ops.h"
+
+namespace c3::semiseg {
+
+namespace {
+std::vector<data::Sample> samples_for(const Config& cfg, const std::string& list, const std::string& split) {
+  if (!list.empty()) return data::load_split_list(list, cfg.data_root);
+  C3_CHECK(!cfg.data_root.empty(), "config: set data.root (a Cityscapes-layout folder) or data.", split, "_list");
+  return data::load_cityscapes(cfg.data_root, split);
+}
+
+data::AugmentConfig augment_for(const Config& cfg) {
+  data::AugmentConfig a;
+  a.base_h = cfg.base_h;
+  a.base_w = cfg.base_w;
+  a.crop_h = cfg.crop_h;
+  a.crop_w = cfg.crop_w;
+  a.scales = cfg.scales;
+  a.rotate_max = cfg.rotate;
+  a.flip_p = cfg.flip;
+  return a;
+}
+}  // namespace
+
+RunData load_run_data(const Config& cfg) {
+  RunData d;
+  std::vector<data::Sample> train = samples_for(cfg, cfg.train_list, "train");
+  C3_CHECK(!train.empty(), "no training samples found (data.root = '", cfg.data_root, "')");
+  data::LabeledSplit split = cfg.labeled_list.empty() ? data::split_labeled(train, cfg.labeled_count, cfg.split_seed)
+                                                      : data::split_labeled_from_list(train, cfg.labeled_list, cfg.data_root);
+  d.labeled = std::move(split.labeled);
+  d.unlabeled = cfg.unlabeled_all ? train : std::move(split.unlabeled);
+  d.val = samples_for(cfg, cfg.val_list, "val");
+  if (cfg.val_limit > 0 && int64_t(d.val.size()) > cfg.val_limit) d.val.resize(size_t(cfg.val_limit));
+  C3_CHECK(!d.labeled.empty(), "the labeled subset is empty (data.labeled_count = ", cfg.labeled_count, ")");
+  C3_CHECK(cfg.mode == TrainMode::supervised || !d.unlabeled.empty(),
+           "C3 training needs unlabeled images, but every training image is labeled");
+  return d;
+}
+
+namespace {
+data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
+  data::LoaderConfig lc;
+  lc.batch_size = cfg.batch_labeled;
+  lc.sampling = data::Sampling::with_replacement;  // the reference protocol: a fixed number of draws
+  lc.samples_per_epoch = size_t(cfg.steps_per_epoch) * size_t(cfg.batch_labeled);
+  lc.workers = cfg.workers;
+  lc.cache = cfg.cache;
+  lc.seed = cfg.seed;
+  lc.stream = 1;
+  lc.first_epoch = epoch;
+  lc.augment = augment_for(cfg);
+  return lc;
+}
+}  // namespace
+
+void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
+  data::LoaderConfig lc = train_loader_config(cfg, epoch);
+  lc.dataset_size = d.labeled.size();
+  auto lab = d.labeled;
+  d.labeled_loader = std::make_unique<data::Loader>(lc, [lab](size_t i) { return data::load_sample(lab[i]); });
+}
+
+void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
+  data::LoaderConfig lc = train_loader_config(cfg, epoch);
+  lc.dataset_size = d.unlabeled.size();
+  lc.batch_size = cfg.batch_unlabeled;
+  lc.samples_per_epoch = size_t(cfg.steps_per_epoch) * size_t(cfg.batch_unlabeled);
+  lc.stream = 2;
+  lc.labels = false;
+  lc.strong = true;
+  auto unl = d.unlabeled;
+  d.unlabeled_loader = std::make_unique<data::Loader>(lc, [unl](size_t i) {
+    data::Sample s = unl[i];
+    s.label.clear();  // unlabeled: never read its label, even when the file exists
+    return data::load_sample(s);
+  });
+}
+
+std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d) {
+  data::LoaderConfig lc;
+  lc.dataset_size = d.val.size();
+  lc.batch_size = 1;
+  lc.sampling = data::Sampling::sequential;
+  lc.drop_last = false;
+  lc.workers = cfg.workers;
+  lc.num_epochs = 1;
+  lc.augment = data::AugmentConfig{};
+  lc.augment.base_h = cfg.val_h;
+  lc.augment.base_w = cfg.val_w;
+  lc.augment.crop_h = 0;
+  lc.augment.crop_w = 0;
+  lc.augment.scales = {1.0};
+  lc.augment.rotate_max = 0;
+  lc.augment.flip_p = 0;
+  auto val = d.val;
+  return std::make_unique<data::Loader>(lc, [val](size_t i) { return data::load_sample(val[i]); });
+}
+
+Tensor to_input(const std::vector<uint8_t>& images, int64_t n, int h, int w, Device dev) {
+  C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
+  Tensor u8 = Tensor::from_vector(images, {n, h, w, 3}, dev);
+  static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  std::vector<float> scale(3), shift(3);
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = 1.0f / (255.0f * std[c]);
+    shift[c] = -mean[c] / std[c];
+  }
+  Tensor x = cast(u8, DType::f32);
+  return add(mul(x, Tensor::from_vector(scale, {3}, dev)), Tensor::from_vector(shift, {3}, dev));
+}
+
+Tensor to_labels(const std::vector<uint8_t>& labels, int64_t n, int h, int w, Device dev) {
+  C3_CHECK(int64_t(labels.size()) == n * h * w, "to_labels: ", labels.size(), " bytes for ", n, "x", h, "x", w);
+  return Tensor::from_vector(labels, {n, h, w}, dev);
+}
+
+}  // namespace c3::semiseg

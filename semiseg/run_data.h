@@ -1,0 +1,35 @@
+// The data side of a run: datasets from the config, loaders, and batches turned into
+// device tensors (uint8 NHWC in, normalized f32 out, on the device).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "semiseg/config.h"
+
+namespace c3::semiseg {
+
+struct RunData {
+  std::vector<data::Sample> labeled, unlabeled, val;
+  std::unique_ptr<data::Loader> labeled_loader, unlabeled_loader;
+};
+
+// Train samples from data.train_list (or the Cityscapes layout under data.root, split
+// "train"), split into labeled / unlabeled by data.labeled_list or data.labeled_count and
+// data.split_seed; val samples from data.val_list or split "val".
+RunData load_run_data(const Config& cfg);
+// The labeled loader, starting at `epoch` (for resume), and the unlabeled loader (weak and
+// strong views), started separately when the semi phase begins.
+void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch);
+void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch);
+// A val loader: sequential, resized to data.val_size, no augmentation.
+std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d);
+
+// u8 NHWC -> f32 NHWC normalized with the ImageNet mean and std (RGB in [0,1]), on `dev`.
+Tensor to_input(const std::vector<uint8_t>& images, int64_t n, int h, int w, Device dev);
+Tensor to_labels(const std::vector<uint8_t>& labels, int64_t n, int h, int w, Device dev);
+
+}  // namespace c3::semiseg

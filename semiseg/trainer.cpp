@@ -1,0 +1,302 @@
+#include "semiseg/trainer.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "core/alloc.h"
+#include "core/ops.h"
+#include "data/image_io.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+#include "semiseg/eval.h"
+
+namespace c3::semiseg {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+namespace {
+void on_signal(int sig) { g_stop_signal = sig; }
+using Clock = std::chrono::steady_clock;
+
+void mkdirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+      throw Error("cannot create folder " + cur + ": " + std::strerror(errno));
+  }
+}
+bool exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+std::string fmt_time(double s) {
+  char b[32];
+  const int h = int(s / 3600), m = int(s / 60) % 60, sec = int(s) % 60;
+  if (h) std::snprintf(b, sizeof b, "%dh%02dm", h, m);
+  else std::snprintf(b, sizeof b, "%dm%02ds", m, sec);
+  return b;
+}
+std::vector<std::pair<std::string, Tensor>> prefixed(const std::string& p, std::vector<std::pair<std::string, Tensor>> v) {
+  for (auto& e : v) e.first = p + e.first;
+  return v;
+}
+std::vector<std::pair<std::string, Tensor>> strip(const nn::SafetensorsFile& f, const std::string& p) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [n, t] : f.tensors)
+    if (n.rfind(p, 0) == 0) out.emplace_back(n.substr(p.size()), t);
+  return out;
+}
+Device pick_device(const std::string& want) {
+  if (want == "cpu") return Device::cpu;
+  if (want == "cuda") {
+    C3_CHECK(cuda_available(), "train.device is cuda, but no GPU is usable (or the build has CUDA=0)");
+    return Device::cuda;
+  }
+  return cuda_available() ? Device::cuda : Device::cpu;
+}
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+Trainer::Trainer(Config cfg, bool resume) : cfg_(std::move(cfg)), device_(pick_device(cfg_.device)), dir_(cfg_.out_dir) {
+  mkdirs(dir_ + "/vis");
+  data_ = load_run_data(cfg_);
+  student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
+  if (!cfg_.pretrained.empty()) student_->backbone->load_pretrained(cfg_.pretrained);
+  student_->to(device_);
+  std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.lr_backbone, cfg_.weight_decay},
+                                        {"head", student_->head_parameters(), cfg_.lr_head, cfg_.weight_decay}};
+  if (cfg_.optimizer == "adam") opt_ = std::make_unique<nn::Adam>(groups);
+  else opt_ = std::make_unique<nn::SGD>(groups, cfg_.momentum);
+  step_ = std::make_unique<C3Step>(cfg_, device_);
+  const std::string latest = dir_ + "/latest.safetensors";
+  if (resume) {
+    C3_CHECK(exists(latest), "--resume: no checkpoint at ", latest);
+    start_step_ = load_checkpoint(latest);
+    std::printf("resumed from %s at step %lld\n", latest.c_str(), (long long)start_step_);
+  }
+  std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
+  std::printf("run folder %s | device %s | %zu labeled, %zu unlabeled, %zu val images | %lld parameters\n",
+              dir_.c_str(), device_name(device_), data_.labeled.size(), data_.unlabeled.size(), data_.val.size(),
+              (long long)student_->num_parameters());
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::start_semi_phase() {
+  // The teacher starts as a copy of the student (METHOD.md), then follows it by EMA.
+  teacher_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
+  teacher_->to(device_);
+  teacher_->load_state_dict(student_->state_dict());
+  teacher_->eval();
+  for (const nn::NamedTensor& p : teacher_->named_parameters()) *p.tensor = p.tensor->detach();
+  ema_updates_ = 0;
+  step_->reset_thresholds();
+}
+
+void Trainer::save_checkpoint(const std::string& path, int64_t step) {
+  std::vector<std::pair<std::string, Tensor>> all = prefixed("student.", student_->state_dict());
+  if (teacher_)
+    for (auto& e : prefixed("teacher.", teacher_->state_dict())) all.push_back(e);
+  for (auto& e : prefixed("optim.", opt_->state())) all.push_back(e);
+  all.emplace_back("dcrs.thresholds", step_->thresholds.detach().cpu());
+  std::map<std::string, std::string> meta = {{"step", std::to_string(step)},
+                                             {"optimizer_steps", std::to_string(opt_->steps())},
+                                             {"ema_updates", std::to_string(ema_updates_)},
+                                             {"best_miou", std::to_string(best_miou_)},
+                                             {"best_step", std::to_string(best_step_)},
+                                             {"config", cfg_.json.dump()}};
+  nn::save_safetensors(path, all, meta);
+}
+
+int64_t Trainer::load_checkpoint(const std::string& path) {
+  nn::SafetensorsFile f = nn::load_safetensors(path);
+  auto meta = [&](const char* k) -> std::string {
+    auto it = f.metadata.find(k);
+    C3_CHECK(it != f.metadata.end(), path, ": checkpoint metadata lacks '", k, "'");
+    return it->second;
+  };
+  try {
+    student_->load_state_dict(strip(f, "student."));
+    auto teacher = strip(f, "teacher.");
+    if (!teacher.empty()) {
+      start_semi_phase();
+      teacher_->load_state_dict(teacher);
+    }
+  } catch (const Error& e) {
+    throw Error(path + ": the checkpoint does not match this model config: " + e.what());
+  }
+  opt_->load_state(strip(f, "optim."), std::stoll(meta("optimizer_steps")));
+  if (const Tensor* t = f.find("dcrs.thresholds")) step_->load_thresholds(*t);
+  ema_updates_ = std::stoll(meta("ema_updates"));
+  best_miou_ = std::stod(meta("best_miou"));
+  best_step_ = std::stoll(meta("best_step"));
+  return std::stoll(meta("step"));
+}
+
+void Trainer::log_metrics(const std::string& line) {
+  std::ofstream f(dir_ + "/metrics.jsonl", std::ios::app);
+  f << line << "\n";
+}
+
+Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
+  EvalOptions o;
+  o.classes = int(cfg_.model.num_classes);
+  o.device = device_;
+  o.vis_images = cfg_.vis_images;
+  o.vis_path = vis_path;
+  o.thresholds = cfg_.mode == TrainMode::c3 ? step_->thresholds : Tensor();
+  auto loader = make_val_loader(cfg_, data_);
+  EvalResult r = evaluate_model(model, *loader, o);
+  return {r.plain, r.star};
+}
+
+TrainResult Trainer::run(int64_t stop_at_step) {
+  install_stop_handlers();
+  const int64_t spe = cfg_.steps_per_epoch, total = cfg_.total_steps();
+  const int64_t warm = cfg_.mode == TrainMode::c3 ? std::min(total, cfg_.warmup_epochs * spe) : total;
+  const bool tty = ::isatty(STDOUT_FILENO);
+  TrainResult res;
+  res.run_dir = dir_;
+  make_labeled_loader(cfg_, data_, start_step_ / spe);
+  data::Batch lb, ub;
+  for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(lb);  // resume mid-epoch
+  if (start_step_ >= warm && cfg_.mode == TrainMode::c3) {
+    make_unlabeled_loader(cfg_, data_, (start_step_ - warm) / spe);
+    for (int64_t s = 0; s < (start_step_ - warm) % spe; ++s) data_.unlabeled_loader->next(ub);
+  }
+  nn::PolySchedule sched{total, cfg_.poly_power, 0, 0};
+  auto t0 = Clock::now();
+  int64_t images = 0;
+  const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
+  for (int64_t step = start_step_; step < total; ++step) {
+    const bool semi = step >= warm;
+    if (semi && !data_.unlabeled_loader) {
+      if (!teacher_) start_semi_phase();
+      make_unlabeled_loader(cfg_, data_, (step - warm) / spe);
+      std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty ? "\n" : "",
+                  (long long)step);
+    }
+    C3_CHECK(data_.labeled_loader->next(lb), "the labeled loader ended early");
+    StepInputs in;
+    in.x_l = to_input(lb.images, lb.size(), lb.h, lb.w, device_);
+    in.y_l = to_labels(lb.labels, lb.size(), lb.h, lb.w, device_);
+    if (semi) {
+      C3_CHECK(data_.unlabeled_loader->next(ub), "the unlabeled loader ended early");
+      in.u_w = to_input(ub.images, ub.size(), ub.h, ub.w, device_);
+      in.u_s = to_input(ub.strong, ub.size(), ub.h, ub.w, device_);
+    }
+    Generator gen(cfg_.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1);  // per step: resume is exact
+    opt_->set_lr_factor(sched.factor(step));
+    StepOutput out;
+    try {
+      out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm, gen)
+                 : step_->supervised(*student_, in, step, gen);
+      opt_->zero_grad();
+      out.loss.backward();
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("out of memory") != std::string::npos)
+        throw Error(std::string(e.what()) + " (batch " + std::to_string(cfg_.batch_labeled) + "+" +
+                    std::to_string(cfg_.batch_unlabeled) + ", crop " + std::to_string(cfg_.crop_h) + "x" +
+                    std::to_string(cfg_.crop_w) + ": lower train.batch_* or data.crop)");
+      throw;
+    }
+    const double loss = out.loss.item();
+    if (!std::isfinite(loss))
+      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step) + " (sup " +
+                  std::to_string(out.sup) + ", cons " + std::to_string(out.cons) + ", con " + std::to_string(out.con) +
+                  "); the last good checkpoint is " + dir_ + "/latest.safetensors");
+    opt_->step();
+    if (semi) {
+      NoGradGuard ng;
+      const double decay = nn::ema_decay(ema_updates_++, cfg_.ema_max_decay);
+      std::vector<Tensor> tp, sp;
+      for (auto* pair : {&tp, &sp}) (void)pair;
+      auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
+      for (size_t i = 0; i < tpar.size(); ++i) { tp.push_back(*tpar[i].tensor); sp.push_back(*spar[i].tensor); }
+      auto tbuf = teacher_->named_buffers(), sbuf = student_->named_buffers();
+      for (size_t i = 0; i < tbuf.size(); ++i)
+        if (tbuf[i].tensor->dtype() == DType::f32) { tp.push_back(*tbuf[i].tensor); sp.push_back(*sbuf[i].tensor); }
+      nn::ema_update(tp, sp, decay);
+    }
+    images += lb.size() + (semi ? ub.size() : 0);
+    const bool last = step + 1 == total;
+    if ((step + 1) % log_every == 0 || last) {
+      const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      const double ips = images / std::max(secs, 1e-9);
+      const double eta = secs / double(step + 1 - start_step_) * double(total - step - 1);
+      char line[256];
+      std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f sup %.4f cons %.4f con %.4f | kept %.2f | lr %.2e | %.1f img/s | ETA %s",
+                    (long long)step + 1, (long long)total, loss, out.sup, out.cons, out.con, out.kept, opt_->lr(1),
+                    ips, fmt_time(eta).c_str());
+      if (tty) std::printf("\r%-120s", line);
+      else std::printf("%s\n", line);
+      std::fflush(stdout);
+      nlohmann::json j = {{"step", step + 1}, {"epoch", step / spe}, {"loss", loss}, {"sup", out.sup},
+                          {"cons", out.cons}, {"con", out.con}, {"kept", out.kept}, {"lr_head", opt_->lr(1)},
+                          {"lr_backbone", opt_->lr(0)}, {"images_per_s", ips}, {"phase", semi ? "semi" : "warmup"}};
+      if (!out.thresholds.empty()) {
+        j["dcrs_thresholds"] = out.thresholds;
+        j["dcrs_kept_per_class"] = out.kept_per_class;
+      }
+      log_metrics(j.dump());
+    }
+    const bool eval_now = last || (step + 1) % (cfg_.eval_every_epochs * spe) == 0;
+    if (eval_now) {
+      if (tty) std::printf("\n");
+      char tag[32];
+      std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
+      EvalOutput ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
+      std::vector<std::pair<std::string, IoUResult>> rows = {{"student", ev.plain}};
+      if (!ev.star.iou.empty()) rows.push_back({"student*", ev.star});
+      const auto& names = class_names(int(cfg_.model.num_classes));
+      std::ofstream(dir_ + "/" + tag + ".md") << iou_table_markdown(names, rows);
+      std::ofstream(dir_ + "/" + tag + ".csv") << iou_table_csv(names, rows);
+      std::printf("step %lld: val mIoU %.2f%% (pixel acc %.2f%%)%s\n", (long long)step + 1, 100 * ev.plain.miou,
+                  100 * ev.plain.pixel_acc, ev.plain.miou > best_miou_ ? " (best so far)" : "");
+      log_metrics(nlohmann::json({{"step", step + 1}, {"val_miou", ev.plain.miou}, {"val_pixel_acc", ev.plain.pixel_acc},
+                                  {"val_miou_star", ev.star.iou.empty() ? 0.0 : ev.star.miou}})
+                      .dump());
+      res.last = ev.plain;
+      res.last_star = ev.star;
+      if (ev.plain.miou > best_miou_) {
+        best_miou_ = ev.plain.miou;
+        best_step_ = step + 1;
+        res.best = ev.plain;
+        save_checkpoint(dir_ + "/best.safetensors", step + 1);
+      }
+      save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+    }
+    res.steps_done = step + 1;
+    if (g_stop_signal || step + 1 == stop_at_step) {
+      if (!eval_now) save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+      std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n",
+                  g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal ? "SIGTERM" : "stop requested", (long long)step + 1,
+                  dir_.c_str());
+      res.interrupted = true;
+      return res;
+    }
+  }
+  res.best_step = best_step_;
+  if (res.best.iou.empty()) res.best = res.last;
+  const auto& names = class_names(int(cfg_.model.num_classes));
+  std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << total << ", best val mIoU "
+                                      << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
+                                      << iou_table_markdown(names, {{"last", res.last}});
+  return res;
+}
+
+}  // namespace c3::semiseg

@@ -1,0 +1,62 @@
+// The training loop: phases (warm-up, semi), logging, evaluation, checkpoints and resume.
+//
+// A run folder holds config.json, metrics.jsonl, checkpoints (latest.safetensors and
+// best.safetensors), eval tables (eval_XXXX.md / .csv), pictures of validation predictions
+// (vis/eval_XXXX.png: image | ground truth | prediction) and summary.md at the end.
+#pragma once
+#include <csignal>
+#include <memory>
+#include <string>
+
+#include "nn/optim.h"
+#include "semiseg/c3_step.h"
+#include "semiseg/config.h"
+#include "semiseg/metrics.h"
+#include "semiseg/run_data.h"
+
+namespace c3::semiseg {
+
+struct TrainResult {
+  IoUResult best, last, last_star;
+  int64_t best_step = 0, steps_done = 0;
+  bool interrupted = false;
+  std::string run_dir;
+};
+
+// Set by SIGINT/SIGTERM; the loop saves a checkpoint and returns.
+extern volatile std::sig_atomic_t g_stop_signal;
+void install_stop_handlers();
+
+class Trainer {
+ public:
+  Trainer(Config cfg, bool resume);
+  ~Trainer();
+  // stop_at_step >= 0 stops there as a signal would (checkpoint saved): used by the tests.
+  TrainResult run(int64_t stop_at_step = -1);
+
+  // Evaluates a model on the val set: plain and DCRS-masked ("*") confusion matrices.
+  struct EvalOutput {
+    IoUResult plain, star;
+  };
+  EvalOutput evaluate(nn::DeepLab& model, const std::string& vis_path);
+
+ private:
+  void save_checkpoint(const std::string& path, int64_t step);
+  int64_t load_checkpoint(const std::string& path);
+  void log_metrics(const std::string& json_line);
+  void start_semi_phase();
+
+  Config cfg_;
+  Device device_;
+  std::string dir_;
+  RunData data_;
+  std::unique_ptr<nn::DeepLab> student_, teacher_;
+  std::unique_ptr<nn::Optimizer> opt_;
+  std::unique_ptr<C3Step> step_;
+  int64_t ema_updates_ = 0;
+  double best_miou_ = -1;
+  int64_t best_step_ = 0;
+  int64_t start_step_ = 0;
+};
+
+}  // namespace c3::semiseg
