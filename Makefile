@@ -2,6 +2,8 @@
 #   make            library + build/c3semiseg (CUDA backend when nvcc is found)
 #   make test       build and run the test suite (installs missing packages when root)
 #   make run        train on the embedded synthetic dataset and print results
+#   make compare    the supervised baseline and C3 on the synthetic data, side by side
+#   make bench      the CPU benchmarks
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build)
@@ -60,7 +62,7 @@ TEST_BIN  := $(BUILD)/c3tests
 BENCH_SRC := $(wildcard bench/*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/%)
 
-.PHONY: all test run deps clean help bench
+.PHONY: all test run compare deps clean help bench
 all: deps $(BIN)
 
 help:
@@ -124,7 +126,11 @@ test: deps
 
 run: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
-	./$(BIN) run
+	./$(BIN) run $(RUN_ARGS)
+
+compare: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
+	./$(BIN) compare $(RUN_ARGS)
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
