@@ -1,5 +1,12 @@
 // Layers and models: torchvision names and parameter counts, output shapes, frozen BN.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "nn/deeplab.h"
+#include "nn/safetensors.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -76,4 +83,56 @@ TEST_CASE("models: DeepLab-v2 and v3+ shapes, output stride, frozen BatchNorm") 
     CHECK(model.backbone->conv1->weight.grad().defined());
     CHECK(model.backbone->bn1->weight.grad().defined() == (head == HeadKind::deeplab_v3plus));
   }
+}
+
+TEST_CASE("models: a torchvision ResNet state_dict loads with no renaming (names and shapes from torchvision)") {
+  // tests/golden/torchvision_resnet_names.json: every state_dict entry of torchvision's
+  // resnet18/34/50/101 with dtype and shape (tools/torchvision_names.py).
+  std::ifstream f("tests/golden/torchvision_resnet_names.json");
+  REQUIRE(f);
+  auto j = nlohmann::json::parse(f);
+  for (int depth : {18, 34, 50, 101}) {
+    CAPTURE(depth);
+    std::vector<std::pair<std::string, Tensor>> entries;
+    for (const auto& e : j["models"][std::to_string(depth)]) {
+      Shape s = e[2].get<Shape>();
+      DType t = e[1] == "int64" ? DType::i32 : DType::f32;
+      entries.emplace_back(e[0].get<std::string>(), Tensor::zeros(s, t));
+    }
+    ResNetConfig c;
+    c.depth = depth;
+    c.stride_on_1x1 = false;  // torchvision's convention; shapes are the same either way
+    ResNet net(c);
+    const std::string path = "/tmp/c3test_tv_" + std::to_string(::getpid()) + ".safetensors";
+    if (depth == 18) {
+      nn::save_safetensors(path, entries);  // the file route, as a user would load it
+      LoadReport r = net.load_pretrained(path);
+      CHECK(r.clean());
+      CHECK(r.loaded == int(entries.size()) - 2);  // all but fc.weight and fc.bias
+      std::remove(path.c_str());
+    } else {
+      std::vector<std::pair<std::string, Tensor>> no_fc;
+      for (auto& e : entries)
+        if (e.first.rfind("fc.", 0) != 0) no_fc.push_back(e);
+      LoadReport r = net.load_state_dict(no_fc, true);
+      CHECK(r.loaded == int(no_fc.size()));
+    }
+  }
+}
+
+TEST_CASE("models: dropout zeroes about p of the elements in training, scales the rest, and is off in eval") {
+  auto gen = std::make_shared<Generator>(5);
+  Dropout d(0.25, gen);
+  Tensor x = Tensor::full({100, 100}, 2.0);
+  Tensor y = d.forward(x);
+  auto v = y.to_vector<float>();
+  int zeros = 0;
+  for (float e : v) {
+    CHECK((e == 0.0f || e == doctest::Approx(2.0 / 0.75)));
+    zeros += e == 0.0f;
+  }
+  // Binomial(10000, 0.25): mean 2500, sd 43.3; 6 sd bound.
+  CHECK(std::abs(zeros - 2500) < 260);
+  d.eval();
+  CHECK(d.forward(x).same_storage(x));
 }
