@@ -1,0 +1,194 @@
+// CutMix mix / un-mix of C3-SemiSeg: hand-made 4x4 examples, the mask at feature resolution,
+// unmix(mix(x)) == x bit for bit, the formula A*(1-m) + B*m through elementwise ops, gradient
+// checks in double, errors, the box draw, the emulated kernel against the CPU kernel, and the
+// GPU against the CPU.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/semiseg_cutmix.h"
+#include "kernels/cuda/semiseg_cutmix.h"
+#include "semiseg/ops_cutmix.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+using namespace c3test;
+using c3::semiseg::Box;
+
+namespace {
+Box box(int y0, int x0, int h, int w) {
+  Box b;
+  b.y0 = y0, b.x0 = x0, b.h = h, b.w = w;
+  return b;
+}
+template <class T> std::vector<T> vec(const Tensor& t) { return t.cpu().to_vector<T>(); }
+bool same_bits(const Tensor& a, const Tensor& b) {
+  Tensor x = a.cpu(), y = b.cpu();
+  return x.shape() == y.shape() && x.dtype() == y.dtype() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
+}
+}  // namespace
+
+TEST_CASE("cutmix: hand-made 1-channel 4x4 mix and 2x2 un-mix") {
+  // A = 1..16, B = 101..116, box rows 1-2, columns 1-2: img1 is B with A's box, img2 the reverse.
+  std::vector<float> v(32);
+  for (int i = 0; i < 16; ++i) v[i] = float(i + 1), v[16 + i] = float(101 + i);
+  Tensor x = Tensor::from_vector(v, {2, 4, 4, 1});
+  Tensor mixed = semiseg::cutmix_mix(x, {box(1, 1, 2, 2)}, 4, 4);
+  CHECK(mixed.shape() == Shape{2, 4, 4, 1});
+  CHECK(vec<float>(mixed) == std::vector<float>{101, 102, 103, 104, 105, 6, 7, 108, 109, 10, 11, 112, 113, 114, 115, 116,
+                                                1, 2, 3, 4, 5, 106, 107, 8, 9, 110, 111, 12, 13, 14, 15, 16});
+  // Predictions at half resolution: pixel (y, x) reads the mask at (2y, 2x), so only (1, 1)
+  // (image pixel (2, 2)) is inside the box.
+  Tensor p = Tensor::from_vector<float>({1, 2, 3, 4, 11, 12, 13, 14}, {2, 2, 2});
+  Tensor un = semiseg::cutmix_unmix(p, {box(1, 1, 2, 2)}, 4, 4);
+  CHECK(vec<float>(un) == std::vector<float>{11, 12, 13, 4, 1, 2, 3, 14});
+  // A box in the top-left corner keeps only feature pixel (0, 0).
+  CHECK(vec<float>(semiseg::cutmix_unmix(p, {box(0, 0, 2, 2)}, 4, 4)) ==
+        std::vector<float>{1, 12, 13, 14, 11, 2, 3, 4});
+}
+
+TEST_CASE("cutmix: mask at another resolution uses src = floor(dst * in/out)") {
+  // 5x5 box rows 2-4, columns 0-1 seen at 3x3: src rows 0, 1, 3 and columns 0, 1, 3.
+  Tensor m = semiseg::cutmix_mask({box(2, 0, 3, 2)}, 3, 3, 5, 5);
+  CHECK(m.shape() == Shape{1, 3, 3});
+  CHECK(vec<uint8_t>(m) == std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 0, 0, 1});
+  // Upsampled 2x (8x8 from a 4x4 box resolution): each box pixel becomes a 2x2 block.
+  Tensor up = semiseg::cutmix_mask({box(1, 2, 1, 1)}, 8, 8, 4, 4);
+  auto u = vec<uint8_t>(up);
+  int zeros = 0;
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 8; ++x) {
+      const bool inside = y / 2 == 1 && x / 2 == 2;
+      CHECK(u[y * 8 + x] == (inside ? 0 : 1));
+      zeros += u[y * 8 + x] == 0;
+    }
+  CHECK(zeros == 4);
+}
+
+TEST_CASE("cutmix: unmix(mix(x)) == x bit for bit, every dtype and resolution") {
+  Generator gen(7);
+  for (int K : {1, 3, 4}) {
+    const auto boxes = semiseg::cutmix_boxes(gen, K, 24, 40);
+    Tensor x = random_tensor({2 * K, 24, 40, 3}, 100 + K, DType::f32, -1e3, 1e3);
+    Tensor mixed = semiseg::cutmix_mix(x, boxes, 24, 40);
+    CHECK(!same_bits(mixed, x));  // something moved
+    CHECK(same_bits(semiseg::cutmix_unmix(mixed, boxes, 24, 40), x));
+    // Feature resolution 3x5 (stride 8), rank 3, and the other dtypes.
+    Tensor f = random_tensor({2 * K, 3, 5}, 200 + K, DType::f64);
+    CHECK(same_bits(semiseg::cutmix_unmix(semiseg::cutmix_mix(f, boxes, 24, 40), boxes, 24, 40), f));
+    Tensor i = random_tensor({2 * K, 7, 9, 2}, 300 + K, DType::f32, -1e6, 1e6).cast(DType::i32);
+    CHECK(same_bits(semiseg::cutmix_mix(semiseg::cutmix_mix(i, boxes, 24, 40), boxes, 24, 40), i));
+    Tensor u = random_tensor({2 * K, 24, 40, 3}, 400 + K, DType::f32, 0, 255).cast(DType::u8);
+    CHECK(same_bits(semiseg::cutmix_unmix(semiseg::cutmix_mix(u, boxes, 24, 40), boxes, 24, 40), u));
+  }
+}
+
+TEST_CASE("cutmix: mix and unmix equal the formulas A*(1-m) + B*m exactly") {
+  Generator gen(11);
+  const int K = 3, H = 10, W = 14, h = 4, w = 5;
+  const auto boxes = semiseg::cutmix_boxes(gen, K, H, W);
+  for (auto [hh, ww] : {std::pair{H, W}, std::pair{h, w}}) {
+    Tensor x = random_tensor({2 * K, hh, ww, 2}, 12);
+    Tensor m = semiseg::cutmix_mask(boxes, hh, ww, H, W).cast(DType::f32).reshape({K, hh, ww, 1});
+    m = concat({m, m}, 3);  // per pixel, both channels
+    Tensor A = slice(x, 0, 0, K), B = slice(x, 0, K, K), one_minus = sub(Tensor::full(m.shape(), 1.0), m);
+    Tensor img1 = add(mul(A, one_minus), mul(B, m)), img2 = add(mul(A, m), mul(B, one_minus));
+    CHECK(same_bits(semiseg::cutmix_mix(x, boxes, H, W), concat({img1, img2}, 0)));
+    // pred_A = P1*(1-m) + P2*m, pred_B = P1*m + P2*(1-m): the same routing.
+    CHECK(same_bits(semiseg::cutmix_unmix(x, boxes, H, W), concat({img1, img2}, 0)));
+  }
+}
+
+TEST_CASE("cutmix: gradient checks in double") {
+  Generator gen(3);
+  const auto boxes = semiseg::cutmix_boxes(gen, 2, 8, 6);
+  Tensor w1 = random_tensor({4, 8, 6, 2}, 31, DType::f64), w2 = random_tensor({4, 4, 3, 2}, 32, DType::f64);
+  CHECK(gradcheck("cutmix_mix", [&](auto& in) { return sum(mul(semiseg::cutmix_mix(in[0], boxes, 8, 6), w1)); },
+                  {random_tensor({4, 8, 6, 2}, 33, DType::f64)}));
+  CHECK(gradcheck("cutmix_unmix 4x3",
+                  [&](auto& in) { return sum(mul(semiseg::cutmix_unmix(in[0], boxes, 8, 6), w2)); },
+                  {random_tensor({4, 4, 3, 2}, 34, DType::f64)}));
+}
+
+TEST_CASE("cutmix: errors name the op and the shapes") {
+  Tensor x = Tensor::zeros({3, 4, 4, 1});
+  CHECK_THROWS_WITH_AS(semiseg::cutmix_mix(x, {box(0, 0, 2, 2)}, 4, 4),
+                       doctest::Contains("cutmix_mix: batch f32[3,4,4,1] cpu must hold 2K = 2"), Error);
+  CHECK_THROWS_WITH_AS(semiseg::cutmix_unmix(Tensor::zeros({2, 4, 4}), {box(3, 0, 2, 2)}, 4, 4),
+                       doctest::Contains("cutmix_unmix: box 0 (y0 3, x0 0, h 2, w 2) does not fit in 4x4"), Error);
+  CHECK_THROWS_WITH_AS(semiseg::cutmix_mix(Tensor::zeros({2, 4}), {box(0, 0, 1, 1)}, 4, 4),
+                       doctest::Contains("cutmix_mix: expects [2K,H,W,C] or [2K,H,W]"), Error);
+}
+
+TEST_CASE("cutmix: cutmix_box covers half the image, inside it, deterministic for a seed") {
+  const int H = 64, W = 128;
+  Generator g1(5), g2(5), g3(6);
+  double sum_hf = 0;
+  int y0_top = 0, x0_left = 0, differs = 0;
+  const int n = 4000;
+  for (int i = 0; i < n; ++i) {
+    const Box b = semiseg::cutmix_box(g1, H, W), c = semiseg::cutmix_box(g2, H, W), d = semiseg::cutmix_box(g3, H, W);
+    CHECK((b.y0 == c.y0 && b.x0 == c.x0 && b.h == c.h && b.w == c.w));
+    differs += b.y0 != d.y0 || b.x0 != d.x0 || b.h != d.h;
+    REQUIRE(b.h >= H / 2);
+    REQUIRE(b.y0 >= 0);
+    REQUIRE(b.x0 >= 0);
+    REQUIRE(b.y0 + b.h <= H);
+    REQUIRE(b.x0 + b.w <= W);
+    // Area half of H*W to within rounding of w (half a column of height h).
+    REQUIRE(std::abs(b.h * b.w - H * W / 2.0) <= b.h / 2.0 + 1e-9);
+    sum_hf += double(b.h) / H;
+    y0_top += b.y0 == 0;
+    x0_left += b.x0 == 0;
+  }
+  CHECK(differs > n / 2);
+  // E[exp(U ln 0.5)] = 0.5 / ln 2 = 0.7213; std of the fraction <= 0.15, 6 sigma of the mean.
+  CHECK(std::abs(sum_hf / n - 0.5 / std::log(2.0)) < 6 * 0.15 / std::sqrt(double(n)) + 0.5 / H);
+  CHECK(y0_top > 0);  // positions reach the border
+  CHECK(x0_left > 0);
+}
+
+TEST_CASE("cutmix kernels: emulated routing matches the CPU kernel bit for bit") {
+  struct S { int64_t K, H, W, C, bh, bw; };
+  for_each_fiber_order([](const char* order) {
+    // One pixel per image; odd sizes and a box resolution of another aspect; the realistic
+    // logits (8 images of 33x65 with 19 classes from 257x513 boxes) and u8 image crops.
+    for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{4, 33, 65, 19, 257, 513}, S{2, 5, 3, 1, 5, 3}}) {
+      const std::string tag = std::string(order) + " K" + std::to_string(s.K) + " " + std::to_string(s.H) + "x" +
+                              std::to_string(s.W) + "x" + std::to_string(s.C);
+      Generator gen(uint64_t(s.K * 100 + s.H));
+      std::vector<int32_t> boxes;
+      for (const Box& b : semiseg::cutmix_boxes(gen, s.K, int(s.bh), int(s.bw))) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
+      const int64_t n = 2 * s.K * s.H * s.W * s.C;
+      std::vector<uint32_t> x(n), want(n), got(n, 0xdeadbeef);
+      for (int64_t i = 0; i < n; ++i) x[i] = uint32_t(i * 2654435761u);
+      kernels::cpu::cutmix_swap(x.data(), want.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      kernels::emu::cutmix_swap_b4(x.data(), got.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      CHECK_MESSAGE(got == want, tag);
+      if (n < 5000) {
+        std::vector<uint8_t> xb(n), wb(n), gb(n, 7);
+        for (int64_t i = 0; i < n; ++i) xb[i] = uint8_t(i * 37);
+        kernels::cpu::cutmix_swap(xb.data(), wb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+        kernels::emu::cutmix_swap_b1(xb.data(), gb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+        CHECK_MESSAGE(gb == wb, (tag + " u8"));
+      }
+    }
+  });
+}
+
+GPU_TEST_CASE("gpu: cutmix mix and unmix match the CPU, gradients route back") {
+  Generator gen(21);
+  const auto boxes = semiseg::cutmix_boxes(gen, 4, 256, 512);
+  Tensor img = random_tensor({8, 256, 512, 3}, 22);
+  CHECK(same_bits(semiseg::cutmix_mix(img.cuda(), boxes, 256, 512), semiseg::cutmix_mix(img, boxes, 256, 512)));
+  Tensor u8 = random_tensor({8, 256, 512, 3}, 23, DType::f32, 0, 255).cast(DType::u8);
+  CHECK(same_bits(semiseg::cutmix_mix(u8.cuda(), boxes, 256, 512), semiseg::cutmix_mix(u8, boxes, 256, 512)));
+  Tensor feat = random_tensor({8, 33, 65, 64}, 24);
+  Tensor gf = feat.cuda().set_requires_grad(), cf = feat.clone().set_requires_grad();
+  Tensor w = random_tensor({8, 33, 65, 64}, 25);
+  Tensor ug = semiseg::cutmix_unmix(gf, boxes, 256, 512), uc = semiseg::cutmix_unmix(cf, boxes, 256, 512);
+  CHECK(same_bits(ug, uc));
+  sum(mul(ug, w.cuda())).backward();
+  sum(mul(uc, w)).backward();
+  CHECK(same_bits(gf.grad(), cf.grad()));
+}
