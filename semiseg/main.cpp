@@ -14,6 +14,7 @@
 #include "data/synthetic.h"
 #include "nn/safetensors.h"
 #include "semiseg/eval.h"
+#include "semiseg/ops_cutmix.h"
 #include "semiseg/trainer.h"
 
 using namespace c3;
@@ -31,6 +32,7 @@ commands:
   predict         colourised predictions of one or more checkpoints for a folder of images
   make-synthetic  write the synthetic street-scene dataset (Cityscapes layout)
   check-data      scan a dataset for missing, unreadable or inconsistent files
+  show-batch      a picture of one augmented batch: weak view, strong view, label, CutMix box
   run             the embedded default: synthetic data, a small model, C3, per-class table
   compare         run the supervised baseline and C3 with the same schedule; both tables
 )";
@@ -242,6 +244,51 @@ that are neither a class nor 255, with counts and the first offending files.
   return ok ? 0 : 1;
 }
 
+int cmd_show_batch(const Args& a) {
+  if (a.help || a.out.empty()) {
+    std::printf(R"(usage: c3semiseg show-batch --out FILE.png [--config FILE] [--set section.key=value ...]
+
+Draws one batch of the training pipeline of the config (default: the synthetic data): per
+sample, the weak view, the strong view, the label, and a CutMix mix of the strong view with
+the next sample (the box outlined in white).
+)");
+    return a.help ? 0 : 2;
+  }
+  std::vector<std::string> sets = {"data.root=datasets/synthetic", "data.base_size=[128,256]", "data.crop=[96,192]"};
+  sets.insert(sets.end(), a.sets.begin(), a.sets.end());
+  Config cfg = load_config(a.config, a.config.empty() ? sets : a.sets);
+  RunData d = load_run_data(cfg);
+  make_unlabeled_loader(cfg, d, 0);  // weak + strong views
+  data::LoaderConfig lc = d.unlabeled_loader->config();
+  lc.dataset_size = d.labeled.size();
+  lc.labels = true;
+  auto lab = d.labeled;
+  data::Loader loader(lc, [lab](size_t i) { return data::load_sample(lab[i]); });
+  data::Batch b;
+  C3_CHECK(loader.next(b), "the loader produced no batch");
+  Generator gen(cfg.seed);
+  const int64_t hw = int64_t(b.h) * b.w;
+  std::vector<std::vector<data::Image>> rows;
+  for (int64_t k = 0; k < b.size(); ++k) {
+    data::Image weak(b.h, b.w, 3), strong(b.h, b.w, 3), other(b.h, b.w, 3), label(b.h, b.w, 1);
+    std::copy_n(b.images.begin() + k * hw * 3, hw * 3, weak.px.begin());
+    std::copy_n(b.strong.begin() + k * hw * 3, hw * 3, strong.px.begin());
+    std::copy_n(b.strong.begin() + ((k + 1) % b.size()) * hw * 3, hw * 3, other.px.begin());
+    std::copy_n(b.labels.begin() + k * hw, hw, label.px.begin());
+    data::Box box = cutmix_box(gen, b.h, b.w);
+    data::Image mixed = strong;  // the other image's box pasted in, outlined
+    for (int y = box.y0; y < box.y0 + box.h; ++y)
+      for (int x = box.x0; x < box.x0 + box.w; ++x) {
+        const bool edge = y == box.y0 || x == box.x0 || y == box.y0 + box.h - 1 || x == box.x0 + box.w - 1;
+        for (int c = 0; c < 3; ++c) mixed.at(y, x)[c] = edge ? 255 : other.at(y, x)[c];
+      }
+    rows.push_back({weak, strong, data::colorize(label), mixed});
+  }
+  data::write_png(a.out, tile_grid(rows));
+  std::printf("%s: %lld samples (weak | strong | label | CutMix)\n", a.out.c_str(), (long long)b.size());
+  return 0;
+}
+
 // The embedded default: synthetic data and a small model, sized for 2 CPU cores.
 Config default_run_config(const std::string& mode, const std::vector<std::string>& sets) {
   std::vector<std::string> all = {"train.mode=" + mode, "output.dir=runs/synthetic_" + mode};
@@ -312,6 +359,7 @@ int main(int argc, char** argv) {
     if (cmd == "make-synthetic") return cmd_make_synthetic(a);
     if (cmd == "check-data") return cmd_check_data(a);
     if (cmd == "run") return cmd_run(a);
+    if (cmd == "show-batch") return cmd_show_batch(a);
     if (cmd == "compare") return cmd_compare(a);
     std::fprintf(stderr, "c3semiseg: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
