@@ -148,7 +148,7 @@ std::vector<Sample> load_cityscapes(const std::string& root, const std::string& 
   C3_CHECK(fs::is_directory(dir, ec), dir.string(), ": not a folder (expected the Cityscapes layout ",
            "<root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png)");
   std::vector<std::string> images;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
+  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink))
     if (e.is_regular_file() && ends_with(e.path().filename().string(), "_leftImg8bit.png"))
       images.push_back(e.path().lexically_normal().string());
   C3_CHECK(!images.empty(), dir.string(), ": no *_leftImg8bit.png images in it");
