@@ -135,6 +135,7 @@ compare: deps
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
 	./$(BUILD)/bench_model_cpu
+	./$(BUILD)/bench_loader
 
 clean:
 	rm -rf $(BUILD)
