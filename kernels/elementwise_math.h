@@ -3,13 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef C3_HD
-#ifdef __CUDACC__
-#define C3_HD __host__ __device__ __forceinline__
-#else
-#define C3_HD inline
-#endif
-#endif
+#include "kernels/hd.h"
 
 namespace kernels {
 

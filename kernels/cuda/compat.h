@@ -36,6 +36,4 @@ cudaError_t allow_dynamic_shared(void (*kernel)(KArgs...), size_t bytes) {
 // emulated objects and the GPU objects can be linked into one program without clashing.
 
 // Host-and-device qualifier for the shared *_math.h headers.
-#ifndef C3_HD
-#define C3_HD __host__ __device__ __forceinline__
-#endif
+#include "kernels/hd.h"
