@@ -6,9 +6,8 @@
 #   make bench      the CPU benchmarks
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
-#   make BUILD=dir  put objects and binaries in another folder (default build)
+#   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
 
-BUILD       ?= build
 DEPS_PREFIX ?=
 CXX         ?= g++
 NVCC        ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
@@ -19,6 +18,9 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 ifeq ($(origin CUDA),undefined)
   CUDA := $(if $(NVCC),1,0)
 endif
+# CPU-only objects differ (no -DC3_HAVE_CUDA), so they live in their own folder.
+BUILD ?= $(if $(filter 1,$(CUDA)),build,build-cpu)
+
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
     $(error CUDA=1 but nvcc was not found: put it on PATH or set NVCC=/path/to/nvcc)
