@@ -1,5 +1,10 @@
 // Elementwise ops and sums: hand-computed values, broadcast rules, gradient checks,
 // emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   binary_kernel, unary_kernel, unary_backward_kernel, select_kernel, axpy_kernel, fill4_kernel,
+//   fill1_kernel, cast_kernel, sum_rows_kernel, sum_cols_kernel, broadcast_mid_kernel.
 #include <cstring>
 
 #include "kernels/cpu/elementwise.h"
@@ -138,6 +143,9 @@ TEST_CASE("elementwise kernels: emulated CUDA matches the CPU kernels") {
       float f = 2.5f; uint32_t bits; std::memcpy(&bits, &f, 4);
       kernels::emu::fill_bytes4(got.data(), c.n, bits);
       CHECK(std::count(got.begin(), got.end(), 2.5f) == c.n);
+      std::vector<uint8_t> filled(c.n, 0);
+      kernels::emu::fill_u8(filled.data(), c.n, 7);
+      CHECK(std::count(filled.begin(), filled.end(), uint8_t(7)) == c.n);
       std::vector<uint8_t> u8w(c.n), u8g(c.n);
       kernels::cpu::cast(a.data(), 0, u8w.data(), 3, c.n);
       kernels::emu::cast(a.data(), 0, u8g.data(), 3, c.n);

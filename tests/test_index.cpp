@@ -1,6 +1,11 @@
 // Indexing ops (concat, slice, gather_rows, scatter_add_rows) and l2_normalize: hand values,
 // coordinate-wise references along every dim, gradient checks in double, errors, the
 // emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   copy_rows_kernel, gather_rows_kernel, scatter_add_rows_kernel, l2_normalize_kernel,
+//   l2_normalize_backward_kernel.
 #include <cmath>
 
 #include "kernels/cpu/index.h"

@@ -1,4 +1,8 @@
 // Evaluation metrics and run configuration.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   confusion_kernel.
 #include <unistd.h>
 
 #include <cstdio>

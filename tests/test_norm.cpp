@@ -1,6 +1,11 @@
 // Batch normalization (NHWC): values computed by hand in the three modes, the running-stat
 // update, errors, gradient checks in double, emulated CUDA kernels against the CPU kernels,
 // and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   stats_partial_kernel, stats_final_kernel, running_stats_kernel, apply_kernel,
+//   grad_partial_kernel, grad_final_kernel, dx_kernel.
 #include <cmath>
 #include <limits>
 

@@ -1,4 +1,8 @@
 // Optimizers, schedules, EMA, and the module tree (names, state_dict layout conversion).
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   adam_kernel, sgd_kernel, ema_kernel.
 #include "kernels/cpu/optim.h"
 #include "kernels/cuda/optim.h"
 #include "nn/module.h"

@@ -1,5 +1,9 @@
 // Pooling (NHWC): PyTorch's output sizes and max pooling values computed by hand, gradients
 // by hand and in double, emulated CUDA kernels against the CPU kernels, GPU against CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   max_pool_kernel, max_pool_backward_kernel, avg_pool_kernel, avg_pool_backward_kernel.
 #include <algorithm>
 #include <numeric>
 #include <random>

@@ -1,5 +1,9 @@
 // Reductions over dims, means and channel maxima: hand-computed values, errors, gradient
 // checks in double, emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   max_channels_kernel, max_channels_backward_kernel.
 #include <limits>
 
 #include "kernels/cpu/reduce.h"

@@ -1,6 +1,10 @@
 // Resize ops: values computed by hand, PyTorch's index rules, a naive double reference over a
 // sweep of sizes (forward, and the backward against a plain scatter-add), gradient checks in
 // double, emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   bilinear_kernel, bilinear_backward_kernel, nearest_kernel, nearest_backward_kernel.
 #include <algorithm>
 #include <cmath>
 

@@ -5,6 +5,10 @@
 // Statistical bounds are 6 standard errors of the statistic (a false failure has
 // probability ~2e-9 per check for a normal statistic); the data are a fixed function of the
 // seed, so a test that passes once passes always.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   groups_kernel.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

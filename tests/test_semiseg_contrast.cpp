@@ -1,6 +1,10 @@
 // Pixel contrastive loss: tiny cases computed by hand (values and gradients), anchors that
 // do not qualify, a direct double-precision computation from the formula, gradient checks
 // in double, errors, the emulated row kernel against the CPU kernel, and the GPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   contrast_rows_kernel, contrast_finalize_kernel.
 #include <cmath>
 
 #include "kernels/cpu/blas.h"

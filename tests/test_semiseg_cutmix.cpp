@@ -2,6 +2,10 @@
 // unmix(mix(x)) == x bit for bit, the formula A*(1-m) + B*m through elementwise ops, gradient
 // checks in double, errors, the box draw, the emulated kernel against the CPU kernel, and the
 // GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   cutmix_swap_kernel.
 #include <cmath>
 #include <cstring>
 

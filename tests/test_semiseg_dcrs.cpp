@@ -2,6 +2,11 @@
 // no update, class-dependent s), errors, the CPU step against a plain std::sort reference,
 // the emulated GPU histogram search against the CPU bit for bit (ties, N_c = 1, absent
 // classes, thousands of values inside one histogram bin), and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   zero_kernel, pixels_kernel, scan_kernel, collect_kernel, select_kernel, mask_kernel,
+//   fraction_kernel.
 #include <algorithm>
 #include <cmath>
 #include <functional>

@@ -1,6 +1,11 @@
 // Softmax, log-softmax and the fused losses (cross_entropy, soft_cross_entropy): values
 // computed by hand on two classes, ignore labels, weights, masks, errors, gradient checks in
 // double, emulated CUDA kernels against the CPU kernels, and the GPU against the CPU.
+//
+// CUDA kernels run here in emulation, through their kernels::emu entry points, against
+// the CPU kernels:
+//   softmax_kernel, softmax_backward_kernel, cross_entropy_kernel, soft_cross_entropy_kernel,
+//   finish_mean_kernel.
 #include <cmath>
 
 #include "kernels/cpu/softmax.h"
