@@ -31,19 +31,26 @@ MULTIARCH := x86_64-linux-gnu
 OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-pthread
 OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-pthread
 DEP_INC  := $(if $(DEPS_PREFIX),-I$(DEPS_PREFIX)/usr/include -I$(DEPS_PREFIX)/usr/include/$(MULTIARCH)) -I$(OPENBLAS_INC)
+# Debian's OpenMPI (data-parallel training, core/dist.h): headers outside /usr/include.
+MPI_INC  := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openmpi/include
+MPI_LIB  := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openmpi/lib
+DEP_INC  += -I$(MPI_INC)
 DEP_LIB  := $(if $(DEPS_PREFIX),-L$(DEPS_PREFIX)/usr/lib/$(MULTIARCH) -Wl$(,)-rpath$(,)$(DEPS_PREFIX)/usr/lib/$(MULTIARCH)) \
-            -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB)
+            -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -L$(MPI_LIB) -Wl,-rpath,$(MPI_LIB)
 , := ,
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
 CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -march=x86-64-v2 $(WARN) -I. $(DEP_INC) -MMD -MP
-LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context -fopenmp -lpthread
+LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context -lmpi -fopenmp -lpthread
 
 ifeq ($(CUDA),1)
   CXXFLAGS += -DC3_HAVE_CUDA=1 -I$(CUDA_HOME)/include
   CUDNN_LIB ?= $(CUDA_HOME)/lib64
+  # NCCL ships in the toolkit's lib/ (not lib64/) here; NCCL_LIB overrides.
+  NCCL_LIB ?= $(firstword $(wildcard $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/$(MULTIARCH)/libnccl.so))
+  NCCL_DIR := $(if $(NCCL_LIB),$(patsubst %/,%,$(dir $(NCCL_LIB))),$(CUDA_HOME)/lib)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDNN_LIB) \
-              -lcudnn -lcublas -lcudart
+              -L$(NCCL_DIR) -Wl,-rpath,$(NCCL_DIR) -lnccl -lcudnn -lcublas -lcudart
   NVCCFLAGS := -std=c++20 -O3 -I. $(DEP_INC) -MMD -MP --expt-relaxed-constexpr -lineinfo \
                -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
                -Xcompiler -fopenmp,-Wall,-Wno-unknown-pragmas,-Wno-unused-parameter
@@ -71,7 +78,7 @@ help:
 	@sed -n '2,8p' Makefile
 
 # --- packages -----------------------------------------------------------------------------
-DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev
+DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
 DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp
 deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok:
@@ -79,6 +86,8 @@ $(BUILD)/.deps-ok:
 	for h in $(DEP_HEADERS); do \
 	  [ -f "$(DEPS_PREFIX)/usr/include/$$h" ] || missing="$$missing $$h"; done; \
 	[ -f "$(OPENBLAS_INC)/cblas.h" ] || missing="$$missing cblas.h"; \
+	[ -f "$(MPI_INC)/mpi.h" ] || missing="$$missing mpi.h"; \
+	[ -n "$(DEPS_PREFIX)" ] || command -v mpirun >/dev/null || missing="$$missing mpirun"; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing:$$missing"; \
 	  if [ -n "$(DEPS_PREFIX)" ]; then echo "unpack the -dev packages under $(DEPS_PREFIX) (dpkg -x)"; exit 1; fi; \

@@ -1,0 +1,96 @@
+// Data-parallel communication: one process per GPU, launched by `mpirun -np N`.
+//
+// The world is MPI_COMM_WORLD. Collectives on CPU tensors go through MPI; collectives on
+// CUDA tensors go through NCCL (core/dist_nccl.cpp: rank 0 creates the NCCL unique id and
+// broadcasts it over MPI; the communicator is created on the first CUDA collective, which
+// every rank reaches in the same program order). Host values (flags, confusion matrices,
+// hashes) always go through MPI.
+//
+// Without mpirun (no OMPI_COMM_WORLD_SIZE / PMI_SIZE / PMIX_RANK in the environment) MPI is
+// never initialized: world size 1, rank 0, and every CPU collective is the identity, so a
+// single process behaves exactly as before. CUDA collectives still run NCCL at world size 1
+// (that is how a single GPU checks the NCCL path); the trainer skips them when alone.
+//
+// Every rank must call the same collectives in the same order with the same shapes. An
+// error on one rank must end the job (abort() calls MPI_Abort), never leave the others
+// blocked in a collective: MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, and a rank that dies
+// makes mpirun end the others.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace c3::dist {
+
+// Initializes MPI when launched by mpirun (idempotent; also done lazily by every function
+// below). Selects GPU (local rank mod GPU count) in CUDA builds. MPI_Finalize runs at exit.
+void init();
+bool launched_by_mpi();  // true under mpirun (from the environment, before init)
+int rank();
+int world_size();
+int local_rank();  // rank among the processes of this machine
+inline bool is_main() { return rank() == 0; }
+
+// In-place collectives on a whole tensor (f32, f64, i32 on the CPU; f32, i32 on CUDA).
+void all_reduce_sum(Tensor& t);
+void all_reduce_avg(Tensor& t);  // sum / world size (float dtypes)
+// Every rank's tensor (same shape everywhere) concatenated along dim 0: [N*d0, ...].
+Tensor all_gather(const Tensor& t);
+void broadcast(Tensor& t, int root = 0);
+void barrier();
+
+// Host values, always through MPI (identity at world size 1).
+void all_reduce_sum(std::vector<double>& v);
+void all_reduce_sum(std::vector<uint64_t>& v);
+void all_reduce_sum(std::vector<int32_t>& v);
+bool any(bool flag);                           // true when any rank's flag is true
+std::string broadcast_string(const std::string& s, int root = 0);
+std::vector<uint64_t> all_gather(uint64_t v);  // one value per rank
+
+// Differentiable all-reduce sum: forward sums over ranks, backward sums the gradients over
+// ranks (SyncBN's statistics). Every rank must run the backward in the same order.
+Tensor all_reduce_sum_grad(const Tensor& t);
+
+// Data-parallel gradient step: the gradients of `params` averaged over ranks, in buckets of
+// at most `bucket_bytes` (consecutive parameters of one device and dtype are packed into one
+// buffer, one collective per bucket). A parameter with a gradient on some rank but not on
+// this one gets zeros first, so every rank updates the same parameters. Call after backward.
+void average_gradients(const std::vector<Tensor>& params, size_t bucket_bytes = 25u << 20);
+
+// 64-bit FNV-1a over the bytes of the tensors (copied to the host).
+uint64_t hash_tensors(const std::vector<Tensor>& tensors);
+// Throws c3::Error naming `what` and the ranks whose hash differs from rank 0's.
+void check_same_on_all_ranks(uint64_t hash, const std::string& what);
+
+// Ends every rank: prints "rank R: msg" on stderr and calls MPI_Abort (std::exit alone
+// when MPI is not running).
+[[noreturn]] void abort(const std::string& msg, int code = 1);
+
+// Within this scope the process acts alone (rank 0 of 1, collectives are the identity):
+// the tests compute a single-process reference inside an mpirun job with it.
+class LocalScope {
+ public:
+  LocalScope();
+  ~LocalScope();
+  LocalScope(const LocalScope&) = delete;
+  LocalScope& operator=(const LocalScope&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Test-only failure injection (tools/test_dist.sh): when C3_DEBUG_KILL_RANK equals this
+// rank, the process kills itself with SIGKILL at call number C3_DEBUG_KILL_AT (default 1).
+void debug_maybe_die();
+
+namespace detail {
+// NCCL backend (core/dist_nccl.cpp; throws in builds without CUDA).
+void nccl_all_reduce(Tensor& t, bool avg);
+void nccl_all_gather(const Tensor& in, Tensor& out);
+void nccl_broadcast(Tensor& t, int root);
+void select_gpu(int local_rank);
+}  // namespace detail
+
+}  // namespace c3::dist
