@@ -36,10 +36,23 @@ class BatchNorm2d : public Module {
 
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
+  // SyncBN (model.sync_bn): in train mode with several ranks, the batch statistics are those
+  // of every rank's batch together (sync_batch_norm). Alone, the plain kernel runs.
+  bool sync = false;
 
  private:
   bool frozen_ = false;
 };
+
+// Train-mode batch normalization over the batches of all ranks (SyncBN): the per-channel
+// sum and the sum of squared deviations are all-reduced (dist::all_reduce_sum_grad), so the
+// backward all-reduces the matching gradient sums, and N ranks with batch b compute what one
+// process computes with batch N*b. Running statistics follow PyTorch's rule with the total
+// count (unbiased variance). A composite of differentiable ops: slower than the fused kernel.
+Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                       const Tensor& running_var, double momentum, double eps);
+// Sets BatchNorm2d::sync on every BatchNorm2d under `root`.
+void set_sync_batch_norm(Module& root, bool on);
 
 // Zeroes each element with probability p in training mode and scales the rest by 1/(1-p).
 class Dropout : public Module {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/dist.h"
 #include "core/ops.h"
 #include "core/ops_index.h"
 #include "core/ops_loss.h"
@@ -60,13 +61,14 @@ SamplerOptions sampler_options(const Config& c) {
 
 // L_con over images [N,h,w]: anchors from the student embeddings z (L2-normalized), contrast
 // rows from `contrast` (same layout, no gradient). Per group of images when groups > 1 (the
-// reference computed it per GPU), averaged over the groups that have anchors.
+// reference computed it per GPU), averaged over the groups that have anchors. Data-parallel:
+// each rank is a group of its own, so a rank splits its images into contrast_groups / N.
 Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
                      const Tensor& logits, Generator& gen) {
   const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3);
   Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
   AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
-  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.contrast_groups, N));
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.contrast_groups / dist::world_size(), N));
   Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
   auto idx = s.index.to_vector<int32_t>();
   auto lab = s.label.to_vector<int32_t>();
@@ -142,7 +144,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     if (cfg_.contrast) e_t = l2_normalize(teacher.project(ft.layer4));
   }
   std::vector<double> s = cfg_.dcrs_s_per_class.empty() ? std::vector<double>{cfg_.dcrs_s} : cfg_.dcrs_s_per_class;
-  DcrsResult dr = dcrs_update(p_t, dcrs_, s, cfg_.dcrs_momentum, true);
+  DcrsResult dr = dcrs_update_all_ranks(p_t, dcrs_, s, cfg_.dcrs_momentum, true);  // same thresholds on every rank
   thresholds = dcrs_.thresholds;
 
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/dist.h"
 #include "core/ops.h"
 #include "core/ops_loss.h"
 #include "data/image_io.h"
@@ -84,7 +85,7 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
       for (size_t i = 0; i < pv.size(); ++i) m[i] = conf[i] >= thr[thr.size() == 1 ? 0 : size_t(pv[i])];
       star.add(pred, y, Tensor::from_vector(m, y.shape(), opt.device));
     }
-    if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty()) {
+    if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty() && dist::is_main()) {
       if (pv.empty()) pv = pred.to_vector<int32_t>();
       const int64_t hw = int64_t(b.h) * b.w;
       for (int64_t k = 0; k < b.size() && int(rows.size()) < opt.vis_images; ++k) {
@@ -99,8 +100,16 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   if (!rows.empty()) data::write_png(opt.vis_path, tile_grid(rows));
   model.train(was_training);
   EvalResult r;
-  r.plain = compute_iou(plain.counts(), opt.classes);
-  if (!thr.empty()) r.star = compute_iou(star.counts(), opt.classes);
+  // Data-parallel: each rank saw its part of the val set; the sums of the confusion matrices
+  // are the matrices of the whole set (every rank gets them).
+  std::vector<uint64_t> counts = plain.counts();
+  dist::all_reduce_sum(counts);
+  r.plain = compute_iou(counts, opt.classes);
+  if (!thr.empty()) {
+    counts = star.counts();
+    dist::all_reduce_sum(counts);
+    r.star = compute_iou(counts, opt.classes);
+  }
   return r;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/synthetic.h"
@@ -351,6 +352,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
+  c3::dist::init();  // under mpirun: MPI, and this rank's GPU, before anything touches CUDA
   try {
     Args a = parse(argc, argv, 2);
     if (cmd == "train") return cmd_train(a);
@@ -364,6 +366,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "c3semiseg: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {
+    // Data-parallel: the other ranks may wait in a collective; MPI_Abort ends them all.
+    if (c3::dist::world_size() > 1) c3::dist::abort("c3semiseg " + cmd + ": error: " + e.what());
     std::fprintf(stderr, "\nc3semiseg %s: error: %s\n", cmd.c_str(), e.what());
     return 1;
   }

@@ -1,8 +1,12 @@
 #include "semiseg/ops_dcrs.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "core/dispatch.h"
+#include "core/dist.h"
 #include "kernels/cpu/semiseg_dcrs.h"
 #include "kernels/cuda/semiseg_dcrs.h"
 
@@ -88,6 +92,35 @@ DcrsResult dcrs_update(const Tensor& probs, DcrsState& state, const std::vector<
   ws.cand = cand.data<float>();
   C3_CUDA("dcrs_update", kernels::cuda::dcrs_step(io, ws));
   return r;
+}
+
+DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const std::vector<double>& s,
+                                 double momentum, bool update) {
+  if (dist::world_size() == 1 || state.mode == DcrsMode::off || !update)
+    return dcrs_update(probs, state, s, momentum, update);
+  // This rank's confidences and labels (thresholds untouched), then everyone's.
+  DcrsResult local = dcrs_update(probs, state, s, momentum, false);
+  const int64_t P = local.confidence.numel(), T = state.thresholds.numel();
+  const std::vector<double> fr = group_fractions(s, T, state.mode);
+  const auto conf = dist::all_gather(local.confidence.reshape({P})).cpu().to_vector<float>();
+  const auto label = dist::all_gather(local.label.reshape({P})).cpu().to_vector<int32_t>();
+  // The same selection as kernels::cpu::dcrs_step, over the gathered pixels.
+  std::vector<std::vector<float>> groups(static_cast<size_t>(T));
+  for (size_t i = 0; i < conf.size(); ++i) groups[size_t(kernels::dcrs_group(label[i], int(T)))].push_back(conf[i]);
+  std::vector<float> thr = state.thresholds.cpu().to_vector<float>(), quantile(size_t(T), NAN);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<float>& g = groups[size_t(t)];
+    if (g.empty()) continue;
+    const int64_t r = kernels::dcrs_rank(int64_t(g.size()), fr[size_t(t)]);
+    std::nth_element(g.begin(), g.begin() + r, g.end(), std::greater<float>());
+    quantile[size_t(t)] = g[size_t(r)];
+    thr[size_t(t)] = kernels::dcrs_ema(thr[size_t(t)], g[size_t(r)], float(momentum));
+  }
+  state.thresholds.copy_(Tensor::from_vector(thr, {T}, probs.device()));
+  // The mask (and kept fractions) of this rank's pixels under the new thresholds.
+  DcrsResult out = dcrs_update(probs, state, s, momentum, false);
+  out.quantile = Tensor::from_vector(quantile, {T}, probs.device());
+  return out;
 }
 
 }  // namespace c3::semiseg

@@ -13,8 +13,8 @@
 //
 // The GPU finds each quantile with a histogram and an exact radix select (no sort), and
 // equals the CPU's std::nth_element result bit for bit (kernels/cuda/semiseg_dcrs.h).
-// Not differentiable: every result is a constant. Multi-GPU use would need the histogram
-// and the candidates gathered over the devices first; not done here.
+// Not differentiable: every result is a constant. Data-parallel runs use
+// dcrs_update_all_ranks (below).
 #pragma once
 #include <vector>
 
@@ -46,5 +46,14 @@ struct DcrsResult {
 // class-dependent s); each in [0, 1]. momentum in [0, 1].
 DcrsResult dcrs_update(const Tensor& probs, DcrsState& state, const std::vector<double>& s = {0.8},
                        double momentum = 0.9, bool update = true);
+
+// Data-parallel DCRS: each rank passes the teacher probabilities of its part of the batch;
+// the confidences and argmax labels of every rank are gathered (as the reference code's
+// all-gather did) and the quantiles taken over all of them with the CPU rule above, so
+// every rank gets the same thresholds, bit for bit those of one process on the whole batch.
+// mask, confidence, label, count and kept_fraction are this rank's; quantile is global.
+// At world size 1 (or mode off, or update = false) this is dcrs_update.
+DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const std::vector<double>& s = {0.8},
+                                 double momentum = 0.9, bool update = true);
 
 }  // namespace c3::semiseg
