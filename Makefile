@@ -3,7 +3,8 @@
 #   make test       build and run the test suite (installs missing packages when root)
 #   make run        train on the embedded synthetic dataset and print results
 #   make compare    the supervised baseline and C3 on the synthetic data, side by side
-#   make bench      the CPU benchmarks
+#   make bench      the CPU benchmarks (kernel lab + emulated checks, whole step, PyTorch CPU rows)
+#   make bench-gpu  the GPU benchmarks (kernel lab, whole step, PyTorch GPU rows); results in bench/results/
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
@@ -70,8 +71,11 @@ BIN       := $(BUILD)/c3semiseg
 TEST_BIN  := $(BUILD)/c3tests
 BENCH_SRC := $(wildcard bench/*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/%)
+BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
+BENCH_PYTHON ?= /usr/bin/python3
+BENCH_OUT ?= bench/results
 
-.PHONY: all test run compare deps clean help bench
+.PHONY: all test run compare deps clean help bench bench-gpu
 all: deps $(BIN)
 
 help:
@@ -127,7 +131,7 @@ $(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
 $(TEST_BIN): $(TEST_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(EMU_OBJ) $(LIB)
+$(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $^ -o $@ $(LDLIBS)
 
 # --- commands -------------------------------------------------------------------------------
@@ -145,8 +149,16 @@ compare: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
-	./$(BUILD)/bench_model_cpu
+	./$(BUILD)/bench_kernels --cpu --out $(BENCH_OUT)
+	./$(BUILD)/bench_step --cpu --out $(BENCH_OUT)
+	$(BENCH_PYTHON) bench/torch_peer.py --cpu --ours $(BENCH_OUT)/step-cpu.json --out $(BENCH_OUT)
 	./$(BUILD)/bench_loader
+
+bench-gpu: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 $(BENCH_BIN)
+	./$(BUILD)/bench_kernels --gpu --out $(BENCH_OUT)
+	./$(BUILD)/bench_step --gpu --out $(BENCH_OUT)
+	$(BENCH_PYTHON) bench/torch_peer.py --gpu --ours $(BENCH_OUT)/step-gpu.json --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(BUILD)

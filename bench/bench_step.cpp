@@ -1,0 +1,267 @@
+// Whole-step benchmark: the student forward, backward and optimizer step (with the EMA
+// update), the teacher forward, and the full C3 step (semiseg/c3_step.h) as the trainer runs
+// it, per batch size.
+//
+//   build/bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
+//                    [--reps N] [--out DIR]
+//
+// --cpu: the embedded default model (configs/synthetic.json: DeepLab-v2 ResNet-18 at 1/4
+//   width, 64x128 crops), batches 4+4 and 2+2. --gpu: the reference protocol
+//   (configs/cityscapes_372.json: DeepLab-v2 ResNet-101, OS8, frozen BN, 256x512), batches
+//   16+16, 8+8, 4+4, 2+2 (a batch that runs out of memory is reported as such).
+// Timing: wall clock around each phase with a device synchronize, one warm-up step, median
+// of the repeats. FLOPs are counted from the autograd graph of the step (see count_flops).
+// Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "bench/lab/report.h"
+#include "bench/lab/timing.h"
+#include "core/alloc.h"
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/ops_loss.h"
+#include "nn/optim.h"
+#include "semiseg/c3_step.h"
+#include "semiseg/config.h"
+
+using namespace c3;
+using lab::Row;
+
+namespace {
+
+struct Flops {
+  double fwd = 0, bwd = 0;
+  int convs = 0, matmuls = 0;
+};
+
+// Multiply-adds x 2 of every conv2d and matmul node in the graph behind `loss`: a conv's
+// output shape is the shape its consumer recorded for that input; FLOPs = 2 * |out| * kh*kw*Cin
+// (weight [K,kh,kw,Cin]); a matmul's = 2 * |out| * K with K = |a| / rows(out). Backward:
+// the same amount again for each of the input and weight gradients the node needs (the
+// first conv, on the images, needs no input gradient). Elementwise work is not counted.
+Flops count_flops(const Tensor& loss) {
+  std::unordered_map<const Node*, Shape> out_shape;
+  std::unordered_set<const Node*> seen;
+  std::vector<const Node*> stack = {loss.impl().grad_fn.get()};
+  while (!stack.empty()) {
+    const Node* n = stack.back();
+    stack.pop_back();
+    if (!n || !seen.insert(n).second) continue;
+    for (size_t i = 0; i < n->next.size(); ++i)
+      if (const Node* c = n->next[i].get()) {
+        if (!out_shape.count(c)) out_shape[c] = n->input_shapes[i];
+        stack.push_back(c);
+      }
+  }
+  Flops f;
+  for (const auto& [n, out] : out_shape) {
+    const bool conv = !std::strcmp(n->name, "conv2d"), mm = !std::strcmp(n->name, "matmul");
+    if (!conv && !mm) continue;
+    const double o = double(shape_numel(out)), a = double(shape_numel(n->input_shapes[0]));
+    const Shape& w = n->input_shapes[1];
+    const double F = conv ? 2.0 * o * double(w[1] * w[2] * w[3]) : 2.0 * o * (a / double(out[0]));
+    f.fwd += F;
+    f.bwd += (n->next[0] ? F : 0) + (n->next[1] ? F : 0);
+    (conv ? f.convs : f.matmuls)++;
+  }
+  return f;
+}
+
+void sync(Device d) {
+  if (d == Device::cuda) (void)Tensor::zeros({1}, DType::f32, d).item();  // waits for the device
+}
+
+struct Setup {
+  semiseg::Config cfg;
+  Device dev;
+  std::unique_ptr<nn::DeepLab> student, teacher;
+  std::unique_ptr<nn::Optimizer> opt;
+  std::unique_ptr<semiseg::C3Step> step;
+  semiseg::StepInputs in;
+  int64_t ema_updates = 0;
+
+  Setup(semiseg::Config c, Device d) : cfg(std::move(c)), dev(d) {
+    student = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
+    student->to(dev);
+    student->train();
+    teacher = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);  // as the trainer: a copy, detached
+    teacher->to(dev);
+    teacher->load_state_dict(student->state_dict());
+    teacher->eval();
+    for (const nn::NamedTensor& p : teacher->named_parameters()) *p.tensor = p.tensor->detach();
+    std::vector<nn::ParamGroup> groups = {{"backbone", student->backbone_parameters(), cfg.lr_backbone, 0},
+                                          {"head", student->head_parameters(), cfg.lr_head, 0}};
+    opt = std::make_unique<nn::Adam>(groups);
+    step = std::make_unique<semiseg::C3Step>(cfg, dev);
+    Generator g(7);
+    const int64_t Bl = cfg.batch_labeled, Bu = cfg.batch_unlabeled, H = cfg.crop_h, W = cfg.crop_w;
+    in.x_l = g.normal({Bl, H, W, 3}, 0, 1, dev), in.u_w = g.normal({Bu, H, W, 3}, 0, 1, dev);
+    in.u_s = g.normal({Bu, H, W, 3}, 0, 1, dev);
+    // Vertical bands of 4 classes per image, so every class present has more than 20 pixels
+    // at the feature resolution and the contrastive sampler finds anchors, as on real data.
+    std::vector<uint8_t> lab(size_t(Bl * H * W));
+    for (int64_t i = 0; i < Bl * H * W; ++i) {
+      const int64_t n = i / (H * W), x = i % W;
+      lab[size_t(i)] = uint8_t((n * 4 + x * 4 / W) % cfg.model.num_classes);
+    }
+    in.y_l = Tensor::from_vector(lab, {Bl, H, W}, dev);
+  }
+
+  void optimizer_and_ema() {
+    opt->step();
+    NoGradGuard ng;
+    std::vector<Tensor> tp, sp;
+    auto tpar = teacher->named_parameters(), spar = student->named_parameters();
+    for (size_t i = 0; i < tpar.size(); ++i) tp.push_back(*tpar[i].tensor), sp.push_back(*spar[i].tensor);
+    auto tbuf = teacher->named_buffers(), sbuf = student->named_buffers();
+    for (size_t i = 0; i < tbuf.size(); ++i)
+      if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
+    nn::ema_update(tp, sp, nn::ema_decay(ema_updates++, cfg.ema_max_decay));
+  }
+  Tensor student_loss() {  // the student's forward over all Bl + Bu images, with L_sup
+    Tensor x = concat({in.x_l, in.u_s}, 0);
+    Tensor logits = student->forward(x);
+    return cross_entropy(slice(logits, 0, 0, in.x_l.dim(0)), in.y_l);
+  }
+  semiseg::StepOutput c3_step(Generator& gen) {  // loss of the full step (ramps at 1)
+    return step->semi(*student, *teacher, in, 100000, 100000, gen);
+  }
+  void teacher_forward() {
+    NoGradGuard ng;
+    nn::ResNetFeatures ft = teacher->features(in.u_w);
+    Tensor p = softmax(teacher->upsample(teacher->classify(ft), in.u_w.dim(1), in.u_w.dim(2)));
+    if (cfg.contrast) Tensor e = l2_normalize(teacher->project(ft.layer4));
+  }
+};
+
+double peak_bytes(Device d) {
+  if (d == Device::cuda) return double(cuda_allocator().stats().peak);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) * 1024.0;  // the process's high-water mark (RSS)
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const bool gpu = lab::has_flag(argc, argv, "--gpu") || (!lab::has_flag(argc, argv, "--cpu") && lab::cuda_present());
+  const Device dev = gpu ? Device::cuda : Device::cpu;
+  C3_CHECK(!gpu || cuda_available(), "bench_step --gpu: no usable GPU (or a CUDA=0 build)");
+  const std::string config = lab::arg_value(argc, argv, "--config", gpu ? "configs/cityscapes_372.json" : "configs/synthetic.json");
+  const std::string batches = lab::arg_value(argc, argv, "--batches", gpu ? "16+16,8+8,4+4,2+2" : "4+4,2+2");
+  const int reps = std::atoi(lab::arg_value(argc, argv, "--reps", gpu ? "10" : "5").c_str());
+  const std::string out = lab::arg_value(argc, argv, "--out", "bench/results");
+  const std::string crop = lab::arg_value(argc, argv, "--crop", "");
+  lab::set_threads(0);
+  lab::Meta meta = lab::make_meta("whole-step benchmark (bench/bench_step)", gpu ? lab::cuda_device() : lab::cpu_device(),
+                                  gpu ? 1 : lab::max_threads());
+  nlohmann::json js;
+  std::vector<Row> rows;
+  std::string model_desc;
+  for (size_t pos = 0; pos < batches.size();) {
+    const size_t comma = std::min(batches.find(',', pos), batches.size());
+    const std::string b = batches.substr(pos, comma - pos);
+    pos = comma + 1;
+    std::vector<std::string> ov = {"train.batch_labeled=" + b.substr(0, b.find('+')),
+                                   "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\""};
+    if (!crop.empty())
+      ov.push_back("data.crop=[" + crop.substr(0, crop.find('x')) + "," + crop.substr(crop.find('x') + 1) + "]");
+    semiseg::Config cfg = semiseg::load_config(config, ov);
+    const int64_t images = cfg.batch_labeled + cfg.batch_unlabeled;
+    char desc[256];
+    std::snprintf(desc, sizeof desc, "DeepLab-%s ResNet-%d width %.3g, OS%d, %s BN, %dx%d crops, %d classes",
+                  cfg.model.head == nn::HeadKind::deeplab_v2 ? "v2" : "V3+", cfg.model.backbone.depth,
+                  cfg.model.backbone.width, cfg.model.backbone.output_stride,
+                  cfg.model.backbone.frozen_bn ? "frozen" : "trainable", cfg.crop_h, cfg.crop_w,
+                  int(cfg.model.num_classes));
+    model_desc = desc;
+    std::printf("%s, batch %s (%s)\n", desc, b.c_str(), config.c_str());
+    try {
+      Setup s(cfg, dev);
+      Generator gen(11);
+      // FLOPs: the full step's graph (student), and the teacher as the student's forward
+      // FLOPs per image (same model) times the unlabeled images.
+      Flops step_f = count_flops(s.c3_step(gen).loss), stud_f = count_flops(s.student_loss());
+      const double teacher_f = stud_f.fwd / double(images) * double(cfg.batch_unlabeled);
+      s.opt->zero_grad();
+      struct Phase {
+        const char* name;
+        std::function<void()> fn;
+        double flops;
+      };
+      Tensor loss;
+      const std::vector<Phase> phases = {
+          {"student forward (all images, L_sup)", [&] { loss = s.student_loss(); sync(dev); }, stud_f.fwd},
+          {"student backward", [&] { loss = s.student_loss(); sync(dev); }, stud_f.bwd},  // timed below
+          {"optimizer step + EMA", [&] { s.optimizer_and_ema(); sync(dev); }, 0},
+          {"teacher forward (unlabeled, no grad)", [&] { s.teacher_forward(); sync(dev); }, teacher_f},
+          {"full C3 step", [&] {
+             semiseg::StepOutput o = s.c3_step(gen);
+             s.opt->zero_grad();
+             o.loss.backward();
+             s.optimizer_and_ema();
+             sync(dev);
+           }, step_f.fwd + step_f.bwd + teacher_f}};
+      for (const Phase& p : phases) {
+        if (gpu) cuda_allocator().reset_peak();
+        lab::Timing t;
+        if (std::string(p.name) == "student backward") {  // forward untimed, backward timed
+          std::vector<double> ts;
+          for (int r = 0; r <= reps; ++r) {
+            s.opt->zero_grad();
+            p.fn();
+            const auto t0 = std::chrono::steady_clock::now();
+            loss.backward();
+            sync(dev);
+            if (r > 0) ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          }
+          std::sort(ts.begin(), ts.end());
+          t = {ts.front(), ts[ts.size() / 2], int(ts.size())};
+        } else {
+          t = lab::time_host(p.fn, reps);
+        }
+        loss = Tensor();
+        // Images through the phase: the unlabeled ones for the teacher, none for the optimizer.
+        const bool opt_phase = p.flops == 0, teacher = std::string(p.name).rfind("teacher", 0) == 0;
+        const double peak = peak_bytes(dev), ips = double(teacher ? cfg.batch_unlabeled : images) / t.median;
+        const double tf = p.flops / t.median / 1e12;
+        std::printf("  %-38s %9.2f ms  %7.1f img/s  %8.1f GFLOP  %6.3f TFLOP/s  peak %.2f GiB\n", p.name,
+                    t.median * 1e3, ips, p.flops / 1e9, tf, peak / (1 << 30));
+        std::fflush(stdout);
+        rows.push_back({b, p.name, lab::fmt("%.2f", t.median * 1e3), lab::fmt("%.2f", t.best * 1e3), opt_phase ? "-" : lab::fmt("%.1f", ips),
+                        p.flops > 0 ? lab::fmt("%.1f", p.flops / 1e9) : "-", p.flops > 0 ? lab::fmt("%.3f", tf) : "-",
+                        lab::fmt("%.2f", peak / (1 << 30))});
+        js.push_back({{"batch", b}, {"phase", p.name}, {"median_ms", t.median * 1e3}, {"best_ms", t.best * 1e3},
+                      {"reps", t.reps}, {"images", images}, {"images_per_s", opt_phase ? 0.0 : ips}, {"flops", p.flops},
+                      {"tflops", tf}, {"peak_bytes", peak}, {"model", model_desc}, {"config", config},
+                      {"convs", step_f.convs}, {"matmuls", step_f.matmuls}});
+      }
+    } catch (const Error& e) {
+      const bool oom = std::string(e.what()).find("out of memory") != std::string::npos;
+      std::printf("  batch %s: %s\n", b.c_str(), oom ? "out of memory" : e.what());
+      if (!oom) throw;
+      rows.push_back({b, "out of memory", "-", "-", "-", "-", "-", "-"});
+      js.push_back({{"batch", b}, {"phase", "out of memory"}});
+      if (gpu) cuda_allocator().empty_cache();
+    }
+  }
+  const std::string md =
+      "Model: " + model_desc + " (" + config + "), random initialisation, random images; labels in bands of 4 "
+      "classes per image. Wall clock around each phase with a device synchronize, after one warm-up; peak: " +
+      (gpu ? std::string("the caching allocator's high-water mark during the phase") : "the process's peak RSS so far") +
+      ". FLOPs: conv2d and matmul nodes of the autograd graph (2 x multiply-adds; backward: the input and weight "
+      "gradients each node needs; the teacher: the student's forward FLOPs per image x unlabeled images); "
+      "elementwise work not counted.\n\n" +
+      lab::md_table({"batch (l+u)", "phase", "median ms", "best ms", "images/s", "GFLOP", "TFLOP/s", "peak GiB"}, rows);
+  std::printf("wrote %s\n", lab::write_results(out, gpu ? "step-gpu" : "step-cpu", meta, js, md).c_str());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_step: %s\n", e.what());
+  return 2;
+}

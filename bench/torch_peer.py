@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""The whole-step benchmark of bench/bench_step.cpp, in PyTorch, side by side with ours.
+
+    /usr/bin/python3 bench/torch_peer.py --cpu --ours bench/results/step-cpu.json
+    python3 bench/torch_peer.py --gpu --ours bench/results/step-gpu.json
+
+Builds the same model (DeepLab-v2 on a ResNet with our conventions: stride on the first 1x1
+of a bottleneck, OS8 dilations, ceil-mode max pool, ASPP-v2, align_corners upsampling, the
+projection head) and the same C3 step (METHOD.md: EMA teacher on the weak view, DCRS
+thresholds and mask, cross-set CutMix of [x_l; u_s] with both complementary mixes, un-mix of
+logits and layer4 features, L_sup CE, L_cons soft CE with the DCRS mask and 1/C, L_con
+pixel contrastive loss with hard/easy sampling; Adam and the EMA update), and times the same
+phases the same way: wall clock around each phase with a device synchronize, one warm-up,
+the median of the repeats. Rows: eager FP32 (cudnn.benchmark on the GPU), and on the GPU
+also bf16 autocast + channels_last. The ResNet-18 pieces come from tools/make_golden.py
+(imported, with its width and class count set); the bottleneck ResNet is defined here.
+Prints our time over PyTorch's for each phase and writes <out>/torch-{cpu,gpu}.{json,md}.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import make_golden as mg  # noqa: E402  (the DeepLab pieces the golden test checks against ours)
+
+# The keys of semiseg/config.cpp's defaults that the model and the step use.
+DEFAULTS = {"model": {"depth": 101, "width": 1.0, "output_stride": 8, "frozen_bn": True, "num_classes": 19,
+                      "proj_dim": 256},
+            "data": {"crop": [256, 512]},
+            "train": {"contrast_groups": 1, "lr_head": 1.2e-4, "lr_backbone": 1.2e-5, "ema_max_decay": 0.99},
+            "loss": {"w_con": 0.1, "w_cons": 50.0, "tau": 0.15, "tau_b": 0.1, "samples_per_class": 20,
+                     "min_pixels": 20},
+            "dcrs": {"s": 0.8, "init": 0.9, "momentum": 0.9}}
+
+
+def load_config(path):
+    text = "".join(line for line in open(path) if not line.lstrip().startswith("//"))
+    cfg = copy.deepcopy(DEFAULTS)
+    for sec, vals in json.loads(text).items():
+        for k, v in vals.items():
+            if sec in cfg and k in cfg[sec]:
+                cfg[sec][k] = v
+    return cfg
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride, dilation):
+        super().__init__()
+        out = planes * 4
+        self.conv1 = nn.Conv2d(cin, planes, 1, stride, bias=False)  # stride on the 1x1 (DeepLab-v2)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out)) \
+            if (stride != 1 or cin != out) else None
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class BottleneckResNet(nn.Module):
+    def __init__(self, depth, output_stride):
+        super().__init__()
+        blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
+        stem = mg.ch(64)
+        self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        stride, dil = [1, 2, 2, 2], [1, 1, 1, 1]
+        if output_stride <= 16:
+            stride[3], dil[3] = 1, 2
+        if output_stride == 8:
+            stride[2], dil[2], dil[3] = 1, 2, 4
+        cin = stem
+        for l in range(4):
+            layer = []
+            for b in range(blocks[l]):
+                layer.append(Bottleneck(cin, mg.ch(64 << l), stride[l] if b == 0 else 1, dil[l]))
+                cin = mg.ch(64 << l) * 4
+            setattr(self, f"layer{l + 1}", nn.Sequential(*layer))
+        self.channels = cin
+
+    def forward(self, x):
+        y = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1, ceil_mode=True)
+        l1 = self.layer1(y)
+        return l1, self.layer4(self.layer3(self.layer2(l1)))
+
+
+class Model(nn.Module):
+    """DeepLab-v2 (ASPP-v2, align_corners upsampling) with the C3 projection head."""
+
+    def __init__(self, m):
+        super().__init__()
+        mg.WIDTH, mg.CLASSES = m["width"], m["num_classes"]
+        self.backbone = mg.ResNet18(m["output_stride"]) if m["depth"] == 18 else \
+            BottleneckResNet(m["depth"], m["output_stride"])
+        c4 = self.backbone.channels
+        self.classifier = mg.AsppV2(c4, m["num_classes"])
+        d = m["proj_dim"]
+        self.proj = nn.Sequential(nn.Conv2d(c4, d, 1), nn.ReLU(), nn.Conv2d(d, d, 1))
+        self.frozen_bn = m["frozen_bn"]
+        if self.frozen_bn:
+            for mod in self.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.weight.requires_grad_(False)
+                    mod.bias.requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if self.frozen_bn:  # eval statistics always
+            for mod in self.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.eval()
+        return self
+
+    def forward(self, x):
+        _, l4 = self.backbone(x)
+        return F.interpolate(self.classifier(l4), x.shape[2:], mode="bilinear", align_corners=True), l4
+
+
+def cutmix_masks(K, H, W, dev):
+    """One box covering half the image per pair; m = 0 inside the box, 1 outside."""
+    m = torch.ones(K, 1, H, W, device=dev)
+    for k in range(K):
+        h = min(max(round(H * math.exp(torch.rand(1).item() * math.log(0.5))), 1), H)
+        w = min(max(round(H * W / 2 / h), 1), W)
+        y0, x0 = torch.randint(0, H - h + 1, (1,)).item(), torch.randint(0, W - w + 1, (1,)).item()
+        m[k, :, y0:y0 + h, x0:x0 + w] = 0
+    return m
+
+
+def swap(x, m):
+    """Both complementary mixes of pairs (k, k+K); applied again it un-mixes."""
+    K = x.shape[0] // 2
+    if m.shape[2:] != x.shape[2:]:
+        m = F.interpolate(m, x.shape[2:], mode="nearest")
+    a, b = x[:K], x[K:]
+    return torch.cat([a * (1 - m) + b * m, a * m + b * (1 - m)], 0)
+
+
+def dcrs(p_t, thr, s, momentum):
+    """Per-class quantile of the teacher's confidence (descending, index floor(N_c s)), EMA of thr, mask."""
+    conf, label = p_t.max(1)
+    conf, label = conf.flatten(), label.flatten()
+    C = p_t.shape[1]
+    order = torch.argsort(label.double() * 2 + (1 - conf.double()))  # by class, confidence descending
+    counts = torch.bincount(label, minlength=C)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.minimum((counts.double() * s).long(), (counts - 1).clamp(min=0))
+    cur = conf[order][(start + rank).clamp(max=conf.numel() - 1)]
+    thr = torch.where(counts > 0, momentum * thr + (1 - momentum) * cur, thr)
+    return thr, (conf >= thr[label]).view(p_t.shape[0], *p_t.shape[2:]), label.view(p_t.shape[0], *p_t.shape[2:])
+
+
+def sample_anchors(labels, pred, per_class, min_pixels):
+    """Per image and class (never class 0) with more than min_pixels pixels: half hard, half easy."""
+    idx, lab = [], []
+    flat_l, flat_p = labels.flatten(1), pred.flatten(1)
+    hw = flat_l.shape[1]
+    for n in range(flat_l.shape[0]):
+        counts = torch.bincount(flat_l[n][flat_l[n] != 255], minlength=256)
+        for c in torch.nonzero(counts[1:255] > min_pixels).flatten().tolist():
+            c += 1
+            hard = torch.nonzero((flat_l[n] == c) & (flat_p[n] != c)).flatten()
+            easy = torch.nonzero((flat_l[n] == c) & (flat_p[n] == c)).flatten()
+            nh = min(per_class // 2, hard.numel())
+            ne = min(per_class - nh, easy.numel())
+            nh = min(per_class - ne, hard.numel())
+            pick = torch.cat([hard[torch.randperm(hard.numel(), device=hard.device)[:nh]],
+                              easy[torch.randperm(easy.numel(), device=easy.device)[:ne]]])
+            idx.append(pick + n * hw)
+            lab.append(torch.full_like(pick, c))
+    return (torch.cat(idx), torch.cat(lab)) if idx else (None, None)
+
+
+def contrastive(z, zc, y, tau, tau_b):
+    s = z @ zc.t() / tau
+    same = y[:, None] == y[None, :]
+    pos = same & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    neg = ~same
+    neg_sum = (s.exp() * neg).sum(1, keepdim=True)
+    log_prob = s - torch.log(s.exp() + neg_sum)
+    npos = pos.sum(1)
+    ok = (npos > 0) & (neg.sum(1) > 0)
+    if not ok.any():
+        return s.sum() * 0
+    row = (log_prob * pos).sum(1)[ok] / npos[ok]
+    return -(tau / tau_b) * row.mean()
+
+
+class Step:
+    def __init__(self, cfg, bl, bu, dev, bf16, channels_last):
+        self.cfg, self.dev, self.bl, self.bu = cfg, dev, bl, bu
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.amp = bf16
+        torch.manual_seed(0)
+        self.student = Model(cfg["model"]).to(dev, memory_format=self.fmt).train()
+        self.teacher = copy.deepcopy(self.student).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        t = cfg["train"]
+        body = [p for n, p in self.student.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+        head = [p for n, p in self.student.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        self.opt = torch.optim.Adam([{"params": body, "lr": t["lr_backbone"]}, {"params": head, "lr": t["lr_head"]}])
+        H, W = cfg["data"]["crop"]
+        g = torch.Generator().manual_seed(7)
+        img = lambda n: torch.randn(n, 3, H, W, generator=g).to(dev, memory_format=self.fmt)
+        self.x_l, self.u_w, self.u_s = img(bl), img(bu), img(bu)
+        C = cfg["model"]["num_classes"]
+        cols = torch.arange(W)[None, None, :] * 4 // W
+        self.y_l = ((torch.arange(bl)[:, None, None] * 4 + cols) % C).expand(bl, H, W).to(dev)  # bands, as ours
+        self.thr = torch.full((C,), cfg["dcrs"]["init"], device=dev)
+        self.ema_updates = 0
+
+    def autocast(self):
+        return torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def student_loss(self):
+        with self.autocast():
+            logits, _ = self.student(torch.cat([self.x_l, self.u_s]))
+            return F.cross_entropy(logits[:self.bl].float(), self.y_l, ignore_index=255)
+
+    def teacher_forward(self):
+        with torch.no_grad(), self.autocast():
+            logits, l4 = self.teacher(self.u_w)
+            return F.softmax(logits.float(), 1), F.normalize(self.teacher.proj(l4).float(), dim=1)
+
+    def optimizer_and_ema(self):
+        self.opt.step()
+        decay = min(1 - 1 / (self.ema_updates + 1), self.cfg["train"]["ema_max_decay"])
+        self.ema_updates += 1
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+                t.mul_(decay).add_(s, alpha=1 - decay)
+            for t, s in zip(self.teacher.buffers(), self.student.buffers()):
+                if t.dtype.is_floating_point:
+                    t.mul_(decay).add_(s, alpha=1 - decay)
+
+    def c3_loss(self):
+        cfg, lo, d = self.cfg, self.cfg["loss"], self.cfg["dcrs"]
+        p_t, e_t = self.teacher_forward()
+        self.thr, mask, pseudo = dcrs(p_t, self.thr, d["s"], d["momentum"])
+        N, K = self.bl + self.bu, (self.bl + self.bu) // 2
+        order = torch.randperm(N, device=self.dev)
+        inverse = torch.argsort(order)
+        H, W = self.x_l.shape[2:]
+        m = cutmix_masks(K, H, W, self.dev)
+        with self.autocast():
+            mixed = swap(torch.cat([self.x_l, self.u_s])[order], m)
+            logits_mix, l4_mix = self.student(mixed)
+            logits = swap(logits_mix.float(), m)[inverse]
+            l4 = swap(l4_mix, m)[inverse]
+            z = F.normalize(self.student.proj(l4).float(), dim=1)
+        C = logits.shape[1]
+        sup = F.cross_entropy(logits[:self.bl], self.y_l, ignore_index=255)
+        logq = F.log_softmax(logits[self.bl:], 1)
+        mk = mask.float()
+        cons = (-(p_t * logq).sum(1) * mk).sum() / mk.sum().clamp(min=1) / C
+        h, w = z.shape[2:]
+        near = lambda t: F.interpolate(t[:, None].float(), (h, w), mode="nearest")[:, 0].long()
+        lab_u = torch.where(near(mask.long()) > 0, near(pseudo), torch.full_like(near(pseudo), 255))
+        feat_labels = torch.cat([near(self.y_l), lab_u])
+        pred = F.interpolate(logits.detach(), (h, w), mode="bilinear", align_corners=False).argmax(1)
+        zf = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        cf = torch.cat([z[:self.bl].detach(), e_t]).permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        groups, con, used = max(1, min(cfg["train"]["contrast_groups"], N)), 0, 0
+        idx, lab = sample_anchors(feat_labels, pred, lo["samples_per_class"], lo["min_pixels"])
+        for gi in range(groups if idx is not None else 0):
+            lo_, hi_ = gi * N // groups * h * w, (gi + 1) * N // groups * h * w
+            sel = (idx >= lo_) & (idx < hi_)
+            if sel.sum() >= 2:
+                con, used = con + contrastive(zf[idx[sel]], cf[idx[sel]], lab[sel], lo["tau"], lo["tau_b"]), used + 1
+        con = con / used if used else 0
+        return sup + lo["w_cons"] * cons + lo["w_con"] * con
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, reps, dev, setup=None):
+    """One warm-up, then reps calls with a synchronize; (median, best) in seconds and the peak memory."""
+    times = []
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for r in range(reps + 1):
+        if setup:
+            setup()
+        sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        if r:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return times[len(times) // 2], times[0], peak
+
+
+PHASES = ["student forward (all images, L_sup)", "student backward", "optimizer step + EMA",
+          "teacher forward (unlabeled, no grad)", "full C3 step"]
+
+
+def run_batch(cfg, bl, bu, dev, variant, reps):
+    s = Step(cfg, bl, bu, dev, bf16=variant == "bf16+cl", channels_last=variant == "bf16+cl")
+    box = {}
+
+    def forward():
+        box["loss"] = s.student_loss()
+
+    def full():
+        loss = s.c3_loss()
+        s.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer_and_ema()
+
+    fns = [(forward, None), (lambda: box["loss"].backward(), lambda: (s.opt.zero_grad(set_to_none=True), forward())),
+           (s.optimizer_and_ema, None), (s.teacher_forward, None), (full, None)]
+    out = {}
+    for name, (fn, setup) in zip(PHASES, fns):
+        out[name] = timed(fn, reps, dev, setup)
+        box.clear()
+    return out
+
+
+def meta(device):
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return {"program": "PyTorch peer (bench/torch_peer.py)", "device": device, "commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "load_before": " ".join(open("/proc/loadavg").read().split()[:3])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--cpu", action="store_true")
+    ap.add_argument("--config")
+    ap.add_argument("--batches", help="e.g. 4+4,2+2 (default: those of --ours, else 4+4,2+2 / 16+16,...)")
+    ap.add_argument("--ours", help="our bench_step JSON (bench/results/step-cpu.json)")
+    ap.add_argument("--reps", type=int)
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args()
+    gpu = a.gpu or (not a.cpu and torch.cuda.is_available())
+    dev = torch.device("cuda" if gpu else "cpu")
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+        device = torch.cuda.get_device_name(0)
+    else:
+        torch.set_num_threads(os.cpu_count())
+        device = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "CPU")
+        device += f", {os.cpu_count()} cores"
+    ours = json.load(open(a.ours)) if a.ours and os.path.exists(a.ours) else None
+    if a.ours and not ours:
+        print(f"torch_peer: {a.ours} not found: no ratios (run bench_step first)")
+    config = a.config or (ours["results"][0]["config"] if ours and ours["results"] and "config" in ours["results"][0]
+                          else ("configs/cityscapes_372.json" if gpu else "configs/synthetic.json"))
+    cfg = load_config(config)
+    default_batches = "16+16,8+8,4+4,2+2" if gpu else "4+4,2+2"
+    if ours:
+        default_batches = ",".join(dict.fromkeys(r["batch"] for r in ours["results"] if "median_ms" in r))
+    batches = [tuple(int(v) for v in b.split("+")) for b in (a.batches or default_batches).split(",")]
+    reps = a.reps or (10 if gpu else 5)
+    variants = ["fp32", "bf16+cl"] if gpu else ["fp32"]
+    ours_ms = {(r["batch"], r["phase"]): r["median_ms"] for r in (ours["results"] if ours else []) if "median_ms" in r}
+    m = cfg["model"]
+    model = (f"DeepLab-v2 ResNet-{m['depth']} width {m['width']:g}, OS{m['output_stride']}, "
+             f"{'frozen' if m['frozen_bn'] else 'trainable'} BN, {cfg['data']['crop'][0]}x{cfg['data']['crop'][1]} crops")
+    info = meta(device)
+    print(f"PyTorch {torch.__version__} on {device}: {model} ({config})")
+    rows, results = [], []
+    for bl, bu in batches:
+        b = f"{bl}+{bu}"
+        for v in variants:
+            try:
+                out = run_batch(cfg, bl, bu, dev, v, reps)
+            except torch.cuda.OutOfMemoryError if gpu else MemoryError:
+                print(f"  batch {b} {v}: out of memory")
+                rows.append([b, v, "out of memory", "-", "-", "-", "-", "-"])
+                torch.cuda.empty_cache()
+                continue
+            for phase, (med, best, peak) in out.items():
+                o = ours_ms.get((b, phase))
+                ratio = f"{o / (med * 1e3):.2f}" if o else "-"
+                ips = "-" if phase.startswith("optimizer") else \
+                    f"{(bu if phase.startswith('teacher') else bl + bu) / med:.1f}"
+                print(f"  {b:>6} {v:8} {phase:38} {med * 1e3:9.2f} ms  ours {o if o else float('nan'):9.2f} ms"
+                      f"  ours/torch {ratio}")
+                rows.append([b, v, phase, f"{med * 1e3:.2f}", f"{best * 1e3:.2f}", ips, f"{peak / 2**30:.2f}",
+                             f"{o:.2f}" if o else "-", ratio])
+                results.append({"batch": b, "variant": v, "phase": phase, "median_ms": med * 1e3,
+                                "best_ms": best * 1e3, "peak_bytes": peak, "ours_median_ms": o,
+                                "ours_over_torch": o / (med * 1e3) if o else None})
+    info["load_after"] = " ".join(open("/proc/loadavg").read().split()[:3])
+    info.update({"model": model, "config": config, "results": results, "ours": a.ours})
+    os.makedirs(a.out, exist_ok=True)
+    stem = os.path.join(a.out, "torch-gpu" if gpu else "torch-cpu")
+    json.dump(info, open(stem + ".json", "w"), indent=1)
+    head = ["batch (l+u)", "variant", "phase", "median ms", "best ms", "images/s", "peak GiB", "ours ms", "ours/torch"]
+    with open(stem + ".md", "w") as f:
+        f.write(f"# {info['program']}\n\nDevice: {device}, PyTorch {torch.__version__}, {info['threads']} threads"
+                f"  \nDate: {info['date']}, commit {info['commit']}  \nLoad average (1/5/15 min) before: "
+                f"{info['load_before']}, after: {info['load_after']} (other work shares this machine)\n\n"
+                f"Model: {model} ({config}); the same phases as bench/bench_step, timed the same way; "
+                f"ours: {a.ours or 'not given'} (ours/torch > 1: we are slower).\n\n")
+        f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
+        f.writelines("| " + " | ".join(r) + " |\n" for r in rows)
+    print(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()
