@@ -46,6 +46,10 @@ Loader::Loader(LoaderConfig cfg, SampleLoadFn load) : cfg_(std::move(cfg)), load
   C3_CHECK(cfg_.dataset_size > 0, "loader: the dataset is empty");
   C3_CHECK(cfg_.batch_size > 0 && cfg_.workers >= 0 && cfg_.prefetch >= 1, "loader: bad settings (batch size ",
            cfg_.batch_size, ", workers ", cfg_.workers, ", prefetch ", cfg_.prefetch, ")");
+  C3_CHECK(cfg_.shards >= 1 && cfg_.shard >= 0 && cfg_.shard < cfg_.shards && cfg_.batch_size % cfg_.shards == 0 &&
+               (cfg_.shards == 1 || cfg_.drop_last),
+           "loader: shard ", cfg_.shard, " of ", cfg_.shards, " needs a batch size (", cfg_.batch_size,
+           ") that divides by the shard count, and drop_last");
   const int64_t n = int64_t(epoch_size(cfg_)), b = cfg_.batch_size;
   steps_per_epoch_ = cfg_.drop_last ? n / b : (n + b - 1) / b;
   C3_CHECK(steps_per_epoch_ > 0, "loader: an epoch of ", n, " samples holds no full batch of ", b,
@@ -82,8 +86,8 @@ void Loader::start_batch_locked(int64_t g) {
   p.batch.epoch = cfg_.first_epoch + g / steps_per_epoch_;
   p.batch.step = g % steps_per_epoch_;
   const auto& idx = indices_locked(p.batch.epoch);
-  const size_t from = size_t(p.batch.step) * cfg_.batch_size;
-  const size_t to = std::min(idx.size(), from + size_t(cfg_.batch_size));
+  const size_t from = size_t(p.batch.step) * cfg_.batch_size + shard_offset();
+  const size_t to = std::min(idx.size(), from + shard_size());
   p.batch.indices.assign(idx.begin() + from, idx.begin() + to);
   p.views.resize(to - from);
 }
@@ -125,7 +129,7 @@ void Loader::run_sample(Pending& p, int slot) {
   const int64_t index = p.batch.indices[size_t(slot)];
   try {
     const auto sample = prepared(index);
-    const uint64_t position = uint64_t(p.batch.step) * cfg_.batch_size + slot;
+    const uint64_t position = uint64_t(p.batch.step) * cfg_.batch_size + shard_offset() + slot;
     Rng rng(seed_hash({cfg_.seed, cfg_.stream, uint64_t(p.batch.epoch), position, uint64_t(index)}));
     p.views[size_t(slot)] = make_views(sample->first, sample->second, cfg_.augment, rng, cfg_.strong);
   } catch (const std::exception& e) {

@@ -54,6 +54,11 @@ struct LoaderConfig {
   int64_t num_epochs = -1;       // -1 = endless
   bool labels = true;            // require and return labels
   bool strong = false;           // also return the strong view (unlabeled pipeline)
+  // Data-parallel ranks: this loader delivers only part `shard` of `shards` equal parts of
+  // every batch of batch_size (positions shard*b/shards ...), each sample with the seed of
+  // its position in the whole batch, so all ranks' parts together are the batch one process
+  // loads. batch_size must divide by shards; drop_last must be set.
+  int shard = 0, shards = 1;
   AugmentConfig augment;
 };
 
@@ -91,6 +96,8 @@ class Loader {
   };
 
   int64_t total_batches() const;
+  size_t shard_size() const { return size_t(cfg_.batch_size / cfg_.shards); }
+  size_t shard_offset() const { return size_t(cfg_.shard) * shard_size(); }
   void start_batch_locked(int64_t g);
   const std::vector<int64_t>& indices_locked(int64_t epoch);
   void run_sample(Pending& p, int slot);

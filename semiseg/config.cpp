@@ -11,14 +11,14 @@ json default_config() {
   return json::parse(R"({
   "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": true,
             "frozen_bn": true, "aspp_two_branches": false, "num_classes": 19, "proj_dim": 256,
-            "aspp_channels": 256, "dropout": 0.1, "pretrained": ""},
+            "aspp_channels": 256, "dropout": 0.1, "pretrained": "", "sync_bn": false},
   "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372, "unlabeled_all": false,
            "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
            "flip": 0.5, "workers": 2, "cache": false, "val_size": [512, 1024], "val_limit": 0},
   "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
             "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
             "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
-            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1},
+            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0},
   "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
            "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
            "hard_easy": true, "cross_set": true},
@@ -123,6 +123,7 @@ Config parse_config(const json& j) {
   c.model.dropout = m["dropout"];
   c.model.align_corners = c.model.head == nn::HeadKind::deeplab_v2;
   c.pretrained = m["pretrained"];
+  c.sync_bn = m["sync_bn"];
   if (c.model.num_classes < 2 || c.model.num_classes > 254) throw bad("model.num_classes", "must be in 2..254");
 
   c.data_root = d["root"];
@@ -174,6 +175,8 @@ Config parse_config(const json& j) {
   c.device = t["device"];
   if (c.device != "auto" && c.device != "cpu" && c.device != "cuda") throw bad("train.device", "must be auto, cpu or cuda");
   c.contrast_groups = t["contrast_groups"];
+  c.dist_check_every = t["dist_check_every"];
+  if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
 
   c.w_con = l["w_con"];
   c.w_cons = l["w_cons"];

@@ -23,6 +23,7 @@ struct Config {
   // model
   nn::DeepLabConfig model;
   std::string pretrained;  // torchvision ResNet safetensors, or ""
+  bool sync_bn = false;    // model.sync_bn: trainable BatchNorm statistics over all ranks (SyncBN)
   // data
   std::string data_root, train_list, val_list, labeled_list;
   int64_t labeled_count = 372;
@@ -47,6 +48,11 @@ struct Config {
   int64_t eval_every_epochs = 1;
   std::string device = "auto";  // auto, cpu, cuda
   int contrast_groups = 1;      // the contrastive loss per group of images (the reference: per GPU)
+  // Data-parallel runs (mpirun -np N): train.batch_labeled / batch_unlabeled are the GLOBAL
+  // batch of a step, split evenly over the ranks (each must divide by N). Every K steps
+  // (train.dist_check_every, 0 = off) the ranks compare hashes of their parameters, buffers
+  // and optimizer state, and stop with an error if they differ.
+  int64_t dist_check_every = 0;
   // losses
   double w_con = 0.1, w_cons = 50, tau = 0.15, tau_b = 0.1;
   int64_t ramp_cons = 4000, ramp_con = 250;

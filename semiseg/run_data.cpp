@@ -1,5 +1,6 @@
 #include "semiseg/run_data.h"
 
+#include "core/dist.h"
 #include "core/ops.h"
 
 namespace c3::semiseg {
@@ -52,6 +53,8 @@ data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
   lc.stream = 1;
   lc.first_epoch = epoch;
   lc.augment = augment_for(cfg);
+  lc.shard = dist::rank();  // data-parallel: this rank's part of the global batch
+  lc.shards = dist::world_size();
   return lc;
 }
 }  // namespace
@@ -80,8 +83,14 @@ void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
 }
 
 std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d) {
+  // Data-parallel: rank r evaluates the r-th contiguous part of the val set (rank 0 the
+  // first images, so its pictures are those of a single process); the trainer sums the
+  // confusion matrices.
+  const size_t n = dist::world_size(), r = dist::rank(), N = d.val.size();
+  C3_CHECK(N >= n, "the val set has ", N, " images, fewer than the ", n, " ranks");
+  const std::vector<data::Sample> val(d.val.begin() + r * N / n, d.val.begin() + (r + 1) * N / n);
   data::LoaderConfig lc;
-  lc.dataset_size = d.val.size();
+  lc.dataset_size = val.size();
   lc.batch_size = 1;
   lc.sampling = data::Sampling::sequential;
   lc.drop_last = false;
@@ -95,7 +104,6 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
   lc.augment.scales = {1.0};
   lc.augment.rotate_max = 0;
   lc.augment.flip_p = 0;
-  auto val = d.val;
   return std::make_unique<data::Loader>(lc, [val](size_t i) { return data::load_sample(val[i]); });
 }
 

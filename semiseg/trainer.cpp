@@ -10,8 +10,10 @@
 #include <sstream>
 
 #include "core/alloc.h"
+#include "core/dist.h"
 #include "core/ops.h"
 #include "data/image_io.h"
+#include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "semiseg/eval.h"
@@ -71,12 +73,18 @@ void install_stop_handlers() {
   std::signal(SIGTERM, on_signal);
 }
 
-Trainer::Trainer(Config cfg, bool resume) : cfg_(std::move(cfg)), device_(pick_device(cfg_.device)), dir_(cfg_.out_dir) {
-  mkdirs(dir_ + "/vis");
+Trainer::Trainer(Config cfg, bool resume)
+    : cfg_(std::move(cfg)), device_((dist::init(), pick_device(cfg_.device))), dir_(cfg_.out_dir), main_(dist::is_main()) {
+  const int world = dist::world_size();
+  C3_CHECK(cfg_.batch_labeled % world == 0 && (cfg_.mode == TrainMode::supervised || cfg_.batch_unlabeled % world == 0),
+           "train.batch_labeled (", cfg_.batch_labeled, ") and train.batch_unlabeled (", cfg_.batch_unlabeled,
+           ") are the global batch: each must divide by the ", world, " ranks");
+  if (main_) mkdirs(dir_ + "/vis");
   data_ = load_run_data(cfg_);
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
   if (!cfg_.pretrained.empty()) student_->backbone->load_pretrained(cfg_.pretrained);
   student_->to(device_);
+  if (cfg_.sync_bn) nn::set_sync_batch_norm(*student_, true);
   std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.lr_backbone, cfg_.weight_decay},
                                         {"head", student_->head_parameters(), cfg_.lr_head, cfg_.weight_decay}};
   if (cfg_.optimizer == "adam") opt_ = std::make_unique<nn::Adam>(groups);
@@ -86,9 +94,13 @@ Trainer::Trainer(Config cfg, bool resume) : cfg_(std::move(cfg)), device_(pick_d
   if (resume) {
     C3_CHECK(exists(latest), "--resume: no checkpoint at ", latest);
     start_step_ = load_checkpoint(latest);
-    std::printf("resumed from %s at step %lld\n", latest.c_str(), (long long)start_step_);
+    if (main_) std::printf("resumed from %s at step %lld\n", latest.c_str(), (long long)start_step_);
   }
+  sync_from_rank0();
+  if (!main_) return;
   std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
+  if (world > 1) std::printf("data-parallel: %d ranks, %d + %d images per rank and step\n", world,
+                             cfg_.batch_labeled / world, cfg_.batch_unlabeled / world);
   std::printf("run folder %s | device %s | %zu labeled, %zu unlabeled, %zu val images | %lld parameters\n",
               dir_.c_str(), device_name(device_), data_.labeled.size(), data_.unlabeled.size(), data_.val.size(),
               (long long)student_->num_parameters());
@@ -107,7 +119,31 @@ void Trainer::start_semi_phase() {
   step_->reset_thresholds();
 }
 
+void Trainer::sync_from_rank0() {
+  if (dist::world_size() == 1) return;
+  for (auto* m : {student_.get(), teacher_.get()}) {
+    if (!m) continue;
+    for (const auto& list : {m->named_parameters(), m->named_buffers()})
+      for (const nn::NamedTensor& t : list) dist::broadcast(*t.tensor, 0);
+  }
+  dist::broadcast(step_->thresholds, 0);
+}
+
+void Trainer::check_ranks_agree(int64_t step) {
+  std::vector<Tensor> all;
+  for (auto* m : {student_.get(), teacher_.get()}) {
+    if (!m) continue;
+    for (const auto& list : {m->named_parameters(), m->named_buffers()})
+      for (const nn::NamedTensor& t : list) all.push_back(*t.tensor);
+  }
+  for (const auto& [name, t] : opt_->state()) all.push_back(t);
+  all.push_back(step_->thresholds);
+  dist::check_same_on_all_ranks(dist::hash_tensors(all), "after step " + std::to_string(step) +
+                                                             ", the parameters, buffers, optimizer state or DCRS thresholds");
+}
+
 void Trainer::save_checkpoint(const std::string& path, int64_t step) {
+  if (!main_) return;
   std::vector<std::pair<std::string, Tensor>> all = prefixed("student.", student_->state_dict());
   if (teacher_)
     for (auto& e : prefixed("teacher.", teacher_->state_dict())) all.push_back(e);
@@ -148,6 +184,7 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
 }
 
 void Trainer::log_metrics(const std::string& line) {
+  if (!main_) return;
   std::ofstream f(dir_ + "/metrics.jsonl", std::ios::app);
   f << line << "\n";
 }
@@ -157,7 +194,7 @@ Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis
   o.classes = int(cfg_.model.num_classes);
   o.device = device_;
   o.vis_images = cfg_.vis_images;
-  o.vis_path = vis_path;
+  o.vis_path = main_ ? vis_path : "";
   o.thresholds = cfg_.mode == TrainMode::c3 ? step_->thresholds : Tensor();
   auto loader = make_val_loader(cfg_, data_);
   EvalResult r = evaluate_model(model, *loader, o);
@@ -187,8 +224,9 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     if (semi && !data_.unlabeled_loader) {
       if (!teacher_) start_semi_phase();
       make_unlabeled_loader(cfg_, data_, (step - warm) / spe);
-      std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty ? "\n" : "",
-                  (long long)step);
+      if (main_)
+        std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty ? "\n" : "",
+                    (long long)step);
     }
     C3_CHECK(data_.labeled_loader->next(lb), "the labeled loader ended early");
     StepInputs in;
@@ -199,7 +237,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       in.u_w = to_input(ub.images, ub.size(), ub.h, ub.w, device_);
       in.u_s = to_input(ub.strong, ub.size(), ub.h, ub.w, device_);
     }
-    Generator gen(cfg_.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1);  // per step: resume is exact
+    // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
+    Generator gen(cfg_.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
     opt_->set_lr_factor(sched.factor(step));
     StepOutput out;
     try {
@@ -214,12 +253,25 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                     std::to_string(cfg_.crop_w) + ": lower train.batch_* or data.crop)");
       throw;
     }
-    const double loss = out.loss.item();
+    double loss = out.loss.item();
+    const int world = dist::world_size();
+    if (world > 1) {
+      dist::debug_maybe_die();  // test-only (C3_DEBUG_KILL_RANK): a rank that dies mid-run
+      // One all-reduce of every gradient (in buckets), after the backward. The logged losses
+      // are the means over the ranks; a NaN on any rank is a NaN everywhere, so all stop.
+      dist::average_gradients(student_->parameters());
+      std::vector<double> v = {loss, out.sup, out.cons, out.con, out.kept};
+      dist::all_reduce_sum(v);
+      loss = v[0] / world, out.sup = v[1] / world, out.cons = v[2] / world, out.con = v[3] / world;
+      out.kept = v[4] / world;
+    }
     if (!std::isfinite(loss))
       throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step) + " (sup " +
                   std::to_string(out.sup) + ", cons " + std::to_string(out.cons) + ", con " + std::to_string(out.con) +
                   "); the last good checkpoint is " + dir_ + "/latest.safetensors");
     opt_->step();
+    if (world > 1 && !cfg_.sync_bn)  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
+      for (const nn::NamedTensor& b : student_->named_buffers()) dist::broadcast(*b.tensor, 0);
     if (semi) {
       NoGradGuard ng;
       const double decay = nn::ema_decay(ema_updates_++, cfg_.ema_max_decay);
@@ -232,9 +284,10 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         if (tbuf[i].tensor->dtype() == DType::f32) { tp.push_back(*tbuf[i].tensor); sp.push_back(*sbuf[i].tensor); }
       nn::ema_update(tp, sp, decay);
     }
-    images += lb.size() + (semi ? ub.size() : 0);
+    images += (lb.size() + (semi ? ub.size() : 0)) * world;
+    if (world > 1 && cfg_.dist_check_every > 0 && (step + 1) % cfg_.dist_check_every == 0) check_ranks_agree(step + 1);
     const bool last = step + 1 == total;
-    if ((step + 1) % log_every == 0 || last) {
+    if (main_ && ((step + 1) % log_every == 0 || last)) {
       const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       const double ips = images / std::max(secs, 1e-9);
       const double eta = secs / double(step + 1 - start_step_) * double(total - step - 1);
@@ -256,16 +309,18 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     }
     const bool eval_now = last || (step + 1) % (cfg_.eval_every_epochs * spe) == 0;
     if (eval_now) {
-      if (tty) std::printf("\n");
+      if (tty && main_) std::printf("\n");
       char tag[32];
       std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
       EvalOutput ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
       std::vector<std::pair<std::string, IoUResult>> rows = {{"student", ev.plain}};
       if (!ev.star.iou.empty()) rows.push_back({"student*", ev.star});
       const auto& names = class_names(int(cfg_.model.num_classes));
-      std::ofstream(dir_ + "/" + tag + ".md") << iou_table_markdown(names, rows);
-      std::ofstream(dir_ + "/" + tag + ".csv") << iou_table_csv(names, rows);
-      std::printf("step %lld: val mIoU %.2f%% (pixel acc %.2f%%)%s\n", (long long)step + 1, 100 * ev.plain.miou,
+      if (main_) {
+        std::ofstream(dir_ + "/" + tag + ".md") << iou_table_markdown(names, rows);
+        std::ofstream(dir_ + "/" + tag + ".csv") << iou_table_csv(names, rows);
+      }
+      if (main_) std::printf("step %lld: val mIoU %.2f%% (pixel acc %.2f%%)%s\n", (long long)step + 1, 100 * ev.plain.miou,
                   100 * ev.plain.pixel_acc, ev.plain.miou > best_miou_ ? " (best so far)" : "");
       log_metrics(nlohmann::json({{"step", step + 1}, {"val_miou", ev.plain.miou}, {"val_pixel_acc", ev.plain.pixel_acc},
                                   {"val_miou_star", ev.star.iou.empty() ? 0.0 : ev.star.miou}})
@@ -281,11 +336,12 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       save_checkpoint(dir_ + "/latest.safetensors", step + 1);
     }
     res.steps_done = step + 1;
-    if (g_stop_signal || step + 1 == stop_at_step) {
+    if (dist::any(g_stop_signal || step + 1 == stop_at_step)) {  // every rank stops at the same step
       if (!eval_now) save_checkpoint(dir_ + "/latest.safetensors", step + 1);
-      std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n",
-                  g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal ? "SIGTERM" : "stop requested", (long long)step + 1,
-                  dir_.c_str());
+      if (main_)
+        std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n",
+                    g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal ? "SIGTERM" : "stop requested", (long long)step + 1,
+                    dir_.c_str());
       res.interrupted = true;
       return res;
     }
@@ -293,7 +349,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   res.best_step = best_step_;
   if (res.best.iou.empty()) res.best = res.last;
   const auto& names = class_names(int(cfg_.model.num_classes));
-  std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << total << ", best val mIoU "
+  dist::barrier();  // the run ends together on every rank
+  if (main_) std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << total << ", best val mIoU "
                                       << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
                                       << iou_table_markdown(names, {{"last", res.last}});
   return res;

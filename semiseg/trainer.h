@@ -3,6 +3,12 @@
 // A run folder holds config.json, metrics.jsonl, checkpoints (latest.safetensors and
 // best.safetensors), eval tables (eval_XXXX.md / .csv), pictures of validation predictions
 // (vis/eval_XXXX.png: image | ground truth | prediction) and summary.md at the end.
+//
+// Data-parallel (mpirun -np N, core/dist.h): each rank loads its part of the global batch
+// (train.batch_* / N), gradients are averaged once per step after backward (bucketed; not
+// overlapped with the backward), the DCRS thresholds come from every rank's confidences,
+// evaluation is split over the ranks and its confusion matrices summed; only rank 0 prints
+// and writes the run folder. A stop signal seen by any rank stops all at the same step.
 #pragma once
 #include <csignal>
 #include <memory>
@@ -45,6 +51,9 @@ class Trainer {
   int64_t load_checkpoint(const std::string& path);
   void log_metrics(const std::string& json_line);
   void start_semi_phase();
+  // Data-parallel: every rank starts from rank 0's weights; hashes compared every K steps.
+  void sync_from_rank0();
+  void check_ranks_agree(int64_t step);
 
   Config cfg_;
   Device device_;
@@ -57,6 +66,7 @@ class Trainer {
   double best_miou_ = -1;
   int64_t best_step_ = 0;
   int64_t start_step_ = 0;
+  bool main_ = true;  // rank 0: the only rank that prints and writes files
 };
 
 }  // namespace c3::semiseg

@@ -1,0 +1,34 @@
+#!/bin/sh
+# The data-parallel tests on the CPU under MPI (make test, make test-dist):
+#  1. `mpirun -np 2 c3tests -tc='dist:*'`: collectives, SyncBN, DCRS, and two ranks with
+#     batch 2 against one process with batch 4 (tests/test_dist.cpp);
+#  2. a rank that dies: rank 1 kills itself (C3_DEBUG_KILL_RANK=1) during a training step;
+#     the job must end (non-zero) within 60 s with mpirun naming the dead rank, not hang.
+# Runs as root (CI) and on 2 cores (oversubscribed: 2 ranks, 1 OpenMP thread each).
+# usage: tools/test_dist.sh path/to/c3tests
+set -u
+BIN=${1:?usage: tools/test_dist.sh path/to/c3tests}
+command -v mpirun >/dev/null || { echo "test_dist: mpirun not found (apt-get install openmpi-bin)"; exit 1; }
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Shared memory without ptrace-based single copy (containers forbid it); no network needed.
+MPIRUN="mpirun -np 2 --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none"
+
+echo "== mpirun -np 2 $BIN -tc='dist:*'"
+timeout 300 $MPIRUN "$BIN" -tc='dist:*' -tce='*dies*' --no-skip
+rc=$?
+[ $rc = 0 ] || { echo "test_dist: the data-parallel tests failed (exit $rc)"; exit 1; }
+
+echo "== a rank that dies (C3_DEBUG_KILL_RANK=1)"
+start=$(date +%s)
+out=$(C3_DEBUG_KILL_RANK=1 timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK "$BIN" -tc='*dies*' --no-skip 2>&1)
+rc=$?
+took=$(( $(date +%s) - start ))
+echo "$out" | grep -E "rank|signal|Killed|abort" | head -5
+if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
+  echo "test_dist: FAILED: with rank 1 killed the job exited $rc after ${took}s (want non-zero, no timeout, < 60 s)"
+  exit 1
+fi
+if ! echo "$out" | grep -q "rank 1"; then
+  echo "test_dist: FAILED: no message names the dead rank 1"; exit 1
+fi
+echo "test_dist: ok (the job ended ${took}s after rank 1 died, exit $rc)"
