@@ -1,6 +1,6 @@
 # C3-SemiSeg engine: GNU make.
 #   make            library + build/c3semiseg (CUDA backend when nvcc is found)
-#   make test       build and run the test suite (installs missing packages when root)
+#   make test       build and run the test suite, then the MPI tests (make test-dist); installs packages as root
 #   make run        train on the embedded synthetic dataset and print results
 #   make compare    the supervised baseline and C3 on the synthetic data, side by side
 #   make bench      the CPU benchmarks (kernel lab + emulated checks, whole step, PyTorch CPU rows)
@@ -75,7 +75,7 @@ BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
-.PHONY: all test run compare deps clean help bench bench-gpu
+.PHONY: all test test-dist run compare deps clean help bench bench-gpu
 all: deps $(BIN)
 
 help:
@@ -138,6 +138,13 @@ $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
 	./$(TEST_BIN) $(TEST_ARGS)
+	@if [ -z "$(TEST_ARGS)" ]; then tools/test_dist.sh ./$(TEST_BIN); \
+	else echo "(TEST_ARGS given: the MPI tests did not run; make test-dist runs them)"; fi
+
+# The data-parallel tests: 2 ranks under mpirun on the CPU (tools/test_dist.sh).
+test-dist: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BIN)
+	tools/test_dist.sh ./$(TEST_BIN)
 
 run: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
