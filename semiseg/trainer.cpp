@@ -71,6 +71,9 @@ Device pick_device(const std::string& want) {
 void install_stop_handlers() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // mpirun forwards SIGUSR1 to every rank and lets the job run on (on SIGINT/SIGTERM it kills
+  // the ranks about a second later): the way to stop a data-parallel run with a checkpoint.
+  std::signal(SIGUSR1, on_signal);
 }
 
 Trainer::Trainer(Config cfg, bool resume)
@@ -338,10 +341,11 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     res.steps_done = step + 1;
     if (dist::any(g_stop_signal || step + 1 == stop_at_step)) {  // every rank stops at the same step
       if (!eval_now) save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+      const char* why = g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal == SIGUSR1 ? "SIGUSR1"
+                        : g_stop_signal ? "SIGTERM" : "stop requested";  // (or another rank's signal)
       if (main_)
-        std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n",
-                    g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal ? "SIGTERM" : "stop requested", (long long)step + 1,
-                    dir_.c_str());
+        std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n", why,
+                    (long long)step + 1, dir_.c_str());
       res.interrupted = true;
       return res;
     }

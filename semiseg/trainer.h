@@ -29,7 +29,8 @@ struct TrainResult {
   std::string run_dir;
 };
 
-// Set by SIGINT/SIGTERM; the loop saves a checkpoint and returns.
+// Set by SIGINT/SIGTERM/SIGUSR1; the loop saves a checkpoint and returns (data-parallel: when
+// any rank has it, every rank stops at the same step).
 extern volatile std::sig_atomic_t g_stop_signal;
 void install_stop_handlers();
 

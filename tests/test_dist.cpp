@@ -271,3 +271,18 @@ GPU_TEST_CASE("dist: NCCL at world size 1 sums, averages, gathers and broadcasts
   dist::broadcast(a, 0);
   CHECK(a.cpu().to_vector<float>() == std::vector<float>{1.5f, -2.f, 3.f});
 }
+
+// A stop signal that reaches one rank only (mpirun forwards SIGUSR1 to all, but not at the
+// same instant) stops every rank after the same step: the flag is all-reduced.
+TEST_CASE("dist: a stop signal on one rank stops every rank at the same step" * doctest::skip()) {
+  const std::string dir = shared_dir() + "/stop";
+  semiseg::Trainer t(tiny(dir, {"train.mode=supervised", "train.steps_per_epoch=4"}), false);
+  if (dist::rank() == dist::world_size() - 1) semiseg::g_stop_signal = SIGUSR1;
+  semiseg::TrainResult r = t.run();
+  semiseg::g_stop_signal = 0;
+  dist::barrier();
+  CHECK(r.interrupted);
+  CHECK(r.steps_done == 1);
+  std::ifstream ck(dir + "/latest.safetensors");
+  CHECK(ck.good());  // rank 0 saved the checkpoint
+}
