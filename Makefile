@@ -138,13 +138,13 @@ $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
 	./$(TEST_BIN) $(TEST_ARGS)
-	@if [ -z "$(TEST_ARGS)" ]; then tools/test_dist.sh ./$(TEST_BIN); \
+	@if [ -z "$(TEST_ARGS)" ]; then tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); \
 	else echo "(TEST_ARGS given: the MPI tests did not run; make test-dist runs them)"; fi
 
 # The data-parallel tests: 2 ranks under mpirun on the CPU (tools/test_dist.sh).
 test-dist: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) $(TEST_BIN)
-	tools/test_dist.sh ./$(TEST_BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
+	tools/test_dist.sh ./$(TEST_BIN) ./$(BIN)
 
 run: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)

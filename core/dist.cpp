@@ -278,6 +278,9 @@ void debug_maybe_die() {
   if (!r || std::atoi(r) != rank()) return;
   const char* at = std::getenv("C3_DEBUG_KILL_AT");
   if (++calls < (at ? std::atoi(at) : 1)) return;
+  const char* mode = std::getenv("C3_DEBUG_KILL_MODE");
+  if (mode && std::string(mode) == "throw")
+    throw Error("C3_DEBUG_KILL_RANK: an error injected on rank " + std::to_string(rank()));
   std::fprintf(stderr, "rank %d: C3_DEBUG_KILL_RANK: killing this process (SIGKILL)\n", rank());
   std::fflush(stderr);
   std::raise(SIGKILL);

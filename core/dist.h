@@ -81,8 +81,9 @@ class LocalScope {
   bool prev_;
 };
 
-// Test-only failure injection (tools/test_dist.sh): when C3_DEBUG_KILL_RANK equals this
-// rank, the process kills itself with SIGKILL at call number C3_DEBUG_KILL_AT (default 1).
+// Test-only failure injection (tools/test_dist.sh; the trainer calls it once per step): when
+// C3_DEBUG_KILL_RANK equals this rank, at call number C3_DEBUG_KILL_AT (default 1) the
+// process kills itself with SIGKILL, or throws c3::Error with C3_DEBUG_KILL_MODE=throw.
 void debug_maybe_die();
 
 namespace detail {

@@ -3,9 +3,10 @@
 #  1. `mpirun -np 2 c3tests -tc='dist:*'`: collectives, SyncBN, DCRS, and two ranks with
 #     batch 2 against one process with batch 4 (tests/test_dist.cpp);
 #  2. a rank that dies: rank 1 kills itself (C3_DEBUG_KILL_RANK=1) during a training step;
-#     the job must end (non-zero) within 60 s with mpirun naming the dead rank, not hang.
+#     the job must end (non-zero) within 60 s with mpirun naming the dead rank, not hang;
+#  3. (with the c3semiseg path) an error on rank 1 of a real `c3semiseg train` ends the job.
 # Runs as root (CI) and on 2 cores (oversubscribed: 2 ranks, 1 OpenMP thread each).
-# usage: tools/test_dist.sh path/to/c3tests
+# usage: tools/test_dist.sh path/to/c3tests [path/to/c3semiseg]
 set -u
 BIN=${1:?usage: tools/test_dist.sh path/to/c3tests}
 command -v mpirun >/dev/null || { echo "test_dist: mpirun not found (apt-get install openmpi-bin)"; exit 1; }
@@ -32,3 +33,28 @@ if ! echo "$out" | grep -q "rank 1"; then
   echo "test_dist: FAILED: no message names the dead rank 1"; exit 1
 fi
 echo "test_dist: ok (the job ended ${took}s after rank 1 died, exit $rc)"
+
+# 3. An error on one rank of a real `c3semiseg train`: main() calls MPI_Abort, which ends
+#    every rank with the error message (the others wait in the gradient all-reduce).
+CLI=${2:-}
+[ -n "$CLI" ] || exit 0
+echo "== mpirun -np 2 $CLI train, with an error on rank 1 (C3_DEBUG_KILL_MODE=throw)"
+D=$(mktemp -d /tmp/c3distcli.XXXXXX)
+"$CLI" make-synthetic --out "$D/data" --train 16 --val 4 >/dev/null || { echo "test_dist: make-synthetic failed"; exit 1; }
+start=$(date +%s)
+out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=throw timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK -x C3_DEBUG_KILL_MODE \
+  "$CLI" train --set model.depth=18 --set model.width=0.125 --set model.proj_dim=16 --set "data.root=\"$D/data\"" \
+  --set data.labeled_count=8 --set 'data.base_size=[64,128]' --set 'data.crop=[32,64]' --set 'data.val_size=[64,128]' \
+  --set data.workers=0 --set train.mode=supervised --set train.batch_labeled=2 --set train.epochs=1 \
+  --set train.steps_per_epoch=4 --set train.device=cpu --set "output.dir=\"$D/run\"" 2>&1)
+rc=$?
+took=$(( $(date +%s) - start ))
+rm -rf "$D"
+echo "$out" | grep -E "error|MPI_ABORT" | head -3
+if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
+  echo "test_dist: FAILED: with an error on rank 1 the job exited $rc after ${took}s (want non-zero, < 60 s)"; exit 1
+fi
+if ! echo "$out" | grep -q "rank 1 of 2: c3semiseg train: error: C3_DEBUG_KILL_RANK"; then
+  echo "test_dist: FAILED: rank 1's error message is missing"; exit 1
+fi
+echo "test_dist: ok (the job ended ${took}s after the error on rank 1, exit $rc)"
