@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <csignal>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -123,6 +124,12 @@ Tensor all_gather(const Tensor& t) {
   const int n = world_size();
   Shape s = t.shape();
   s[0] *= n;
+  if (n > 1) {  // shapes must agree: a mismatch would corrupt memory, so it is checked first
+    std::vector<uint64_t> sizes = all_gather(uint64_t(t.numel()));
+    for (int r = 0; r < n; ++r)
+      C3_CHECK(sizes[size_t(r)] == uint64_t(t.numel()), "dist::all_gather: rank ", r, " has ", sizes[size_t(r)],
+               " elements, this rank (", g_rank, ") ", t.desc());
+  }
   if (t.is_cuda() && !cuda_alone(t)) {
     Tensor out = Tensor::empty(s, t.dtype(), t.device());
     detail::nccl_all_gather(t, out);
@@ -130,11 +137,6 @@ Tensor all_gather(const Tensor& t) {
   }
   if (!mpi_active()) return t.detach().clone();
   check_count(t, "all_gather");
-  // Shapes must agree: a mismatch would corrupt memory, so it is checked first.
-  std::vector<uint64_t> dims = all_gather(uint64_t(t.numel()));
-  for (int r = 0; r < n; ++r)
-    C3_CHECK(dims[size_t(r)] == uint64_t(t.numel()), "dist::all_gather: rank ", r, " has ", dims[size_t(r)],
-             " elements, this rank (", g_rank, ") ", t.desc());
   Tensor out = Tensor::empty(s, t.dtype(), Device::cpu);
   const MPI_Datatype ty = mpi_type(t.dtype(), "all_gather");
   MPI_Allgather(t.raw(), int(t.numel()), ty, out.raw(), int(t.numel()), ty, MPI_COMM_WORLD);
@@ -149,6 +151,23 @@ void broadcast(Tensor& t, int root) {
   if (!mpi_active()) return;
   check_count(t, "broadcast");
   MPI_Bcast(t.raw(), int(t.numel()), mpi_type(t.dtype(), "broadcast"), root, MPI_COMM_WORLD);
+}
+
+void broadcast_packed(const std::vector<Tensor>& ts, int root) {
+  if (world_size() == 1) return;
+  std::map<std::pair<int, int>, std::vector<Tensor>> groups;  // (device, dtype) -> tensors, in order
+  for (const Tensor& t : ts)
+    if (t.defined() && t.numel() > 0) groups[{int(t.device()), int(t.dtype())}].push_back(t);
+  for (auto& [key, list] : groups) {
+    int64_t total = 0;
+    for (const Tensor& t : list) total += t.numel();
+    Tensor buf = Tensor::empty({total}, list[0].dtype(), list[0].device());
+    int64_t off = 0;
+    for (const Tensor& t : list) buf.narrow0(off, t.numel()).copy_(t.detach().reshape({t.numel()})), off += t.numel();
+    broadcast(buf, root);
+    off = 0;
+    for (const Tensor& t : list) t.detach().reshape({t.numel()}).copy_(buf.narrow0(off, t.numel())), off += t.numel();
+  }
 }
 
 void barrier() {

@@ -39,6 +39,9 @@ void all_reduce_avg(Tensor& t);  // sum / world size (float dtypes)
 // Every rank's tensor (same shape everywhere) concatenated along dim 0: [N*d0, ...].
 Tensor all_gather(const Tensor& t);
 void broadcast(Tensor& t, int root = 0);
+// Broadcasts many tensors in place with one collective per device and dtype (packed into
+// one buffer): module buffers and parameters. Identity at world size 1.
+void broadcast_packed(const std::vector<Tensor>& ts, int root = 0);
 void barrier();
 
 // Host values, always through MPI (identity at world size 1).

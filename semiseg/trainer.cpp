@@ -124,12 +124,13 @@ void Trainer::start_semi_phase() {
 
 void Trainer::sync_from_rank0() {
   if (dist::world_size() == 1) return;
+  std::vector<Tensor> all = {step_->thresholds};
   for (auto* m : {student_.get(), teacher_.get()}) {
     if (!m) continue;
     for (const auto& list : {m->named_parameters(), m->named_buffers()})
-      for (const nn::NamedTensor& t : list) dist::broadcast(*t.tensor, 0);
+      for (const nn::NamedTensor& t : list) all.push_back(*t.tensor);
   }
-  dist::broadcast(step_->thresholds, 0);
+  dist::broadcast_packed(all, 0);
 }
 
 void Trainer::check_ranks_agree(int64_t step) {
@@ -273,8 +274,11 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                   std::to_string(out.sup) + ", cons " + std::to_string(out.cons) + ", con " + std::to_string(out.con) +
                   "); the last good checkpoint is " + dir_ + "/latest.safetensors");
     opt_->step();
-    if (world > 1 && !cfg_.sync_bn)  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
-      for (const nn::NamedTensor& b : student_->named_buffers()) dist::broadcast(*b.tensor, 0);
+    if (world > 1 && !cfg_.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
+      std::vector<Tensor> bufs;
+      for (const nn::NamedTensor& b : student_->named_buffers()) bufs.push_back(*b.tensor);
+      dist::broadcast_packed(bufs, 0);
+    }
     if (semi) {
       NoGradGuard ng;
       const double decay = nn::ema_decay(ema_updates_++, cfg_.ema_max_decay);

@@ -121,6 +121,12 @@ TEST_CASE("dist: collectives sum, average, gather and broadcast over the ranks")
   Tensor d = Tensor::from_vector(std::vector<int32_t>{7 * r + 1}, {1});
   dist::broadcast(d, 0);
   CHECK(d.item() == 1);
+  // Packed broadcast: two f32 tensors in one buffer, an i32 one in another; rank 0's values.
+  Tensor p1 = Tensor::full({2}, 5.0 + r), p2 = Tensor::full({1, 3}, -1.0 - r), p3 = Tensor::full({1}, 9 + r, DType::i32);
+  dist::broadcast_packed({p1, p3, p2}, 0);
+  CHECK(p1.to_vector<float>() == std::vector<float>{5.f, 5.f});
+  CHECK(p2.to_vector<float>() == std::vector<float>{-1.f, -1.f, -1.f});
+  CHECK(p3.item() == 9);
   std::vector<uint64_t> u = {uint64_t(r), 1};
   dist::all_reduce_sum(u);
   CHECK(u == std::vector<uint64_t>{uint64_t(n * (n - 1) / 2), uint64_t(n)});
