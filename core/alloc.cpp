@@ -16,6 +16,27 @@ void* host_alloc(size_t bytes) {
 }
 void host_free(void* p) { std::free(p); }
 
+void* host_alloc_pinned(size_t bytes) {
+#ifdef C3_HAVE_CUDA
+  if (kernels::cuda::device_count() > 0) {
+    try {
+      return kernels::cuda::host_malloc_pinned(bytes ? bytes : 1);
+    } catch (const Error&) {
+      return nullptr;  // page-locked memory is limited; ordinary memory still works
+    }
+  }
+#endif
+  (void)bytes;
+  return nullptr;
+}
+void host_free_pinned(void* p) {
+#ifdef C3_HAVE_CUDA
+  kernels::cuda::host_free_pinned(p);
+#else
+  (void)p;
+#endif
+}
+
 CachingAllocator::CachingAllocator(std::unique_ptr<Backend> b) : backend_(std::move(b)) {}
 CachingAllocator::~CachingAllocator() {
   empty_cache();

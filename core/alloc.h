@@ -18,6 +18,10 @@ namespace c3 {
 
 void* host_alloc(size_t bytes);  // 64-byte aligned; throws c3::Error when out of memory
 void host_free(void* p);
+// Page-locked ("pinned") host memory, so host-to-device copies run by DMA at full speed.
+// nullptr when no CUDA device is usable (CPU build, or no GPU): the caller falls back.
+void* host_alloc_pinned(size_t bytes);
+void host_free_pinned(void* p);
 
 struct AllocStats {
   size_t in_use = 0;       // bytes handed out and not yet freed (rounded sizes)

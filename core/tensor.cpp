@@ -111,17 +111,17 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 
 template <class T>
-Tensor Tensor::from_vector(const std::vector<T>& v, const Shape& shape, Device device) {
-  C3_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_vector: ", v.size(),
+Tensor Tensor::from_host(std::span<const T> v, const Shape& shape, Device device) {
+  C3_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_host: ", v.size(),
            " values for shape ", shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>(), device);
   copy_bytes(t.raw(), device, v.data(), Device::cpu, t.nbytes());
   return t;
 }
-template Tensor Tensor::from_vector(const std::vector<float>&, const Shape&, Device);
-template Tensor Tensor::from_vector(const std::vector<double>&, const Shape&, Device);
-template Tensor Tensor::from_vector(const std::vector<int32_t>&, const Shape&, Device);
-template Tensor Tensor::from_vector(const std::vector<uint8_t>&, const Shape&, Device);
+template Tensor Tensor::from_host(std::span<const float>, const Shape&, Device);
+template Tensor Tensor::from_host(std::span<const double>, const Shape&, Device);
+template Tensor Tensor::from_host(std::span<const int32_t>, const Shape&, Device);
+template Tensor Tensor::from_host(std::span<const uint8_t>, const Shape&, Device);
 
 template <class T> std::vector<T> Tensor::to_vector() const {
   C3_CHECK(dtype() == dtype_of<T>(), "to_vector<", dtype_name(dtype_of<T>()), ">() on ", desc());

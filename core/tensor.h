@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <span>
 #include <vector>
 
 #include "core/error.h"
@@ -67,7 +68,12 @@ class Tensor {
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu);
   static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu);
   template <class T>
-  static Tensor from_vector(const std::vector<T>& v, const Shape& shape, Device device = Device::cpu);
+  static Tensor from_vector(const std::vector<T>& v, const Shape& shape, Device device = Device::cpu) {
+    return from_host(std::span<const T>(v), shape, device);
+  }
+  // A copy of host values (any contiguous buffer: pinned batch memory, a vector, an array).
+  template <class T>
+  static Tensor from_host(std::span<const T> v, const Shape& shape, Device device = Device::cpu);
   static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
   static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 

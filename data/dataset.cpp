@@ -113,12 +113,29 @@ Image load_label_train_ids(const Sample& s) {
   return s.mapping == LabelMapping::label_ids ? map_label_ids(l) : l;
 }
 
-std::pair<Image, Image> load_sample(const Sample& s) {
+std::string bad_label_values(const Image& label, int num_classes) {
+  int64_t hist[256] = {};
+  for (uint8_t v : label.px) ++hist[v];
+  std::string out;
+  int listed = 0;
+  for (int v = num_classes; v < 255; ++v) {
+    if (!hist[v]) continue;
+    if (listed++ < 8) out += (out.empty() ? "" : ", ") + std::to_string(v) + " (" + std::to_string(hist[v]) + " px)";
+  }
+  if (listed > 8) out += ", ... (" + std::to_string(listed) + " distinct values)";
+  return out;
+}
+
+std::pair<Image, Image> load_sample(const Sample& s, int num_classes) {
   std::pair<Image, Image> out{read_image(s.image), Image()};
   if (s.label.empty()) return out;
   out.second = load_label_train_ids(s);
   C3_CHECK(out.first.h == out.second.h && out.first.w == out.second.w, s.label, ": label ", out.second.h, "x",
            out.second.w, ", image ", out.first.h, "x", out.first.w, " (", s.image, ")");
+  const std::string bad = bad_label_values(out.second, num_classes);
+  C3_CHECK(bad.empty(), s.label, ": values that are neither a class (0..", num_classes - 1, ") nor 255",
+           s.mapping == LabelMapping::label_ids ? " after mapping" : "", ": ", bad,
+           " (c3semiseg check-data lists every such file)");
   return out;
 }
 

@@ -52,9 +52,14 @@ Image map_label_ids(const Image& label_ids);
 // The sample's label as trainIds (read_label, then the mapping of the sample).
 Image load_label_train_ids(const Sample& s);
 
+// Label values that are neither a class (< num_classes) nor 255, as "v (n px), ..."; empty
+// when every value is fine.
+std::string bad_label_values(const Image& label, int num_classes);
+
 // The RGB image and the trainId label of a sample (an empty Image for an unlabeled one), the
-// shape a loader's sample function returns. Throws when image and label differ in size.
-std::pair<Image, Image> load_sample(const Sample& s);
+// shape a loader's sample function returns. Throws, naming the file, when image and label
+// differ in size or the label holds a value that is neither a class (< num_classes) nor 255.
+std::pair<Image, Image> load_sample(const Sample& s, int num_classes = 19);
 
 // <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png with its label
 // <root>/gtFine/<split>/<city>/<name>_gtFine_labelTrainIds.png when that file exists

@@ -21,20 +21,6 @@ bool exists(const std::string& p) {
   return std::filesystem::exists(p, ec);
 }
 
-// Label values that are neither a class (< num_classes) nor 255, with their pixel counts.
-std::string bad_values(const Image& label, int num_classes) {
-  int64_t hist[256] = {};
-  for (uint8_t v : label.px) ++hist[v];
-  std::string out;
-  int listed = 0;
-  for (int v = num_classes; v < 255; ++v) {
-    if (!hist[v]) continue;
-    if (listed++ < 8) out += (out.empty() ? "" : ", ") + std::to_string(v) + " (" + std::to_string(hist[v]) + " px)";
-  }
-  if (listed > 8) out += ", ... (" + std::to_string(listed) + " distinct values)";
-  return out;
-}
-
 // The problems of one sample, in a fixed order (image, label, then the pair).
 std::vector<Finding> check_sample(const Sample& s, int num_classes) {
   std::vector<Finding> f;
@@ -63,7 +49,7 @@ std::vector<Finding> check_sample(const Sample& s, int num_classes) {
     f.push_back({kSizeMismatch, s.label + ": label " + std::to_string(label.h) + "x" + std::to_string(label.w) +
                                     ", image " + std::to_string(img.h) + "x" + std::to_string(img.w) + " (" +
                                     s.image + ")"});
-  const std::string bad = bad_values(label, num_classes);
+  const std::string bad = bad_label_values(label, num_classes);
   if (!bad.empty())
     f.push_back({kBadLabel, s.label + ": values that are neither a class (0.." + std::to_string(num_classes - 1) +
                                 ") nor 255" + (s.mapping == LabelMapping::label_ids ? " after mapping" : "") +

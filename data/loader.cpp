@@ -89,6 +89,8 @@ void Loader::start_batch_locked(int64_t g) {
   const size_t from = size_t(p.batch.step) * cfg_.batch_size + shard_offset();
   const size_t to = std::min(idx.size(), from + shard_size());
   p.batch.indices.assign(idx.begin() + from, idx.begin() + to);
+  const HostAllocator<uint8_t> alloc(cfg_.pinned);
+  p.batch.images = HostBytes(alloc), p.batch.labels = HostBytes(alloc), p.batch.strong = HostBytes(alloc);
   p.views.resize(to - from);
 }
 
@@ -125,18 +127,44 @@ void Loader::record_error(Pending& p, int64_t index, const char* what) {
                              "): ", what);
 }
 
+void Loader::record_skip(int64_t index, const char* what) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.skipped;
+  std::string e = detail::concat("sample index ", index, ": ", what);
+  if (stats_.examples.size() < 5 && std::find(stats_.examples.begin(), stats_.examples.end(), e) == stats_.examples.end())
+    stats_.examples.push_back(std::move(e));
+}
+
+LoaderStats Loader::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+// Under skip_bad a failing sample is replaced by index + 1, + 2, ... (the first that loads,
+// at most kMaxTries), so the batch is still the same for any thread timing.
 void Loader::run_sample(Pending& p, int slot) {
-  const int64_t index = p.batch.indices[size_t(slot)];
-  try {
-    const auto sample = prepared(index);
-    const uint64_t position = uint64_t(p.batch.step) * cfg_.batch_size + shard_offset() + slot;
-    Rng rng(seed_hash({cfg_.seed, cfg_.stream, uint64_t(p.batch.epoch), position, uint64_t(index)}));
-    p.views[size_t(slot)] = make_views(sample->first, sample->second, cfg_.augment, rng, cfg_.strong);
-  } catch (const std::exception& e) {
-    record_error(p, index, e.what());
-  } catch (...) {
-    record_error(p, index, "unknown exception");
+  constexpr int kMaxTries = 16;
+  int64_t index = p.batch.indices[size_t(slot)];
+  const int tries = cfg_.skip_bad ? std::min<int>(kMaxTries, int(cfg_.dataset_size)) : 1;
+  std::string why;
+  for (int t = 0; t < tries; ++t) {
+    try {
+      const auto sample = prepared(index);
+      const uint64_t position = uint64_t(p.batch.step) * cfg_.batch_size + shard_offset() + slot;
+      Rng rng(seed_hash({cfg_.seed, cfg_.stream, uint64_t(p.batch.epoch), position, uint64_t(index)}));
+      p.views[size_t(slot)] = make_views(sample->first, sample->second, cfg_.augment, rng, cfg_.strong);
+      p.batch.indices[size_t(slot)] = index;  // only this thread writes this slot
+      return;
+    } catch (const std::exception& e) {
+      why = e.what();
+    } catch (...) {
+      why = "unknown exception";
+    }
+    if (!cfg_.skip_bad) return record_error(p, index, why.c_str());
+    record_skip(index, why.c_str());
+    index = (index + 1) % int64_t(cfg_.dataset_size);
   }
+  record_error(p, index, detail::concat(tries, " samples in a row failed to load; the last: ", why).c_str());
 }
 
 // Copies the views into the batch's flat buffers; sets p.error when sizes disagree.

@@ -10,8 +10,13 @@
 // Threads: `workers` threads (0 = everything runs inside next()) take samples one at a time
 // from the batches that are not yet consumed, at most `prefetch` batches ahead of the
 // consumer (the bounded queue). Batches come out in order. An exception while loading or
-// augmenting a sample is rethrown by next() as c3::Error naming the sample index; that batch
-// is dropped and the loader stays usable. The destructor stops and joins the workers.
+// augmenting a sample is rethrown by next() as c3::Error naming the sample index (and the
+// file, from the load function); that batch is dropped and the loader stays usable. With
+// skip_bad set, a sample that fails is replaced by the next dataset index that loads
+// (deterministically) and counted instead (stats()). The destructor stops and joins the workers.
+//
+// Batch bytes live in page-locked memory when LoaderConfig::pinned is set and a GPU is
+// usable (data/host_buffer.h), so the copy to the device runs by DMA at full speed.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +30,7 @@
 #include <vector>
 
 #include "data/augment.h"
+#include "data/host_buffer.h"
 #include "data/image.h"
 
 namespace c3::data {
@@ -54,6 +60,8 @@ struct LoaderConfig {
   int64_t num_epochs = -1;       // -1 = endless
   bool labels = true;            // require and return labels
   bool strong = false;           // also return the strong view (unlabeled pipeline)
+  bool pinned = false;           // batch bytes in page-locked memory (when a GPU is usable)
+  bool skip_bad = false;         // replace a sample that fails to load, and count it
   // Data-parallel ranks: this loader delivers only part `shard` of `shards` equal parts of
   // every batch of batch_size (positions shard*b/shards ...), each sample with the seed of
   // its position in the whole batch, so all ranks' parts together are the batch one process
@@ -64,12 +72,18 @@ struct LoaderConfig {
 
 struct Batch {
   int h = 0, w = 0;               // every image of the batch has this size
-  std::vector<uint8_t> images;    // B*H*W*3, NHWC (the weak view for unlabeled data)
-  std::vector<uint8_t> labels;    // B*H*W trainIds, 255 = ignore; empty without labels
-  std::vector<uint8_t> strong;    // B*H*W*3 strong view; empty unless LoaderConfig::strong
+  HostBytes images;               // B*H*W*3, NHWC (the weak view for unlabeled data)
+  HostBytes labels;               // B*H*W trainIds, 255 = ignore; empty without labels
+  HostBytes strong;               // B*H*W*3 strong view; empty unless LoaderConfig::strong
   int64_t epoch = 0, step = 0;    // step = batch number within the epoch
   std::vector<int64_t> indices;   // dataset index of each sample
   int64_t size() const { return int64_t(indices.size()); }
+};
+
+// Samples replaced under LoaderConfig::skip_bad.
+struct LoaderStats {
+  int64_t skipped = 0;                // draws replaced by another sample
+  std::vector<std::string> examples;  // the first few distinct failures: "sample index i: why"
 };
 
 // The indices of one epoch (deterministic in seed, stream and epoch).
@@ -86,6 +100,7 @@ class Loader {
   bool next(Batch& out);
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   const LoaderConfig& config() const { return cfg_; }
+  LoaderStats stats() const;
 
  private:
   struct Pending {
@@ -102,6 +117,7 @@ class Loader {
   const std::vector<int64_t>& indices_locked(int64_t epoch);
   void run_sample(Pending& p, int slot);
   void record_error(Pending& p, int64_t index, const char* what);
+  void record_skip(int64_t index, const char* what);
   std::shared_ptr<const std::pair<Image, Image>> prepared(int64_t index);
   void assemble(Pending& p);
   void worker_loop();
@@ -110,7 +126,8 @@ class Loader {
   SampleLoadFn load_;
   int64_t steps_per_epoch_ = 0;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  LoaderStats stats_;
   std::condition_variable work_cv_, ready_cv_;
   bool stop_ = false;
   int64_t consumed_ = 0;   // batches handed out (or dropped on error)

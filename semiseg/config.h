@@ -35,6 +35,7 @@ struct Config {
   double flip = 0.5;
   int workers = 2;
   bool cache = false;
+  bool skip_bad = false;  // data.skip_bad_samples: leave out / replace unreadable samples and count them
   int val_h = 512, val_w = 1024;
   int64_t val_limit = 0;  // 0 = all
   // train

@@ -6,10 +6,13 @@
 namespace c3::semiseg {
 
 namespace {
-std::vector<data::Sample> samples_for(const Config& cfg, const std::string& list, const std::string& split) {
-  if (!list.empty()) return data::load_split_list(list, cfg.data_root);
+std::vector<data::Sample> samples_for(const Config& cfg, const std::string& list, const std::string& split,
+                                      data::LoadStats* stats) {
+  data::LoadOptions opt;
+  if (cfg.skip_bad) opt.on_missing = data::OnMissing::skip;
+  if (!list.empty()) return data::load_split_list(list, cfg.data_root, opt, stats);
   C3_CHECK(!cfg.data_root.empty(), "config: set data.root (a Cityscapes-layout folder) or data.", split, "_list");
-  return data::load_cityscapes(cfg.data_root, split);
+  return data::load_cityscapes(cfg.data_root, split, opt, stats);
 }
 
 data::AugmentConfig augment_for(const Config& cfg) {
@@ -27,13 +30,13 @@ data::AugmentConfig augment_for(const Config& cfg) {
 
 RunData load_run_data(const Config& cfg) {
   RunData d;
-  std::vector<data::Sample> train = samples_for(cfg, cfg.train_list, "train");
+  std::vector<data::Sample> train = samples_for(cfg, cfg.train_list, "train", &d.listing);
   C3_CHECK(!train.empty(), "no training samples found (data.root = '", cfg.data_root, "')");
   data::LabeledSplit split = cfg.labeled_list.empty() ? data::split_labeled(train, cfg.labeled_count, cfg.split_seed)
                                                       : data::split_labeled_from_list(train, cfg.labeled_list, cfg.data_root);
   d.labeled = std::move(split.labeled);
   d.unlabeled = cfg.unlabeled_all ? train : std::move(split.unlabeled);
-  d.val = samples_for(cfg, cfg.val_list, "val");
+  d.val = samples_for(cfg, cfg.val_list, "val", &d.listing);
   if (cfg.val_limit > 0 && int64_t(d.val.size()) > cfg.val_limit) d.val.resize(size_t(cfg.val_limit));
   C3_CHECK(!d.labeled.empty(), "the labeled subset is empty (data.labeled_count = ", cfg.labeled_count, ")");
   C3_CHECK(cfg.mode == TrainMode::supervised || !d.unlabeled.empty(),
@@ -55,6 +58,8 @@ data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
   lc.augment = augment_for(cfg);
   lc.shard = dist::rank();  // data-parallel: this rank's part of the global batch
   lc.shards = dist::world_size();
+  lc.skip_bad = cfg.skip_bad;
+  lc.pinned = cfg.device != "cpu" && cuda_available();  // batches go to the GPU: DMA from pinned memory
   return lc;
 }
 }  // namespace
@@ -63,7 +68,8 @@ void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
   data::LoaderConfig lc = train_loader_config(cfg, epoch);
   lc.dataset_size = d.labeled.size();
   auto lab = d.labeled;
-  d.labeled_loader = std::make_unique<data::Loader>(lc, [lab](size_t i) { return data::load_sample(lab[i]); });
+  const int nc = int(cfg.model.num_classes);
+  d.labeled_loader = std::make_unique<data::Loader>(lc, [lab, nc](size_t i) { return data::load_sample(lab[i], nc); });
 }
 
 void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
@@ -104,12 +110,29 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
   lc.augment.scales = {1.0};
   lc.augment.rotate_max = 0;
   lc.augment.flip_p = 0;
-  return std::make_unique<data::Loader>(lc, [val](size_t i) { return data::load_sample(val[i]); });
+  lc.pinned = cfg.device != "cpu" && cuda_available();
+  const int nc = int(cfg.model.num_classes);
+  return std::make_unique<data::Loader>(lc, [val, nc](size_t i) { return data::load_sample(val[i], nc); });
 }
 
-Tensor to_input(const std::vector<uint8_t>& images, int64_t n, int h, int w, Device dev) {
+int64_t RunData::skipped() const {
+  int64_t n = listing.skipped;
+  for (const auto* l : {labeled_loader.get(), unlabeled_loader.get()})
+    if (l) n += l->stats().skipped;
+  return n;
+}
+
+std::vector<std::string> RunData::skip_examples() const {
+  std::vector<std::string> out = listing.examples;
+  for (const auto* l : {labeled_loader.get(), unlabeled_loader.get()})
+    if (l)
+      for (const auto& e : l->stats().examples) out.push_back(e);
+  return out;
+}
+
+Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev) {
   C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
-  Tensor u8 = Tensor::from_vector(images, {n, h, w, 3}, dev);
+  Tensor u8 = Tensor::from_host(images, {n, h, w, 3}, dev);
   static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   std::vector<float> scale(3), shift(3);
   for (int c = 0; c < 3; ++c) {
@@ -120,9 +143,9 @@ Tensor to_input(const std::vector<uint8_t>& images, int64_t n, int h, int w, Dev
   return add(mul(x, Tensor::from_vector(scale, {3}, dev)), Tensor::from_vector(shift, {3}, dev));
 }
 
-Tensor to_labels(const std::vector<uint8_t>& labels, int64_t n, int h, int w, Device dev) {
+Tensor to_labels(std::span<const uint8_t> labels, int64_t n, int h, int w, Device dev) {
   C3_CHECK(int64_t(labels.size()) == n * h * w, "to_labels: ", labels.size(), " bytes for ", n, "x", h, "x", w);
-  return Tensor::from_vector(labels, {n, h, w}, dev);
+  return Tensor::from_host(labels, {n, h, w}, dev);
 }
 
 }  // namespace c3::semiseg

@@ -2,6 +2,7 @@
 // device tensors (uint8 NHWC in, normalized f32 out, on the device).
 #pragma once
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,11 @@ namespace c3::semiseg {
 struct RunData {
   std::vector<data::Sample> labeled, unlabeled, val;
   std::unique_ptr<data::Loader> labeled_loader, unlabeled_loader;
+  // Under data.skip_bad_samples: samples left out when listing (missing files), and the
+  // loaders' replaced draws (unreadable images, bad labels), with the first few reasons.
+  data::LoadStats listing;
+  int64_t skipped() const;
+  std::vector<std::string> skip_examples() const;
 };
 
 // Train samples from data.train_list (or the Cityscapes layout under data.root, split
@@ -29,7 +35,7 @@ void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch);
 std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d);
 
 // u8 NHWC -> f32 NHWC normalized with the ImageNet mean and std (RGB in [0,1]), on `dev`.
-Tensor to_input(const std::vector<uint8_t>& images, int64_t n, int h, int w, Device dev);
-Tensor to_labels(const std::vector<uint8_t>& labels, int64_t n, int h, int w, Device dev);
+Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev);
+Tensor to_labels(std::span<const uint8_t> labels, int64_t n, int h, int w, Device dev);
 
 }  // namespace c3::semiseg

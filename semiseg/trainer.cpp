@@ -107,9 +107,21 @@ Trainer::Trainer(Config cfg, bool resume)
   std::printf("run folder %s | device %s | %zu labeled, %zu unlabeled, %zu val images | %lld parameters\n",
               dir_.c_str(), device_name(device_), data_.labeled.size(), data_.unlabeled.size(), data_.val.size(),
               (long long)student_->num_parameters());
+  if (data_.listing.skipped)
+    std::printf("data.skip_bad_samples: %lld samples left out while listing (first: %s)\n",
+                (long long)data_.listing.skipped, data_.listing.examples[0].c_str());
 }
 
 Trainer::~Trainer() = default;
+
+// Under data.skip_bad_samples, what was left out (also printed at the end of the run).
+static std::string skip_report(const RunData& d) {
+  if (d.skipped() == 0) return "";
+  std::string r = "\nSkipped samples (data.skip_bad_samples): " + std::to_string(d.skipped()) + "; the first:\n";
+  for (const auto& e : d.skip_examples()) r += "- " + e + "\n";
+  std::printf("%s", r.c_str());
+  return r;
+}
 
 void Trainer::start_semi_phase() {
   // The teacher starts as a copy of the student (METHOD.md), then follows it by EMA.
@@ -283,7 +295,6 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       NoGradGuard ng;
       const double decay = nn::ema_decay(ema_updates_++, cfg_.ema_max_decay);
       std::vector<Tensor> tp, sp;
-      for (auto* pair : {&tp, &sp}) (void)pair;
       auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
       for (size_t i = 0; i < tpar.size(); ++i) { tp.push_back(*tpar[i].tensor); sp.push_back(*spar[i].tensor); }
       auto tbuf = teacher_->named_buffers(), sbuf = student_->named_buffers();
@@ -308,6 +319,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       nlohmann::json j = {{"step", step + 1}, {"epoch", step / spe}, {"loss", loss}, {"sup", out.sup},
                           {"cons", out.cons}, {"con", out.con}, {"kept", out.kept}, {"lr_head", opt_->lr(1)},
                           {"lr_backbone", opt_->lr(0)}, {"images_per_s", ips}, {"phase", semi ? "semi" : "warmup"}};
+      if (cfg_.skip_bad) j["skipped_samples"] = data_.skipped();
       if (!out.thresholds.empty()) {
         j["dcrs_thresholds"] = out.thresholds;
         j["dcrs_kept_per_class"] = out.kept_per_class;
@@ -360,7 +372,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   dist::barrier();  // the run ends together on every rank
   if (main_) std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << total << ", best val mIoU "
                                       << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
-                                      << iou_table_markdown(names, {{"last", res.last}});
+                                      << iou_table_markdown(names, {{"last", res.last}})
+                                      << skip_report(data_);
   return res;
 }
 

@@ -91,6 +91,18 @@ TEST_CASE("dataset: Cityscapes layout, labelTrainIds preferred over labelIds, mi
   write_png(root / "small_l.png", filled(3, 6, 1, 0));
   CHECK_THROWS_WITH_AS(load_sample({s[1].image, root / "small_l.png", {}}), has("small_l.png: label 3x6, image 4x6"),
                        c3::Error);
+  // A trainId label with a value that is neither a class nor 255 is an error naming the file;
+  // with 8 classes, value 8 is out too; labelIds map every unknown id to 255, so never fail.
+  Image bad = filled(4, 6, 1, 2);
+  bad.px[7] = 19, bad.px[8] = 19, bad.px[9] = 200;
+  write_png(root / "bad_l.png", bad);
+  CHECK_THROWS_WITH_AS(load_sample({s[1].image, root / "bad_l.png", LabelMapping::train_ids}),
+                       has("bad_l.png: values that are neither a class (0..18) nor 255: 19 (2 px), 200 (1 px)"), c3::Error);
+  write_png(root / "eight_l.png", filled(4, 6, 1, 8));
+  CHECK_THROWS_WITH_AS(load_sample({s[1].image, root / "eight_l.png", LabelMapping::train_ids}, 8),
+                       has("eight_l.png: values that are neither a class (0..7) nor 255: 8 (24 px)"), c3::Error);
+  CHECK(load_sample({s[1].image, root / "eight_l.png", LabelMapping::train_ids}, 9).second.px[0] == 8);
+  CHECK(load_sample({s[1].image, root / "bad_l.png", LabelMapping::label_ids}).second.px[9] == 255);
 
   LoadOptions unlabeled_ok;
   unlabeled_ok.require_labels = false;

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "data/loader.h"
 
 using namespace c3::data;
@@ -215,4 +216,54 @@ TEST_CASE("loader: an error in a sample reaches the consumer with its index") {
   CHECK(unlabeled.next(b));
   CHECK(b.labels.empty());
   CHECK(b.images.size() == 4u * 16 * 20 * 3);
+}
+
+TEST_CASE("loader: skip_bad replaces a failing sample by the next index and counts it") {
+  for (int workers : {0, 2}) {
+    LoaderConfig c = small_config();
+    c.sampling = Sampling::sequential;
+    c.workers = workers;
+    c.num_epochs = 1;
+    c.skip_bad = true;
+    Loader l(c, [](size_t i) {
+      if (i == 5 || i == 6) throw std::runtime_error("frame_0" + std::to_string(i) + ".png: truncated PNG");
+      return synthetic_sample(i);
+    });
+    std::vector<Batch> all = take(l, 10);
+    REQUIRE(all.size() == 3);  // 13 samples, batch 4, drop_last: 3 batches, none lost
+    // Slot 1 of batch 1 held index 5: 5 and 6 fail, 7 loads; slot 2 held 6, replaced by 7 too.
+    CHECK(all[1].indices == std::vector<int64_t>{4, 7, 7, 7});
+    const size_t npx = size_t(all[1].h) * all[1].w * 3;
+    CHECK(std::memcmp(all[1].images.data() + npx, all[1].images.data() + 3 * npx, npx) != 0);  // own seeds
+    const LoaderStats st = l.stats();
+    CHECK(st.skipped == 3);  // 5, 6 (for slot 1) and 6 (for slot 2)
+    REQUIRE(!st.examples.empty());
+    CHECK(st.examples[0].find("truncated PNG") != std::string::npos);
+  }
+  LoaderConfig c = small_config();
+  c.skip_bad = true;
+  Loader broken(c, [](size_t) -> std::pair<Image, Image> { throw std::runtime_error("disk gone"); });
+  Batch b;
+  CHECK_THROWS_WITH_AS(broken.next(b), doctest::Contains("13 samples in a row failed to load; the last: disk gone"),
+                       c3::Error);
+}
+
+TEST_CASE("loader: pinned batches hold the same bytes (pinned only where a GPU is usable)") {
+  LoaderConfig c = small_config();
+  c.strong = true;
+  Loader plain(c, synthetic_sample);
+  c.pinned = true;
+  Loader pinned(c, synthetic_sample);
+  Batch a, b;
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(plain.next(a));
+    REQUIRE(pinned.next(b));
+    CHECK(a.images == b.images);
+    CHECK(a.labels == b.labels);
+    CHECK(a.strong == b.strong);
+    CHECK_FALSE(is_pinned(a.images));
+    CHECK(is_pinned(b.images) == c3::cuda_available());  // no GPU: ordinary memory, same bytes
+  }
+  Batch copy = b;  // a copy keeps its own block; both free correctly
+  CHECK(copy.images == b.images);
 }

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 
+#include "data/dataset.h"
 #include "data/synthetic.h"
 #include "semiseg/trainer.h"
 #include "tests/helpers.h"
@@ -89,4 +92,49 @@ TEST_CASE("trainer: bad configs and a missing checkpoint are clear errors") {
   Config c = tiny(tmp_dir() + "/run_d", "c3");
   c.data_root = tmp_dir() + "/nothing-here";
   CHECK_THROWS_AS(Trainer(c, false), Error);
+}
+
+// Every other training image truncated, one label file deleted: an error naming the file by
+// default; with data.skip_bad_samples the run trains, counts what it left out and says so.
+TEST_CASE("trainer: data.skip_bad_samples skips and counts unreadable samples") {
+  namespace fs = std::filesystem;
+  const std::string root = tmp_dir() + "/bad_data";
+  data::make_synthetic(root, 5, 12, 2, 64, 128);
+  std::vector<std::string> images;
+  for (const auto& e : fs::recursive_directory_iterator(root + "/leftImg8bit/train")) images.push_back(e.path());
+  std::sort(images.begin(), images.end());
+  images.erase(std::remove_if(images.begin(), images.end(), [](const std::string& p) { return p.size() < 4 || p.substr(p.size() - 4) != ".png"; }),
+               images.end());
+  REQUIRE(images.size() == 12);
+  for (size_t i = 0; i < images.size(); i += 2) fs::resize_file(images[i], fs::file_size(images[i]) / 2);
+  const std::string missing_label = data::cityscapes_sample_for(images[11]).label;
+  fs::remove(missing_label);
+
+  Config c = tiny(tmp_dir() + "/run_skip_err", "supervised");
+  c.data_root = root;
+  c.labeled_count = 11;
+  // (the missing labelTrainIds file falls back to the labelIds name, also missing)
+  CHECK_THROWS_WITH_AS(Trainer(c, false), doctest::Contains("synth_000011_gtFine_labelIds.png: label file not found"), Error);
+  fs::copy_file(data::cityscapes_sample_for(images[10]).label, missing_label);  // only the truncated images are bad
+  {
+    Trainer t(c, false);
+    CHECK_THROWS_WITH_AS(t.run(), doctest::Contains("_leftImg8bit.png"), Error);  // names the truncated file
+  }
+  fs::remove(missing_label);
+  c.out_dir = tmp_dir() + "/run_skip";
+  c.skip_bad = true;
+  Trainer t(c, false);
+  TrainResult r = t.run();
+  CHECK(r.steps_done == 6);
+  int64_t skipped = -1;
+  std::ifstream f(c.out_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("skipped_samples")) skipped = j["skipped_samples"].get<int64_t>();
+  }
+  CHECK(skipped >= 2);  // the missing label, and at least one truncated image among 12 draws
+  std::ifstream s(c.out_dir + "/summary.md");
+  const std::string summary((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
+  CHECK(summary.find("Skipped samples (data.skip_bad_samples): " + std::to_string(skipped)) != std::string::npos);
+  CHECK(summary.find("label file not found") != std::string::npos);
 }
