@@ -100,7 +100,7 @@ Trainer::Trainer(Config cfg, bool resume)
     if (main_) std::printf("resumed from %s at step %lld\n", latest.c_str(), (long long)start_step_);
   }
   sync_from_rank0();
-  if (!main_) return;
+  if (!main_) return;  // what follows prints and writes files: rank 0 only
   std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
   if (world > 1) std::printf("data-parallel: %d ranks, %d + %d images per rank and step\n", world,
                              cfg_.batch_labeled / world, cfg_.batch_unlabeled / world);
