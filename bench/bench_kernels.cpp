@@ -34,13 +34,13 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-// --kernel softmax,adam:2 and --family optim select entries; no selection = every version 1
-// (the library's kernels) plus any version named explicitly.
+// --kernel softmax,mul_channel:2 and --family optim select entries (a name without a
+// version means version 1); no --kernel = every registered version.
 std::vector<const Kernel*> select(int argc, char** argv) {
   const auto names = split(arg_value(argc, argv, "--kernel", "")), fams = split(arg_value(argc, argv, "--family", ""));
   std::vector<const Kernel*> out;
   for (const Kernel& k : registry()) {
-    bool want = names.empty() && k.version == 1;
+    bool want = names.empty();
     for (const std::string& n : names) {
       const size_t colon = n.find(':');
       const std::string name = n.substr(0, colon);

@@ -3,7 +3,7 @@
 // it, per batch size.
 //
 //   build/bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
-//                    [--reps N] [--out DIR]
+//                    [--threads 1,0] [--reps N] [--out DIR]
 //
 // --cpu: the embedded default model (configs/synthetic.json: DeepLab-v2 ResNet-18 at 1/4
 //   width, 64x128 crops), batches 4+4 and 2+2. --gpu: the reference protocol
@@ -71,6 +71,16 @@ Flops count_flops(const Tensor& loss) {
     (conv ? f.convs : f.matmuls)++;
   }
   return f;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos <= s.size();) {
+    const size_t comma = std::min(s.find(',', pos), s.size());
+    if (comma > pos) out.push_back(s.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
 }
 
 void sync(Device d) {
@@ -158,16 +168,18 @@ int main(int argc, char** argv) try {
   const int reps = std::atoi(lab::arg_value(argc, argv, "--reps", gpu ? "10" : "5").c_str());
   const std::string out = lab::arg_value(argc, argv, "--out", "bench/results");
   const std::string crop = lab::arg_value(argc, argv, "--crop", "");
+  // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
+  // cores" much slower than one thread; both rows show it).
+  std::vector<int> threads;
+  for (const std::string& t : split(lab::arg_value(argc, argv, "--threads", gpu ? "0" : "1,0")))
+    threads.push_back(std::atoi(t.c_str()));
   lab::set_threads(0);
   lab::Meta meta = lab::make_meta("whole-step benchmark (bench/bench_step)", gpu ? lab::cuda_device() : lab::cpu_device(),
                                   gpu ? 1 : lab::max_threads());
   nlohmann::json js;
   std::vector<Row> rows;
   std::string model_desc;
-  for (size_t pos = 0; pos < batches.size();) {
-    const size_t comma = std::min(batches.find(',', pos), batches.size());
-    const std::string b = batches.substr(pos, comma - pos);
-    pos = comma + 1;
+  for (const std::string& b : split(batches)) {
     std::vector<std::string> ov = {"train.batch_labeled=" + b.substr(0, b.find('+')),
                                    "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\""};
     if (!crop.empty())
@@ -208,7 +220,10 @@ int main(int argc, char** argv) try {
              s.optimizer_and_ema();
              sync(dev);
            }, step_f.fwd + step_f.bwd + teacher_f}};
+      for (int th : threads)
       for (const Phase& p : phases) {
+        if (!gpu) lab::set_threads(th);
+        const std::string ths = gpu ? "-" : std::to_string(th > 0 ? th : lab::max_threads());
         if (gpu) cuda_allocator().reset_peak();
         lab::Timing t;
         if (std::string(p.name) == "student backward") {  // forward untimed, backward timed
@@ -231,13 +246,14 @@ int main(int argc, char** argv) try {
         const bool opt_phase = p.flops == 0, teacher = std::string(p.name).rfind("teacher", 0) == 0;
         const double peak = peak_bytes(dev), ips = double(teacher ? cfg.batch_unlabeled : images) / t.median;
         const double tf = p.flops / t.median / 1e12;
-        std::printf("  %-38s %9.2f ms  %7.1f img/s  %8.1f GFLOP  %6.3f TFLOP/s  peak %.2f GiB\n", p.name,
-                    t.median * 1e3, ips, p.flops / 1e9, tf, peak / (1 << 30));
+        std::printf("  %3s thr %-38s %9.2f ms  %7s img/s  %8.1f GFLOP  %6.3f TFLOP/s  peak %.2f GiB\n", ths.c_str(), p.name,
+                    t.median * 1e3, opt_phase ? "-" : lab::fmt("%.1f", ips).c_str(), p.flops / 1e9, tf,
+                    peak / (1 << 30));
         std::fflush(stdout);
-        rows.push_back({b, p.name, lab::fmt("%.2f", t.median * 1e3), lab::fmt("%.2f", t.best * 1e3), opt_phase ? "-" : lab::fmt("%.1f", ips),
+        rows.push_back({b, ths, p.name, lab::fmt("%.2f", t.median * 1e3), lab::fmt("%.2f", t.best * 1e3), opt_phase ? "-" : lab::fmt("%.1f", ips),
                         p.flops > 0 ? lab::fmt("%.1f", p.flops / 1e9) : "-", p.flops > 0 ? lab::fmt("%.3f", tf) : "-",
                         lab::fmt("%.2f", peak / (1 << 30))});
-        js.push_back({{"batch", b}, {"phase", p.name}, {"median_ms", t.median * 1e3}, {"best_ms", t.best * 1e3},
+        js.push_back({{"batch", b}, {"threads", ths}, {"phase", p.name}, {"median_ms", t.median * 1e3}, {"best_ms", t.best * 1e3},
                       {"reps", t.reps}, {"images", images}, {"images_per_s", opt_phase ? 0.0 : ips}, {"flops", p.flops},
                       {"tflops", tf}, {"peak_bytes", peak}, {"model", model_desc}, {"config", config},
                       {"convs", step_f.convs}, {"matmuls", step_f.matmuls}});
@@ -246,7 +262,7 @@ int main(int argc, char** argv) try {
       const bool oom = std::string(e.what()).find("out of memory") != std::string::npos;
       std::printf("  batch %s: %s\n", b.c_str(), oom ? "out of memory" : e.what());
       if (!oom) throw;
-      rows.push_back({b, "out of memory", "-", "-", "-", "-", "-", "-"});
+      rows.push_back({b, "-", "out of memory", "-", "-", "-", "-", "-", "-"});
       js.push_back({{"batch", b}, {"phase", "out of memory"}});
       if (gpu) cuda_allocator().empty_cache();
     }
@@ -258,7 +274,7 @@ int main(int argc, char** argv) try {
       ". FLOPs: conv2d and matmul nodes of the autograd graph (2 x multiply-adds; backward: the input and weight "
       "gradients each node needs; the teacher: the student's forward FLOPs per image x unlabeled images); "
       "elementwise work not counted.\n\n" +
-      lab::md_table({"batch (l+u)", "phase", "median ms", "best ms", "images/s", "GFLOP", "TFLOP/s", "peak GiB"}, rows);
+      lab::md_table({"batch (l+u)", "threads", "phase", "median ms", "best ms", "images/s", "GFLOP", "TFLOP/s", "peak GiB"}, rows);
   std::printf("wrote %s\n", lab::write_results(out, gpu ? "step-gpu" : "step-cpu", meta, js, md).c_str());
   return 0;
 } catch (const std::exception& e) {

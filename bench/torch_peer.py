@@ -357,6 +357,7 @@ def main():
     ap.add_argument("--batches", help="e.g. 4+4,2+2 (default: those of --ours, else 4+4,2+2 / 16+16,...)")
     ap.add_argument("--ours", help="our bench_step JSON (bench/results/step-cpu.json)")
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--threads", help="CPU thread counts, e.g. 1,2 (default: 1 and all cores)")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
     gpu = a.gpu or (not a.cpu and torch.cuda.is_available())
@@ -365,7 +366,6 @@ def main():
         torch.backends.cudnn.benchmark = True
         device = torch.cuda.get_device_name(0)
     else:
-        torch.set_num_threads(os.cpu_count())
         device = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "CPU")
         device += f", {os.cpu_count()} cores"
     ours = json.load(open(a.ours)) if a.ours and os.path.exists(a.ours) else None
@@ -379,8 +379,12 @@ def main():
         default_batches = ",".join(dict.fromkeys(r["batch"] for r in ours["results"] if "median_ms" in r))
     batches = [tuple(int(v) for v in b.split("+")) for b in (a.batches or default_batches).split(",")]
     reps = a.reps or (10 if gpu else 5)
-    variants = ["fp32", "bf16+cl"] if gpu else ["fp32"]
-    ours_ms = {(r["batch"], r["phase"]): r["median_ms"] for r in (ours["results"] if ours else []) if "median_ms" in r}
+    # (variant, threads): on the CPU one thread and all cores, as bench_step; "-" on the GPU.
+    variants = [("fp32", "-"), ("bf16+cl", "-")] if gpu else [("fp32", "1"), ("fp32", str(os.cpu_count()))]
+    if a.threads and not gpu:
+        variants = [("fp32", t) for t in a.threads.split(",")]
+    ours_ms = {(r["batch"], r.get("threads", "-"), r["phase"]): r["median_ms"]
+               for r in (ours["results"] if ours else []) if "median_ms" in r}
     m = cfg["model"]
     model = (f"DeepLab-v2 ResNet-{m['depth']} width {m['width']:g}, OS{m['output_stride']}, "
              f"{'frozen' if m['frozen_bn'] else 'trainable'} BN, {cfg['data']['crop'][0]}x{cfg['data']['crop'][1]} crops")
@@ -389,24 +393,26 @@ def main():
     rows, results = [], []
     for bl, bu in batches:
         b = f"{bl}+{bu}"
-        for v in variants:
+        for v, th in variants:
+            if th != "-":
+                torch.set_num_threads(int(th))
             try:
                 out = run_batch(cfg, bl, bu, dev, v, reps)
             except torch.cuda.OutOfMemoryError if gpu else MemoryError:
                 print(f"  batch {b} {v}: out of memory")
-                rows.append([b, v, "out of memory", "-", "-", "-", "-", "-"])
+                rows.append([b, v, th, "out of memory", "-", "-", "-", "-", "-", "-"])
                 torch.cuda.empty_cache()
                 continue
             for phase, (med, best, peak) in out.items():
-                o = ours_ms.get((b, phase))
+                o = ours_ms.get((b, th, phase))
                 ratio = f"{o / (med * 1e3):.2f}" if o else "-"
                 ips = "-" if phase.startswith("optimizer") else \
                     f"{(bu if phase.startswith('teacher') else bl + bu) / med:.1f}"
-                print(f"  {b:>6} {v:8} {phase:38} {med * 1e3:9.2f} ms  ours {o if o else float('nan'):9.2f} ms"
+                print(f"  {b:>6} {v:8} {th:>2} thr {phase:38} {med * 1e3:9.2f} ms  ours {o if o else float('nan'):9.2f} ms"
                       f"  ours/torch {ratio}")
-                rows.append([b, v, phase, f"{med * 1e3:.2f}", f"{best * 1e3:.2f}", ips, f"{peak / 2**30:.2f}",
+                rows.append([b, v, th, phase, f"{med * 1e3:.2f}", f"{best * 1e3:.2f}", ips, f"{peak / 2**30:.2f}",
                              f"{o:.2f}" if o else "-", ratio])
-                results.append({"batch": b, "variant": v, "phase": phase, "median_ms": med * 1e3,
+                results.append({"batch": b, "variant": v, "threads": th, "phase": phase, "median_ms": med * 1e3,
                                 "best_ms": best * 1e3, "peak_bytes": peak, "ours_median_ms": o,
                                 "ours_over_torch": o / (med * 1e3) if o else None})
     info["load_after"] = " ".join(open("/proc/loadavg").read().split()[:3])
@@ -414,7 +420,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     stem = os.path.join(a.out, "torch-gpu" if gpu else "torch-cpu")
     json.dump(info, open(stem + ".json", "w"), indent=1)
-    head = ["batch (l+u)", "variant", "phase", "median ms", "best ms", "images/s", "peak GiB", "ours ms", "ours/torch"]
+    head = ["batch (l+u)", "variant", "threads", "phase", "median ms", "best ms", "images/s", "peak GiB", "ours ms", "ours/torch"]
     with open(stem + ".md", "w") as f:
         f.write(f"# {info['program']}\n\nDevice: {device}, PyTorch {torch.__version__}, {info['threads']} threads"
                 f"  \nDate: {info['date']}, commit {info['commit']}  \nLoad average (1/5/15 min) before: "

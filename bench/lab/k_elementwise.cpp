@@ -5,8 +5,10 @@
 
 #include "bench/lab/lab.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/norm.h"
 #include "kernels/cpu/optim.h"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/norm.h"
 #include "kernels/cuda/optim.h"
 
 namespace lab {
@@ -46,6 +48,29 @@ Case binary_case(Backend b, const Scale& s, Binary op, Bcast bc) {
       [&v, st, op, bc, n, s] { kernels::cpu::binary(op, v[0].host(), v[1].host(), v[2].host(), n, bc, s.C); },
       [&v, st, op, bc, n, s, b] { LAB_DEV(b, binary_f32, op, v[0].dev(), v[1].dev(), v[2].dev(), n, bc, s.C); },
       [&v, st] { return compare("out", v[2].download(), v[2].vec(), kRtol, kAtol); });
+}
+
+// Version 2 of mul_channel: the same x * w[c] through the BatchNorm apply kernel (mean and
+// bias null), which walks rows x channels instead of taking i % C per element. Checked on
+// both backends against version 1's CPU kernel.
+Case mul_channel_bn_case(Backend b, const Scale& s) {
+  const int64_t n = features(s), M = n / s.C;
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n, 1));
+  st->emplace_back(b, s.C);
+  fill_uniform((*st)[1].vec(), 0.5f, 1.5f, 7);
+  (*st)[1].upload();
+  st->emplace_back(b, n);
+  auto& v = *st;
+  return make_case(
+      b, feature_shape(s), double(2 * n + s.C) * 4,
+      [&v, st, M, s] { kernels::cpu::bn_apply(v[0].host(), M, s.C, (const float*)nullptr, v[1].host(), (const float*)nullptr, v[2].host()); },
+      [&v, st, M, s, b] { LAB_DEV(b, bn_apply_f32, v[0].dev(), M, s.C, nullptr, v[1].dev(), nullptr, v[2].dev()); },
+      [&v, st, n, s] {
+        std::vector<float> ref(static_cast<size_t>(n));
+        kernels::cpu::binary(Binary::mul, v[0].host(), v[1].host(), ref.data(), n, Bcast::channel, s.C);
+        return all_of({compare("out vs v1", v[2].vec(), ref, kRtol, kAtol),
+                       compare("out", v[2].download(), v[2].vec(), kRtol, kAtol)});
+      });
 }
 
 Case relu_case(Backend b, const Scale& s) {
@@ -132,6 +157,8 @@ const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same); }});
 const Register r2({"elementwise", "mul_channel", 1, "a * w[c], per-channel broadcast (binary_f32)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::mul, Bcast::channel); }});
+const Register r2b({"elementwise", "mul_channel", 2, "x * w[c] through bn_apply (rows x channels, no modulo)",
+                    mul_channel_bn_case});
 const Register r3({"elementwise", "relu", 1, "unary_f32 relu", relu_case});
 const Register r4({"elementwise", "relu_backward", 1, "unary_backward_f32 relu", relu_backward_case});
 const Register r5({"elementwise", "axpy", 1, "y += a x (gradient accumulation)", axpy_case});

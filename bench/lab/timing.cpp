@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -43,11 +44,15 @@ void flush_host_caches() {
 }  // namespace
 
 void set_threads(int threads) {
-  const int n = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = threads > 0 ? threads : max_threads();
   omp_set_num_threads(n);
   openblas_set_num_threads(n);
 }
-int max_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+// All cores, unless OMP_NUM_THREADS says otherwise.
+int max_threads() {
+  if (const char* e = std::getenv("OMP_NUM_THREADS"); e && std::atoi(e) > 0) return std::atoi(e);
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 Timing time_host(const std::function<void()>& fn, int reps, double min_seconds) {
   fn();  // warm-up: first-touch page faults, lazy allocations

@@ -31,7 +31,7 @@ Ceilings cpu_ceilings(int threads);
 // GPU: a 1 GiB device-to-device copy; cuBLAS SGEMM 8192^3 in FP32 and in TF32.
 Ceilings cuda_ceilings();
 
-// Sets the OpenMP and OpenBLAS thread counts (0 = all cores).
+// Sets the OpenMP and OpenBLAS thread counts (0 = all cores, or OMP_NUM_THREADS when set).
 void set_threads(int threads);
 int max_threads();
 
