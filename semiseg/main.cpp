@@ -78,6 +78,7 @@ bool exists(const std::string& p) {
 }
 
 void print_final(const Config& cfg, const TrainResult& r) {
+  if (!c3::dist::is_main()) return;  // data-parallel: rank 0 prints
   const auto& names = class_names(int(cfg.model.num_classes));
   std::vector<std::pair<std::string, IoUResult>> rows = {{"last", r.last}};
   if (!r.last_star.iou.empty()) rows.push_back({"last*", r.last_star});
