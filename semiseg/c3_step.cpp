@@ -192,6 +192,17 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   out.kept = m.empty() ? 1.0 : kept / double(m.size());
   out.thresholds = thresholds.cpu().to_vector<float>();
   out.kept_per_class = dr.kept_fraction.cpu().to_vector<float>();
+  if (dist::world_size() > 1) {  // the fractions over every rank's pixels (as one process logs them)
+    const auto count = dr.count.cpu().to_vector<int32_t>();
+    std::vector<double> v(size_t(2 * C), 0.0);
+    for (int64_t c = 0; c < C; ++c) {
+      v[size_t(c)] = count[size_t(c)];
+      if (count[size_t(c)] > 0) v[size_t(C + c)] = std::round(double(out.kept_per_class[size_t(c)]) * count[size_t(c)]);
+    }
+    dist::all_reduce_sum(v);
+    for (int64_t c = 0; c < C; ++c)
+      out.kept_per_class[size_t(c)] = v[size_t(c)] > 0 ? float(v[size_t(C + c)] / v[size_t(c)]) : NAN;
+  }
   out.quantiles = dr.quantile.cpu().to_vector<float>();
   return out;
 }

@@ -12,6 +12,10 @@ BIN=${1:?usage: tools/test_dist.sh path/to/c3tests}
 command -v mpirun >/dev/null || { echo "test_dist: mpirun not found (apt-get install openmpi-bin)"; exit 1; }
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Shared memory without ptrace-based single copy (containers forbid it); no network needed.
+# The tests' run folders (and Open MPI's session files) go to a folder removed at the end.
+WORK=$(mktemp -d /tmp/c3dist-run.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+export TMPDIR="$WORK"
 MPIRUN="mpirun -np 2 --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none"
 
 echo "== mpirun -np 2 $BIN -tc='dist:*'"
@@ -39,7 +43,7 @@ echo "test_dist: ok (the job ended ${took}s after rank 1 died, exit $rc)"
 CLI=${2:-}
 [ -n "$CLI" ] || exit 0
 echo "== mpirun -np 2 $CLI train, with an error on rank 1 (C3_DEBUG_KILL_MODE=throw)"
-D=$(mktemp -d /tmp/c3distcli.XXXXXX)
+D=$(mktemp -d "$WORK/cli.XXXXXX")
 "$CLI" make-synthetic --out "$D/data" --train 16 --val 4 >/dev/null || { echo "test_dist: make-synthetic failed"; exit 1; }
 start=$(date +%s)
 out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=throw timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK -x C3_DEBUG_KILL_MODE \
@@ -49,7 +53,6 @@ out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=throw timeout 120 $MPIRUN -x C3_DE
   --set train.steps_per_epoch=4 --set train.device=cpu --set "output.dir=\"$D/run\"" 2>&1)
 rc=$?
 took=$(( $(date +%s) - start ))
-rm -rf "$D"
 echo "$out" | grep -E "error|MPI_ABORT" | head -3
 if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
   echo "test_dist: FAILED: with an error on rank 1 the job exited $rc after ${took}s (want non-zero, < 60 s)"; exit 1
