@@ -158,14 +158,14 @@ bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
 	./$(BUILD)/bench_kernels --cpu --out $(BENCH_OUT)
 	./$(BUILD)/bench_step --cpu --out $(BENCH_OUT)
-	$(BENCH_PYTHON) bench/torch_peer.py --cpu --ours $(BENCH_OUT)/step-cpu.json --out $(BENCH_OUT)
+	$(BENCH_PYTHON) bench/torch_peer.py --cpu --run-ours ./$(BUILD)/bench_step --out $(BENCH_OUT)
 	./$(BUILD)/bench_loader
 
 bench-gpu: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 $(BENCH_BIN)
 	./$(BUILD)/bench_kernels --gpu --out $(BENCH_OUT)
 	./$(BUILD)/bench_step --gpu --out $(BENCH_OUT)
-	$(BENCH_PYTHON) bench/torch_peer.py --gpu --ours $(BENCH_OUT)/step-gpu.json --out $(BENCH_OUT)
+	$(BENCH_PYTHON) bench/torch_peer.py --gpu --run-ours ./$(BUILD)/bench_step --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(BUILD)

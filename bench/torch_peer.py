@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The whole-step benchmark of bench/bench_step.cpp, in PyTorch, side by side with ours.
 
-    /usr/bin/python3 bench/torch_peer.py --cpu --ours bench/results/step-cpu.json
-    python3 bench/torch_peer.py --gpu --ours bench/results/step-gpu.json
+    /usr/bin/python3 bench/torch_peer.py --cpu --run-ours build/bench_step
+    python3 bench/torch_peer.py --gpu --run-ours build/bench_step   (or --ours bench/results/step-gpu.json)
 
 Builds the same model (DeepLab-v2 on a ResNet with our conventions: stride on the first 1x1
 of a bottleneck, OS8 dilations, ceil-mode max pool, ASPP-v2, align_corners upsampling, the
@@ -24,6 +24,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -339,6 +340,16 @@ def run_batch(cfg, bl, bu, dev, variant, reps):
     return out
 
 
+def run_ours(binary, gpu, config, batch, threads, reps):
+    """Our bench_step for one batch and thread count; {(batch, threads, phase): median ms}."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [binary, "--gpu" if gpu else "--cpu", "--config", config, "--batches", batch,
+               "--threads", "0" if threads == "-" else threads, "--reps", str(reps), "--out", tmp]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        rows = json.load(open(os.path.join(tmp, "step-gpu.json" if gpu else "step-cpu.json")))["results"]
+    return {(r["batch"], r.get("threads", "-"), r["phase"]): r["median_ms"] for r in rows if "median_ms" in r}
+
+
 def meta(device):
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
@@ -356,6 +367,8 @@ def main():
     ap.add_argument("--config")
     ap.add_argument("--batches", help="e.g. 4+4,2+2 (default: those of --ours, else 4+4,2+2 / 16+16,...)")
     ap.add_argument("--ours", help="our bench_step JSON (bench/results/step-cpu.json)")
+    ap.add_argument("--run-ours", metavar="BIN", help="run our bench_step for each row just before PyTorch's "
+                    "(both measured under the same machine load); its times replace those of --ours")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--threads", help="CPU thread counts, e.g. 1,2 (default: 1 and all cores)")
     ap.add_argument("--out", default="bench/results")
@@ -394,6 +407,8 @@ def main():
     for bl, bu in batches:
         b = f"{bl}+{bu}"
         for v, th in variants:
+            if a.run_ours and v == "fp32":
+                ours_ms.update(run_ours(a.run_ours, gpu, config, b, th, reps))
             if th != "-":
                 torch.set_num_threads(int(th))
             try:
@@ -416,7 +431,8 @@ def main():
                                 "best_ms": best * 1e3, "peak_bytes": peak, "ours_median_ms": o,
                                 "ours_over_torch": o / (med * 1e3) if o else None})
     info["load_after"] = " ".join(open("/proc/loadavg").read().split()[:3])
-    info.update({"model": model, "config": config, "results": results, "ours": a.ours})
+    ours_src = f"{a.run_ours} run just before each PyTorch row" if a.run_ours else a.ours
+    info.update({"model": model, "config": config, "results": results, "ours": ours_src})
     os.makedirs(a.out, exist_ok=True)
     stem = os.path.join(a.out, "torch-gpu" if gpu else "torch-cpu")
     json.dump(info, open(stem + ".json", "w"), indent=1)
@@ -426,7 +442,7 @@ def main():
                 f"  \nDate: {info['date']}, commit {info['commit']}  \nLoad average (1/5/15 min) before: "
                 f"{info['load_before']}, after: {info['load_after']} (other work shares this machine)\n\n"
                 f"Model: {model} ({config}); the same phases as bench/bench_step, timed the same way; "
-                f"ours: {a.ours or 'not given'} (ours/torch > 1: we are slower).\n\n")
+                f"ours: {ours_src or 'not given'} (ours/torch > 1: we are slower).\n\n")
         f.write("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n")
         f.writelines("| " + " | ".join(r) + " |\n" for r in rows)
     print(f"wrote {stem}.json and {stem}.md")
