@@ -5,8 +5,11 @@
 #define OMPI_SKIP_MPICXX 1  // the C API only (the C++ bindings warn under -Wextra)
 #include <mpi.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <map>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +20,31 @@
 
 namespace c3::dist {
 namespace {
+
+using WatchClock = std::chrono::steady_clock;
+std::atomic<int64_t> g_wait_since{0};         // steady-clock ms when the current collective began; 0 = none
+std::atomic<const char*> g_wait_what{nullptr};
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(WatchClock::now().time_since_epoch()).count() + 1;
+}
+
+// Ends this rank when a collective waits too long (see detail::Watch). Only async-safe-ish
+// work after the decision: print, flush, _Exit (MPI calls are the main thread's).
+void watchdog(double timeout_s, int rank, int world) {
+  const auto tick = std::chrono::milliseconds(std::max<int64_t>(100, std::min<int64_t>(1000, int64_t(timeout_s * 100))));
+  for (;;) {
+    std::this_thread::sleep_for(tick);
+    const int64_t since = g_wait_since.load();
+    if (since == 0 || double(now_ms() - since) < timeout_s * 1000) continue;
+    const char* what = g_wait_what.load();
+    std::fprintf(stderr, "rank %d of %d: %s has waited %.0f s for the other ranks (C3_DIST_TIMEOUT): "
+                 "a rank died or hangs; ending this rank, and with it the job\n", rank, world,
+                 what ? what : "a collective", double(now_ms() - since) / 1000);
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
+}
 
 bool g_inited = false;  // MPI_Init done by us
 bool g_local = false;   // inside a LocalScope
@@ -89,7 +117,18 @@ void init() {
   MPI_Comm_rank(node, &g_local_rank);
   MPI_Comm_free(&node);
   detail::select_gpu(g_local_rank);
+  const char* t = std::getenv("C3_DIST_TIMEOUT");
+  const double timeout = t ? std::atof(t) : 1800.0;
+  if (g_world > 1 && timeout > 0) std::thread(watchdog, timeout, g_rank, g_world).detach();
 }
+
+namespace detail {
+Watch::Watch(const char* what) {
+  g_wait_what = what;
+  g_wait_since = now_ms();
+}
+Watch::~Watch() { g_wait_since = 0; }
+}  // namespace detail
 
 int rank() { return (init(), g_local) ? 0 : g_rank; }
 int world_size() { return (init(), g_local) ? 1 : g_world; }
@@ -105,6 +144,7 @@ void all_reduce_sum(Tensor& t) {
   }
   if (!mpi_active()) return;
   check_count(t, "all_reduce_sum");
+  detail::Watch w("all_reduce_sum");
   MPI_Allreduce(MPI_IN_PLACE, t.raw(), int(t.numel()), mpi_type(t.dtype(), "all_reduce_sum"), MPI_SUM, MPI_COMM_WORLD);
 }
 
@@ -139,6 +179,7 @@ Tensor all_gather(const Tensor& t) {
   check_count(t, "all_gather");
   Tensor out = Tensor::empty(s, t.dtype(), Device::cpu);
   const MPI_Datatype ty = mpi_type(t.dtype(), "all_gather");
+  detail::Watch w("all_gather");
   MPI_Allgather(t.raw(), int(t.numel()), ty, out.raw(), int(t.numel()), ty, MPI_COMM_WORLD);
   return out;
 }
@@ -150,6 +191,7 @@ void broadcast(Tensor& t, int root) {
   }
   if (!mpi_active()) return;
   check_count(t, "broadcast");
+  detail::Watch w("broadcast");
   MPI_Bcast(t.raw(), int(t.numel()), mpi_type(t.dtype(), "broadcast"), root, MPI_COMM_WORLD);
 }
 
@@ -171,27 +213,39 @@ void broadcast_packed(const std::vector<Tensor>& ts, int root) {
 }
 
 void barrier() {
-  if (mpi_active()) MPI_Barrier(MPI_COMM_WORLD);
+  if (!mpi_active()) return;
+  detail::Watch w("barrier");
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 void all_reduce_sum(std::vector<double>& v) {
-  if (mpi_active()) MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  if (!mpi_active()) return;
+  detail::Watch w("all_reduce_sum (host)");
+  MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 void all_reduce_sum(std::vector<uint64_t>& v) {
-  if (mpi_active()) MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+  if (!mpi_active()) return;
+  detail::Watch w("all_reduce_sum (host)");
+  MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
 }
 void all_reduce_sum(std::vector<int32_t>& v) {
-  if (mpi_active()) MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (!mpi_active()) return;
+  detail::Watch w("all_reduce_sum (host)");
+  MPI_Allreduce(MPI_IN_PLACE, v.data(), int(v.size()), MPI_INT, MPI_SUM, MPI_COMM_WORLD);
 }
 
 bool any(bool flag) {
   int v = flag ? 1 : 0;
-  if (mpi_active()) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (mpi_active()) {
+    detail::Watch w("any (stop flag)");
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  }
   return v != 0;
 }
 
 std::string broadcast_string(const std::string& s, int root) {
   if (!mpi_active()) return s;
+  detail::Watch w("broadcast_string");
   uint64_t n = s.size();
   MPI_Bcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD);
   std::string out = g_rank == root ? s : std::string(size_t(n), '\0');
@@ -202,6 +256,7 @@ std::string broadcast_string(const std::string& s, int root) {
 std::vector<uint64_t> all_gather(uint64_t v) {
   if (!mpi_active()) return {v};
   std::vector<uint64_t> out(static_cast<size_t>(g_world));
+  detail::Watch w("all_gather (host)");
   MPI_Allgather(&v, 1, MPI_UINT64_T, out.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
   return out;
 }
@@ -300,6 +355,10 @@ void debug_maybe_die() {
   const char* mode = std::getenv("C3_DEBUG_KILL_MODE");
   if (mode && std::string(mode) == "throw")
     throw Error("C3_DEBUG_KILL_RANK: an error injected on rank " + std::to_string(rank()));
+  if (mode && std::string(mode) == "hang") {
+    std::fprintf(stderr, "rank %d: C3_DEBUG_KILL_RANK: this process hangs\n", rank());
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
   std::fprintf(stderr, "rank %d: C3_DEBUG_KILL_RANK: killing this process (SIGKILL)\n", rank());
   std::fflush(stderr);
   std::raise(SIGKILL);

@@ -86,10 +86,22 @@ class LocalScope {
 
 // Test-only failure injection (tools/test_dist.sh; the trainer calls it once per step): when
 // C3_DEBUG_KILL_RANK equals this rank, at call number C3_DEBUG_KILL_AT (default 1) the
-// process kills itself with SIGKILL, or throws c3::Error with C3_DEBUG_KILL_MODE=throw.
+// process kills itself with SIGKILL, or with C3_DEBUG_KILL_MODE=throw throws c3::Error, or
+// with C3_DEBUG_KILL_MODE=hang sleeps forever (the others' watchdog must end the job).
 void debug_maybe_die();
 
 namespace detail {
+// While alive, marks this rank as waiting in the collective `what`. A watchdog thread (started
+// under mpirun) ends the process with a message naming it when one collective waits longer
+// than C3_DIST_TIMEOUT seconds (default 1800): a rank that hangs without dying (stuck I/O, a
+// deadlock) then ends the job too, since mpirun ends the others when one exits with an error.
+class Watch {
+ public:
+  explicit Watch(const char* what);
+  ~Watch();
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+};
 // NCCL backend (core/dist_nccl.cpp; throws in builds without CUDA).
 void nccl_all_reduce(Tensor& t, bool avg);
 void nccl_all_gather(const Tensor& in, Tensor& out);

@@ -64,6 +64,7 @@ ncclDataType_t nccl_type(DType t, const char* op) {
 template <class F> void run(const char* what, F&& f) {
   Nccl& n = comm();
   check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize before a collective");
+  Watch w(what);  // a peer that never joins would leave the stream waiting forever
   check_nccl(f(n), what);
   check_cuda(cudaStreamSynchronize(n.stream), what);
 }

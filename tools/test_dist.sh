@@ -4,6 +4,7 @@
 #     batch 2 against one process with batch 4 (tests/test_dist.cpp);
 #  2. a rank that dies: rank 1 kills itself (C3_DEBUG_KILL_RANK=1) during a training step;
 #     the job must end (non-zero) within 60 s with mpirun naming the dead rank, not hang;
+#     a rank that hangs: rank 0's watchdog (C3_DIST_TIMEOUT=3 s) must end the job;
 #  3. (with the c3semiseg path) an error on rank 1 of a real `c3semiseg train` ends the job.
 # Runs as root (CI) and on 2 cores (oversubscribed: 2 ranks, 1 OpenMP thread each).
 # usage: tools/test_dist.sh path/to/c3tests [path/to/c3semiseg]
@@ -37,6 +38,21 @@ if ! echo "$out" | grep -q "rank 1"; then
   echo "test_dist: FAILED: no message names the dead rank 1"; exit 1
 fi
 echo "test_dist: ok (the job ended ${took}s after rank 1 died, exit $rc)"
+
+echo "== a rank that hangs (C3_DEBUG_KILL_MODE=hang, C3_DIST_TIMEOUT=3)"
+start=$(date +%s)
+out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=hang C3_DIST_TIMEOUT=3 timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK \
+  -x C3_DEBUG_KILL_MODE -x C3_DIST_TIMEOUT "$BIN" -tc='*dies*' --no-skip 2>&1)
+rc=$?
+took=$(( $(date +%s) - start ))
+echo "$out" | grep -E "rank|abort" | head -4
+if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
+  echo "test_dist: FAILED: with rank 1 hanging the job exited $rc after ${took}s (want non-zero, < 60 s)"; exit 1
+fi
+if ! echo "$out" | grep -q "rank 0 of 2: .* has waited"; then
+  echo "test_dist: FAILED: rank 0's watchdog message is missing"; exit 1
+fi
+echo "test_dist: ok (the watchdog ended the job ${took}s after rank 1 stopped answering, exit $rc)"
 
 # 3. An error on one rank of a real `c3semiseg train`: main() calls MPI_Abort, which ends
 #    every rank with the error message (the others wait in the gradient all-reduce).
