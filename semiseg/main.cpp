@@ -42,7 +42,7 @@ struct Args {
   std::vector<std::string> positional, sets;
   std::string config, out, checkpoint;
   std::vector<std::string> checkpoints;
-  bool resume = false, help = false;
+  bool resume = false, help = false, teacher = false;
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
 };
@@ -59,6 +59,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--config") a.config = value();
     else if (s == "--set") a.sets.push_back(value());
     else if (s == "--resume") a.resume = true;
+    else if (s == "--teacher") a.teacher = true;
     else if (s == "--out") a.out = value();
     else if (s == "--checkpoint") a.checkpoints.push_back(value());
     else if (s == "--seed") a.seed = std::stoull(value());
@@ -104,8 +105,9 @@ Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.d
   return 0;
 }
 
+// The student (or, with teacher set, the EMA teacher) of a training checkpoint.
 std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, const std::vector<std::string>& sets,
-                                                   Config& cfg, Tensor* thresholds) {
+                                                   Config& cfg, Tensor* thresholds, bool teacher = false) {
   nn::SafetensorsFile f = nn::load_safetensors(path);
   auto it = f.metadata.find("config");
   C3_CHECK(it != f.metadata.end(), path, ": not a c3semiseg checkpoint (no config in its metadata)");
@@ -114,10 +116,12 @@ std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, cons
   for (const auto& s : sets) apply_override(j, s);
   cfg = parse_config(j);
   auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
-  std::vector<std::pair<std::string, Tensor>> student;
+  const std::string prefix = teacher ? "teacher." : "student.";
+  std::vector<std::pair<std::string, Tensor>> weights;
   for (auto& [n, t] : f.tensors)
-    if (n.rfind("student.", 0) == 0) student.emplace_back(n.substr(8), t);
-  model->load_state_dict(student);
+    if (n.rfind(prefix, 0) == 0) weights.emplace_back(n.substr(prefix.size()), t);
+  C3_CHECK(!weights.empty(), path, ": holds no ", teacher ? "teacher (saved before the semi-supervised phase?)" : "student");
+  model->load_state_dict(weights);
   if (thresholds)
     if (const Tensor* t = f.find("dcrs.thresholds")) *thresholds = *t;
   return model;
@@ -125,17 +129,17 @@ std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, cons
 
 int cmd_eval(const Args& a) {
   if (a.help || a.checkpoint.empty()) {
-    std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--set section.key=value ...]
+    std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--teacher] [--set section.key=value ...]
 
-Evaluates the student of a checkpoint on the val set of its config (override with --set, e.g.
---set data.root=/data/cityscapes). Prints per-class IoU, plain and DCRS-masked ("*"), and
-writes eval.md / eval.csv next to the checkpoint.
+Evaluates the student (or with --teacher the EMA teacher) of a checkpoint on the val set of
+its config (override with --set, e.g. --set data.root=/data/cityscapes). Prints per-class IoU,
+plain and DCRS-masked ("*"), and writes <checkpoint>_eval.md / .csv (_teacher_eval with --teacher).
 )");
     return a.help ? 0 : 2;
   }
   Config cfg;
   Tensor thr;
-  auto model = model_from_checkpoint(a.checkpoint, a.sets, cfg, &thr);
+  auto model = model_from_checkpoint(a.checkpoint, a.sets, cfg, &thr, a.teacher);
   const Device dev = cfg.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
   model->to(dev);
   RunData d;
@@ -146,11 +150,11 @@ writes eval.md / eval.csv next to the checkpoint.
   o.device = dev;
   if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
   EvalResult r = evaluate_model(*model, *loader, o);
-  std::vector<std::pair<std::string, IoUResult>> rows = {{"model", r.plain}};
-  if (!r.star.iou.empty()) rows.push_back({"model*", r.star});
+  std::vector<std::pair<std::string, IoUResult>> rows = {{a.teacher ? "teacher" : "model", r.plain}};
+  if (!r.star.iou.empty()) rows.push_back({a.teacher ? "teacher*" : "model*", r.star});
   const auto& names = class_names(o.classes);
   std::printf("%s", iou_table_terminal(names, rows).c_str());
-  const std::string base = a.checkpoint.substr(0, a.checkpoint.find_last_of('.'));
+  const std::string base = a.checkpoint.substr(0, a.checkpoint.find_last_of('.')) + (a.teacher ? "_teacher" : "");
   std::ofstream(base + "_eval.md") << iou_table_markdown(names, rows);
   std::ofstream(base + "_eval.csv") << iou_table_csv(names, rows);
   return 0;
