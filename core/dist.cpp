@@ -5,15 +5,15 @@
 #define OMPI_SKIP_MPICXX 1  // the C API only (the C++ bindings warn under -Wextra)
 #include <mpi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <map>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
+#include <map>
+#include <thread>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -29,8 +29,9 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(WatchClock::now().time_since_epoch()).count() + 1;
 }
 
-// Ends this rank when a collective waits too long (see detail::Watch). Only async-safe-ish
-// work after the decision: print, flush, _Exit (MPI calls are the main thread's).
+// Ends this rank when a collective waits too long (see detail::Watch). It runs on its own
+// thread, and MPI calls are the main thread's: so it prints and exits (mpirun, seeing a rank
+// exit with an error, ends the others) instead of calling MPI_Abort.
 void watchdog(double timeout_s, int rank, int world) {
   const auto tick = std::chrono::milliseconds(std::max<int64_t>(100, std::min<int64_t>(1000, int64_t(timeout_s * 100))));
   for (;;) {
