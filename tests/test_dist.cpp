@@ -39,7 +39,8 @@ std::string shared_dir() {
     if (dist::is_main()) {
       const char* tmp = std::getenv("TMPDIR");  // tools/test_dist.sh points it at a folder it removes
       std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/c3distXXXXXX";
-      d = ::mkdtemp(templ.data());
+      REQUIRE_MESSAGE(::mkdtemp(templ.data()), "cannot create a folder from ", templ);
+      d = templ;
       data::make_synthetic(d + "/data", 3, 24, 4, 64, 128);
     }
     d = dist::broadcast_string(d);
