@@ -34,6 +34,48 @@ std::vector<double> group_fractions(const std::vector<double>& s, int64_t T, Dcr
   return s.size() == 1 ? std::vector<double>(size_t(T), s[0]) : s;
 }
 
+// Per group t, the value at index dcrs_rank(n_t, s_t) of the group's confidences over ALL
+// ranks sorted descending (what std::nth_element gives one process), NaN for an empty group.
+// An exact radix select on the float bits (confidences are >= 0, so their bit patterns sort
+// as the values do): three passes of 11, 11 and 10 bits, each a per-group histogram of the
+// pixels that match the bits chosen so far, summed over the ranks (an all-reduce of
+// T x 2048 counts: the confidences themselves never travel).
+std::vector<float> quantiles_all_ranks(const std::vector<float>& conf, const std::vector<int32_t>& label, int64_t T,
+                                       const std::vector<double>& fr) {
+  constexpr int kShift[3] = {21, 10, 0}, kWidth[3] = {11, 11, 10};
+  std::vector<uint32_t> bits(conf.size());
+  std::memcpy(bits.data(), conf.data(), conf.size() * sizeof(float));
+  std::vector<uint32_t> prefix(size_t(T), 0);  // the high bits chosen so far, per group
+  std::vector<int64_t> want(size_t(T), -1);    // index still sought within the matching pixels
+  for (int pass = 0; pass < 3; ++pass) {
+    const int bins = 1 << kWidth[pass];
+    std::vector<int32_t> hist(size_t(T * bins), 0);
+    const int above = kShift[pass] + kWidth[pass];  // bits above this pass's digit must match
+    for (size_t i = 0; i < bits.size(); ++i) {
+      const int t = kernels::dcrs_group(label[i], int(T));
+      if (pass > 0 && (above >= 32 ? 0 : bits[i] >> above) != prefix[size_t(t)]) continue;
+      ++hist[size_t(t * bins + int((bits[i] >> kShift[pass]) & uint32_t(bins - 1)))];
+    }
+    dist::all_reduce_sum(hist);
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t* h = &hist[size_t(t * bins)];
+      if (pass == 0) {
+        int64_t n = 0;
+        for (int b = 0; b < bins; ++b) n += h[b];
+        want[size_t(t)] = n > 0 ? kernels::dcrs_rank(n, fr[size_t(t)]) : -1;
+      }
+      if (want[size_t(t)] < 0) continue;
+      int b = bins - 1;  // descending: the largest values first
+      for (; b > 0 && want[size_t(t)] >= h[b]; --b) want[size_t(t)] -= h[b];
+      prefix[size_t(t)] = (prefix[size_t(t)] << kWidth[pass]) | uint32_t(b);
+    }
+  }
+  std::vector<float> q(size_t(T), NAN);
+  for (int64_t t = 0; t < T; ++t)
+    if (want[size_t(t)] >= 0) std::memcpy(&q[size_t(t)], &prefix[size_t(t)], sizeof(float));
+  return q;
+}
+
 }  // namespace
 
 DcrsState dcrs_init(int64_t num_classes, DcrsMode mode, double init, Device device) {
@@ -98,28 +140,20 @@ DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const st
                                  double momentum, bool update) {
   if (dist::world_size() == 1 || state.mode == DcrsMode::off || !update)
     return dcrs_update(probs, state, s, momentum, update);
-  // This rank's confidences and labels (thresholds untouched), then everyone's.
+  // This rank's confidences and labels (thresholds untouched).
   DcrsResult local = dcrs_update(probs, state, s, momentum, false);
-  const int64_t P = local.confidence.numel(), T = state.thresholds.numel();
+  const int64_t T = state.thresholds.numel();
   const std::vector<double> fr = group_fractions(s, T, state.mode);
-  const auto conf = dist::all_gather(local.confidence.reshape({P})).cpu().to_vector<float>();
-  const auto label = dist::all_gather(local.label.reshape({P})).cpu().to_vector<int32_t>();
-  // The same selection as kernels::cpu::dcrs_step, over the gathered pixels.
-  std::vector<std::vector<float>> groups(static_cast<size_t>(T));
-  for (size_t i = 0; i < conf.size(); ++i) groups[size_t(kernels::dcrs_group(label[i], int(T)))].push_back(conf[i]);
-  std::vector<float> thr = state.thresholds.cpu().to_vector<float>(), quantile(size_t(T), NAN);
-  for (int64_t t = 0; t < T; ++t) {
-    std::vector<float>& g = groups[size_t(t)];
-    if (g.empty()) continue;
-    const int64_t r = kernels::dcrs_rank(int64_t(g.size()), fr[size_t(t)]);
-    std::nth_element(g.begin(), g.begin() + r, g.end(), std::greater<float>());
-    quantile[size_t(t)] = g[size_t(r)];
-    thr[size_t(t)] = kernels::dcrs_ema(thr[size_t(t)], g[size_t(r)], float(momentum));
-  }
+  const auto conf = local.confidence.cpu().to_vector<float>();
+  const auto label = local.label.cpu().to_vector<int32_t>();
+  const std::vector<float> q = quantiles_all_ranks(conf, label, T, fr);
+  std::vector<float> thr = state.thresholds.cpu().to_vector<float>();
+  for (int64_t t = 0; t < T; ++t)
+    if (!std::isnan(q[size_t(t)])) thr[size_t(t)] = kernels::dcrs_ema(thr[size_t(t)], q[size_t(t)], float(momentum));
   state.thresholds.copy_(Tensor::from_vector(thr, {T}, probs.device()));
   // The mask (and kept fractions) of this rank's pixels under the new thresholds.
   DcrsResult out = dcrs_update(probs, state, s, momentum, false);
-  out.quantile = Tensor::from_vector(quantile, {T}, probs.device());
+  out.quantile = Tensor::from_vector(q, {T}, probs.device());
   return out;
 }
 

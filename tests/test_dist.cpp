@@ -208,17 +208,25 @@ TEST_CASE("dist: SyncBN gradient check in double") {
 // DCRS over ranks: thresholds (and quantiles) bit for bit those of one process on the whole
 // batch, on every rank; each rank's mask is its rows of the whole batch's mask.
 TEST_CASE("dist: DCRS thresholds from every rank's confidences agree across ranks and with one process") {
-  Tensor logits = mul(c3test::random_tensor({4, 6, 7, 5}, 31), 3.0);
-  Tensor probs = softmax(logits);
+  // Random confidences, and confidences with many ties (logits rounded to a few values),
+  // among 8 x 24 x 40 pixels: the radix select over all ranks must equal the sort exactly.
+  std::vector<float> coarse = c3test::random_floats(8 * 24 * 40 * 5, 32, -2.f, 2.f);
+  for (float& v : coarse) v = std::round(v);
+  const Tensor inputs[2] = {softmax(mul(c3test::random_tensor({4, 6, 7, 5}, 31), 3.0)),
+                            softmax(Tensor::from_vector(coarse, {8, 24, 40, 5}))};
+  for (const Tensor& probs : inputs)
   for (semiseg::DcrsMode mode : {semiseg::DcrsMode::per_class, semiseg::DcrsMode::global}) {
     semiseg::DcrsState ref = semiseg::dcrs_init(5, mode, 0.9), mine = semiseg::dcrs_init(5, mode, 0.9);
+    // Per class: the extreme fractions too (0: the largest value, 1: the smallest).
+    const std::vector<double> s = mode == semiseg::DcrsMode::per_class ? std::vector<double>{0.0, 0.3, 0.5, 0.99, 1.0}
+                                                                       : std::vector<double>{0.7};
     semiseg::DcrsResult rr, rm;
     for (int step = 0; step < 2; ++step) {  // two updates: the EMA runs on the shared state
       {
         dist::LocalScope alone;
-        rr = semiseg::dcrs_update(probs, ref, {0.7}, 0.9, true);
+        rr = semiseg::dcrs_update(probs, ref, s, 0.9, true);
       }
-      rm = semiseg::dcrs_update_all_ranks(my_rows(probs), mine, {0.7}, 0.9, true);
+      rm = semiseg::dcrs_update_all_ranks(my_rows(probs), mine, s, 0.9, true);
     }
     CHECK(ref.thresholds.to_vector<float>() == mine.thresholds.to_vector<float>());
     CHECK(c3test::close_tensors("quantile", rm.quantile, rr.quantile, 0, 0));
