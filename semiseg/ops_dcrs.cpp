@@ -1,9 +1,7 @@
 #include "semiseg/ops_dcrs.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <functional>
 
 #include "core/dispatch.h"
 #include "core/dist.h"
