@@ -165,7 +165,7 @@ bench-gpu: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) CUDA=1 $(BENCH_BIN)
 	./$(BUILD)/bench_kernels --gpu --out $(BENCH_OUT)
 	./$(BUILD)/bench_step --gpu --out $(BENCH_OUT)
-	$(BENCH_PYTHON) bench/torch_peer.py --gpu --run-ours ./$(BUILD)/bench_step --out $(BENCH_OUT)
+	$(BENCH_PYTHON) bench/torch_peer.py --gpu --ours $(BENCH_OUT)/step-gpu.json --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(BUILD)

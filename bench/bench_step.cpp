@@ -14,9 +14,9 @@
 // Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
 #include <sys/resource.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -165,7 +165,7 @@ int main(int argc, char** argv) try {
   C3_CHECK(!gpu || cuda_available(), "bench_step --gpu: no usable GPU (or a CUDA=0 build)");
   const std::string config = lab::arg_value(argc, argv, "--config", gpu ? "configs/cityscapes_372.json" : "configs/synthetic.json");
   const std::string batches = lab::arg_value(argc, argv, "--batches", gpu ? "16+16,8+8,4+4,2+2" : "4+4,2+2");
-  const int reps = std::atoi(lab::arg_value(argc, argv, "--reps", gpu ? "10" : "5").c_str());
+  const int reps = std::atoi(lab::arg_value(argc, argv, "--reps", "5").c_str());
   const std::string out = lab::arg_value(argc, argv, "--out", "bench/results");
   const std::string crop = lab::arg_value(argc, argv, "--crop", "");
   // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
@@ -206,11 +206,16 @@ int main(int argc, char** argv) try {
         const char* name;
         std::function<void()> fn;
         double flops;
+        std::function<void()> before = nullptr;
       };
       Tensor loss;
       const std::vector<Phase> phases = {
           {"student forward (all images, L_sup)", [&] { loss = s.student_loss(); sync(dev); }, stud_f.fwd},
-          {"student backward", [&] { loss = s.student_loss(); sync(dev); }, stud_f.bwd},  // timed below
+          {"student backward", nullptr, stud_f.bwd, [&] {
+             s.opt->zero_grad();
+             loss = s.student_loss();
+             sync(dev);
+           }},
           {"optimizer step + EMA", [&] { s.optimizer_and_ema(); sync(dev); }, 0},
           {"teacher forward (unlabeled, no grad)", [&] { s.teacher_forward(); sync(dev); }, teacher_f},
           {"full C3 step", [&] {
@@ -225,22 +230,10 @@ int main(int argc, char** argv) try {
         if (!gpu) lab::set_threads(th);
         const std::string ths = gpu ? "-" : std::to_string(th > 0 ? th : lab::max_threads());
         if (gpu) cuda_allocator().reset_peak();
-        lab::Timing t;
-        if (std::string(p.name) == "student backward") {  // forward untimed, backward timed
-          std::vector<double> ts;
-          for (int r = 0; r <= reps; ++r) {
-            s.opt->zero_grad();
-            p.fn();
-            const auto t0 = std::chrono::steady_clock::now();
-            loss.backward();
-            sync(dev);
-            if (r > 0) ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-          }
-          std::sort(ts.begin(), ts.end());
-          t = {ts.front(), ts[ts.size() / 2], int(ts.size())};
-        } else {
-          t = lab::time_host(p.fn, reps);
-        }
+        // The backward phase times loss.backward() after an untimed forward.
+        const bool bwd = p.before != nullptr;
+        const lab::Timing t = lab::time_host(bwd ? std::function<void()>([&] { loss.backward(); sync(dev); }) : p.fn,
+                                             reps, 0, p.before);
         loss = Tensor();
         // Images through the phase: the unlabeled ones for the teacher, none for the optimizer.
         const bool opt_phase = p.flops == 0, teacher = std::string(p.name).rfind("teacher", 0) == 0;

@@ -391,7 +391,7 @@ def main():
     if ours:
         default_batches = ",".join(dict.fromkeys(r["batch"] for r in ours["results"] if "median_ms" in r))
     batches = [tuple(int(v) for v in b.split("+")) for b in (a.batches or default_batches).split(",")]
-    reps = a.reps or (10 if gpu else 5)
+    reps = a.reps or 5
     # (variant, threads): on the CPU one thread and all cores, as bench_step; "-" on the GPU.
     variants = [("fp32", "-"), ("bf16+cl", "-")] if gpu else [("fp32", "1"), ("fp32", str(os.cpu_count()))]
     if a.threads and not gpu:

@@ -54,11 +54,13 @@ int max_threads() {
   return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-Timing time_host(const std::function<void()>& fn, int reps, double min_seconds) {
+Timing time_host(const std::function<void()>& fn, int reps, double min_seconds, const std::function<void()>& before) {
+  if (before) before();
   fn();  // warm-up: first-touch page faults, lazy allocations
   std::vector<double> t;
   const auto start = Clock::now();
   while (int(t.size()) < reps || seconds_since(start) < min_seconds) {
+    if (before) before();
     flush_host_caches();
     const auto t0 = Clock::now();
     fn();

@@ -13,9 +13,11 @@ struct Timing {
   int reps = 0;
 };
 
-// One warm-up call, then `reps` timed calls (at least min_reps, and more until min_seconds
-// of timed work), each after evicting the caches by writing a buffer larger than them.
-Timing time_host(const std::function<void()>& fn, int reps, double min_seconds = 0);
+// One warm-up call, then `reps` timed calls (more until min_seconds of timed work), each
+// after evicting the caches by writing a buffer larger than them. `before`, when given, runs
+// untimed before each call (e.g. the forward whose backward is timed).
+Timing time_host(const std::function<void()>& fn, int reps, double min_seconds = 0,
+                 const std::function<void()>& before = {});
 // The same on the GPU with CUDA events around each call; the L2 is flushed (a memset of
 // twice its size) before each call, outside the timed region. Throws without CUDA.
 Timing time_cuda(const std::function<void()>& fn, int reps);
