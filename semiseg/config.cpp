@@ -19,7 +19,8 @@ json default_config() {
   "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
             "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
             "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
-            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0},
+            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0,
+            "threads": 0},
   "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
            "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
            "hard_easy": true, "cross_set": true},
@@ -178,6 +179,8 @@ Config parse_config(const json& j) {
   if (c.device != "auto" && c.device != "cpu" && c.device != "cuda") throw bad("train.device", "must be auto, cpu or cuda");
   c.contrast_groups = t["contrast_groups"];
   c.dist_check_every = t["dist_check_every"];
+  c.threads = t["threads"];
+  if (c.threads < 0) throw bad("train.threads", "must be 0 (all cores, or OMP_NUM_THREADS) or a thread count");
   if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
 
   c.w_con = l["w_con"];

@@ -54,6 +54,9 @@ struct Config {
   // (train.dist_check_every, 0 = off) the ranks compare hashes of their parameters, buffers
   // and optimizer state, and stop with an error if they differ.
   int64_t dist_check_every = 0;
+  // CPU threads (OpenMP and OpenBLAS) for this process; 0 = all cores (or OMP_NUM_THREADS).
+  // Small models run faster on one thread: their ops are too short to split.
+  int threads = 0;
   // losses
   double w_con = 0.1, w_cons = 50, tau = 0.15, tau_b = 0.1;
   int64_t ramp_cons = 4000, ramp_con = 250;

@@ -13,6 +13,7 @@
 #include "core/dist.h"
 #include "core/ops.h"
 #include "data/image_io.h"
+#include "kernels/cpu/blas.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -83,6 +84,7 @@ Trainer::Trainer(Config cfg, bool resume)
            "train.batch_labeled (", cfg_.batch_labeled, ") and train.batch_unlabeled (", cfg_.batch_unlabeled,
            ") are the global batch: each must divide by the ", world, " ranks");
   if (main_) mkdirs(dir_ + "/vis");
+  if (cfg_.threads > 0) kernels::cpu::set_threads(cfg_.threads);
   data_ = load_run_data(cfg_);
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
   if (!cfg_.pretrained.empty()) student_->backbone->load_pretrained(cfg_.pretrained);

@@ -82,6 +82,10 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
   CHECK_THROWS_WITH_AS(load_config("", {"train.epochs=three"}),
                        doctest::Contains("config key 'train.epochs' must be an integer, got a string"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"dcrs.mode=sometimes"}), doctest::Contains("dcrs.mode"), Error);
+  CHECK(load_config("", {"train.threads=1"}).threads == 1);
+  CHECK_THROWS_WITH_AS(load_config("", {"train.threads=-2"}), doctest::Contains("train.threads"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"data.skip_bad_samples=1"}),
+                       doctest::Contains("config key 'data.skip_bad_samples' must be a boolean"), Error);
   const std::string path = "/tmp/c3test_cfg_" + std::to_string(::getpid()) + ".json";
   std::ofstream(path) << R"({"train": {"batch_labeled": 2}, "model": {"colour": 1}})";
   CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains((path + ": unknown config key 'model.colour'").c_str()), Error);

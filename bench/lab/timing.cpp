@@ -44,9 +44,7 @@ void flush_host_caches() {
 }  // namespace
 
 void set_threads(int threads) {
-  const int n = threads > 0 ? threads : max_threads();
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  kernels::cpu::set_threads(threads > 0 ? threads : max_threads());
 }
 // All cores, unless OMP_NUM_THREADS says otherwise.
 int max_threads() {

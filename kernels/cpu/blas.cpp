@@ -1,6 +1,7 @@
 #include "kernels/cpu/blas.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <climits>
 #include <stdexcept>
@@ -44,6 +45,11 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   cblas_dgemm(CblasRowMajor, op(ta), op(tb), int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C,
               int(ldc));
+}
+
+void set_threads(int n) {
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
 }
 
 }  // namespace kernels::cpu

@@ -20,4 +20,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
   gemm(trans_a, trans_b, M, N, K, T(1), A, trans_a ? M : K, B, trans_b ? K : N, T(0), C, N);
 }
 
+// The CPU threads of this process: OpenMP loops and OpenBLAS (n >= 1).
+void set_threads(int n);
+
 }  // namespace kernels::cpu
