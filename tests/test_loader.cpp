@@ -42,6 +42,15 @@ LoaderConfig small_config() {
   return c;
 }
 
+// One pass over the 13 samples in order (batches 0-3, 4-7, 8-11).
+LoaderConfig sequential_config(int workers) {
+  LoaderConfig c = small_config();
+  c.sampling = Sampling::sequential;
+  c.workers = workers;
+  c.num_epochs = 1;
+  return c;
+}
+
 std::vector<Batch> take(Loader& l, int n) {
   std::vector<Batch> out;
   Batch b;
@@ -189,11 +198,7 @@ TEST_CASE("loader: prefetch bounds the work ahead of the consumer") {
 
 TEST_CASE("loader: an error in a sample reaches the consumer with its index") {
   for (int workers : {0, 2}) {
-    LoaderConfig c = small_config();
-    c.sampling = Sampling::sequential;
-    c.workers = workers;
-    c.num_epochs = 1;
-    Loader l(c, [](size_t i) {
+    Loader l(sequential_config(workers), [](size_t i) {
       if (i == 6) throw std::runtime_error("cannot decode frame_06.png");
       return synthetic_sample(i);
     });
@@ -220,10 +225,7 @@ TEST_CASE("loader: an error in a sample reaches the consumer with its index") {
 
 TEST_CASE("loader: skip_bad replaces a failing sample by the next index and counts it") {
   for (int workers : {0, 2}) {
-    LoaderConfig c = small_config();
-    c.sampling = Sampling::sequential;
-    c.workers = workers;
-    c.num_epochs = 1;
+    LoaderConfig c = sequential_config(workers);
     c.skip_bad = true;
     Loader l(c, [](size_t i) {
       if (i == 5 || i == 6) throw std::runtime_error("frame_0" + std::to_string(i) + ".png: truncated PNG");
