@@ -239,13 +239,15 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
   for (int64_t step = start_step_; step < total; ++step) {
     const bool semi = step >= warm;
-    if (semi && !data_.unlabeled_loader) {
-      if (!teacher_) start_semi_phase();
-      make_unlabeled_loader(cfg_, data_, (step - warm) / spe);
+    // The teacher is made here, not at the loader: a run resumed from a checkpoint saved
+    // exactly when the warm-up ended has the unlabeled loader already, and no teacher yet.
+    if (semi && !teacher_) {
+      start_semi_phase();
       if (main_)
         std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty ? "\n" : "",
                     (long long)step);
     }
+    if (semi && !data_.unlabeled_loader) make_unlabeled_loader(cfg_, data_, (step - warm) / spe);
     C3_CHECK(data_.labeled_loader->next(lb), "the labeled loader ended early");
     StepInputs in;
     in.x_l = to_input(lb.images, lb.size(), lb.h, lb.w, device_);

@@ -85,6 +85,22 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
   REQUIRE(resumed.size() == 6);
   // Same machine, same thread count: the same arithmetic, so equal to float printing precision.
   for (size_t i = 0; i < full.size(); ++i) CHECK_MESSAGE(resumed[i] == doctest::Approx(full[i]).epsilon(1e-6), "step ", i + 1);
+
+  // Stopped exactly at the end of the warm-up (step 2): the checkpoint has no teacher yet; the
+  // resumed run makes it from the restored student, as the uninterrupted run did.
+  const std::string c = tmp_dir() + "/run_boundary";
+  {
+    Trainer t(tiny(c, "c3"), false);
+    CHECK(t.run(2).interrupted);
+  }
+  {
+    Trainer t(tiny(c, "c3"), true);
+    CHECK(t.run().steps_done == 6);
+  }
+  const std::vector<double> at_boundary = losses(c);
+  REQUIRE(at_boundary.size() == 6);
+  for (size_t i = 0; i < full.size(); ++i)
+    CHECK_MESSAGE(at_boundary[i] == doctest::Approx(full[i]).epsilon(1e-6), "step ", i + 1);
 }
 
 TEST_CASE("trainer: bad configs and a missing checkpoint are clear errors") {
