@@ -186,6 +186,18 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
   }
   // Statistics for the log.
+  {
+    auto agree = [](const Tensor& logits, const Tensor& target) {  // target: i32 or u8 [N,H,W]
+      auto a = argmax_channels(logits.detach()).cpu().to_vector<int32_t>();
+      auto b = target.cpu().cast(DType::i32).to_vector<int32_t>();
+      int64_t same = 0, valid = 0;
+      for (size_t i = 0; i < a.size(); ++i)
+        if (b[i] != 255) ++valid, same += a[i] == b[i];
+      return valid ? double(same) / double(valid) : 0.0;
+    };
+    out.agree_teacher = agree(logits_u, dr.label);
+    out.acc_labeled = agree(logits_l, in.y_l);
+  }
   auto m = dr.mask.cpu().to_vector<uint8_t>();
   double kept = 0;
   for (uint8_t v : m) kept += v;

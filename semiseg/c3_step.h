@@ -19,6 +19,9 @@ struct StepInputs {
 struct StepOutput {
   Tensor loss;  // scalar, requires grad
   double sup = 0, cons = 0, con = 0, kept = 1;
+  // Semi phase: the fraction of unlabeled pixels where the un-mixed student's argmax equals
+  // the teacher's (on the weak view); and of labeled pixels where it equals the label.
+  double agree_teacher = 0, acc_labeled = 0;
   std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
 };
 

@@ -15,7 +15,7 @@ json default_config() {
   "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372, "unlabeled_all": false,
            "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
            "flip": 0.5, "workers": 2, "cache": false, "val_size": [512, 1024], "val_limit": 0,
-           "skip_bad_samples": false},
+           "skip_bad_samples": false, "strong_jitter": true, "strong_randaugment": true},
   "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
             "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
             "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
@@ -151,6 +151,8 @@ Config parse_config(const json& j) {
   c.workers = d["workers"];
   c.cache = d["cache"];
   c.skip_bad = d["skip_bad_samples"];
+  c.strong_jitter = d["strong_jitter"];
+  c.strong_randaugment = d["strong_randaugment"];
   c.val_limit = d["val_limit"];
 
   const std::string mode = t["mode"];

@@ -36,6 +36,9 @@ struct Config {
   int workers = 2;
   bool cache = false;
   bool skip_bad = false;  // data.skip_bad_samples: leave out / replace unreadable samples and count them
+  // The strong view's photometric ops (METHOD.md "Augmentation"): colour jitter and RandAugment.
+  // Both off = the strong view equals the weak one (an ablation).
+  bool strong_jitter = true, strong_randaugment = true;
   int val_h = 512, val_w = 1024;
   int64_t val_limit = 0;  // 0 = all
   // train

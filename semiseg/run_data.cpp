@@ -24,6 +24,8 @@ data::AugmentConfig augment_for(const Config& cfg) {
   a.scales = cfg.scales;
   a.rotate_max = cfg.rotate;
   a.flip_p = cfg.flip;
+  a.jitter = cfg.strong_jitter;
+  a.randaugment = cfg.strong_randaugment;
   return a;
 }
 }  // namespace

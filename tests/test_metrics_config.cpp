@@ -83,6 +83,8 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
                        doctest::Contains("config key 'train.epochs' must be an integer, got a string"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"dcrs.mode=sometimes"}), doctest::Contains("dcrs.mode"), Error);
   CHECK(load_config("", {"train.threads=1"}).threads == 1);
+  c = load_config("", {"data.strong_jitter=false"});
+  CHECK((!c.strong_jitter && c.strong_randaugment));
   CHECK_THROWS_WITH_AS(load_config("", {"train.threads=-2"}), doctest::Contains("train.threads"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"data.skip_bad_samples=1"}),
                        doctest::Contains("config key 'data.skip_bad_samples' must be a boolean"), Error);

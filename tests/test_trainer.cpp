@@ -70,6 +70,17 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     CHECK_MESSAGE(exists(a + f), f);
   const std::vector<double> full = losses(a);
   REQUIRE(full.size() == 6);
+  int semi_lines = 0;  // the semi steps log the teacher agreement and the labeled accuracy
+  std::ifstream m(a + "/metrics.jsonl");
+  for (std::string line; std::getline(m, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("phase") || j["phase"] != "semi") continue;
+    ++semi_lines;
+    REQUIRE((j.contains("agree_teacher") && j.contains("acc_labeled")));
+    CHECK((j["agree_teacher"].get<double>() >= 0 && j["agree_teacher"].get<double>() <= 1));
+    CHECK((j["acc_labeled"].get<double>() > 0 && j["acc_labeled"].get<double>() <= 1));
+  }
+  CHECK(semi_lines == 4);
   {
     Trainer t(tiny(b, "c3"), false);
     TrainResult r = t.run(3);  // interrupted inside the semi phase's first epoch
