@@ -92,6 +92,30 @@ Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, c
 
 }  // namespace
 
+Tensor Mixing::mix(const Tensor& sources) const { return cutmix_mix(take_images(sources, order), boxes, H, W); }
+Tensor Mixing::unmix(const Tensor& outputs) const { return take_images(cutmix_unmix(outputs, boxes, H, W), inverse); }
+
+Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W, Generator& gen) {
+  const int64_t N = Bl + Bu;
+  C3_CHECK(N % 2 == 0, "C3 mixing pairs images: batch_labeled + batch_unlabeled must be even, got ", N);
+  Mixing m;
+  m.H = H, m.W = W;
+  if (cross_set) {
+    m.order = gen.permutation(N);
+  } else {  // within-set: labeled with labeled, unlabeled with unlabeled
+    C3_CHECK(Bl % 2 == 0 && Bu % 2 == 0, "within-set mixing needs even batch sizes");
+    auto pl = gen.permutation(Bl), pu = gen.permutation(Bu);
+    for (int half = 0; half < 2; ++half) {
+      for (int64_t i = half * Bl / 2; i < (half + 1) * Bl / 2; ++i) m.order.push_back(pl[i]);
+      for (int64_t i = half * Bu / 2; i < (half + 1) * Bu / 2; ++i) m.order.push_back(Bl + pu[i]);
+    }
+  }
+  m.inverse.resize(size_t(N));
+  for (int64_t i = 0; i < N; ++i) m.inverse[size_t(m.order[size_t(i)])] = i;
+  m.boxes = cutmix_boxes(gen, N / 2, int(H), int(W));
+  return m;
+}
+
 C3Step::C3Step(const Config& cfg, Device device) : cfg_(cfg), device_(device) { reset_thresholds(); }
 
 void C3Step::reset_thresholds() {
@@ -133,7 +157,6 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   const int64_t C = cfg_.model.num_classes;
   C3_CHECK(N % 2 == 0, "C3 mixing pairs images: batch_labeled + batch_unlabeled must be even, got ", N);
   C3_CHECK(in.u_s.dim(1) == H && in.u_s.dim(2) == W, "labeled and unlabeled crops differ in size");
-  const int64_t K = N / 2;
 
   // 2. Teacher on the weak view, without gradient.
   Tensor p_t, e_t;
@@ -148,25 +171,12 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   thresholds = dcrs_.thresholds;
 
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
-  std::vector<int64_t> order;
-  if (cfg_.cross_set) {
-    order = gen.permutation(N);
-  } else {  // within-set: labeled with labeled, unlabeled with unlabeled
-    C3_CHECK(Bl % 2 == 0 && Bu % 2 == 0, "within-set mixing needs even batch sizes");
-    auto pl = gen.permutation(Bl), pu = gen.permutation(Bu);
-    for (int half = 0; half < 2; ++half) {
-      for (int64_t i = half * Bl / 2; i < (half + 1) * Bl / 2; ++i) order.push_back(pl[i]);
-      for (int64_t i = half * Bu / 2; i < (half + 1) * Bu / 2; ++i) order.push_back(Bl + pu[i]);
-    }
-  }
-  std::vector<int64_t> inverse(N);
-  for (int64_t i = 0; i < N; ++i) inverse[order[i]] = i;
-  std::vector<data::Box> boxes = cutmix_boxes(gen, K, int(H), int(W));
-  Tensor mixed = cutmix_mix(take_images(concat({in.x_l, in.u_s}, 0), order), boxes, H, W);
+  const Mixing mixing = draw_mixing(cfg_.cross_set, Bl, Bu, H, W, gen);
+  Tensor mixed = mixing.mix(concat({in.x_l, in.u_s}, 0));
 
   // 4. Student on the mixed images; un-mix logits and layer4 features; undo the shuffle.
   nn::ResNetFeatures f = student.features(mixed);
-  Tensor logits = take_images(cutmix_unmix(student.upsample(student.classify(f), H, W), boxes, H, W), inverse);
+  Tensor logits = mixing.unmix(student.upsample(student.classify(f), H, W));
   Tensor logits_l = slice(logits, 0, 0, Bl), logits_u = slice(logits, 0, Bl, Bu);
 
   // 5. Losses, in the coordinates of the original images.
@@ -177,7 +187,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   out.cons = cons.item();
   out.loss = add(sup, mul(cons, cfg_.w_cons * ramp_up(semi_step, cfg_.ramp_cons)));
   if (cfg_.contrast && cfg_.w_con > 0) {
-    Tensor l4 = take_images(cutmix_unmix(f.layer4, boxes, H, W), inverse);
+    Tensor l4 = mixing.unmix(f.layer4);
     Tensor z = l2_normalize(student.project(l4));
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs_contrast ? mask : Tensor(), z.dim(1), z.dim(2));

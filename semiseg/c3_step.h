@@ -7,6 +7,7 @@
 #include "core/rng.h"
 #include "nn/deeplab.h"
 #include "semiseg/config.h"
+#include "semiseg/ops_cutmix.h"
 #include "semiseg/ops_dcrs.h"
 
 namespace c3::semiseg {
@@ -24,6 +25,21 @@ struct StepOutput {
   double agree_teacher = 0, acc_labeled = 0;
   std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
 };
+
+// The cross-set (or within-set) mixing of one step: the shuffle of [x_l ; u_s], the pairing
+// of image k with k + N/2 and the pairs' CutMix boxes. mix() builds the images the student
+// sees; unmix() takes per-pixel outputs of those images (at any resolution: the boxes are
+// nearest-resized) back to the source images, in the source order.
+struct Mixing {
+  std::vector<int64_t> order, inverse;  // mixed slot k holds source order[k]; inverse[order[k]] = k
+  std::vector<data::Box> boxes;         // one per pair, in image pixels
+  int64_t H = 0, W = 0;                 // image size the boxes refer to
+  Tensor mix(const Tensor& sources) const;
+  Tensor unmix(const Tensor& outputs) const;
+};
+// Draws the shuffle (cross_set: any pairing; else labeled with labeled, unlabeled with
+// unlabeled) and the boxes for Bl labeled + Bu unlabeled images of H x W.
+Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W, Generator& gen);
 
 // exp(-5 (1 - t/T)^2) for t < T, else 1 (METHOD.md ramp-up).
 double ramp_up(int64_t t, int64_t T);
