@@ -78,15 +78,8 @@ class BottleneckResNet(nn.Module):
     def __init__(self, depth, output_stride):
         super().__init__()
         blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
-        stem = mg.ch(64)
-        self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        stride, dil = [1, 2, 2, 2], [1, 1, 1, 1]
-        if output_stride <= 16:
-            stride[3], dil[3] = 1, 2
-        if output_stride == 8:
-            stride[2], dil[2], dil[3] = 1, 2, 4
-        cin = stem
+        cin = mg.stem(self)
+        stride, dil = mg.stage_strides(output_stride)
         for l in range(4):
             layer = []
             for b in range(blocks[l]):

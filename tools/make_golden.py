@@ -45,20 +45,31 @@ class BasicBlock(nn.Module):
         return F.relu(y + s)
 
 
+def stage_strides(output_stride):
+    """Strides and dilations of layer1..4 for an output stride of 32, 16 or 8 (ours and torchvision's)."""
+    stride, dil = [1, 2, 2, 2], [1, 1, 1, 1]
+    if output_stride <= 16:
+        stride[3], dil[3] = 1, 2
+    if output_stride == 8:
+        stride[2], dil[2], dil[3] = 1, 2, 4
+    return stride, dil
+
+
+def stem(module):
+    """The 7x7 stride-2 stem convolution and its BatchNorm, set on `module`; returns its width."""
+    width = ch(64)
+    module.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+    module.bn1 = nn.BatchNorm2d(width)
+    return width
+
+
 class ResNet18(nn.Module):
     """Our ResNet-18 with stride_on_1x1 = true semantics (all blocks of a layer share its dilation)."""
 
     def __init__(self, output_stride):
         super().__init__()
-        stem = ch(64)
-        self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        stride, dil = [1, 2, 2, 2], [1, 1, 1, 1]
-        if output_stride <= 16:
-            stride[3], dil[3] = 1, 2
-        if output_stride == 8:
-            stride[2], dil[2], dil[3] = 1, 2, 4
-        cin = stem
+        cin = stem(self)
+        stride, dil = stage_strides(output_stride)
         for l in range(4):
             planes = ch(64 << l)
             blocks = []
