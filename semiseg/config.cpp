@@ -1,6 +1,7 @@
 #include "semiseg/config.h"
 
 #include <fstream>
+#include <initializer_list>
 
 #include "core/error.h"
 
@@ -109,10 +110,20 @@ Config parse_config(const json& j) {
   c.json = j;
   auto bad = [](const std::string& key, const std::string& why) { return Error("config key '" + key + "': " + why); };
   const json &m = j["model"], &d = j["data"], &t = j["train"], &l = j["loss"], &r = j["dcrs"], &o = j["output"];
-  const std::string head = m["head"];
-  if (head == "deeplab_v2") c.model.head = nn::HeadKind::deeplab_v2;
-  else if (head == "deeplab_v3plus") c.model.head = nn::HeadKind::deeplab_v3plus;
-  else throw bad("model.head", "must be deeplab_v2 or deeplab_v3plus, got '" + head + "'");
+  // The position of a string setting among its allowed values; an error listing them otherwise.
+  auto choice = [&](const json& v, const std::string& key, std::initializer_list<const char*> names) {
+    const std::string got = v;
+    std::string list;
+    int i = 0;
+    for (const char* n : names) {
+      if (got == n) return i;
+      list += (i == 0 ? "" : i + 1 == int(names.size()) ? " or " : ", ") + std::string(n);
+      ++i;
+    }
+    throw bad(key, "must be " + list + ", got '" + got + "'");
+  };
+  const nn::HeadKind heads[] = {nn::HeadKind::deeplab_v2, nn::HeadKind::deeplab_v3plus};
+  c.model.head = heads[choice(m["head"], "model.head", {"deeplab_v2", "deeplab_v3plus"})];
   c.model.backbone.depth = m["depth"];
   c.model.backbone.width = m["width"];
   c.model.backbone.output_stride = m["output_stride"];
@@ -155,10 +166,8 @@ Config parse_config(const json& j) {
   c.strong_randaugment = d["strong_randaugment"];
   c.val_limit = d["val_limit"];
 
-  const std::string mode = t["mode"];
-  if (mode == "c3") c.mode = TrainMode::c3;
-  else if (mode == "supervised") c.mode = TrainMode::supervised;
-  else throw bad("train.mode", "must be c3 or supervised, got '" + mode + "'");
+  const TrainMode modes[] = {TrainMode::c3, TrainMode::supervised};
+  c.mode = modes[choice(t["mode"], "train.mode", {"c3", "supervised"})];
   c.batch_labeled = t["batch_labeled"];
   c.batch_unlabeled = t["batch_unlabeled"];
   if (c.batch_labeled < 1) throw bad("train.batch_labeled", "must be at least 1");
@@ -168,7 +177,7 @@ Config parse_config(const json& j) {
   c.warmup_epochs = t["warmup_epochs"];
   if (c.epochs < 1 || c.steps_per_epoch < 1) throw bad("train.epochs", "epochs and steps_per_epoch must be positive");
   c.optimizer = t["optimizer"];
-  if (c.optimizer != "adam" && c.optimizer != "sgd") throw bad("train.optimizer", "must be adam or sgd");
+  choice(t["optimizer"], "train.optimizer", {"adam", "sgd"});
   c.lr_head = t["lr_head"];
   c.lr_backbone = t["lr_backbone"];
   c.weight_decay = t["weight_decay"];
@@ -178,12 +187,12 @@ Config parse_config(const json& j) {
   c.seed = t["seed"];
   c.eval_every_epochs = t["eval_every_epochs"];
   c.device = t["device"];
-  if (c.device != "auto" && c.device != "cpu" && c.device != "cuda") throw bad("train.device", "must be auto, cpu or cuda");
+  choice(t["device"], "train.device", {"auto", "cpu", "cuda"});
   c.contrast_groups = t["contrast_groups"];
   c.dist_check_every = t["dist_check_every"];
+  if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
   c.threads = t["threads"];
   if (c.threads < 0) throw bad("train.threads", "must be 0 (all cores, or OMP_NUM_THREADS) or a thread count");
-  if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
 
   c.w_con = l["w_con"];
   c.w_cons = l["w_cons"];
@@ -198,11 +207,8 @@ Config parse_config(const json& j) {
   c.hard_easy = l["hard_easy"];
   c.cross_set = l["cross_set"];
 
-  const std::string dm = r["mode"];
-  if (dm == "dcrs") c.dcrs = DcrsMode::per_class;
-  else if (dm == "global") c.dcrs = DcrsMode::global;
-  else if (dm == "off") c.dcrs = DcrsMode::off;
-  else throw bad("dcrs.mode", "must be dcrs, global or off, got '" + dm + "'");
+  const DcrsMode dcrs_modes[] = {DcrsMode::per_class, DcrsMode::global, DcrsMode::off};
+  c.dcrs = dcrs_modes[choice(r["mode"], "dcrs.mode", {"dcrs", "global", "off"})];
   c.dcrs_s = r["s"];
   c.dcrs_s_per_class = r["s_per_class"].get<std::vector<double>>();
   if (!c.dcrs_s_per_class.empty() && int64_t(c.dcrs_s_per_class.size()) != c.model.num_classes)

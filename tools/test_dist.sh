@@ -24,35 +24,33 @@ timeout 300 $MPIRUN "$BIN" -tc='dist:*' -tce='*dies*,*NCCL*' --no-skip
 rc=$?
 [ $rc = 0 ] || { echo "test_dist: the data-parallel tests failed (exit $rc)"; exit 1; }
 
+# expect_job_ends WHAT SHOW WANT COMMAND...: the job must end by itself (non-zero exit, no
+# timeout) within 60 s, and print a line matching WANT; the lines matching SHOW are echoed.
+expect_job_ends() {
+  what=$1 show=$2 want=$3
+  shift 3
+  start=$(date +%s)
+  out=$(timeout 120 "$@" 2>&1)
+  rc=$?
+  took=$(( $(date +%s) - start ))
+  echo "$out" | grep -E "$show" | head -5
+  if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
+    echo "test_dist: FAILED: $what: the job exited $rc after ${took}s (want non-zero, no timeout, < 60 s)"; exit 1
+  fi
+  if ! echo "$out" | grep -q "$want"; then
+    echo "test_dist: FAILED: $what: no line of its output matches '$want'"; exit 1
+  fi
+  echo "test_dist: ok ($what: the job ended after ${took}s, exit $rc)"
+}
+
 echo "== a rank that dies (C3_DEBUG_KILL_RANK=1)"
-start=$(date +%s)
-out=$(C3_DEBUG_KILL_RANK=1 timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK "$BIN" -tc='*dies*' --no-skip 2>&1)
-rc=$?
-took=$(( $(date +%s) - start ))
-echo "$out" | grep -E "rank|signal|Killed|abort" | head -5
-if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
-  echo "test_dist: FAILED: with rank 1 killed the job exited $rc after ${took}s (want non-zero, no timeout, < 60 s)"
-  exit 1
-fi
-if ! echo "$out" | grep -q "rank 1"; then
-  echo "test_dist: FAILED: no message names the dead rank 1"; exit 1
-fi
-echo "test_dist: ok (the job ended ${took}s after rank 1 died, exit $rc)"
+expect_job_ends "rank 1 killed" "rank|signal|Killed|abort" "rank 1" \
+  env C3_DEBUG_KILL_RANK=1 $MPIRUN -x C3_DEBUG_KILL_RANK "$BIN" -tc='*dies*' --no-skip
 
 echo "== a rank that hangs (C3_DEBUG_KILL_MODE=hang, C3_DIST_TIMEOUT=3)"
-start=$(date +%s)
-out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=hang C3_DIST_TIMEOUT=3 timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK \
-  -x C3_DEBUG_KILL_MODE -x C3_DIST_TIMEOUT "$BIN" -tc='*dies*' --no-skip 2>&1)
-rc=$?
-took=$(( $(date +%s) - start ))
-echo "$out" | grep -E "rank|abort" | head -4
-if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
-  echo "test_dist: FAILED: with rank 1 hanging the job exited $rc after ${took}s (want non-zero, < 60 s)"; exit 1
-fi
-if ! echo "$out" | grep -q "rank 0 of 2: .* has waited"; then
-  echo "test_dist: FAILED: rank 0's watchdog message is missing"; exit 1
-fi
-echo "test_dist: ok (the watchdog ended the job ${took}s after rank 1 stopped answering, exit $rc)"
+expect_job_ends "rank 1 hanging, rank 0's watchdog" "rank|abort" "rank 0 of 2: .* has waited" \
+  env C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=hang C3_DIST_TIMEOUT=3 $MPIRUN -x C3_DEBUG_KILL_RANK \
+  -x C3_DEBUG_KILL_MODE -x C3_DIST_TIMEOUT "$BIN" -tc='*dies*' --no-skip
 
 # 3. An error on one rank of a real `c3semiseg train`: main() calls MPI_Abort, which ends
 #    every rank with the error message (the others wait in the gradient all-reduce).
@@ -61,19 +59,9 @@ CLI=${2:-}
 echo "== mpirun -np 2 $CLI train, with an error on rank 1 (C3_DEBUG_KILL_MODE=throw)"
 D=$(mktemp -d "$WORK/cli.XXXXXX")
 "$CLI" make-synthetic --out "$D/data" --train 16 --val 4 >/dev/null || { echo "test_dist: make-synthetic failed"; exit 1; }
-start=$(date +%s)
-out=$(C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=throw timeout 120 $MPIRUN -x C3_DEBUG_KILL_RANK -x C3_DEBUG_KILL_MODE \
+expect_job_ends "an error on rank 1" "error|MPI_ABORT" "rank 1 of 2: c3semiseg train: error: C3_DEBUG_KILL_RANK" \
+  env C3_DEBUG_KILL_RANK=1 C3_DEBUG_KILL_MODE=throw $MPIRUN -x C3_DEBUG_KILL_RANK -x C3_DEBUG_KILL_MODE \
   "$CLI" train --set model.depth=18 --set model.width=0.125 --set model.proj_dim=16 --set "data.root=\"$D/data\"" \
   --set data.labeled_count=8 --set 'data.base_size=[64,128]' --set 'data.crop=[32,64]' --set 'data.val_size=[64,128]' \
   --set data.workers=0 --set train.mode=supervised --set train.batch_labeled=2 --set train.epochs=1 \
-  --set train.steps_per_epoch=4 --set train.device=cpu --set "output.dir=\"$D/run\"" 2>&1)
-rc=$?
-took=$(( $(date +%s) - start ))
-echo "$out" | grep -E "error|MPI_ABORT" | head -3
-if [ $rc = 0 ] || [ $rc = 124 ] || [ $took -gt 60 ]; then
-  echo "test_dist: FAILED: with an error on rank 1 the job exited $rc after ${took}s (want non-zero, < 60 s)"; exit 1
-fi
-if ! echo "$out" | grep -q "rank 1 of 2: c3semiseg train: error: C3_DEBUG_KILL_RANK"; then
-  echo "test_dist: FAILED: rank 1's error message is missing"; exit 1
-fi
-echo "test_dist: ok (the job ended ${took}s after the error on rank 1, exit $rc)"
+  --set train.steps_per_epoch=4 --set train.device=cpu --set "output.dir=\"$D/run\""
