@@ -6,9 +6,12 @@
 
 namespace c3::nn {
 
-AsppV2::AsppV2(int64_t in, int64_t classes, bool two_branches) : two_branches_(two_branches) {
+AsppV2::AsppV2(int64_t in, int64_t classes, bool two_branches, const std::vector<int>& dilations)
+    : two_branches_(two_branches) {
+  C3_CHECK(!dilations.empty() && (!two_branches || dilations.size() >= 2), "AsppV2: needs ",
+           two_branches ? "two or more" : "one or more", " dilations, got ", dilations.size());
   conv2d_list = register_module("conv2d_list", std::make_shared<ModuleList>());
-  for (int d : {6, 12, 18, 24}) conv2d_list->push_back(std::make_shared<Conv2d>(in, classes, 3, 1, d, d, true));
+  for (int d : dilations) conv2d_list->push_back(std::make_shared<Conv2d>(in, classes, 3, 1, d, d, true));
 }
 
 Tensor AsppV2::forward(const Tensor& x) const {
@@ -34,9 +37,10 @@ DeepLabV3PlusHead::DeepLabV3PlusHead(int64_t in, int64_t low_in, const DeepLabCo
   aspp = register_module("aspp", std::make_shared<ModuleList>());
   aspp->push_back(std::make_shared<ConvBnRelu>(in, c, 1, 1));  // image pooling branch
   aspp->push_back(std::make_shared<ConvBnRelu>(in, c, 1, 1));
-  for (int d : {6, 12, 18}) aspp->push_back(std::make_shared<ConvBnRelu>(in, c, 3, d));
+  const std::vector<int> dil = cfg.aspp_dilations.empty() ? std::vector<int>{6, 12, 18} : cfg.aspp_dilations;
+  for (int d : dil) aspp->push_back(std::make_shared<ConvBnRelu>(in, c, 3, d));
   project = register_module("project", std::make_shared<ModuleList>());
-  project->push_back(std::make_shared<ConvBnRelu>(5 * c, c, 1, 1));
+  project->push_back(std::make_shared<ConvBnRelu>(int64_t(2 + dil.size()) * c, c, 1, 1));
   low_proj = register_module("low_proj", std::make_shared<ModuleList>());
   low_proj->push_back(std::make_shared<ConvBnRelu>(low_in, cfg.low_level_channels, 1, 1));
   fuse = register_module("fuse", std::make_shared<ModuleList>());
@@ -71,7 +75,9 @@ DeepLab::DeepLab(const DeepLabConfig& cfg, uint64_t seed) : cfg_(cfg), gen_(std:
   backbone->init(*gen_);
   const int64_t c4 = backbone->channels(4);
   if (cfg.head == HeadKind::deeplab_v2) {
-    classifier = register_module("classifier", std::make_shared<AsppV2>(c4, cfg.num_classes, cfg.aspp_two_branches));
+    classifier = register_module("classifier", std::make_shared<AsppV2>(
+        c4, cfg.num_classes, cfg.aspp_two_branches,
+        cfg.aspp_dilations.empty() ? std::vector<int>{6, 12, 18, 24} : cfg.aspp_dilations));
     for (size_t i = 0; i < classifier->conv2d_list->size(); ++i)
       classifier->conv2d_list->at<Conv2d>(i).init_normal(*gen_, 0.01);
   } else {

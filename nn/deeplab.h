@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/resnet.h"
 
@@ -15,7 +16,11 @@ struct DeepLabConfig {
   HeadKind head = HeadKind::deeplab_v2;
   int64_t num_classes = 19;
   ResNetConfig backbone;
-  bool aspp_two_branches = false;  // reference quirk: only dilations 6 and 12 are summed
+  bool aspp_two_branches = false;  // reference quirk: only the first two branches are summed
+  // Dilations of the ASPP's 3x3 branches; empty: the head's own (v2: 6, 12, 18, 24; v3+: 6,
+  // 12, 18). They are sized for feature maps of 40+ cells: on small crops the large ones
+  // reach far outside the image, and every logit then depends on the whole crop.
+  std::vector<int> aspp_dilations;
   int64_t aspp_channels = 256;     // v3+
   int64_t low_level_channels = 48; // v3+
   double dropout = 0.1;            // v3+, before the classifier
@@ -25,10 +30,11 @@ struct DeepLabConfig {
   bool align_corners = true;
 };
 
-// ASPP-v2: a sum of 3x3 convolutions with dilations 6, 12, 18, 24 straight to the classes.
+// ASPP-v2: a sum of 3x3 convolutions with dilations 6, 12, 18, 24 (or those given) straight to
+// the classes.
 class AsppV2 : public Module {
  public:
-  AsppV2(int64_t in, int64_t classes, bool two_branches);
+  AsppV2(int64_t in, int64_t classes, bool two_branches, const std::vector<int>& dilations = {6, 12, 18, 24});
   Tensor forward(const Tensor& x) const;
   std::shared_ptr<ModuleList> conv2d_list;
 

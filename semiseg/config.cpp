@@ -11,7 +11,7 @@ using nlohmann::json;
 json default_config() {
   return json::parse(R"({
   "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": true,
-            "frozen_bn": true, "aspp_two_branches": false, "num_classes": 19, "proj_dim": 256,
+            "frozen_bn": true, "aspp_two_branches": false, "aspp_dilations": [], "num_classes": 19, "proj_dim": 256,
             "aspp_channels": 256, "dropout": 0.1, "pretrained": "", "sync_bn": false},
   "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372, "unlabeled_all": false,
            "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
@@ -130,6 +130,13 @@ Config parse_config(const json& j) {
   c.model.backbone.stride_on_1x1 = m["stride_on_1x1"];
   c.model.backbone.frozen_bn = m["frozen_bn"];
   c.model.aspp_two_branches = m["aspp_two_branches"];
+  for (const json& v : m["aspp_dilations"]) {
+    if (!v.is_number_integer() || int(v) < 1 || int(v) > 64)
+      throw bad("model.aspp_dilations", "must list integers in 1..64, got " + v.dump());
+    c.model.aspp_dilations.push_back(int(v));
+  }
+  if (c.model.aspp_two_branches && c.model.aspp_dilations.size() == 1)
+    throw bad("model.aspp_dilations", "model.aspp_two_branches needs at least two dilations");
   c.model.num_classes = m["num_classes"];
   c.model.proj_dim = m["proj_dim"];
   c.model.aspp_channels = m["aspp_channels"];

@@ -86,6 +86,13 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
   c = load_config("", {"data.strong_jitter=false"});
   CHECK((!c.strong_jitter && c.strong_randaugment));
   CHECK_THROWS_WITH_AS(load_config("", {"train.threads=-2"}), doctest::Contains("train.threads"), Error);
+  CHECK(load_config("", {}).model.aspp_dilations.empty());
+  CHECK(load_config("", {"model.aspp_dilations=[1,2,3]"}).model.aspp_dilations == std::vector<int>{1, 2, 3});
+  CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[1,0]"}),
+                       doctest::Contains("config key 'model.aspp_dilations': must list integers in 1..64, got 0"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[2.5]"}), doctest::Contains("got 2.5"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[3]", "model.aspp_two_branches=true"}),
+                       doctest::Contains("needs at least two dilations"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"data.skip_bad_samples=1"}),
                        doctest::Contains("config key 'data.skip_bad_samples' must be a boolean"), Error);
   const std::string path = "/tmp/c3test_cfg_" + std::to_string(::getpid()) + ".json";

@@ -85,6 +85,44 @@ TEST_CASE("models: DeepLab-v2 and v3+ shapes, output stride, frozen BatchNorm") 
   }
 }
 
+TEST_CASE("models: model.aspp_dilations sets how far a logit of the ASPP-v2 classifier reaches") {
+  // A 3x3 conv of dilation d sees feature cells up to d away. With dilations {1, 2} a change of
+  // the feature map 3 cells away from a logit leaves it unchanged; with the default {6, 12, 18,
+  // 24} the cell 6 away changes it.
+  DeepLabConfig cfg;
+  cfg.num_classes = 3;
+  cfg.backbone.depth = 18;
+  cfg.backbone.width = 0.125;
+  cfg.aspp_dilations = {1, 2};
+  DeepLab small(cfg, 3);
+  CHECK(small.classifier->conv2d_list->size() == 2);
+  cfg.aspp_dilations = {};
+  DeepLab wide(cfg, 3);
+  CHECK(wide.classifier->conv2d_list->size() == 4);
+  Tensor feat = random_tensor({1, 9, 15, 64}, 5);
+  auto logit_change = [&](const DeepLab& m, int dx) {
+    Tensor moved = feat.clone();
+    float* p = moved.data<float>() + (4 * 15 + 7 + dx) * 64;
+    for (int c = 0; c < 64; ++c) p[c] += 1.0f;
+    const float* a = m.classifier->forward(feat).data<float>() + (4 * 15 + 7) * 3;
+    const float* b = m.classifier->forward(moved).data<float>() + (4 * 15 + 7) * 3;
+    double d = 0;
+    for (int k = 0; k < 3; ++k) d = std::max(d, double(std::fabs(a[k] - b[k])));
+    return d;
+  };
+  CHECK(logit_change(small, 2) > 1e-4);
+  CHECK(logit_change(small, 3) == 0.0);
+  CHECK(logit_change(wide, 3) == 0.0);
+  CHECK(logit_change(wide, 6) > 1e-4);
+  // The v3+ head takes any number of dilated branches (its projection widens to match).
+  cfg.head = HeadKind::deeplab_v3plus;
+  cfg.aspp_channels = 8;
+  cfg.low_level_channels = 4;
+  cfg.aspp_dilations = {1, 2};
+  DeepLab v3(cfg, 3);
+  CHECK(v3.classify(v3.features(random_tensor({2, 33, 33, 3}, 2))).shape() == Shape{2, 9, 9, 3});
+}
+
 TEST_CASE("models: a torchvision ResNet state_dict loads with no renaming (names and shapes from torchvision)") {
   // tests/golden/torchvision_resnet_names.json: every state_dict entry of torchvision's
   // resnet18/34/50/101 with dtype and shape (tools/torchvision_names.py).
