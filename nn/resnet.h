@@ -53,7 +53,8 @@ class ResNet : public Module {
   void init(Generator& g);                  // torchvision's initialization
   void set_frozen_bn(bool on);
   // Loads a torchvision state_dict (safetensors file path), ignoring "fc.*"; every other
-  // name must match: missing or mis-shaped entries are an error naming them.
+  // name must match: missing or mis-shaped entries are an error naming them. A c3semiseg
+  // checkpoint (names "student.backbone.*") gives its student's backbone.
   LoadReport load_pretrained(const std::string& path);
   int64_t channels(int layer) const { return channels_[layer - 1]; }  // output channels of layerN
   const ResNetConfig& config() const { return cfg_; }

@@ -158,6 +158,34 @@ TEST_CASE("models: a torchvision ResNet state_dict loads with no renaming (names
   }
 }
 
+TEST_CASE("models: load_pretrained takes the student's backbone from a c3semiseg checkpoint") {
+  DeepLabConfig cfg;
+  cfg.num_classes = 3;
+  cfg.backbone.depth = 18;
+  cfg.backbone.width = 0.125;
+  cfg.backbone.frozen_bn = false;
+  DeepLab trained(cfg, 11), fresh(cfg, 12);
+  // A checkpoint's layout: student.* and teacher.* entries, plus state that is not a module.
+  std::vector<std::pair<std::string, Tensor>> entries;
+  for (auto& [name, t] : trained.state_dict()) {
+    entries.emplace_back("student." + name, t);
+    entries.emplace_back("teacher." + name, t.dtype() == DType::f32 ? mul(t, 0.5) : t);
+  }
+  entries.emplace_back("dcrs.thresholds", Tensor::full({3}, 0.9));
+  const std::string path = "/tmp/c3test_ckpt_" + std::to_string(::getpid()) + ".safetensors";
+  nn::save_safetensors(path, entries);
+  LoadReport r = fresh.backbone->load_pretrained(path);
+  std::remove(path.c_str());
+  CHECK(r.clean());
+  CHECK(r.loaded == int(trained.backbone->named_parameters().size() + trained.backbone->named_buffers().size()));
+  auto a = trained.backbone->layer4->named_parameters(), b = fresh.backbone->layer4->named_parameters();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(as_doubles(*a[i].tensor) == as_doubles(*b[i].tensor));
+  // The heads are not the backbone's: they keep their own initialization.
+  CHECK(as_doubles(trained.classifier->conv2d_list->at<Conv2d>(0).weight) !=
+        as_doubles(fresh.classifier->conv2d_list->at<Conv2d>(0).weight));
+}
+
 TEST_CASE("models: dropout zeroes about p of the elements in training, scales the rest, and is off in eval") {
   auto gen = std::make_shared<Generator>(5);
   Dropout d(0.25, gen);
