@@ -12,6 +12,8 @@
 
 #include "kernels/cpu/semiseg_cutmix.h"
 #include "kernels/cuda/semiseg_cutmix.h"
+#include "core/ops_loss.h"
+#include "nn/deeplab.h"
 #include "semiseg/c3_step.h"
 #include "semiseg/ops_cutmix.h"
 #include "tests/emu_helpers.h"
@@ -236,4 +238,50 @@ TEST_CASE("mixing: shuffle + mix puts A in its box and B around it; unmix return
     const Tensor fx = add(mul(X, 2.0), 1.0);
     CHECK(same_bits(m.unmix(add(mul(m.mix(X), 2.0), 1.0)), fx));
   }
+}
+
+// The student learns from un-mixed logits (METHOD.md step 4). The supervised loss taken that
+// way must be the loss of the mixed images against the labels mixed by the same boxes, with
+// the unlabeled sources' pixels ignored: the same value and, for every parameter of a real
+// model, the same gradient. (Each mixed pixel comes from exactly one source pixel, so they
+// agree to the last bit.)
+TEST_CASE("mixing: the labeled loss through un-mix has the gradient of the loss on mixed images and mixed labels") {
+  const int64_t Bl = 4, Bu = 4, N = 8, H = 24, W = 40, C = 5;
+  nn::DeepLabConfig cfg;
+  cfg.num_classes = C;
+  cfg.backbone.depth = 18;
+  cfg.backbone.width = 0.125;
+  cfg.backbone.frozen_bn = false;
+  nn::DeepLab model(cfg, 3);
+  Generator gen(11);
+  const Tensor x = gen.normal({N, H, W, 3}, 0, 1);
+  std::vector<uint8_t> yv(size_t(N * H * W));
+  for (size_t i = 0; i < yv.size(); ++i) yv[i] = i < size_t(Bl * H * W) ? uint8_t((i * 7 + i / 13) % C) : 255;
+  yv[5] = 255;  // an ignored labeled pixel too
+  const Tensor y = Tensor::from_vector(yv, {N, H, W});
+  const semiseg::Mixing m = semiseg::draw_mixing(true, Bl, Bu, H, W, gen);
+  auto grads = [&](const Tensor& loss) {
+    model.zero_grad();
+    loss.backward();
+    std::vector<std::vector<double>> g;
+    for (const Tensor& p : model.parameters())  // the projection head is not used: no gradient
+      g.push_back(p.grad().defined() ? as_doubles(p.grad()) : std::vector<double>());
+    return g;
+  };
+  auto logits_of_mixed = [&] { return model.upsample(model.classify(model.features(m.mix(x))), H, W); };
+  const Tensor l_unmix = cross_entropy(slice(m.unmix(logits_of_mixed()), 0, 0, Bl), slice(y, 0, 0, Bl));
+  const double v_unmix = l_unmix.item();
+  const auto g_unmix = grads(l_unmix);
+  const Tensor y_mixed = m.mix(y.cast(DType::f32).reshape({N, H, W, 1})).reshape({N, H, W}).cast(DType::u8);
+  const Tensor l_mixed = cross_entropy(logits_of_mixed(), y_mixed);
+  CHECK(l_mixed.item() == v_unmix);
+  const auto g_mixed = grads(l_mixed);
+  REQUIRE(g_unmix.size() == g_mixed.size());
+  int64_t differ = 0, nonzero = 0;
+  for (size_t i = 0; i < g_unmix.size(); ++i) {
+    REQUIRE(g_unmix[i].size() == g_mixed[i].size());
+    for (size_t k = 0; k < g_unmix[i].size(); ++k) differ += g_unmix[i][k] != g_mixed[i][k], nonzero += g_mixed[i][k] != 0;
+  }
+  CHECK(differ == 0);
+  CHECK(nonzero > 1000);  // the comparison is not between two empty gradients
 }
