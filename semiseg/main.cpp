@@ -156,7 +156,8 @@ plain and DCRS-masked ("*"), and writes <checkpoint>_eval.md / .csv (_teacher_ev
   o.classes = int(cfg.model.num_classes);
   o.device = dev;
   if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
-  EvalResult r = evaluate_model(*model, *loader, o);
+  EvalResult r = evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
+  if (!c3::dist::is_main()) return 0;                  // rank 0 prints and writes the tables
   std::vector<std::pair<std::string, IoUResult>> rows = {{a.teacher ? "teacher" : "model", r.plain}};
   if (!r.star.iou.empty()) rows.push_back({a.teacher ? "teacher*" : "model*", r.star});
   const auto& names = class_names(o.classes);
@@ -430,6 +431,11 @@ int main(int argc, char** argv) {
   c3::dist::init();  // under mpirun: MPI, and this rank's GPU, before anything touches CUDA
   try {
     Args a = parse(argc, argv, 2);
+    // Under mpirun only train and eval split their work over the ranks; the other commands
+    // would each do all of it and write the same files at once.
+    if (c3::dist::world_size() > 1 && cmd != "train" && cmd != "eval" && !a.help)
+      throw c3::Error("c3semiseg " + cmd + " runs in one process: start it without mpirun (world size " +
+                      std::to_string(c3::dist::world_size()) + "; only train and eval are data-parallel)");
     if (cmd == "train") return cmd_train(a);
     if (cmd == "eval") return cmd_eval(a);
     if (cmd == "predict") return cmd_predict(a);

@@ -5,7 +5,9 @@
 #  2. a rank that dies: rank 1 kills itself (C3_DEBUG_KILL_RANK=1) during a training step;
 #     the job must end (non-zero) within 60 s with mpirun naming the dead rank, not hang;
 #     a rank that hangs: rank 0's watchdog (C3_DIST_TIMEOUT=3 s) must end the job;
-#  3. (with the c3semiseg path) an error on rank 1 of a real `c3semiseg train` ends the job.
+#  3. (with the c3semiseg path) an error on rank 1 of a real `c3semiseg train` ends the job;
+#  4. `c3semiseg eval` on 2 ranks prints one table, with the IoUs of a single process;
+#     a command that is not data-parallel (predict) is refused under mpirun with a message.
 # Runs as root (CI) and on 2 cores (oversubscribed: 2 ranks, 1 OpenMP thread each).
 # usage: tools/test_dist.sh path/to/c3tests [path/to/c3semiseg]
 set -u
@@ -65,3 +67,22 @@ expect_job_ends "an error on rank 1" "error|MPI_ABORT" "rank 1 of 2: c3semiseg t
   --set data.labeled_count=8 --set 'data.base_size=[64,128]' --set 'data.crop=[32,64]' --set 'data.val_size=[64,128]' \
   --set data.workers=0 --set train.mode=supervised --set train.batch_labeled=2 --set train.epochs=1 \
   --set train.steps_per_epoch=4 --set train.device=cpu --set "output.dir=\"$D/run\""
+
+# 4. eval on 2 ranks: the val set split, the confusion matrices summed, rank 0 prints.
+echo "== mpirun -np 2 $CLI eval: one table, the IoUs of one process"
+SMALL="--set model.depth=18 --set model.width=0.125 --set model.proj_dim=16 --set data.root=\"$D/data\" \
+  --set data.labeled_count=8 --set data.base_size=[64,128] --set data.crop=[32,64] --set data.val_size=[64,128] \
+  --set data.workers=0 --set train.mode=supervised --set train.batch_labeled=2 --set train.epochs=1 \
+  --set train.steps_per_epoch=4 --set train.device=cpu --set output.dir=\"$D/ok\""
+eval "\"$CLI\" train $SMALL" >/dev/null 2>&1 || { echo "test_dist: FAILED: the short training for the eval check"; exit 1; }
+one=$("$CLI" eval --checkpoint "$D/ok/latest.safetensors" 2>&1) || { echo "$one"; echo "test_dist: FAILED: eval"; exit 1; }
+two=$(timeout 120 $MPIRUN "$CLI" eval --checkpoint "$D/ok/latest.safetensors" 2>&1) || {
+  echo "$two"; echo "test_dist: FAILED: eval under mpirun"; exit 1; }
+n_one=$(echo "$one" | grep -c "mIoU"); n_two=$(echo "$two" | grep -c "mIoU")
+if [ "$n_one" -lt 1 ] || [ "$n_two" != "$n_one" ] || [ "$(echo "$one" | grep -v "^$")" != "$(echo "$two" | grep -v "^$")" ]; then
+  echo "one process:"; echo "$one"; echo "two ranks:"; echo "$two"
+  echo "test_dist: FAILED: eval on 2 ranks must print the table of one process, once"; exit 1
+fi
+echo "test_dist: ok (eval on 2 ranks printed the table of one process, once)"
+expect_job_ends "predict under mpirun is refused" "error" "predict runs in one process: start it without mpirun" \
+  $MPIRUN "$CLI" predict --checkpoint "$D/ok/latest.safetensors" --out "$D/pred" "$D/data"
