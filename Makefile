@@ -154,6 +154,9 @@ compare: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	./$(BIN) compare $(RUN_ARGS)
 
+# The CPU benchmarks, ours and PyTorch's, run with passive OpenMP waiting unless the caller
+# set a policy (c3semiseg does the same): libgomp's spinning made two threads slower than one.
+bench: export OMP_WAIT_POLICY ?= passive
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
 	./$(BUILD)/bench_kernels --cpu --out $(BENCH_OUT)

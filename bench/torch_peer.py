@@ -350,7 +350,8 @@ def meta(device):
         commit += "+dirty"
     return {"program": "PyTorch peer (bench/torch_peer.py)", "device": device, "commit": commit,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "load_before": " ".join(open("/proc/loadavg").read().split()[:3])}
+            "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+            "load_before": " ".join(open("/proc/loadavg").read().split()[:3])}
 
 
 def main():
@@ -431,8 +432,8 @@ def main():
     json.dump(info, open(stem + ".json", "w"), indent=1)
     head = ["batch (l+u)", "variant", "threads", "phase", "median ms", "best ms", "images/s", "peak GiB", "ours ms", "ours/torch"]
     with open(stem + ".md", "w") as f:
-        f.write(f"# {info['program']}\n\nDevice: {device}, PyTorch {torch.__version__}, {info['threads']} threads"
-                f"  \nDate: {info['date']}, commit {info['commit']}  \nLoad average (1/5/15 min) before: "
+        f.write(f"# {info['program']}\n\nDevice: {device}, PyTorch {torch.__version__}, {info['threads']} threads, "
+                f"OMP_WAIT_POLICY {info['omp_wait_policy']}  \nDate: {info['date']}, commit {info['commit']}  \nLoad average (1/5/15 min) before: "
                 f"{info['load_before']}, after: {info['load_after']} (other work shares this machine)\n\n"
                 f"Model: {model} ({config}); the same phases as bench/bench_step, timed the same way; "
                 f"ours: {ours_src or 'not given'} (ours/torch > 1: we are slower).\n\n")

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <stdexcept>
@@ -43,12 +44,15 @@ Meta make_meta(const std::string& program, const std::string& device, int thread
   if (m.commit.empty()) m.commit = "unknown";
   else if (!run_command("git status --porcelain --untracked-files=no 2>/dev/null").empty()) m.commit += "+dirty";
   m.load_before = load_average();
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  m.omp_wait_policy = policy ? policy : "unset";
   return m;
 }
 
 nlohmann::json Meta::to_json() const {
   return {{"program", program}, {"device", device},           {"date", date},          {"commit", commit},
-          {"threads", threads}, {"load_before", load_before}, {"load_after", load_after}};
+          {"threads", threads}, {"load_before", load_before}, {"load_after", load_after},
+          {"omp_wait_policy", omp_wait_policy}};
 }
 
 std::string md_table(const Row& header, const std::vector<Row>& rows) {
@@ -75,7 +79,8 @@ std::string write_results(const std::string& dir, const std::string& stem, Meta 
   std::ofstream md(md_path);
   md << "# " << meta.program << "\n\n"
      << "Device: " << meta.device << "  \n"
-     << "Date: " << meta.date << ", commit " << meta.commit << ", " << meta.threads << " threads  \n"
+     << "Date: " << meta.date << ", commit " << meta.commit << ", " << meta.threads << " threads, OMP_WAIT_POLICY "
+     << meta.omp_wait_policy << "  \n"
      << "Load average (1/5/15 min) before: " << meta.load_before << ", after: " << meta.load_after
      << " (other work shares this machine; figures taken under load are not comparable)\n\n"
      << md_body;

@@ -11,6 +11,7 @@ namespace lab {
 
 struct Meta {
   std::string program, device, date, commit, load_before, load_after;
+  std::string omp_wait_policy;  // OMP_WAIT_POLICY as the program saw it ("unset": libgomp spins a while)
   int threads = 0;
   nlohmann::json to_json() const;
 };
