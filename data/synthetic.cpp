@@ -221,9 +221,13 @@ void draw_facades(Scene& s) {
 }
 
 // Global illumination, colour cast, haze, a cast shadow over the ground, and sensor noise.
-Image finish(Scene& s, Rng& r) {
-  const float gain = r.uni(0.6f, 1.3f), haze = r.uni(0.f, 0.25f), sigma = r.uni(1.5f, 6.f);
-  const Col cast{r.uni(0.88f, 1.12f), r.uni(0.92f, 1.08f), r.uni(0.88f, 1.12f)};
+// `lighting` scales how far gain, cast and haze move from neutral (1: as drawn); the draws
+// are made either way, so the rest of the scene does not change with it.
+Image finish(Scene& s, Rng& r, float lighting) {
+  auto around = [&](float v, float neutral) { return lighting == 1.f ? v : neutral + lighting * (v - neutral); };
+  const float gain = around(r.uni(0.6f, 1.3f), 1.f), haze = around(r.uni(0.f, 0.25f), 0.f), sigma = r.uni(1.5f, 6.f);
+  const float cr = r.uni(0.88f, 1.12f), cg = r.uni(0.92f, 1.08f), cb = r.uni(0.88f, 1.12f);
+  const Col cast{around(cr, 1.f), around(cg, 1.f), around(cb, 1.f)};
   const bool shadow = r.chance(0.5f);
   const float shadow_x = s.c + r.uni(-s.r, s.r), shadow_k = r.uni(0.45f, 0.7f);
   const int shadow_side = r.chance(0.5f) ? 1 : -1;
@@ -262,8 +266,9 @@ const std::vector<uint8_t>& synthetic_classes() {
   return classes;
 }
 
-SyntheticScene render_scene(uint64_t seed, int h, int w) {
+SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting) {
   C3_CHECK(h >= 8 && w >= 8, "render_scene: size ", h, "x", w, " is too small (8x8 at least)");
+  C3_CHECK(lighting >= 0.f && lighting <= 1.f, "render_scene: lighting must be in [0, 1], got ", lighting);
   synth::Scene s;
   s.h = h, s.w = w;
   s.rgb.assign(size_t(h) * size_t(w) * 3, 0.f);
@@ -276,7 +281,7 @@ SyntheticScene render_scene(uint64_t seed, int h, int w) {
   synth::draw_facades(s);
   synth::draw_objects(s, r);
   SyntheticScene out;
-  out.image = synth::finish(s, r);
+  out.image = synth::finish(s, r, lighting);
   out.label = Image(h, w, 1);
   out.label.px = s.lab;
   return out;
@@ -288,7 +293,7 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
   return synth::mix64(k ^ uint64_t(int64_t(index)));
 }
 
-void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int n_val, int h, int w) {
+void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int n_val, int h, int w, float lighting) {
   C3_CHECK(n_train >= 0 && n_val >= 0, "make_synthetic: negative image count (", n_train, ", ", n_val, ")");
   namespace fs = std::filesystem;
   struct Job {
@@ -309,7 +314,7 @@ void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int 
   for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
     const Job& job = jobs[size_t(j)];
     try {
-      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w);
+      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w, lighting);
       char name[32];
       std::snprintf(name, sizeof name, "synth_%06d", job.index);
       const fs::path city = fs::path(job.split) / "synth";

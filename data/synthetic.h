@@ -31,8 +31,10 @@ struct SyntheticScene {
   Image label;  // h x w x 1, trainIds from synthetic_classes()
 };
 
-// One scene, a function of (seed, h, w) only.
-SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256);
+// One scene, a function of (seed, h, w, lighting) only. `lighting` in [0, 1] scales the
+// per-scene variation of exposure, colour cast and haze (1: the full variation; 0: every
+// scene lit alike); the layout, objects, textures, shadows and noise do not depend on it.
+SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256, float lighting = 1.f);
 
 // The seed of image `index` of a split ("train" or "val") of the dataset made with `seed`.
 uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index);
@@ -42,6 +44,6 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
 // created; files of the same names are overwritten, others left alone), rendering in
 // parallel. Same seed, same bytes (for one version of the stb PNG encoder).
 void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train = 1000, int n_val = 200, int h = 128,
-                    int w = 256);
+                    int w = 256, float lighting = 1.f);
 
 }  // namespace c3::data

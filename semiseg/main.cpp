@@ -52,6 +52,7 @@ struct Args {
   bool resume = false, help = false, teacher = false;
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
+  float lighting = 1.f;
 };
 
 Args parse(int argc, char** argv, int first) {
@@ -73,6 +74,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--train") a.n_train = std::stoi(value());
     else if (s == "--val") a.n_val = std::stoi(value());
     else if (s == "--classes") a.classes = std::stoi(value());
+    else if (s == "--lighting") a.lighting = std::stof(value());
     else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
     else a.positional.push_back(s);
   }
@@ -219,14 +221,15 @@ text files listing one image path per line.
 
 int cmd_make_synthetic(const Args& a) {
   if (a.help || a.out.empty()) {
-    std::printf(R"(usage: c3semiseg make-synthetic --out DIR [--seed S] [--train N] [--val N]
+    std::printf(R"(usage: c3semiseg make-synthetic --out DIR [--seed S] [--train N] [--val N] [--lighting L]
 
 Writes synthetic street scenes (128x256) in the Cityscapes layout under DIR, with trainId
-labels; the same seed gives the same bytes.
+labels; the same seed gives the same bytes. --lighting (0 to 1, default 1) scales how much
+exposure, colour cast and haze vary from scene to scene (0: every scene lit alike).
 )");
     return a.help ? 0 : 2;
   }
-  data::make_synthetic(a.out, a.seed, a.n_train, a.n_val);
+  data::make_synthetic(a.out, a.seed, a.n_train, a.n_val, 128, 256, a.lighting);
   std::printf("wrote %d train and %d val images to %s\n", a.n_train, a.n_val, a.out.c_str());
   return 0;
 }
