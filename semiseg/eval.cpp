@@ -6,9 +6,31 @@
 #include "core/ops.h"
 #include "core/ops_loss.h"
 #include "data/image_io.h"
+#include "nn/safetensors.h"
 #include "semiseg/run_data.h"
 
 namespace c3::semiseg {
+
+std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, const std::vector<std::string>& sets,
+                                                   Config& cfg, Tensor* thresholds, bool teacher) {
+  nn::SafetensorsFile f = nn::load_safetensors(path);
+  auto it = f.metadata.find("config");
+  C3_CHECK(it != f.metadata.end(), path, ": not a c3semiseg checkpoint (no config in its metadata)");
+  nlohmann::json j = default_config();
+  merge_checked(j, nlohmann::json::parse(it->second), path);
+  for (const auto& s : sets) apply_override(j, s);
+  cfg = parse_config(j);
+  auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
+  const std::string prefix = teacher ? "teacher." : "student.";
+  std::vector<std::pair<std::string, Tensor>> weights;
+  for (auto& [n, t] : f.tensors)
+    if (n.rfind(prefix, 0) == 0) weights.emplace_back(n.substr(prefix.size()), t);
+  C3_CHECK(!weights.empty(), path, ": holds no ", teacher ? "teacher (saved before the semi-supervised phase?)" : "student");
+  model->load_state_dict(weights);
+  if (thresholds)
+    if (const Tensor* t = f.find("dcrs.thresholds")) *thresholds = *t;
+  return model;
+}
 
 const std::vector<std::string>& class_names(int classes) {
   if (classes == 19) return cityscapes_class_names();

@@ -1,14 +1,22 @@
 // Evaluation on the validation set, and the pictures of predictions.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "data/image.h"
 #include "data/loader.h"
 #include "nn/deeplab.h"
+#include "semiseg/config.h"
 #include "semiseg/metrics.h"
 
 namespace c3::semiseg {
+
+// The student (or the EMA teacher) of a c3semiseg checkpoint, built from the config in its
+// metadata with `sets` ("section.key=value") applied; that config goes to `cfg`, and the DCRS
+// thresholds to `thresholds` when the checkpoint has them and it is not null.
+std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, const std::vector<std::string>& sets,
+                                                   Config& cfg, Tensor* thresholds = nullptr, bool teacher = false);
 
 // Cityscapes names for 19 classes, "class_k" otherwise.
 const std::vector<std::string>& class_names(int classes);

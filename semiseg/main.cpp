@@ -115,27 +115,6 @@ Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.d
 }
 
 // The student (or, with teacher set, the EMA teacher) of a training checkpoint.
-std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, const std::vector<std::string>& sets,
-                                                   Config& cfg, Tensor* thresholds, bool teacher = false) {
-  nn::SafetensorsFile f = nn::load_safetensors(path);
-  auto it = f.metadata.find("config");
-  C3_CHECK(it != f.metadata.end(), path, ": not a c3semiseg checkpoint (no config in its metadata)");
-  nlohmann::json j = default_config();
-  merge_checked(j, nlohmann::json::parse(it->second), path);
-  for (const auto& s : sets) apply_override(j, s);
-  cfg = parse_config(j);
-  auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
-  const std::string prefix = teacher ? "teacher." : "student.";
-  std::vector<std::pair<std::string, Tensor>> weights;
-  for (auto& [n, t] : f.tensors)
-    if (n.rfind(prefix, 0) == 0) weights.emplace_back(n.substr(prefix.size()), t);
-  C3_CHECK(!weights.empty(), path, ": holds no ", teacher ? "teacher (saved before the semi-supervised phase?)" : "student");
-  model->load_state_dict(weights);
-  if (thresholds)
-    if (const Tensor* t = f.find("dcrs.thresholds")) *thresholds = *t;
-  return model;
-}
-
 int cmd_eval(const Args& a) {
   if (a.help || a.checkpoint.empty()) {
     std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--teacher] [--set section.key=value ...]
