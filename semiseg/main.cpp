@@ -306,7 +306,11 @@ int cmd_run(const Args& a) {
     return 0;
   }
   ensure_synthetic();
-  Config cfg = default_run_config("c3", a.sets);
+  // configs/synthetic.json asks for one thread so that `compare` can train its two runs side
+  // by side; alone, `run` uses every core unless the user chose a thread count.
+  std::vector<std::string> sets = {"train.threads=0"};
+  sets.insert(sets.end(), a.sets.begin(), a.sets.end());
+  Config cfg = default_run_config("c3", sets);
   Trainer t(cfg, false);
   TrainResult r = t.run();
   if (r.interrupted) return 130;
