@@ -104,8 +104,9 @@ TEST_CASE("models: model.aspp_dilations sets how far a logit of the ASPP-v2 clas
     Tensor moved = feat.clone();
     float* p = moved.data<float>() + (4 * 15 + 7 + dx) * 64;
     for (int c = 0; c < 64; ++c) p[c] += 1.0f;
-    const float* a = m.classifier->forward(feat).data<float>() + (4 * 15 + 7) * 3;
-    const float* b = m.classifier->forward(moved).data<float>() + (4 * 15 + 7) * 3;
+    const Tensor ya = m.classifier->forward(feat), yb = m.classifier->forward(moved);  // kept alive
+    const float* a = ya.data<float>() + (4 * 15 + 7) * 3;
+    const float* b = yb.data<float>() + (4 * 15 + 7) * 3;
     double d = 0;
     for (int k = 0; k < 3; ++k) d = std::max(d, double(std::fabs(a[k] - b[k])));
     return d;
