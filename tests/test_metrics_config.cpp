@@ -102,3 +102,32 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
   CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains("not valid JSON"), Error);
   std::remove(path.c_str());
 }
+
+// A shipped config with a misspelt key would fail only when a user runs it: each one loads
+// here, and the Cityscapes ones carry METHOD.md's reference protocol.
+TEST_CASE("config: every shipped config loads; the Cityscapes ones hold METHOD.md's protocol") {
+  const std::vector<std::pair<std::string, int64_t>> cityscapes = {
+      {"configs/cityscapes_100.json", 100}, {"configs/cityscapes_372.json", 372}, {"configs/cityscapes_744.json", 744},
+      {"configs/cityscapes_all.json", 2975}, {"configs/cityscapes_v3plus_372.json", 372}};
+  for (const auto& [path, labels] : cityscapes) {
+    CAPTURE(path);
+    const Config c = load_config(path, {});
+    CHECK(c.labeled_count == labels);
+    CHECK(c.model.backbone.depth == 101);
+    CHECK((c.batch_labeled == 16 && c.batch_unlabeled == 16));
+    CHECK((c.crop_h == 256 && c.crop_w == 512 && c.base_h == 512 && c.base_w == 1024));
+    CHECK(c.total_steps() == 25000);
+    CHECK(c.warmup_epochs == 9);
+    CHECK((c.w_con == 0.1 && c.w_cons == 50 && c.tau == 0.15 && c.tau_b == 0.1));
+    CHECK((c.dcrs_s == 0.8 && c.dcrs_init == 0.9));
+    if (path.find("v3plus") == std::string::npos) {
+      CHECK(c.model.head == nn::HeadKind::deeplab_v2);
+      CHECK(c.model.backbone.frozen_bn);
+      CHECK((c.lr_head == 1.2e-4 && c.lr_backbone == 1.2e-5));
+    }
+  }
+  const Config s = load_config("configs/synthetic.json", {});
+  CHECK(s.model.backbone.depth == 18);
+  CHECK(s.labeled_count == 4);
+  CHECK(s.threads == 1);  // make compare trains its two runs side by side on one thread each
+}
