@@ -9,6 +9,7 @@
 #include "core/ops_resize.h"
 #include "semiseg/ops_contrast.h"
 #include "semiseg/ops_cutmix.h"
+#include "semiseg/metrics.h"
 #include "semiseg/ops_dcrs.h"
 #include "semiseg/ops_sampler.h"
 
@@ -153,9 +154,8 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
 StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepInputs& in, int64_t step,
                         int64_t semi_step, Generator& gen) {
   StepOutput out;
-  const int64_t Bl = in.x_l.dim(0), Bu = in.u_s.dim(0), N = Bl + Bu, H = in.x_l.dim(1), W = in.x_l.dim(2);
+  const int64_t Bl = in.x_l.dim(0), Bu = in.u_s.dim(0), H = in.x_l.dim(1), W = in.x_l.dim(2);
   const int64_t C = cfg_.model.num_classes;
-  C3_CHECK(N % 2 == 0, "C3 mixing pairs images: batch_labeled + batch_unlabeled must be even, got ", N);
   C3_CHECK(in.u_s.dim(1) == H && in.u_s.dim(2) == W, "labeled and unlabeled crops differ in size");
 
   // 2. Teacher on the weak view, without gradient.
@@ -197,13 +197,11 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   }
   // Statistics for the log.
   {
-    auto agree = [](const Tensor& logits, const Tensor& target) {  // target: i32 or u8 [N,H,W]
-      auto a = argmax_channels(logits.detach()).cpu().to_vector<int32_t>();
-      auto b = target.cpu().cast(DType::i32).to_vector<int32_t>();
-      int64_t same = 0, valid = 0;
-      for (size_t i = 0; i < a.size(); ++i)
-        if (b[i] != 255) ++valid, same += a[i] == b[i];
-      return valid ? double(same) / double(valid) : 0.0;
+    auto agree = [&](const Tensor& logits, const Tensor& target) {  // pixel accuracy; target 255 = ignore
+      ConfusionMatrix cm(int(C), logits.device());
+      cm.add(argmax_channels(logits.detach()), target.cast(DType::u8));
+      const IoUResult r = compute_iou(cm.counts(), int(C));
+      return r.pixels ? r.pixel_acc : 0.0;
     };
     out.agree_teacher = agree(logits_u, dr.label);
     out.acc_labeled = agree(logits_l, in.y_l);

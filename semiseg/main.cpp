@@ -114,7 +114,6 @@ Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.d
   return 0;
 }
 
-// The student (or, with teacher set, the EMA teacher) of a training checkpoint.
 int cmd_eval(const Args& a) {
   if (a.help || a.checkpoint.empty()) {
     std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--teacher] [--set section.key=value ...]
@@ -361,7 +360,7 @@ int cmd_compare(const Args& a) {
   }
   ensure_synthetic();
   const Config sup = default_run_config("supervised", a.sets), c3 = default_run_config("c3", a.sets);
-  const bool side_by_side = sup.threads == 1 && std::thread::hardware_concurrency() >= 2 && dist::world_size() == 1 &&
+  const bool side_by_side = sup.threads == 1 && std::thread::hardware_concurrency() >= 2 &&
                             (sup.device == "cpu" || !cuda_available());
   std::vector<std::pair<std::string, IoUResult>> rows;
   if (side_by_side) {
