@@ -5,6 +5,8 @@
 #   make compare    the supervised baseline and C3 on the synthetic data, side by side
 #   make bench      the CPU benchmarks (kernel lab + emulated checks, whole step, PyTorch CPU rows)
 #   make bench-gpu  the GPU benchmarks (kernel lab, whole step, PyTorch GPU rows); results in bench/results/
+#   make twin-lockstep  replay our first 20 C3 steps in the PyTorch twin and compare (tools/torch_twin.py)
+#   make twin       ours and the PyTorch twin, supervised and C3, 4 and 125 labels, two seeds (about an hour)
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
@@ -75,11 +77,11 @@ BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
-.PHONY: all test test-dist run compare deps clean help bench bench-gpu
+.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps
 all: deps $(BIN)
 
 help:
-	@sed -n '2,8p' Makefile
+	@sed -n '2,10p' Makefile
 
 # --- packages -----------------------------------------------------------------------------
 DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
@@ -169,6 +171,36 @@ bench-gpu: deps
 	./$(BUILD)/bench_kernels --gpu --out $(BENCH_OUT)
 	./$(BUILD)/bench_step --gpu --out $(BENCH_OUT)
 	$(BENCH_PYTHON) bench/torch_peer.py --gpu --ours $(BENCH_OUT)/step-gpu.json --out $(BENCH_OUT)
+
+# --- the PyTorch twin (tools/torch_twin.py; Debian's python3-torch on the CPU) ----------------
+TWIN_PKGS := python3-torch python3-torchvision python3-pil python3-matplotlib python3-numpy
+twin-deps:
+	@if ! $(BENCH_PYTHON) -c "import torch, torchvision, PIL, matplotlib" 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(TWIN_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TWIN_PKGS)) || exit 1; \
+	  else echo "run:  sudo apt-get install -y $(TWIN_PKGS)"; exit 1; fi; \
+	fi
+
+datasets/synthetic/leftImg8bit/val:
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
+	./$(BIN) make-synthetic --out datasets/synthetic
+
+# 20 steps of the default config (10 warm-up, 10 semi; ramps off and DCRS from 0 so that every
+# loss term and the threshold update act from the first semi step), dumped by ours and replayed.
+LOCKSTEP_SETS := --set train.epochs=2 --set train.steps_per_epoch=10 --set train.warmup_epochs=1 \
+                 --set loss.ramp_cons=0 --set loss.ramp_con=0 --set dcrs.init=0.0 --set data.val_limit=4 \
+                 --set train.threads=1 --set output.dir=runs/twin-lockstep/run
+twin-lockstep: export OMP_WAIT_POLICY ?= passive
+twin-lockstep: deps twin-deps datasets/synthetic/leftImg8bit/val
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
+	rm -rf runs/twin-lockstep
+	./$(BIN) train --config configs/synthetic.json $(LOCKSTEP_SETS) --dump runs/twin-lockstep/dump --dump-steps 20 > /dev/null
+	$(BENCH_PYTHON) tools/torch_twin.py lockstep runs/twin-lockstep/dump
+
+twin: export OMP_WAIT_POLICY ?= passive
+twin: twin-lockstep
+	$(BENCH_PYTHON) tools/twin_compare.py --bin ./$(BIN) --out $(BENCH_OUT) $(TWIN_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -65,10 +65,11 @@ SamplerOptions sampler_options(const Config& c) {
 // reference computed it per GPU), averaged over the groups that have anchors. Data-parallel:
 // each rank is a group of its own, so a rank splits its images into contrast_groups / N.
 Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
-                     const Tensor& logits, Generator& gen) {
+                     const Tensor& logits, Generator& gen, std::vector<std::pair<std::string, Tensor>>* draws) {
   const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3);
   Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
   AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
+  if (draws) draws->insert(draws->end(), {{"anchor_index", s.index}, {"anchor_label", s.label}});
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.contrast_groups / dist::world_size(), N));
   Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
   auto idx = s.index.to_vector<int32_t>();
@@ -144,7 +145,7 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
   if (cfg_.mode == TrainMode::c3 && cfg_.contrast && cfg_.w_con > 0) {
     Tensor z = l2_normalize(student.project(f.layer4));
     Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
-    Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen);
+    Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.con = con.item();
     out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
   }
@@ -173,6 +174,12 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
   const Mixing mixing = draw_mixing(cfg_.cross_set, Bl, Bu, H, W, gen);
   Tensor mixed = mixing.mix(concat({in.x_l, in.u_s}, 0));
+  if (keep_draws) {
+    std::vector<int32_t> order(mixing.order.begin(), mixing.order.end()), boxes;
+    for (const data::Box& b : mixing.boxes) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
+    out.draws.emplace_back("mix_order", Tensor::from_vector(order, {int64_t(order.size())}));
+    out.draws.emplace_back("mix_boxes", Tensor::from_vector(boxes, {int64_t(mixing.boxes.size()), 4}));
+  }
 
   // 4. Student on the mixed images; un-mix logits and layer4 features; undo the shuffle.
   nn::ResNetFeatures f = student.features(mixed);
@@ -191,7 +198,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     Tensor z = l2_normalize(student.project(l4));
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
-    Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen);
+    Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.con = con.item();
     out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
   }

@@ -2,6 +2,8 @@
 // warm-up / supervised-only step. The step builds the loss; the trainer runs backward, the
 // optimizer step and the EMA update.
 #pragma once
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/rng.h"
@@ -24,6 +26,11 @@ struct StepOutput {
   // the teacher's (on the weak view); and of labeled pixels where it equals the label.
   double agree_teacher = 0, acc_labeled = 0;
   std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
+  // The step's random draws, kept when C3Step::keep_draws is set (the trainer's --dump, which
+  // another implementation replays): "mix_order" i32 [N] (mixed slot k holds source k),
+  // "mix_boxes" i32 [N/2, 4] (y0, x0, h, w per pair), "anchor_index" / "anchor_label" i32 [K]
+  // (rows of the [N*h*w] feature maps, and their labels).
+  std::vector<std::pair<std::string, Tensor>> draws;
 };
 
 // The cross-set (or within-set) mixing of one step: the shuffle of [x_l ; u_s], the pairing
@@ -54,6 +61,7 @@ class C3Step {
                   int64_t semi_step, Generator& gen);
 
   Tensor thresholds;  // DCRS thresholds (the state's tensor; checkpointed)
+  bool keep_draws = false;  // fill StepOutput::draws
   void reset_thresholds();                 // the semi phase starts: thr = dcrs.init (or the global value)
   void load_thresholds(const Tensor& t);   // from a checkpoint
 

@@ -47,7 +47,8 @@ commands:
 
 struct Args {
   std::vector<std::string> positional, sets;
-  std::string config, out, checkpoint;
+  std::string config, out, checkpoint, dump;
+  int64_t dump_steps = 0;
   std::vector<std::string> checkpoints;
   bool resume = false, help = false, teacher = false;
   uint64_t seed = 0;
@@ -69,6 +70,17 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--resume") a.resume = true;
     else if (s == "--teacher") a.teacher = true;
     else if (s == "--out") a.out = value();
+    else if (s == "--dump") a.dump = value();
+    else if (s == "--dump-steps") {
+      const std::string v = value();
+      size_t used = 0;
+      try {
+        a.dump_steps = std::stoll(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      C3_CHECK(used == v.size() && a.dump_steps >= 0, "--dump-steps needs a step count >= 0, got '", v, "'");
+    }
     else if (s == "--checkpoint") a.checkpoints.push_back(value());
     else if (s == "--seed") a.seed = std::stoull(value());
     else if (s == "--train") a.n_train = std::stoi(value());
@@ -99,15 +111,22 @@ void print_final(const Config& cfg, const TrainResult& r) {
 int cmd_train(const Args& a) {
   if (a.help) {
     std::printf(R"(usage: c3semiseg train [--config FILE] [--set section.key=value ...] [--resume]
+                       [--dump DIR [--dump-steps N]]
 
 Trains as the config says (defaults: the reference protocol, METHOD.md). Writes the run folder
-(output.dir): config.json, metrics.jsonl, latest/best checkpoints, eval tables, pictures.
-Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
+(output.dir): config.json, labeled.txt, metrics.jsonl, latest/best checkpoints, eval tables,
+pictures. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
+
+--dump DIR writes the student's initial weights (DIR/init.safetensors) and the labeled list;
+with --dump-steps N also each of the first N steps' inputs, random draws and losses, and the
+weights after them, for tools/torch_twin.py to replay (make twin-lockstep).
 )");
     return 0;
   }
+  C3_CHECK(a.dump_steps == 0 || !a.dump.empty(), "--dump-steps needs --dump DIR");
   Config cfg = load_config(a.config, a.sets);
   Trainer t(cfg, a.resume);
+  if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps);
   TrainResult r = t.run();
   if (r.interrupted) return 130;
   print_final(cfg, r);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -104,6 +105,7 @@ Trainer::Trainer(Config cfg, bool resume)
   sync_from_rank0();
   if (!main_) return;  // what follows prints and writes files: rank 0 only
   std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
+  write_labeled_list(dir_ + "/labeled.txt");
   if (world > 1) std::printf("data-parallel: %d ranks, %d + %d images per rank and step\n", world,
                              cfg_.batch_labeled / world, cfg_.batch_unlabeled / world);
   std::printf("run folder %s | device %s | %zu labeled, %zu unlabeled, %zu val images | %lld parameters\n",
@@ -199,6 +201,57 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
   best_miou_ = std::stod(meta("best_miou"));
   best_step_ = std::stoll(meta("best_step"));
   return std::stoll(meta("step"));
+}
+
+// The labeled subset, one "image label" pair of absolute paths per line: a split list that
+// data.labeled_list reads back (and that other tools can use to train on the same images).
+void Trainer::write_labeled_list(const std::string& path) const {
+  std::ofstream f(path);
+  f << "# the labeled subset of this run (data.labeled_list format: image label)\n";
+  for (const data::Sample& s : data_.labeled)
+    f << std::filesystem::absolute(s.image).string() << " " << std::filesystem::absolute(s.label).string() << "\n";
+  C3_CHECK(f.good(), "cannot write ", path);
+}
+
+void Trainer::dump_steps(const std::string& dir, int64_t steps) {
+  C3_CHECK(dist::world_size() == 1, "--dump replays one process: run it without mpirun");
+  C3_CHECK(steps >= 0, "--dump-steps must be >= 0, got ", steps);
+  C3_CHECK(start_step_ == 0, "--dump starts at step 0: it cannot be used with --resume");
+  dump_dir_ = dir;
+  dump_steps_ = steps;
+  step_->keep_draws = steps > 0;
+  mkdirs(dir);
+  write_labeled_list(dir + "/labeled.txt");
+  nn::save_safetensors(dir + "/init.safetensors", student_->state_dict(), {{"config", cfg_.json.dump()}});
+}
+
+void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* ub, const StepOutput& out,
+                        double loss, double lr_factor) {
+  std::vector<std::pair<std::string, Tensor>> t;
+  auto bytes = [](const data::HostBytes& b, Shape s) {
+    return Tensor::from_host(std::span<const uint8_t>(b.data(), b.size()), s, Device::cpu);
+  };
+  t.emplace_back("x_l", bytes(lb.images, {lb.size(), lb.h, lb.w, 3}));
+  t.emplace_back("y_l", bytes(lb.labels, {lb.size(), lb.h, lb.w}));
+  if (ub) {
+    t.emplace_back("u_w", bytes(ub->images, {ub->size(), ub->h, ub->w, 3}));
+    t.emplace_back("u_s", bytes(ub->strong, {ub->size(), ub->h, ub->w, 3}));
+  }
+  for (const auto& [name, v] : out.draws) t.emplace_back(name, v.cpu());
+  for (const nn::NamedTensor& p : student_->named_parameters())  // this step's gradients
+    if (Tensor g = p.tensor->grad(); g.defined())
+      t.emplace_back("grad." + p.name, p.layout == nn::ParamLayout::conv_ohwi ? nn::ohwi_to_oihw(g).cpu() : g.cpu());
+  t.emplace_back("losses", Tensor::from_vector(std::vector<double>{loss, out.sup, out.cons, out.con}, {4}));
+  t.emplace_back("lr_factor", Tensor::from_vector(std::vector<double>{lr_factor}, {1}));
+  if (!out.thresholds.empty())
+    t.emplace_back("dcrs_thresholds", Tensor::from_vector(out.thresholds, {int64_t(out.thresholds.size())}));
+  char name[64];
+  std::snprintf(name, sizeof name, "/step_%06lld.safetensors", (long long)step);
+  nn::save_safetensors(dump_dir_ + name, t, {{"phase", ub ? "semi" : "warmup"}});
+  // The whole state after the step (student, teacher, optimizer, DCRS), as a checkpoint: the
+  // twin starts each replayed step from ours in its teacher-forced comparison.
+  std::snprintf(name, sizeof name, "/state_%06lld.safetensors", (long long)step + 1);
+  save_checkpoint(dump_dir_ + name, step + 1);
 }
 
 void Trainer::log_metrics(const std::string& line) {
@@ -306,6 +359,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         if (tbuf[i].tensor->dtype() == DType::f32) { tp.push_back(*tbuf[i].tensor); sp.push_back(*sbuf[i].tensor); }
       nn::ema_update(tp, sp, decay);
     }
+    if (step < dump_steps_) dump_step(step, lb, semi ? &ub : nullptr, out, loss, sched.factor(step));
     images += (lb.size() + (semi ? ub.size() : 0)) * world;
     if (world > 1 && cfg_.dist_check_every > 0 && (step + 1) % cfg_.dist_check_every == 0) check_ranks_agree(step + 1);
     const bool last = step + 1 == total;

@@ -40,6 +40,13 @@ class Trainer {
   ~Trainer();
   // stop_at_step >= 0 stops there as a signal would (checkpoint saved): used by the tests.
   TrainResult run(int64_t stop_at_step = -1);
+  // Writes, into `dir`, what another implementation needs to replay the first `steps` steps
+  // (tools/torch_twin.py lockstep): init.safetensors (the student at step 0, before any
+  // update), labeled.txt, step_NNNNNN.safetensors per step (the batch as u8 bytes, the step's
+  // random draws, gradients, losses and DCRS thresholds) and state_NNNNNN.safetensors (the
+  // checkpoint after that many steps: student, teacher, optimizer, DCRS). steps = 0: init and
+  // labeled list only. Call before run().
+  void dump_steps(const std::string& dir, int64_t steps);
 
   // Evaluates a model on the val set: plain and DCRS-masked ("*") confusion matrices.
   struct EvalOutput {
@@ -51,6 +58,9 @@ class Trainer {
   void save_checkpoint(const std::string& path, int64_t step);
   int64_t load_checkpoint(const std::string& path);
   void log_metrics(const std::string& json_line);
+  void write_labeled_list(const std::string& path) const;
+  void dump_step(int64_t step, const data::Batch& lb, const data::Batch* ub, const StepOutput& out, double loss,
+                 double lr_factor);
   void start_semi_phase();
   // Data-parallel: every rank starts from rank 0's weights; hashes compared every K steps.
   void sync_from_rank0();
@@ -68,6 +78,8 @@ class Trainer {
   int64_t best_step_ = 0;
   int64_t start_step_ = 0;
   bool main_ = true;  // rank 0: the only rank that prints and writes files
+  std::string dump_dir_;
+  int64_t dump_steps_ = 0;
 };
 
 }  // namespace c3::semiseg
