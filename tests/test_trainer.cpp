@@ -10,6 +10,8 @@
 
 #include "data/dataset.h"
 #include "data/synthetic.h"
+#include "nn/safetensors.h"
+#include "semiseg/run_data.h"
 #include "semiseg/trainer.h"
 #include "tests/helpers.h"
 
@@ -47,6 +49,9 @@ std::vector<double> losses(const std::string& dir) {
     if (j.contains("loss")) out.push_back(j["loss"].get<double>());
   }
   return out;
+}
+bool same_values(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && c3test::as_doubles(a) == c3test::as_doubles(b);
 }
 bool exists(const std::string& p) {
   struct stat st {};
@@ -164,4 +169,79 @@ TEST_CASE("trainer: data.skip_bad_samples skips and counts unreadable samples") 
   const std::string summary((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
   CHECK(summary.find("Skipped samples (data.skip_bad_samples): " + std::to_string(skipped)) != std::string::npos);
   CHECK(summary.find("label file not found") != std::string::npos);
+}
+
+// --dump (what tools/torch_twin.py replays): the initial weights are the model's before any
+// update, the labeled list reads back as the same subset, each step's file holds the batch
+// bytes, the draws and the logged losses, and each state file is the checkpoint at that step.
+TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's inputs and draws, and the states") {
+  namespace fs = std::filesystem;
+  const std::string out = tmp_dir() + "/run_dump", dump = tmp_dir() + "/dump";
+  const Config cfg = tiny(out, "c3");
+  {
+    Trainer t(cfg, false);
+    t.dump_steps(dump, 4);
+    CHECK(t.run(4).interrupted);  // 2 warm-up steps, 2 semi steps; latest.safetensors at step 4
+  }
+  nn::SafetensorsFile init = nn::load_safetensors(dump + "/init.safetensors");
+  nn::DeepLab fresh(cfg.model, cfg.seed);
+  const auto want = fresh.state_dict();
+  REQUIRE(init.tensors.size() == want.size());
+  for (const auto& [name, t] : want) {
+    const Tensor* got = init.find(name);
+    REQUIRE_MESSAGE(got, name);
+    CHECK_MESSAGE(same_values(*got, t), name);
+  }
+  // The list reads back as the run's subset.
+  Config from_list = cfg;
+  from_list.labeled_list = dump + "/labeled.txt";
+  const RunData a = load_run_data(cfg), b = load_run_data(from_list);
+  REQUIRE(a.labeled.size() == 8);
+  REQUIRE(b.labeled.size() == a.labeled.size());
+  for (size_t i = 0; i < a.labeled.size(); ++i) CHECK(fs::equivalent(a.labeled[i].image, b.labeled[i].image));
+  CHECK(b.unlabeled.size() == a.unlabeled.size());
+  CHECK(fs::exists(out + "/labeled.txt"));
+
+  std::vector<double> logged = losses(out);
+  REQUIRE(logged.size() == 4);
+  for (int s = 0; s < 4; ++s) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/step_%06d.safetensors", s);
+    nn::SafetensorsFile f = nn::load_safetensors(dump + name);
+    const bool semi = s >= 2;
+    CAPTURE(s);
+    REQUIRE(f.find("x_l"));
+    CHECK(f.find("x_l")->shape() == Shape{2, 32, 64, 3});
+    CHECK(f.find("x_l")->dtype() == DType::u8);
+    CHECK(f.find("y_l")->shape() == Shape{2, 32, 64});
+    CHECK((f.find("u_s") != nullptr) == semi);
+    CHECK((f.find("mix_order") != nullptr) == semi);
+    CHECK(f.find("losses")->to_vector<double>()[0] == logged[size_t(s)]);  // the logged loss, to the bit
+    CHECK(f.find("grad.backbone.conv1.weight") != nullptr);
+    // layer4 of a 32x64 crop is 5x9 (ceil-mode max pool, output stride 8)
+    const int64_t n = semi ? 4 : 2, rows = n * 5 * 9;
+    REQUIRE(f.find("anchor_index"));
+    for (int32_t i : f.find("anchor_index")->to_vector<int32_t>()) CHECK((i >= 0 && i < rows));
+    if (semi) {
+      auto order = f.find("mix_order")->to_vector<int32_t>();
+      std::sort(order.begin(), order.end());
+      CHECK(order == std::vector<int32_t>{0, 1, 2, 3});
+      auto boxes = f.find("mix_boxes")->to_vector<int32_t>();
+      REQUIRE(boxes.size() == 8);
+      for (int k = 0; k < 2; ++k) CHECK(std::abs(boxes[size_t(4 * k + 2)] * boxes[size_t(4 * k + 3)] - 32 * 64 / 2) <= 32);
+      CHECK(f.find("dcrs_thresholds")->numel() == 19);
+    }
+  }
+  nn::SafetensorsFile state = nn::load_safetensors(dump + "/state_000004.safetensors"),
+                      latest = nn::load_safetensors(out + "/latest.safetensors");
+  REQUIRE(state.tensors.size() == latest.tensors.size());
+  for (const auto& [name, t] : latest.tensors) CHECK_MESSAGE(same_values(*state.find(name), t), name);
+  CHECK(state.metadata.at("optimizer_steps") == "4");
+  CHECK(state.find("teacher.backbone.conv1.weight") != nullptr);
+  CHECK(state.find("optim.head.0.exp_avg") != nullptr);
+
+  Trainer again(cfg, true);  // resumed: the dump needs step 0
+  CHECK_THROWS_WITH_AS(again.dump_steps(dump, 2), doctest::Contains("cannot be used with --resume"), Error);
+  Trainer fresh_run(tiny(tmp_dir() + "/run_dump2", "c3"), false);
+  CHECK_THROWS_WITH_AS(fresh_run.dump_steps(dump, -1), doctest::Contains("--dump-steps must be >= 0"), Error);
 }
