@@ -13,7 +13,7 @@ pixel contrastive loss with hard/easy sampling; Adam and the EMA update), and ti
 phases the same way: wall clock around each phase with a device synchronize, one warm-up,
 the median of the repeats. Rows: eager FP32 (cudnn.benchmark on the GPU), and on the GPU
 also bf16 autocast + channels_last. The ResNet-18 pieces come from tools/make_golden.py
-(imported, with its width and class count set); the bottleneck ResNet is defined here.
+(imported, with its width and class count set), as is the bottleneck ResNet.
 Prints our time over PyTorch's for each phase and writes <out>/torch-{cpu,gpu}.{json,md}.
 """
 import argparse
@@ -54,46 +54,6 @@ def load_config(path):
     return cfg
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, cin, planes, stride, dilation):
-        super().__init__()
-        out = planes * 4
-        self.conv1 = nn.Conv2d(cin, planes, 1, stride, bias=False)  # stride on the 1x1 (DeepLab-v2)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out)) \
-            if (stride != 1 or cin != out) else None
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return F.relu(y + (self.downsample(x) if self.downsample is not None else x))
-
-
-class BottleneckResNet(nn.Module):
-    def __init__(self, depth, output_stride):
-        super().__init__()
-        blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
-        cin = mg.stem(self)
-        stride, dil = mg.stage_strides(output_stride)
-        for l in range(4):
-            layer = []
-            for b in range(blocks[l]):
-                layer.append(Bottleneck(cin, mg.ch(64 << l), stride[l] if b == 0 else 1, dil[l]))
-                cin = mg.ch(64 << l) * 4
-            setattr(self, f"layer{l + 1}", nn.Sequential(*layer))
-        self.channels = cin
-
-    def forward(self, x):
-        y = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1, ceil_mode=True)
-        l1 = self.layer1(y)
-        return l1, self.layer4(self.layer3(self.layer2(l1)))
-
-
 class Model(nn.Module):
     """DeepLab-v2 (ASPP-v2, align_corners upsampling) with the C3 projection head."""
 
@@ -101,7 +61,7 @@ class Model(nn.Module):
         super().__init__()
         mg.WIDTH, mg.CLASSES = m["width"], m["num_classes"]
         self.backbone = mg.ResNet18(m["output_stride"]) if m["depth"] == 18 else \
-            BottleneckResNet(m["depth"], m["output_stride"])
+            mg.BottleneckResNet(m["depth"], m["output_stride"])
         c4 = self.backbone.channels
         self.classifier = mg.AsppV2(c4, m["num_classes"])
         d = m["proj_dim"]

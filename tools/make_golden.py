@@ -87,6 +87,46 @@ class ResNet18(nn.Module):
         return l1, self.layer4(self.layer3(self.layer2(l1)))
 
 
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride, dilation):
+        super().__init__()
+        out = planes * 4
+        self.conv1 = nn.Conv2d(cin, planes, 1, stride, bias=False)  # stride on the 1x1 (DeepLab-v2)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out)) \
+            if (stride != 1 or cin != out) else None
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (self.downsample(x) if self.downsample is not None else x))
+
+
+class BottleneckResNet(nn.Module):
+    def __init__(self, depth, output_stride):
+        super().__init__()
+        blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
+        cin = stem(self)
+        stride, dil = stage_strides(output_stride)
+        for l in range(4):
+            layer = []
+            for b in range(blocks[l]):
+                layer.append(Bottleneck(cin, ch(64 << l), stride[l] if b == 0 else 1, dil[l]))
+                cin = ch(64 << l) * 4
+            setattr(self, f"layer{l + 1}", nn.Sequential(*layer))
+        self.channels = cin
+
+    def forward(self, x):
+        y = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1, ceil_mode=True)
+        l1 = self.layer1(y)
+        return l1, self.layer4(self.layer3(self.layer2(l1)))
+
+
 class AsppV2(nn.Module):
     def __init__(self, cin, classes):
         super().__init__()

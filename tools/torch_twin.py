@@ -24,7 +24,7 @@ teacher tensor with ours. Exits 1 when a figure is outside its tolerance (printe
 
 Runs on the CPU with Debian's python3-torch (1.13), one thread unless --threads says otherwise.
 Imports no code of ours except tools/st_io.py (safetensors) and tools/make_golden.py's
-ResNet-18 blocks (the PyTorch model the golden test checks ours against).
+ResNets (the PyTorch models the golden test checks ours against).
 """
 import argparse
 import copy
@@ -104,47 +104,6 @@ def load_config(path, sets):
 # upsampling) on a ResNet (stride on the first 1x1 of a bottleneck, ceil-mode max pool), and
 # the C3 projection head: 1x1 conv, ReLU, 1x1 conv. Parameter names are torchvision's, as in
 # our checkpoints.
-class Bottleneck(nn.Module):
-    def __init__(self, cin, planes, stride, dilation):
-        super().__init__()
-        out = planes * 4
-        self.conv1 = nn.Conv2d(cin, planes, 1, stride, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.downsample = None
-        if stride != 1 or cin != out:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return F.relu(y + (self.downsample(x) if self.downsample is not None else x))
-
-
-class ResNet(nn.Module):
-    def __init__(self, depth, output_stride):
-        super().__init__()
-        blocks = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}[depth]
-        cin = mg.stem(self)
-        stride, dil = mg.stage_strides(output_stride)
-        for l in range(4):
-            layer = []
-            for b in range(blocks[l]):
-                layer.append(Bottleneck(cin, mg.ch(64 << l), stride[l] if b == 0 else 1, dil[l]))
-                cin = mg.ch(64 << l) * 4
-            setattr(self, f"layer{l + 1}", nn.Sequential(*layer))
-        self.channels = cin
-
-    def forward(self, x):
-        y = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1, ceil_mode=True)
-        l1 = self.layer1(y)
-        return l1, self.layer4(self.layer3(self.layer2(l1)))
-
-
 class Aspp(nn.Module):
     def __init__(self, cin, classes, dilations, two_branches):
         super().__init__()
@@ -171,8 +130,9 @@ class DeepLab(nn.Module):
         if m["head"] != "deeplab_v2" or not m["stride_on_1x1"]:
             sys.exit("torch_twin: only model.head=deeplab_v2 with stride_on_1x1 is written here")
         mg.WIDTH, mg.CLASSES = m["width"], m["num_classes"]
-        # ResNet-18: make_golden's (the model the golden test holds ours to); 50/101: above.
-        self.backbone = mg.ResNet18(m["output_stride"]) if m["depth"] == 18 else ResNet(m["depth"], m["output_stride"])
+        # make_golden's ResNets (the PyTorch models the golden test and the benchmark use)
+        self.backbone = mg.ResNet18(m["output_stride"]) if m["depth"] == 18 else \
+            mg.BottleneckResNet(m["depth"], m["output_stride"])
         c4 = self.backbone.channels
         self.classifier = Aspp(c4, m["num_classes"], m["aspp_dilations"] or [6, 12, 18, 24], m["aspp_two_branches"])
         self.proj_head = ProjHead(c4, m["proj_dim"])
