@@ -12,8 +12,8 @@ logits and layer4 features, L_sup CE, L_cons soft CE with the DCRS mask and 1/C,
 pixel contrastive loss with hard/easy sampling; Adam and the EMA update), and times the same
 phases the same way: wall clock around each phase with a device synchronize, one warm-up,
 the median of the repeats. Rows: eager FP32 (cudnn.benchmark on the GPU), and on the GPU
-also bf16 autocast + channels_last. The ResNet-18 pieces come from tools/make_golden.py
-(imported, with its width and class count set), as is the bottleneck ResNet.
+also bf16 autocast + channels_last. The model and the config defaults are the PyTorch twin's
+(tools/torch_twin.py; its ResNets are tools/make_golden.py's).
 Prints our time over PyTorch's for each phase and writes <out>/torch-{cpu,gpu}.{json,md}.
 """
 import argparse
@@ -32,58 +32,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-import make_golden as mg  # noqa: E402  (the DeepLab pieces the golden test checks against ours)
-
-# The keys of semiseg/config.cpp's defaults that the model and the step use.
-DEFAULTS = {"model": {"depth": 101, "width": 1.0, "output_stride": 8, "frozen_bn": True, "num_classes": 19,
-                      "proj_dim": 256},
-            "data": {"crop": [256, 512]},
-            "train": {"contrast_groups": 1, "lr_head": 1.2e-4, "lr_backbone": 1.2e-5, "ema_max_decay": 0.99},
-            "loss": {"w_con": 0.1, "w_cons": 50.0, "tau": 0.15, "tau_b": 0.1, "samples_per_class": 20,
-                     "min_pixels": 20},
-            "dcrs": {"s": 0.8, "init": 0.9, "momentum": 0.9}}
-
+import torch_twin as tt  # noqa: E402  (the model and the config defaults of the PyTorch twin)
 
 def load_config(path):
-    text = "".join(line for line in open(path) if not line.lstrip().startswith("//"))
-    cfg = copy.deepcopy(DEFAULTS)
-    for sec, vals in json.loads(text).items():
-        for k, v in vals.items():
-            if sec in cfg and k in cfg[sec]:
-                cfg[sec][k] = v
-    return cfg
+    return tt.load_config(path, [])
 
 
-class Model(nn.Module):
-    """DeepLab-v2 (ASPP-v2, align_corners upsampling) with the C3 projection head."""
-
-    def __init__(self, m):
-        super().__init__()
-        mg.WIDTH, mg.CLASSES = m["width"], m["num_classes"]
-        self.backbone = mg.ResNet18(m["output_stride"]) if m["depth"] == 18 else \
-            mg.BottleneckResNet(m["depth"], m["output_stride"])
-        c4 = self.backbone.channels
-        self.classifier = mg.AsppV2(c4, m["num_classes"])
-        d = m["proj_dim"]
-        self.proj = nn.Sequential(nn.Conv2d(c4, d, 1), nn.ReLU(), nn.Conv2d(d, d, 1))
-        self.frozen_bn = m["frozen_bn"]
-        if self.frozen_bn:
-            for mod in self.modules():
-                if isinstance(mod, nn.BatchNorm2d):
-                    mod.weight.requires_grad_(False)
-                    mod.bias.requires_grad_(False)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if self.frozen_bn:  # eval statistics always
-            for mod in self.modules():
-                if isinstance(mod, nn.BatchNorm2d):
-                    mod.eval()
-        return self
+class Model(tt.DeepLab):
+    """The twin's DeepLab-v2 with the C3 projection head; forward gives the logits and layer4."""
 
     def forward(self, x):
-        _, l4 = self.backbone(x)
-        return F.interpolate(self.classifier(l4), x.shape[2:], mode="bilinear", align_corners=True), l4
+        l4 = self.features(x)
+        return self.logits(l4, x.shape[2:]), l4
+
+    @property
+    def proj(self):
+        return self.proj_head
 
 
 def cutmix_masks(K, H, W, dev):
