@@ -135,4 +135,20 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   return r;
 }
 
+EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::string>& sets, bool teacher,
+                               Config& cfg) {
+  Tensor thr;
+  auto model = model_from_checkpoint(path, sets, cfg, &thr, teacher);
+  const Device dev = cfg.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
+  model->to(dev);
+  RunData d;
+  d.val = load_val_samples(cfg);
+  auto loader = make_val_loader(cfg, d);
+  EvalOptions o;
+  o.classes = int(cfg.model.num_classes);
+  o.device = dev;
+  if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
+  return evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
+}
+
 }  // namespace c3::semiseg

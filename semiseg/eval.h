@@ -36,6 +36,12 @@ struct EvalResult {
 // The model in eval mode, no gradient, single scale at the loader's size.
 EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptions& opt);
 
+// `c3semiseg eval`: the student (or teacher) of a checkpoint on the val images its config
+// trained against (data.val_list or split "val", the first data.val_limit), plain and, for a
+// C3 checkpoint with DCRS thresholds, "*". `cfg` receives the checkpoint's config with `sets`.
+EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::string>& sets, bool teacher,
+                               Config& cfg);
+
 // Predicted class map [H,W] (i32 on the host) and per-pixel confidence for one image.
 struct Prediction {
   std::vector<int32_t> label;

@@ -138,28 +138,18 @@ int cmd_eval(const Args& a) {
     std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--teacher] [--set section.key=value ...]
 
 Evaluates the student (or with --teacher the EMA teacher) of a checkpoint on the val set of
-its config (override with --set, e.g. --set data.root=/data/cityscapes). Prints per-class IoU,
+its config, the images its training evaluated on (data.val_limit included; override with --set,
+e.g. --set data.root=/data/cityscapes --set data.val_limit=0). Prints per-class IoU,
 plain and DCRS-masked ("*"), and writes <checkpoint>_eval.md / .csv (_teacher_eval with --teacher).
 )");
     return a.help ? 0 : 2;
   }
   Config cfg;
-  Tensor thr;
-  auto model = model_from_checkpoint(a.checkpoint, a.sets, cfg, &thr, a.teacher);
-  const Device dev = cfg.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
-  model->to(dev);
-  RunData d;
-  d.val = cfg.val_list.empty() ? data::load_cityscapes(cfg.data_root, "val") : data::load_split_list(cfg.val_list, cfg.data_root);
-  auto loader = make_val_loader(cfg, d);
-  EvalOptions o;
-  o.classes = int(cfg.model.num_classes);
-  o.device = dev;
-  if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
-  EvalResult r = evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
-  if (!c3::dist::is_main()) return 0;                  // rank 0 prints and writes the tables
+  const EvalResult r = evaluate_checkpoint(a.checkpoint, a.sets, a.teacher, cfg);
+  if (!c3::dist::is_main()) return 0;  // rank 0 prints and writes the tables
   std::vector<std::pair<std::string, IoUResult>> rows = {{a.teacher ? "teacher" : "model", r.plain}};
   if (!r.star.iou.empty()) rows.push_back({a.teacher ? "teacher*" : "model*", r.star});
-  const auto& names = class_names(o.classes);
+  const auto& names = class_names(int(cfg.model.num_classes));
   std::printf("%s", iou_table_terminal(names, rows).c_str());
   const std::string base = a.checkpoint.substr(0, a.checkpoint.find_last_of('.')) + (a.teacher ? "_teacher" : "");
   std::ofstream(base + "_eval.md") << iou_table_markdown(names, rows);
@@ -361,12 +351,7 @@ pid_t train_in_child(const Config& cfg) {
 // The last evaluation of a finished run, from its latest checkpoint.
 IoUResult evaluate_latest(const Config& run, const std::vector<std::string>& sets) {
   Config cfg;
-  auto model = model_from_checkpoint(run.out_dir + "/latest.safetensors", sets, cfg, nullptr);
-  RunData d = load_run_data(cfg);
-  auto loader = make_val_loader(cfg, d);
-  EvalOptions o;
-  o.classes = int(cfg.model.num_classes);
-  return evaluate_model(*model, *loader, o).plain;
+  return evaluate_checkpoint(run.out_dir + "/latest.safetensors", sets, false, cfg).plain;
 }
 
 int cmd_compare(const Args& a) {

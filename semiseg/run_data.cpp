@@ -30,6 +30,12 @@ data::AugmentConfig augment_for(const Config& cfg) {
 }
 }  // namespace
 
+std::vector<data::Sample> load_val_samples(const Config& cfg, data::LoadStats* stats) {
+  std::vector<data::Sample> val = samples_for(cfg, cfg.val_list, "val", stats);
+  if (cfg.val_limit > 0 && int64_t(val.size()) > cfg.val_limit) val.resize(size_t(cfg.val_limit));
+  return val;
+}
+
 RunData load_run_data(const Config& cfg) {
   RunData d;
   std::vector<data::Sample> train = samples_for(cfg, cfg.train_list, "train", &d.listing);
@@ -38,8 +44,7 @@ RunData load_run_data(const Config& cfg) {
                                                       : data::split_labeled_from_list(train, cfg.labeled_list, cfg.data_root);
   d.labeled = std::move(split.labeled);
   d.unlabeled = cfg.unlabeled_all ? train : std::move(split.unlabeled);
-  d.val = samples_for(cfg, cfg.val_list, "val", &d.listing);
-  if (cfg.val_limit > 0 && int64_t(d.val.size()) > cfg.val_limit) d.val.resize(size_t(cfg.val_limit));
+  d.val = load_val_samples(cfg, &d.listing);
   C3_CHECK(!d.labeled.empty(), "the labeled subset is empty (data.labeled_count = ", cfg.labeled_count, ")");
   C3_CHECK(cfg.mode == TrainMode::supervised || !d.unlabeled.empty(),
            "C3 training needs unlabeled images, but every training image is labeled");

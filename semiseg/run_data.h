@@ -27,6 +27,9 @@ struct RunData {
 // "train"), split into labeled / unlabeled by data.labeled_list or data.labeled_count and
 // data.split_seed; val samples from data.val_list or split "val".
 RunData load_run_data(const Config& cfg);
+// The val samples alone (data.val_list or split "val"), the first data.val_limit of them: what
+// the trainer evaluates on, and `c3semiseg eval`.
+std::vector<data::Sample> load_val_samples(const Config& cfg, data::LoadStats* stats = nullptr);
 // The labeled loader, starting at `epoch` (for resume), and the unlabeled loader (weak and
 // strong views), started separately when the semi phase begins.
 void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch);

@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "data/synthetic.h"
 #include "nn/safetensors.h"
+#include "semiseg/eval.h"
 #include "semiseg/run_data.h"
 #include "semiseg/trainer.h"
 #include "tests/helpers.h"
@@ -244,4 +245,27 @@ TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's
   CHECK_THROWS_WITH_AS(again.dump_steps(dump, 2), doctest::Contains("cannot be used with --resume"), Error);
   Trainer fresh_run(tiny(tmp_dir() + "/run_dump2", "c3"), false);
   CHECK_THROWS_WITH_AS(fresh_run.dump_steps(dump, -1), doctest::Contains("--dump-steps must be >= 0"), Error);
+}
+
+// `c3semiseg eval` of a run's checkpoint scores the images the run evaluated on: with
+// data.val_limit, the first val_limit val images (it used to take the whole val split).
+TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation (data.val_limit included)") {
+  const std::string out = tmp_dir() + "/run_eval";
+  nlohmann::json j = tiny(out, "c3").json;
+  j["data"]["val_limit"] = 2;  // in the config the checkpoint records
+  const Config cfg = parse_config(j);
+  TrainResult r;
+  {
+    Trainer t(cfg, false);
+    r = t.run();
+  }
+  REQUIRE(r.last.pixels == 2 * 64 * 128);
+  Config loaded;
+  const EvalResult e = evaluate_checkpoint(out + "/latest.safetensors", {}, false, loaded);
+  CHECK(loaded.val_limit == 2);
+  CHECK(e.plain.pixels == r.last.pixels);
+  CHECK(e.plain.miou == doctest::Approx(r.last.miou).epsilon(1e-12));
+  CHECK(e.plain.pixel_acc == doctest::Approx(r.last.pixel_acc).epsilon(1e-12));
+  REQUIRE(e.star.iou.size() == 19);  // a C3 checkpoint: the "*" evaluation with its thresholds
+  CHECK(e.star.miou == doctest::Approx(r.last_star.miou).epsilon(1e-12));
 }

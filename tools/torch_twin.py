@@ -15,7 +15,8 @@ L_con with hard/easy anchors), Adam with the poly schedule, the EMA update, eval
 train: trains from `--init` (the student weights c3semiseg writes at step 0 with
 `train --dump DIR`), on the labeled subset of `--labeled-list` when given (c3semiseg writes
 it into its run folder), and writes a run folder like ours: config.json, metrics.jsonl (the
-same keys), eval_NNNNNN.md / .csv and summary.md.
+same keys), eval_NNNNNN.md / .csv, summary.md and latest.safetensors (the final student in
+our checkpoint layout: `c3semiseg eval --checkpoint` evaluates it with our code).
 
 lockstep: replays what `c3semiseg train --dump DIR --dump-steps N` wrote (each step's batch
 bytes, mixing order and boxes, contrastive anchors), from the same initial weights, and
@@ -748,10 +749,19 @@ def cmd_train(a):
                   + (" (best so far)" if plain["miou"] > best else ""), flush=True)
             best = max(best, plain["miou"])
             last, last_star = plain, star
+    save_checkpoint(os.path.join(out_dir, "latest.safetensors"), student, cfg, total)
     md, _ = tables(class_names(C), [("last", last)])
     open(os.path.join(out_dir, "summary.md"), "w").write(
         f"# Run summary (torch_twin)\n\nSteps: {total}, best val mIoU {100 * best}%\n\n{md}")
     print(md)
+
+
+def save_checkpoint(path, student, cfg, step):
+    """The student in our checkpoint layout (student.<torchvision name>, the config in the
+    metadata), so that `c3semiseg eval --checkpoint` evaluates the twin's model with our code."""
+    tensors = {"student." + k: v.detach().numpy() for k, v in student.state_dict().items()}
+    st_io.save(path + ".tmp", tensors, {"config": json.dumps(cfg), "step": str(step), "engine": "torch_twin"})
+    os.replace(path + ".tmp", path)
 
 
 def rel(a, b):
