@@ -48,7 +48,7 @@ commands:
 struct Args {
   std::vector<std::string> positional, sets;
   std::string config, out, checkpoint, dump;
-  int64_t dump_steps = 0;
+  int64_t dump_steps = 0, dump_state_steps = -1;
   std::vector<std::string> checkpoints;
   bool resume = false, help = false, teacher = false;
   uint64_t seed = 0;
@@ -71,22 +71,18 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--teacher") a.teacher = true;
     else if (s == "--out") a.out = value();
     else if (s == "--dump") a.dump = value();
-    else if (s == "--dump-steps") {
+    else if (s == "--dump-steps" || s == "--dump-state-steps") {
       const std::string v = value();
       size_t used = 0;
+      int64_t n = -1;
       try {
-        a.dump_steps = std::stoll(v, &used);
+        n = std::stoll(v, &used);
       } catch (const std::exception&) {
         used = 0;
       }
-      C3_CHECK(used == v.size() && a.dump_steps >= 0, "--dump-steps needs a step count >= 0, got '", v, "'");
+      C3_CHECK(used == v.size() && n >= 0, s, " needs a step count >= 0, got '", v, "'");
+      (s == "--dump-steps" ? a.dump_steps : a.dump_state_steps) = n;
     }
-    else if (s == "--checkpoint") a.checkpoints.push_back(value());
-    else if (s == "--seed") a.seed = std::stoull(value());
-    else if (s == "--train") a.n_train = std::stoi(value());
-    else if (s == "--val") a.n_val = std::stoi(value());
-    else if (s == "--classes") a.classes = std::stoi(value());
-    else if (s == "--lighting") a.lighting = std::stof(value());
     else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
     else a.positional.push_back(s);
   }
@@ -118,15 +114,16 @@ Trains as the config says (defaults: the reference protocol, METHOD.md). Writes 
 pictures. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
 
 --dump DIR writes the student's initial weights (DIR/init.safetensors) and the labeled list;
-with --dump-steps N also each of the first N steps' inputs, random draws and losses, and the
-weights after them, for tools/torch_twin.py to replay (make twin-lockstep).
+with --dump-steps N also each of the first N steps' inputs, random draws, losses, gradients and
+the state after it (--dump-state-steps K: gradients and states for the first K steps only), for
+tools/torch_twin.py to replay (make twin-lockstep; torch_twin.py replay DIR).
 )");
     return 0;
   }
-  C3_CHECK(a.dump_steps == 0 || !a.dump.empty(), "--dump-steps needs --dump DIR");
+  C3_CHECK((a.dump_steps == 0 && a.dump_state_steps < 0) || !a.dump.empty(), "--dump-steps and --dump-state-steps need --dump DIR");
   Config cfg = load_config(a.config, a.sets);
   Trainer t(cfg, a.resume);
-  if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps);
+  if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps, a.dump_state_steps);
   TrainResult r = t.run();
   if (r.interrupted) return 130;
   print_final(cfg, r);

@@ -213,12 +213,13 @@ void Trainer::write_labeled_list(const std::string& path) const {
   C3_CHECK(f.good(), "cannot write ", path);
 }
 
-void Trainer::dump_steps(const std::string& dir, int64_t steps) {
+void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_steps) {
   C3_CHECK(dist::world_size() == 1, "--dump replays one process: run it without mpirun");
   C3_CHECK(steps >= 0, "--dump-steps must be >= 0, got ", steps);
   C3_CHECK(start_step_ == 0, "--dump starts at step 0: it cannot be used with --resume");
   dump_dir_ = dir;
   dump_steps_ = steps;
+  dump_state_steps_ = state_steps < 0 ? steps : std::min(steps, state_steps);
   step_->keep_draws = steps > 0;
   mkdirs(dir);
   write_labeled_list(dir + "/labeled.txt");
@@ -238,8 +239,9 @@ void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* 
     t.emplace_back("u_s", bytes(ub->strong, {ub->size(), ub->h, ub->w, 3}));
   }
   for (const auto& [name, v] : out.draws) t.emplace_back(name, v.cpu());
+  const bool with_state = step < dump_state_steps_;
   for (const nn::NamedTensor& p : student_->named_parameters())  // this step's gradients
-    if (Tensor g = p.tensor->grad(); g.defined())
+    if (Tensor g = p.tensor->grad(); g.defined() && with_state)
       t.emplace_back("grad." + p.name, p.layout == nn::ParamLayout::conv_ohwi ? nn::ohwi_to_oihw(g).cpu() : g.cpu());
   t.emplace_back("losses", Tensor::from_vector(std::vector<double>{loss, out.sup, out.cons, out.con}, {4}));
   t.emplace_back("lr_factor", Tensor::from_vector(std::vector<double>{lr_factor}, {1}));
@@ -250,6 +252,7 @@ void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* 
   nn::save_safetensors(dump_dir_ + name, t, {{"phase", ub ? "semi" : "warmup"}});
   // The whole state after the step (student, teacher, optimizer, DCRS), as a checkpoint: the
   // twin starts each replayed step from ours in its teacher-forced comparison.
+  if (!with_state) return;
   std::snprintf(name, sizeof name, "/state_%06lld.safetensors", (long long)step + 1);
   save_checkpoint(dump_dir_ + name, step + 1);
 }

@@ -45,8 +45,9 @@ class Trainer {
   // update), labeled.txt, step_NNNNNN.safetensors per step (the batch as u8 bytes, the step's
   // random draws, gradients, losses and DCRS thresholds) and state_NNNNNN.safetensors (the
   // checkpoint after that many steps: student, teacher, optimizer, DCRS). steps = 0: init and
-  // labeled list only. Call before run().
-  void dump_steps(const std::string& dir, int64_t steps);
+  // labeled list only. Gradients and states only for the first `state_steps` (< 0: all), so
+  // that a whole run's inputs and draws can be dumped without a checkpoint per step.
+  void dump_steps(const std::string& dir, int64_t steps, int64_t state_steps = -1);
 
   // Evaluates a model on the val set: plain and DCRS-masked ("*") confusion matrices.
   struct EvalOutput {
@@ -79,7 +80,7 @@ class Trainer {
   int64_t start_step_ = 0;
   bool main_ = true;  // rank 0: the only rank that prints and writes files
   std::string dump_dir_;
-  int64_t dump_steps_ = 0;
+  int64_t dump_steps_ = 0, dump_state_steps_ = 0;
 };
 
 }  // namespace c3::semiseg

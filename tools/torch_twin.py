@@ -4,6 +4,7 @@
     /usr/bin/python3 tools/torch_twin.py train --config configs/synthetic.json [--set k=v ...] \\
         --init DIR/init.safetensors [--labeled-list DIR/labeled.txt] [--out RUN_DIR]
     /usr/bin/python3 tools/torch_twin.py lockstep DUMP_DIR
+    /usr/bin/python3 tools/torch_twin.py replay DUMP_DIR --out RUN_DIR
 
 Written from METHOD.md and the config keys (a second reading of the method, not a
 translation of the C++): the model (DeepLab-v2 / ResNet with our conventions, projection
@@ -22,6 +23,10 @@ lockstep: replays what `c3semiseg train --dump DIR --dump-steps N` wrote (each s
 bytes, mixing order and boxes, contrastive anchors), from the same initial weights, and
 compares each step's losses and DCRS thresholds and, after N steps, every student and
 teacher tensor with ours. Exits 1 when a figure is outside its tolerance (printed).
+
+replay: the twin's own training over a whole run's dumped steps (`--dump-steps` = all steps,
+`--dump-state-steps 0`), i.e. on our batches, mixing and anchors, then the final evaluation:
+separates what the data pipeline's draws do from what the engine does.
 
 Runs on the CPU with Debian's python3-torch (1.13), one thread unless --threads says otherwise.
 Imports no code of ours except tools/st_io.py (safetensors) and tools/make_golden.py's
@@ -891,9 +896,13 @@ def replay(cfg, dump, forced, f64=False):
             ema_k += 1
         ours = [float(v) for v in d["losses"]]
         twin = [out["loss"].item(), out["sup"], out["cons"], out["con"]]
-        after = st_io.load(os.path.join(dump, f"state_{step + 1:06d}.safetensors"))
-        ps, ps_name = worst_tensor(after, student, "student.")
-        pt, pt_name = worst_tensor(after, teacher, "teacher.") if teacher is not None else (0.0, "")
+        state_path = os.path.join(dump, f"state_{step + 1:06d}.safetensors")
+        ps, ps_name, pt, pt_name = 0.0, "", 0.0, ""
+        if os.path.exists(state_path):  # (--dump-state-steps may have left it out)
+            after = st_io.load(state_path)
+            ps, ps_name = worst_tensor(after, student, "student.")
+            if teacher is not None:
+                pt, pt_name = worst_tensor(after, teacher, "teacher.")
         rows.append({"step": step, "phase": "semi" if semi else "warmup", "ours": ours, "twin": twin,
                      "rel": [rel(o, w) if max(abs(o), abs(w)) > 1e-6 else 0.0 for o, w in zip(ours, twin)],
                      "lr_factor": abs(poly(cfg, step) - float(d["lr_factor"][0])),
@@ -902,7 +911,36 @@ def replay(cfg, dump, forced, f64=False):
                      "anchor_mismatch": step_fn.anchor_label_mismatches - mism_before,
                      "grad": grad, "grad_tensor": grad_name, "grad_f64_ours": g64_ours, "grad_f64_twin": g64_twin,
                      "param": max(ps, pt), "param_tensor": ps_name if ps >= pt else pt_name})
-    return rows, warm
+    return rows, warm, student, step_fn
+
+
+def cmd_replay(a):
+    """The twin's own chain over every step a whole run of ours dumped (its batches, mixing and
+    anchors), then the final evaluation: what the twin's training reaches with our data draws."""
+    init = os.path.join(a.dump, "init.safetensors")
+    cfg = copy.deepcopy(DEFAULTS)
+    merge(cfg, json.loads(st_io.load_metadata(init)["config"]), init)
+    rows, _, student, step_fn = replay(cfg, a.dump, False)
+    t, d = cfg["train"], cfg["data"]
+    total = t["epochs"] * t["steps_per_epoch"]
+    if len(rows) != total:
+        sys.exit(f"{a.dump}: {len(rows)} steps dumped, the run has {total}: dump the whole run (--dump-steps {total})")
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "metrics.jsonl"), "w") as m:
+        for r in rows:
+            m.write(json.dumps({"step": r["step"] + 1, "loss": r["twin"][0], "sup": r["twin"][1], "cons": r["twin"][2],
+                                "con": r["twin"][3], "ours_loss": r["ours"][0], "phase": r["phase"]}) + "\n")
+    _, _, val = load_split(cfg, os.path.join(a.dump, "labeled.txt"))
+    C = cfg["model"]["num_classes"]
+    plain, star = evaluate(student, decode(val, tuple(d["val_size"]), True), C,
+                           step_fn.thr if t["mode"] == "c3" else None)
+    md, csv = tables(class_names(C), [("student", plain)] + ([("student*", star)] if star else []))
+    open(os.path.join(a.out, f"eval_{total:06d}.md"), "w").write(md)
+    open(os.path.join(a.out, f"eval_{total:06d}.csv"), "w").write(csv)
+    save_checkpoint(os.path.join(a.out, "latest.safetensors"), student, cfg, total)
+    print(f"replayed {len(rows)} steps of {a.dump}: val mIoU {100 * plain['miou']:.2f}% "
+          f"(pixel acc {100 * plain['pixel_acc']:.2f}%)\n{md}")
+    return 0
 
 
 def print_rows(rows):
@@ -923,12 +961,12 @@ def cmd_lockstep(a):
     cfg = copy.deepcopy(DEFAULTS)
     merge(cfg, json.loads(st_io.load_metadata(init)["config"]), init)
     print(f"lockstep: {a.dump}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    forced, warm = replay(cfg, a.dump, True, f64=True)
+    forced, warm, _, _ = replay(cfg, a.dump, True, f64=True)
     print(f"\n1. each step from our state before it ({len(forced)} steps, {warm} warm-up); relative differences "
           f"twin vs ours (losses: loss, sup, cons, con; DCRS thresholds: absolute; grads and params: the largest "
           f"per-tensor |ours - twin| / |ours|, params and buffers after the step, student and teacher):")
     print_rows(forced)
-    free, _ = replay(cfg, a.dump, False)
+    free, _, _, _ = replay(cfg, a.dump, False)
     print(f"\n2. the twin's own chain from the same initial weights (reported, not checked: rounding grows "
           f"through the steps):")
     print_rows(free)
@@ -980,12 +1018,16 @@ def main():
     # (measured per step by the replay), so 1e-2, and ours is also held to 1e-2 of float64.
     ls.add_argument("--grad-tol", type=float, default=1e-2)
     ls.add_argument("--thr-tol", type=float, default=1e-4)
+    rp = sub.add_parser("replay", help="train on every step of a whole dumped run of ours, then evaluate")
+    rp.add_argument("dump")
+    rp.add_argument("--out", required=True)
+    rp.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.cmd == "train":
         cmd_train(a)
         return 0
-    return cmd_lockstep(a)
+    return cmd_replay(a) if a.cmd == "replay" else cmd_lockstep(a)
 
 
 if __name__ == "__main__":
