@@ -172,8 +172,15 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   thresholds = dcrs_.thresholds;
 
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
-  const Mixing mixing = draw_mixing(cfg_.cross_set, Bl, Bu, H, W, gen);
-  Tensor mixed = mixing.mix(concat({in.x_l, in.u_s}, 0));
+  //    (loss.mix_labeled = false: only the unlabeled images are mixed, among themselves.)
+  const bool mix_all = cfg_.mix_labeled;
+  const Mixing mixing = mix_all ? draw_mixing(cfg_.cross_set, Bl, Bu, H, W, gen) : draw_mixing(true, 0, Bu, H, W, gen);
+  Tensor mixed = mix_all ? mixing.mix(concat({in.x_l, in.u_s}, 0)) : concat({in.x_l, mixing.mix(in.u_s)}, 0);
+  // Back to per-source outputs in the original order, [labeled; unlabeled].
+  auto unmix = [&](const Tensor& out) {
+    if (mix_all) return mixing.unmix(out);
+    return concat({slice(out, 0, 0, Bl), mixing.unmix(slice(out, 0, Bl, Bu))}, 0);
+  };
   if (keep_draws) {
     std::vector<int32_t> order(mixing.order.begin(), mixing.order.end()), boxes;
     for (const data::Box& b : mixing.boxes) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
@@ -183,7 +190,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
 
   // 4. Student on the mixed images; un-mix logits and layer4 features; undo the shuffle.
   nn::ResNetFeatures f = student.features(mixed);
-  Tensor logits = mixing.unmix(student.upsample(student.classify(f), H, W));
+  Tensor logits = unmix(student.upsample(student.classify(f), H, W));
   Tensor logits_l = slice(logits, 0, 0, Bl), logits_u = slice(logits, 0, Bl, Bu);
 
   // 5. Losses, in the coordinates of the original images.
@@ -194,7 +201,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   out.cons = cons.item();
   out.loss = add(sup, mul(cons, cfg_.w_cons * ramp_up(semi_step, cfg_.ramp_cons)));
   if (cfg_.contrast && cfg_.w_con > 0) {
-    Tensor l4 = mixing.unmix(f.layer4);
+    Tensor l4 = unmix(f.layer4);
     Tensor z = l2_normalize(student.project(l4));
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs_contrast ? mask : Tensor(), z.dim(1), z.dim(2));

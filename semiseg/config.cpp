@@ -24,7 +24,7 @@ json default_config() {
             "threads": 0},
   "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
            "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
-           "hard_easy": true, "cross_set": true},
+           "hard_easy": true, "cross_set": true, "mix_labeled": true},
   "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
            "global_threshold": 0.95, "apply_to_contrast": true},
   "output": {"dir": "runs/default", "vis_images": 4}
@@ -213,6 +213,7 @@ Config parse_config(const json& j) {
   c.contrast = l["contrast"];
   c.hard_easy = l["hard_easy"];
   c.cross_set = l["cross_set"];
+  c.mix_labeled = l["mix_labeled"];
 
   const DcrsMode dcrs_modes[] = {DcrsMode::per_class, DcrsMode::global, DcrsMode::off};
   c.dcrs = dcrs_modes[choice(r["mode"], "dcrs.mode", {"dcrs", "global", "off"})];

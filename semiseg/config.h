@@ -65,6 +65,9 @@ struct Config {
   int64_t ramp_cons = 4000, ramp_con = 250;
   int samples_per_class = 20, min_pixels = 20;
   bool skip_class0 = true, contrast = true, hard_easy = true, cross_set = true;
+  // false: the labeled images go through the student un-mixed, only unlabeled pairs are mixed
+  // (an ablation of the cross-set mixing; METHOD.md mixes all).
+  bool mix_labeled = true;
   // DCRS
   DcrsMode dcrs = DcrsMode::per_class;
   double dcrs_s = 0.8, dcrs_init = 0.9, dcrs_momentum = 0.9, global_threshold = 0.95;

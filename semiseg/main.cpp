@@ -82,7 +82,12 @@ Args parse(int argc, char** argv, int first) {
       }
       C3_CHECK(used == v.size() && n >= 0, s, " needs a step count >= 0, got '", v, "'");
       (s == "--dump-steps" ? a.dump_steps : a.dump_state_steps) = n;
-    }
+    } else if (s == "--checkpoint") a.checkpoints.push_back(value());
+    else if (s == "--seed") a.seed = std::stoull(value());
+    else if (s == "--train") a.n_train = std::stoi(value());
+    else if (s == "--val") a.n_val = std::stoi(value());
+    else if (s == "--classes") a.classes = std::stoi(value());
+    else if (s == "--lighting") a.lighting = std::stof(value());
     else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
     else a.positional.push_back(s);
   }

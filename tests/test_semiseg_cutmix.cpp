@@ -15,6 +15,7 @@
 #include "core/ops_loss.h"
 #include "nn/deeplab.h"
 #include "semiseg/c3_step.h"
+#include "semiseg/config.h"
 #include "semiseg/ops_cutmix.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
@@ -284,4 +285,44 @@ TEST_CASE("mixing: the labeled loss through un-mix has the gradient of the loss 
   }
   CHECK(differ == 0);
   CHECK(nonzero > 1000);  // the comparison is not between two empty gradients
+}
+
+// loss.mix_labeled = false: only the unlabeled images are mixed (among themselves); the labeled
+// images reach the student as they are, so with frozen BatchNorm (no batch statistics) L_sup is
+// the plain cross-entropy of the student on them. With the default, it is not.
+TEST_CASE("mixing: loss.mix_labeled=false leaves the labeled images un-mixed") {
+  const int64_t Bl = 2, Bu = 4, H = 32, W = 48, C = 5;
+  auto step_sup = [&](bool mix_labeled, double* plain, std::vector<int32_t>* order) {
+    semiseg::Config cfg = semiseg::load_config(
+        "", {"model.depth=18", "model.width=0.125", "model.num_classes=5", "model.proj_dim=8", "model.frozen_bn=true",
+             std::string("loss.mix_labeled=") + (mix_labeled ? "true" : "false"), "dcrs.init=0.0",
+             "loss.samples_per_class=4", "loss.min_pixels=4"});
+    nn::DeepLab student(cfg.model, 3), teacher(cfg.model, 3);
+    teacher.eval();
+    Generator gen(5);
+    semiseg::StepInputs in;
+    in.x_l = gen.normal({Bl, H, W, 3}, 0, 1);
+    in.u_w = gen.normal({Bu, H, W, 3}, 0, 1);
+    in.u_s = gen.normal({Bu, H, W, 3}, 0, 1);
+    std::vector<uint8_t> yv(size_t(Bl * H * W));
+    for (size_t i = 0; i < yv.size(); ++i) yv[i] = uint8_t((i / 7 + i / 97) % C);
+    in.y_l = Tensor::from_vector(yv, {Bl, H, W});
+    semiseg::C3Step step(cfg, Device::cpu);
+    step.keep_draws = true;
+    semiseg::StepOutput out = step.semi(student, teacher, in, 0, 0, gen);
+    CHECK(std::isfinite(out.cons));
+    for (const auto& [name, t] : out.draws)
+      if (name == "mix_order") *order = t.to_vector<int32_t>();
+    *plain = cross_entropy(student.forward(in.x_l), in.y_l).item();
+    return out.sup;
+  };
+  double plain = 0;
+  std::vector<int32_t> order;
+  const double sup = step_sup(false, &plain, &order);
+  CHECK(sup == doctest::Approx(plain).epsilon(1e-5));  // the same convolutions in another batch: rounding only
+  std::sort(order.begin(), order.end());
+  CHECK(order == std::vector<int32_t>{0, 1, 2, 3});  // the shuffle runs over the unlabeled images
+  const double sup_mixed = step_sup(true, &plain, &order);
+  CHECK(order.size() == size_t(Bl + Bu));
+  CHECK(std::abs(sup_mixed - plain) > 1e-3 * plain);  // mixed labeled images: another loss
 }

@@ -70,7 +70,7 @@ DEFAULTS = {
               "threads": 0},
     "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
              "samples_per_class": 20, "min_pixels": 20, "skip_class0": True, "contrast": True,
-             "hard_easy": True, "cross_set": True},
+             "hard_easy": True, "cross_set": True, "mix_labeled": True},
     "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
              "global_threshold": 0.95, "apply_to_contrast": True},
     "output": {"dir": "runs/default", "vis_images": 4},
@@ -534,21 +534,29 @@ class Step:
         self.thr, mask, pseudo = dcrs(p_t, self.thr, cfg)
         if cfg["dcrs"]["mode"] == "off":
             mask = torch.ones_like(mask)
+        mix_all = l["mix_labeled"]  # false: only the unlabeled images are mixed, among themselves
         if replay is not None:
             order, boxes = replay["mix_order"], replay["mix_boxes"]
-        else:
+        elif mix_all:
             order, boxes = draw_order(cfg, Bl, Bu, gen), draw_boxes((Bl + Bu) // 2, H, W, gen)
+        else:
+            order, boxes = torch.randperm(Bu, generator=gen), draw_boxes(Bu // 2, H, W, gen)
         m = box_masks(boxes, H, W)
-        mixed = mix(torch.cat([x_l, u_s], 0), order, m)
+        if mix_all:
+            mixed = mix(torch.cat([x_l, u_s], 0), order, m)
+            back = lambda y: unmix(y, order, m)  # noqa: E731
+        else:
+            mixed = torch.cat([x_l, mix(u_s, order, m)], 0)
+            back = lambda y: torch.cat([y[:Bl], unmix(y[Bl:], order, m)], 0)  # noqa: E731
         l4 = student.features(mixed)
-        logits = unmix(student.logits(l4, (H, W)), order, m)
+        logits = back(student.logits(l4, (H, W)))
         logits_l, logits_u = logits[:Bl], logits[Bl:]
         sup = cross_entropy(logits_l, y_l)
         cons = soft_ce(logits_u, p_t, mask)
         loss = sup + cfg["loss"]["w_cons"] * ramp(semi_step, l["ramp_cons"]) * cons
         out = {"sup": sup.item(), "cons": cons.item(), "con": 0.0}
         if l["contrast"] and l["w_con"] > 0:
-            z = l2n(student.proj_head(unmix(l4, order, m)))
+            z = l2n(student.proj_head(back(l4)))
             zc = torch.cat([z[:Bl].detach(), e_t], 0)
             hw = z.shape[2:]
             near = lambda t: F.interpolate(t[:, None].float(), hw, mode="nearest")[:, 0].long()  # noqa: E731
