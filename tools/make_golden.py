@@ -7,7 +7,8 @@ For a small DeepLab-v2 (frozen BN, OS8, ASPP-v2) and a small DeepLabV3+ (trainab
 on ResNet-18 at 1/8 width, input 2x3x64x128: the weights, the batch, the logits, the loss,
 every parameter gradient, and three steps of Adam and of SGD (loss per step, final weights).
 Activations are stored NHWC (our layout); weights keep PyTorch's names and shapes.
-Used only to make fixtures, never at run time.
+Used only to make fixtures, never at run time. Its ResNets (ResNet18 here at WIDTH, and the
+bottleneck ResNet-50/101) are also the models of tools/torch_twin.py and bench/torch_peer.py.
 """
 import os
 import sys
