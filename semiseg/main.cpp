@@ -399,7 +399,7 @@ int cmd_compare(const Args& a) {
   std::printf("table written to runs/compare.md\n");
   const double gap = 100.0 * (rows[1].second.miou - rows[0].second.miou);
   std::printf("C3 - supervised: %+.1f mIoU%s\n", gap,
-              gap > 0 ? "" : " (on this synthetic set C3 is not yet ahead of the baseline; see README, \"Results measured so far\")");
+              gap > 0 ? "" : " (on this synthetic set C3 is not yet ahead of the baseline; see bench/results/measured.md)");
   return 0;
 }
 
