@@ -1,6 +1,6 @@
 # C3-SemiSeg engine: GNU make.
 #   make            library + build/c3semiseg (CUDA backend when nvcc is found)
-#   make test       build and run the test suite, then the MPI tests (make test-dist); installs packages as root
+#   make test       build and run the test suite, the command line on bad input, then the MPI tests; installs packages as root
 #   make run        train on the embedded synthetic dataset and print results
 #   make compare    the supervised baseline and C3 on the synthetic data, side by side
 #   make bench      the CPU benchmarks (kernel lab + emulated checks, whole step, PyTorch CPU rows)
@@ -140,8 +140,8 @@ $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
 	./$(TEST_BIN) $(TEST_ARGS)
-	@if [ -z "$(TEST_ARGS)" ]; then tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); \
-	else echo "(TEST_ARGS given: the MPI tests did not run; make test-dist runs them)"; fi
+	@if [ -z "$(TEST_ARGS)" ]; then tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); \
+	else echo "(TEST_ARGS given: the command-line and MPI tests did not run; make test-dist runs the latter)"; fi
 
 # The data-parallel tests: 2 ranks under mpirun on the CPU (tools/test_dist.sh).
 test-dist: deps

@@ -49,14 +49,28 @@ LabelMapping mapping_from_name(const std::string& label) {
                                                                                 : LabelMapping::train_ids;
 }
 
+// Why `p` is not a readable file: "" when it is one.
+std::string not_a_file(const std::string& p) {
+  std::error_code ec;
+  const auto st = fs::status(p, ec);
+  if (fs::is_regular_file(st)) return "";
+  if (!fs::exists(st)) return fs::is_symlink(fs::symlink_status(p, ec)) ? "a symbolic link to nothing" : "not found";
+  return fs::is_directory(st) ? "a directory, not a file" : "not a regular file (a FIFO, socket or device)";
+}
+
 // Fills in the label of an image that exists; false when the sample is to be skipped.
 bool attach_label(Sample& s, const LoadOptions& opt, LoadStats* stats, const std::string& where) {
-  if (!s.label.empty() && !file_exists(s.label)) {
-    if (!opt.require_labels) {
+  if (const std::string why = s.label.empty() ? "" : not_a_file(s.label); !why.empty()) {
+    if (!opt.require_labels && why == "not found") {
       s.label.clear();
       return true;
     }
-    on_missing(opt, stats, where + s.label + ": label file not found (image " + s.image + ")");
+    // A Cityscapes label path is the labelIds fallback when the labelTrainIds file is missing
+    // too: name both.
+    std::string also;
+    if (const size_t at = s.label.rfind("_gtFine_labelIds.png"); at != std::string::npos && why == "not found")
+      also = ", nor " + fs::path(s.label.substr(0, at) + "_gtFine_labelTrainIds.png").filename().string();
+    on_missing(opt, stats, where + s.label + ": label file " + why + also + " (image " + s.image + ")");
     return false;
   }
   if (opt.force_mapping) s.mapping = *opt.force_mapping;
@@ -68,19 +82,37 @@ struct ListLine {
   std::vector<std::string> fields;
 };
 
-// The non-blank, non-comment lines of a list file, split at whitespace.
-std::vector<ListLine> read_list_lines(const std::string& list_file) {
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// The non-blank, non-comment lines of a list file. A line is "image", "image label", or with
+// paths that hold spaces "image<TAB>label" (or an image alone that exists as written); a
+// UTF-8 byte order mark at the start (as some editors write) is skipped.
+std::vector<ListLine> read_list_lines(const std::string& list_file, const std::string& root) {
   const std::vector<uint8_t> bytes = read_file_bytes(list_file);
-  std::istringstream in(std::string(bytes.begin(), bytes.end()));
+  std::string text(bytes.begin(), bytes.end());
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  std::istringstream in(text);
   std::vector<ListLine> lines;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    std::istringstream words(line);
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
     ListLine l{number, {}};
-    for (std::string w; words >> w;) l.fields.push_back(w);
-    if (l.fields.empty() || l.fields[0][0] == '#') continue;
+    if (line.find('\t') != std::string::npos) {
+      std::istringstream cols(line);
+      for (std::string c; std::getline(cols, c, '\t');)
+        if (!trim(c).empty()) l.fields.push_back(trim(c));
+    } else if (line.find(' ') != std::string::npos && file_exists(resolve(root, line))) {
+      l.fields.push_back(line);  // one path with spaces
+    } else {
+      std::istringstream words(line);
+      for (std::string w; words >> w;) l.fields.push_back(w);
+    }
     C3_CHECK(l.fields.size() <= 2, list_file, ":", number, ": expected \"image\" or \"image label\", got ",
-             l.fields.size(), " fields (paths with spaces are not supported)");
+             l.fields.size(), " fields (separate paths that hold spaces with a tab)");
     lines.push_back(std::move(l));
   }
   return lines;
@@ -154,7 +186,8 @@ Sample cityscapes_sample_for(const std::string& image_path) {
   for (const auto& part : parts) dir /= part;
   const std::string stem = name.substr(0, at);
   Sample s{image_path, (dir / (stem + "_gtFine_labelTrainIds.png")).string(), LabelMapping::train_ids};
-  if (!file_exists(s.label)) s = {image_path, (dir / (stem + "_gtFine_labelIds.png")).string(), LabelMapping::label_ids};
+  std::error_code ec;  // any entry by that name (a broken link, a folder) is the label, reported as such
+  if (!fs::exists(fs::symlink_status(s.label, ec))) s = {image_path, (dir / (stem + "_gtFine_labelIds.png")).string(), LabelMapping::label_ids};
   return s;
 }
 
@@ -181,12 +214,12 @@ std::vector<Sample> load_cityscapes(const std::string& root, const std::string& 
 std::vector<Sample> load_split_list(const std::string& list_file, const std::string& root, const LoadOptions& opt,
                                     LoadStats* stats) {
   std::vector<Sample> out;
-  for (const ListLine& l : read_list_lines(list_file)) {
+  for (const ListLine& l : read_list_lines(list_file, root)) {
     const std::string where = list_file + ":" + std::to_string(l.number) + ": ";
     Sample s;
     s.image = resolve(root, l.fields[0]);
-    if (!file_exists(s.image)) {
-      on_missing(opt, stats, where + s.image + ": image file not found");
+    if (const std::string why = not_a_file(s.image); !why.empty()) {
+      on_missing(opt, stats, where + s.image + ": image file " + why);
       continue;
     }
     if (l.fields.size() == 2) {
@@ -208,11 +241,15 @@ void write_split_list(const std::string& list_file, const std::string& root, con
   std::string text;
   auto rel = [&](const std::string& p) {
     const std::string r = root.empty() ? p : fs::path(path_key(p)).lexically_relative(path_key(root)).string();
-    C3_CHECK(r.find_first_of(" \t") == std::string::npos, list_file, ": cannot write ", p,
-             ": split lists do not support paths with spaces");
+    C3_CHECK(r.find_first_of("\t\n\r") == std::string::npos && trim(r) == r, list_file, ": cannot write ", p,
+             ": split lists do not support tabs, line breaks or leading and trailing spaces in paths");
     return r;
   };
-  for (const Sample& s : samples) text += rel(s.image) + (s.label.empty() ? "" : " " + rel(s.label)) + "\n";
+  for (const Sample& s : samples) {
+    const std::string image = rel(s.image), label = s.label.empty() ? "" : rel(s.label);
+    const char* sep = (image + label).find(' ') != std::string::npos ? "\t" : " ";
+    text += image + (label.empty() ? "" : sep + label) + "\n";
+  }
   write_file_atomic(list_file, std::vector<uint8_t>(text.begin(), text.end()));
 }
 
@@ -234,7 +271,7 @@ LabeledSplit split_labeled(std::vector<Sample> samples, int64_t count, uint64_t 
 LabeledSplit split_labeled_from_list(std::vector<Sample> samples, const std::string& list_file,
                                      const std::string& root) {
   std::map<std::string, int> listed;  // path key -> line number
-  for (const ListLine& l : read_list_lines(list_file)) listed.emplace(path_key(resolve(root, l.fields[0])), l.number);
+  for (const ListLine& l : read_list_lines(list_file, root)) listed.emplace(path_key(resolve(root, l.fields[0])), l.number);
   std::set<std::string> found;
   LabeledSplit out;
   for (Sample& s : samples) {

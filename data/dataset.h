@@ -69,20 +69,22 @@ std::vector<Sample> load_cityscapes(const std::string& root, const std::string& 
                                     const LoadOptions& opt = {}, LoadStats* stats = nullptr);
 
 // The label path of a Cityscapes image path: the last folder named "leftImg8bit" becomes
-// "gtFine", and "_leftImg8bit.<ext>" becomes "_gtFine_labelTrainIds.png" if that file exists,
-// else "_gtFine_labelIds.png" (returned even when it does not exist). Throws when the path
+// "gtFine", and "_leftImg8bit.<ext>" becomes "_gtFine_labelTrainIds.png" if anything by that
+// name exists (a broken link or a folder is then reported as the label's problem), else
+// "_gtFine_labelIds.png" (returned even when it does not exist). Throws when the path
 // does not follow the layout.
 Sample cityscapes_sample_for(const std::string& image_path);
 
 // A split list: one entry per line, either "image" (label found by cityscapes_sample_for)
-// or "image label". Paths are relative to `root` (absolute ones are used as they are) and
-// must not contain spaces. Blank lines and lines starting with '#' are skipped. A label named
+// or "image label". Paths are relative to `root` (absolute ones are used as they are). Paths
+// that hold spaces: "image<TAB>label", or an image alone on its line when that file exists.
+// A UTF-8 byte order mark, blank lines and lines starting with '#' are skipped. A label named
 // *labelIds.png (not *TrainIds) is read as labelIds, any other as trainIds. Order of the file.
 std::vector<Sample> load_split_list(const std::string& list_file, const std::string& root,
                                     const LoadOptions& opt = {}, LoadStats* stats = nullptr);
 
-// Writes samples as "image label" lines relative to `root` (loadable by load_split_list),
-// atomically. An unlabeled sample is written as "image" alone; read back, it gets the label
+// Writes samples as "image label" lines relative to `root` (loadable by load_split_list;
+// "image<TAB>label" where a path holds a space), atomically. An unlabeled sample is written as "image" alone; read back, it gets the label
 // that the Cityscapes rule derives, if that file exists.
 void write_split_list(const std::string& list_file, const std::string& root, const std::vector<Sample>& samples);
 
@@ -118,14 +120,20 @@ struct CheckReport {
   ProblemList unreadable;      // exists but does not decode (corrupt, truncated, wrong format)
   ProblemList size_mismatch;   // image and label of different height/width
   ProblemList bad_label;       // label values (after mapping) neither < num_classes nor 255
-  bool ok() const { return missing.count + unreadable.count + size_mismatch.count + bad_label.count == 0; }
+  ProblemList duplicate;       // an image listed more than once (each repeat counts once)
+  int64_t problems() const {
+    return missing.count + unreadable.count + size_mismatch.count + bad_label.count + duplicate.count;
+  }
+  bool ok() const { return samples > 0 && problems() == 0; }  // an empty dataset is not OK
 };
 
 // Reads every image and label once (in parallel) and counts the problems; each sample adds
-// at most one problem per file (a missing image and a missing label are two).
-CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes);
+// at most one problem per file (a missing image and a missing label are two). `listing`: the
+// samples left out while listing (OnMissing::skip), counted as missing files.
+CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes, const LoadStats* listing = nullptr);
 
-// "checked N samples (M labeled): OK" or one line per problem kind with its examples.
+// "checked N samples (M labeled): OK" or one line per problem kind with its examples
+// ("no samples" for an empty dataset).
 void print_report(std::ostream& os, const CheckReport& r);
 
 }  // namespace c3::data

@@ -1,6 +1,7 @@
 // check_dataset: reads every file of a dataset once and reports what is wrong with it.
 #include <filesystem>
 #include <ostream>
+#include <set>
 
 #include "core/error.h"
 #include "data/dataset.h"
@@ -66,7 +67,7 @@ void print_list(std::ostream& os, const char* name, const ProblemList& p) {
 
 }  // namespace
 
-CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes) {
+CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes, const LoadStats* listing) {
   C3_CHECK(num_classes >= 1 && num_classes <= 255, "check_dataset: num_classes must be 1..255, got ", num_classes);
   const int64_t n = int64_t(samples.size());
   std::vector<std::vector<Finding>> found(samples.size());
@@ -77,13 +78,20 @@ CheckReport check_dataset(const std::vector<Sample>& samples, int num_classes) {
   CheckReport r;
   r.samples = n;
   ProblemList* lists[kKinds] = {&r.missing, &r.unreadable, &r.size_mismatch, &r.bad_label};
+  auto add = [](ProblemList& p, const std::string& what) {
+    if (p.examples.size() < size_t(CheckReport::kMaxExamples)) p.examples.push_back(what);
+    ++p.count;
+  };
+  if (listing) {
+    r.missing.count += listing->skipped - int64_t(listing->examples.size());
+    for (const std::string& e : listing->examples) add(r.missing, e);
+  }
+  std::set<std::string> seen;
   for (size_t i = 0; i < samples.size(); ++i) {
     r.labeled += samples[i].label.empty() ? 0 : 1;
-    for (const Finding& f : found[i]) {
-      ProblemList& p = *lists[f.kind];
-      if (p.examples.size() < size_t(CheckReport::kMaxExamples)) p.examples.push_back(f.what);
-      ++p.count;
-    }
+    const std::string key = std::filesystem::absolute(samples[i].image).lexically_normal().string();
+    if (!seen.insert(key).second) add(r.duplicate, samples[i].image + ": listed more than once");
+    for (const Finding& f : found[i]) add(*lists[f.kind], f.what);
   }
   return r;
 }
@@ -94,11 +102,16 @@ void print_report(std::ostream& os, const CheckReport& r) {
     os << "OK\n";
     return;
   }
-  os << r.missing.count + r.unreadable.count + r.size_mismatch.count + r.bad_label.count << " problems\n";
-  print_list(os, "missing files", r.missing);
+  if (r.samples == 0 && r.problems() == 0) {
+    os << "no samples (an empty list or split)\n";
+    return;
+  }
+  os << r.problems() << " problems\n";
+  print_list(os, "missing files (or not regular files)", r.missing);
   print_list(os, "unreadable files", r.unreadable);
   print_list(os, "image/label size mismatches", r.size_mismatch);
   print_list(os, "labels with values outside the classes", r.bad_label);
+  print_list(os, "images listed more than once", r.duplicate);
 }
 
 }  // namespace c3::data

@@ -13,6 +13,7 @@
 #include <map>
 #include <unistd.h>
 
+#include "core/checksum.h"
 #include "core/error.h"
 
 #define STB_IMAGE_STATIC
@@ -70,21 +71,6 @@ std::vector<std::array<uint8_t, 3>> png_palette(const std::vector<uint8_t>& b) {
     pos += 12 + len;
   }
   return {};
-}
-
-uint32_t crc32(const uint8_t* p, size_t n) {
-  static const auto table = [] {  // the PNG (ISO 3309) polynomial, reflected
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
 }
 
 // Walks the chunks of a PNG and checks their lengths and CRCs, up to IEND. stb checks
@@ -171,8 +157,12 @@ Image palette_indices(const std::string& path, const Image& rgb, const std::vect
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
+  C3_CHECK(fs::exists(st) || !fs::is_symlink(fs::symlink_status(path, ec)), path,
+           ": a symbolic link to a file that does not exist");
   C3_CHECK(fs::exists(st), path, ": file not found");
   C3_CHECK(!fs::is_directory(st), path, ": is a directory, not a file");
+  // A FIFO would block the read for ever, a device would read without end.
+  C3_CHECK(fs::is_regular_file(st), path, ": not a regular file (a FIFO, socket or device)");
   FILE* f = std::fopen(path.c_str(), "rb");
   C3_CHECK(f != nullptr, path, ": cannot open (", std::strerror(errno), ")");
   std::vector<uint8_t> bytes;

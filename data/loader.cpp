@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <system_error>
 
 #include "core/error.h"
 #include "data/rng.h"
@@ -58,17 +59,30 @@ Loader::Loader(LoaderConfig cfg, SampleLoadFn load) : cfg_(std::move(cfg)), load
     cache_.resize(cfg_.dataset_size);
     cache_mu_ = std::make_unique<std::mutex[]>(kStripes);
   }
-  for (int i = 0; i < cfg_.workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  for (int i = 0; i < cfg_.workers; ++i) {
+    try {
+      threads_.emplace_back([this] { worker_loop(); });
+    } catch (const std::system_error& e) {
+      // Stop and join the workers already started (a joinable thread destroyed by the
+      // unwinding would end the process with std::terminate).
+      stop_workers();
+      throw Error("data.workers: could not start loader worker " + std::to_string(i + 1) + " of " +
+                  std::to_string(cfg_.workers) + " (" + e.what() + "); lower data.workers");
+    }
+  }
 }
 
-Loader::~Loader() {
+void Loader::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   work_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  threads_.clear();
 }
+
+Loader::~Loader() { stop_workers(); }
 
 int64_t Loader::total_batches() const {
   if (cfg_.num_epochs < 0) return std::numeric_limits<int64_t>::max();

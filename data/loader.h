@@ -121,6 +121,7 @@ class Loader {
   std::shared_ptr<const std::pair<Image, Image>> prepared(int64_t index);
   void assemble(Pending& p);
   void worker_loop();
+  void stop_workers();  // sets stop_, wakes and joins every worker
 
   LoaderConfig cfg_;
   SampleLoadFn load_;

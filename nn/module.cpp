@@ -118,7 +118,7 @@ std::string LoadReport::summary() const {
   s << loaded << " tensors loaded. ";
   list("missing from the file", missing);
   list("unexpected in the file", unexpected);
-  list("with the wrong shape", mismatched);
+  list("with the wrong shape or dtype", mismatched);
   return s.str();
 }
 
@@ -140,6 +140,11 @@ LoadReport Module::load_state_dict(const std::vector<std::pair<std::string, Tens
     }
     Tensor src = it->second->detach().cpu();
     if (p.layout == ParamLayout::conv_ohwi && src.rank() == 4) src = oihw_to_ohwi(src);
+    if (src.dtype() != p.tensor->dtype()) {  // F16/BF16 files were widened to F32 when read
+      rep.mismatched.push_back(p.name + ": file " + dtype_name(src.dtype()) + " vs model " +
+                               dtype_name(p.tensor->dtype()));
+      continue;
+    }
     if (src.shape() != p.tensor->shape()) {
       Shape file_shape = it->second->shape();
       rep.mismatched.push_back(p.name + ": file " + shape_str(file_shape) + " vs model " +
@@ -154,8 +159,7 @@ LoadReport Module::load_state_dict(const std::vector<std::pair<std::string, Tens
   if (strict && !rep.clean())
     throw Error("load_state_dict (strict): " + rep.summary() + "Use non-strict loading to load the rest.");
   for (auto& [p, src] : plan) {
-    Tensor v = src.dtype() == p->tensor->dtype() ? src : src.cast(p->tensor->dtype());
-    p->tensor->copy_(v);  // into the existing storage, on its device
+    p->tensor->copy_(src);  // into the existing storage, on its device
     ++rep.loaded;
   }
   return rep;

@@ -52,7 +52,9 @@ void load_slots(const std::map<std::string, Tensor>& in, const std::vector<Param
       const Tensor& p = groups[gi].params[i];
       C3_CHECK(it->second.shape() == p.shape(), "optimizer state '", key, "' has shape ",
                shape_str(it->second.shape()), " but the parameter has ", shape_str(p.shape()));
-      slots[gi][i] = it->second.cast(p.dtype()).to(p.device()).clone();
+      C3_CHECK(it->second.dtype() == p.dtype(), "optimizer state '", key, "' is ", dtype_name(it->second.dtype()),
+               " but the parameter is ", dtype_name(p.dtype()));
+      slots[gi][i] = it->second.to(p.device()).clone();
     }
 }
 }  // namespace

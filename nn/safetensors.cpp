@@ -6,15 +6,22 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/checksum.h"
 
 namespace c3::nn {
 namespace {
 
 constexpr uint64_t kMaxHeader = 100ull << 20;
+// The CRC-32 of the data section, written by save_safetensors and checked by load_safetensors
+// (safetensors itself has no checksum); files from elsewhere lack it and load unchecked.
+constexpr const char* kChecksumKey = "c3.data_crc32";
 
 struct DTypeInfo {
   const char* name;
@@ -105,11 +112,25 @@ SafetensorsFile load_safetensors(const std::string& path) {
     throw fail("header length " + std::to_string(hlen) + " is longer than the file (" + std::to_string(file.size()) +
                " bytes; truncated?)");
   nlohmann::json header;
+  std::string duplicate;  // JSON parsers keep the last of two equal keys: a tensor would vanish
+  std::vector<std::set<std::string>> keys_at_depth;
+  auto seen = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) {
+      if (int(keys_at_depth.size()) <= depth) keys_at_depth.resize(size_t(depth) + 1);
+      keys_at_depth[size_t(depth)].clear();
+    } else if (event == E::key && depth >= 1 && duplicate.empty() &&
+               !keys_at_depth[size_t(depth) - 1].insert(parsed.get<std::string>()).second) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(hlen));
+    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + static_cast<std::ptrdiff_t>(hlen), seen);
   } catch (const std::exception& e) {
     throw fail(std::string("header is not JSON: ") + e.what());
   }
+  if (!duplicate.empty()) throw fail("the header names '" + duplicate + "' twice");
   if (!header.is_object()) throw fail("header is not a JSON object");
   const size_t data_begin = 8 + hlen, data_size = file.size() - data_begin;
 
@@ -159,9 +180,28 @@ SafetensorsFile load_safetensors(const std::string& path) {
     ranges.emplace_back(b, e);
     out.tensors.emplace_back(name, decode(path, name, dt, shape, file.data() + data_begin + b, e - b));
   }
+  // The tensors must tile the data section exactly: a gap or a byte past the last tensor is
+  // a shifted header (its length edited by a few bytes loads every tensor shifted) or junk.
   std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) throw fail("two tensors overlap in the data section");
+  uint64_t covered = 0;
+  for (const auto& [b, e] : ranges) {
+    if (b < covered) throw fail("two tensors overlap in the data section (at byte " + std::to_string(b) + ")");
+    if (b > covered)
+      throw fail("bytes " + std::to_string(covered) + ".." + std::to_string(b) +
+                 " of the data section belong to no tensor (a corrupt header or header length?)");
+    covered = e;
+  }
+  if (covered != data_size)
+    throw fail("the tensors cover " + std::to_string(covered) + " of the " + std::to_string(data_size) +
+               " bytes of the data section (a corrupt header length, or bytes appended?)");
+  if (auto it = out.metadata.find(kChecksumKey); it != out.metadata.end()) {
+    char want[16];
+    std::snprintf(want, sizeof want, "%08x", crc32(file.data() + data_begin, data_size));
+    if (it->second != want)
+      throw Error(path + ": corrupt data: the checksum of the data section is " + want + ", the file says " +
+                  it->second + " (a damaged copy or disk; use an earlier checkpoint)");
+    out.metadata.erase(it);
+  }
   // Keep file order stable (by offset) for readers that care.
   std::stable_sort(out.tensors.begin(), out.tensors.end(), [&](const auto& x, const auto& y) {
     return header[x.first]["data_offsets"][0].template get<uint64_t>() <
@@ -207,7 +247,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     C3_CHECK(name != "__metadata__" && !name.empty(), path, ": invalid tensor name '", name, "'");
@@ -215,6 +255,15 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     header[name] = {{"dtype", st_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
   }
+  uint32_t crc = 0;
+  std::vector<Tensor> host;
+  for (const auto& [name, t] : tensors) {
+    host.push_back(t.detach().cpu());
+    crc = crc32(host.back().raw(), host.back().nbytes(), crc);
+  }
+  char crc_hex[16];
+  std::snprintf(crc_hex, sizeof crc_hex, "%08x", crc);
+  header["__metadata__"][kChecksumKey] = crc_hex;
   std::string h = header.dump();
   while ((8 + h.size()) % 8) h.push_back(' ');  // align the data section to 8 bytes
   std::string bytes(8, '\0');
@@ -222,10 +271,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   for (int i = 0; i < 8; ++i) bytes[i] = char((hl >> (8 * i)) & 0xff);
   bytes += h;
   bytes.reserve(bytes.size() + offset);
-  for (const auto& [name, t] : tensors) {
-    Tensor c = t.detach().cpu();
-    bytes.append(static_cast<const char*>(c.raw()), c.nbytes());
-  }
+  for (const Tensor& c : host) bytes.append(static_cast<const char*>(c.raw()), c.nbytes());
   write_file_atomic(path, bytes);
 }
 

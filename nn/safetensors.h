@@ -4,11 +4,13 @@
 // then the raw little-endian data; offsets are relative to the end of the header.
 //
 // Reading validates everything before touching the data: the header length against the
-// file size and a 100 MiB bound, the JSON, each dtype, shape and offset range, that each
-// tensor's byte count matches its shape, and that no two tensors overlap. Every problem is
-// a c3::Error naming the file (and the tensor). Writing goes to a temporary file in the
-// same folder, is fsynced, then renamed over the target, so a crash never leaves a torn
-// checkpoint behind.
+// file size and a 100 MiB bound, the JSON (no name twice), each dtype, shape and offset
+// range, that each tensor's byte count matches its shape, and that the tensors tile the data
+// section exactly (no overlap, no gap, nothing after the last). Files we write carry the
+// CRC-32 of their data section in the metadata ("c3.data_crc32"), checked on reading (and
+// then left out of SafetensorsFile::metadata). Every problem is a c3::Error naming the file
+// (and the tensor). Writing goes to a temporary file in the same folder, is fsynced, then
+// renamed over the target, so a crash never leaves a torn checkpoint behind.
 #pragma once
 #include <map>
 #include <string>
@@ -26,7 +28,8 @@ struct SafetensorsFile {
 };
 
 // Loads F32, F64, I32, U8 as they are; I64 (PyTorch's num_batches_tracked) is narrowed to
-// I32 with a range check; F16/BF16 are widened to F32. Other dtypes are an error.
+// I32 with a range check; F16/BF16 are widened to F32 (half-precision weights load into F32
+// models; Module::load_state_dict casts nothing else). Other dtypes are an error.
 SafetensorsFile load_safetensors(const std::string& path);
 
 // Tensors may live on any device (copied to the host to be written).

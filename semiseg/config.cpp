@@ -1,6 +1,8 @@
 #include "semiseg/config.h"
 
+#include <cmath>
 #include <fstream>
+#include <cstdio>
 #include <initializer_list>
 
 #include "core/error.h"
@@ -27,7 +29,7 @@ json default_config() {
            "hard_easy": true, "cross_set": true, "mix_labeled": true},
   "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
            "global_threshold": 0.95, "apply_to_contrast": true},
-  "output": {"dir": "runs/default", "vis_images": 4}
+  "output": {"dir": "runs/default", "vis_images": 4, "save_every_steps": 0, "save_every_minutes": 10}
 })");
 }
 
@@ -49,6 +51,123 @@ bool compatible(const json& want, const json& got) {
 }
 }  // namespace
 
+// The allowed range of every numeric setting, next to its default above: parse_config checks
+// each one (finite, inside [lo, hi]) before reading it, so that no value is cast, wrapped or
+// divided by silently. Upper bounds are where a value stops making sense or starts to exhaust
+// the machine, not where the method's protocol is. A test checks that every numeric key of
+// default_config() is here and that every default is inside its range.
+const std::vector<KeyRange>& config_ranges() {
+  static const std::vector<KeyRange> r = {
+      {"model.depth", 18, 152},  // 18, 34, 50, 101 or 152 (the model says which)
+      {"model.width", 0.0625, 4},
+      {"model.output_stride", 8, 32},
+      {"model.num_classes", 2, 254},  // labels are 8-bit and 255 is "ignore"
+      {"model.proj_dim", 1, 4096},
+      {"model.aspp_channels", 1, 4096},
+      {"model.dropout", 0, 0.99},
+      {"data.labeled_count", 0, 1e8},
+      {"data.split_seed", 0, 1.8e19},
+      {"data.rotate", 0, 180},
+      {"data.flip", 0, 1},
+      {"data.workers", 0, 256},
+      {"data.val_limit", 0, 1e9},
+      {"train.batch_labeled", 1, 4096},
+      {"train.batch_unlabeled", 0, 4096},
+      {"train.epochs", 1, 1e6},
+      {"train.steps_per_epoch", 1, 1e7},
+      {"train.warmup_epochs", 0, 1e6},
+      {"train.lr_head", 0, 10},
+      {"train.lr_backbone", 0, 10},
+      {"train.weight_decay", 0, 1},
+      {"train.momentum", 0, 0.9999},
+      {"train.poly_power", 0, 100},
+      {"train.ema_max_decay", 0, 1},
+      {"train.seed", 0, 1.8e19},
+      {"train.eval_every_epochs", 1, 1e6},
+      {"train.contrast_groups", 1, 4096},
+      {"train.dist_check_every", 0, 1e9},
+      {"train.threads", 0, 1024},
+      {"loss.w_con", 0, 1e6},
+      {"loss.w_cons", 0, 1e6},
+      {"loss.ramp_cons", 0, 1e9},
+      {"loss.ramp_con", 0, 1e9},
+      {"loss.tau", 1e-4, 100},
+      {"loss.tau_b", 1e-4, 100},
+      {"loss.samples_per_class", 1, 100000},
+      {"loss.min_pixels", 0, 1e9},
+      {"dcrs.s", 0, 1},
+      {"dcrs.init", 0, 1},
+      {"dcrs.momentum", 0, 1},
+      {"dcrs.global_threshold", 0, 1},
+      {"output.vis_images", 0, 1000},
+      {"output.save_every_steps", 0, 1e9},
+      {"output.save_every_minutes", 0, 1e6},
+      // The elements of array settings.
+      {"data.base_size[]", 1, 16384},
+      {"data.crop[]", 1, 16384},
+      {"data.val_size[]", 1, 16384},
+      {"data.scales[]", 0.05, 8},
+      {"model.aspp_dilations[]", 1, 64},
+      {"dcrs.s_per_class[]", 0, 1},
+  };
+  return r;
+}
+
+namespace {
+const json* find_key(const json& j, const std::string& dotted) {
+  const json* v = &j;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = dotted.find('.', start);
+    const std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!v->is_object() || !v->contains(part)) return nullptr;
+    v = &(*v)[part];
+    if (dot == std::string::npos) return v;
+    start = dot + 1;
+  }
+}
+std::string number_text(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.10g", x);
+  return b;
+}
+void check_range(const json& v, const KeyRange& r, const std::string& key) {
+  const std::string range = "[" + number_text(r.lo) + ", " + number_text(r.hi) + "]";
+  C3_CHECK(v.is_number(), "config key '", key, "': must be a number in ", range, ", got ", v.dump());
+  const double x = v.get<double>();
+  C3_CHECK(std::isfinite(x) && x >= r.lo && x <= r.hi, "config key '", key, "': must be in ", range, ", got ",
+           v.dump());
+}
+}  // namespace
+
+void check_ranges(const json& j) {
+  for (const KeyRange& r : config_ranges()) {
+    std::string key = r.key;
+    const bool elements = key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0;
+    if (elements) key.resize(key.size() - 2);
+    const json* v = find_key(j, key);
+    if (v == nullptr) continue;  // a missing key is the merge's error, not ours
+    if (!elements) {
+      check_range(*v, r, key);
+      continue;
+    }
+    C3_CHECK(v->is_array(), "config key '", key, "': must be an array, got ", v->dump());
+    for (size_t i = 0; i < v->size(); ++i) check_range((*v)[i], r, key + "[" + std::to_string(i) + "]");
+  }
+}
+
+void check_depth(const json& j, const std::string& where, int max_depth) {
+  // Iterative: a document nested 10^5 levels deep must not overflow the stack here either.
+  std::vector<std::pair<const json*, int>> todo = {{&j, 1}};
+  while (!todo.empty()) {
+    auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    C3_CHECK(depth <= max_depth, where, ": JSON nested deeper than ", max_depth, " levels");
+    for (const json& child : *v) todo.push_back({&child, depth + 1});
+  }
+}
+
 void merge_checked(json& base, const json& overlay, const std::string& where, const std::string& prefix) {
   C3_CHECK(overlay.is_object(), where, ": ", prefix.empty() ? "the config" : prefix, " must be a JSON object");
   for (auto it = overlay.begin(); it != overlay.end(); ++it) {
@@ -69,22 +188,24 @@ void apply_override(json& cfg, const std::string& a) {
   const size_t eq = a.find('=');
   C3_CHECK(eq != std::string::npos && eq > 0, "--set ", a, ": expected section.key=value");
   const std::string path = a.substr(0, eq), text = a.substr(eq + 1);
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t dot = path.find('.', start);
+    parts.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    C3_CHECK(!parts.back().empty(), "--set ", a, ": '", path, "' is not a key (expected section.key=value)");
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
   json value;
   try {
     value = json::parse(text);
   } catch (const json::exception&) {
     value = text;  // a bare word is a string
   }
+  check_depth(value, "--set " + path);
   // Build {"section": {"key": value}} and merge it with the same checks as a file.
   json overlay = value;
-  size_t end = path.size();
-  while (true) {
-    const size_t dot = path.rfind('.', end - 1);
-    const std::string key = path.substr(dot == std::string::npos ? 0 : dot + 1, end - (dot == std::string::npos ? 0 : dot + 1));
-    overlay = json{{key, overlay}};
-    if (dot == std::string::npos) break;
-    end = dot;
-  }
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) overlay = json{{*it, overlay}};
   merge_checked(cfg, overlay, "--set " + a);
 }
 
@@ -99,6 +220,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     } catch (const json::exception& e) {
       throw Error(path + ": not valid JSON: " + e.what());
     }
+    check_depth(file, path);
     merge_checked(j, file, path);
   }
   for (const std::string& o : overrides) apply_override(j, o);
@@ -106,6 +228,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 }
 
 Config parse_config(const json& j) {
+  check_ranges(j);
   Config c;
   c.json = j;
   auto bad = [](const std::string& key, const std::string& why) { return Error("config key '" + key + "': " + why); };
@@ -125,14 +248,18 @@ Config parse_config(const json& j) {
   const nn::HeadKind heads[] = {nn::HeadKind::deeplab_v2, nn::HeadKind::deeplab_v3plus};
   c.model.head = heads[choice(m["head"], "model.head", {"deeplab_v2", "deeplab_v3plus"})];
   c.model.backbone.depth = m["depth"];
+  if (c.model.backbone.depth != 18 && c.model.backbone.depth != 34 && c.model.backbone.depth != 50 &&
+      c.model.backbone.depth != 101 && c.model.backbone.depth != 152)
+    throw bad("model.depth", "must be 18, 34, 50, 101 or 152, got " + m["depth"].dump());
   c.model.backbone.width = m["width"];
   c.model.backbone.output_stride = m["output_stride"];
+  if (c.model.backbone.output_stride != 8 && c.model.backbone.output_stride != 16 && c.model.backbone.output_stride != 32)
+    throw bad("model.output_stride", "must be 8, 16 or 32, got " + m["output_stride"].dump());
   c.model.backbone.stride_on_1x1 = m["stride_on_1x1"];
   c.model.backbone.frozen_bn = m["frozen_bn"];
   c.model.aspp_two_branches = m["aspp_two_branches"];
   for (const json& v : m["aspp_dilations"]) {
-    if (!v.is_number_integer() || int(v) < 1 || int(v) > 64)
-      throw bad("model.aspp_dilations", "must list integers in 1..64, got " + v.dump());
+    if (!v.is_number_integer()) throw bad("model.aspp_dilations", "must list integers in 1..64, got " + v.dump());
     c.model.aspp_dilations.push_back(int(v));
   }
   if (c.model.aspp_two_branches && c.model.aspp_dilations.size() == 1)
@@ -226,7 +353,11 @@ Config parse_config(const json& j) {
   c.global_threshold = r["global_threshold"];
   c.dcrs_contrast = r["apply_to_contrast"];
   c.out_dir = o["dir"];
+  if (c.out_dir.empty() || c.out_dir.find_first_not_of('/') == std::string::npos)
+    throw bad("output.dir", "must name a folder for the run, not '" + c.out_dir + "'");
   c.vis_images = o["vis_images"];
+  c.save_every_steps = o["save_every_steps"];
+  c.save_every_minutes = o["save_every_minutes"];
   return c;
 }
 

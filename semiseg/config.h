@@ -76,11 +76,26 @@ struct Config {
   // output
   std::string out_dir = "runs/default";
   int vis_images = 4;
+  // latest.safetensors is written at each evaluation and also every save_every_steps steps
+  // and every save_every_minutes minutes (0 = off), so that a kill loses at most that much.
+  int64_t save_every_steps = 0;
+  double save_every_minutes = 10;
 
   int64_t total_steps() const { return epochs * steps_per_epoch; }
 };
 
 nlohmann::json default_config();
+// The allowed range of a numeric key ("section.key"; "section.key[]" for each element of an
+// array setting), inclusive at both ends.
+struct KeyRange {
+  const char* key;
+  double lo, hi;
+};
+const std::vector<KeyRange>& config_ranges();
+void check_ranges(const nlohmann::json& j);  // an error naming the first key outside its range
+// An error naming `where` if `j` nests deeper than max_depth (JSON from files and checkpoints;
+// the merge and the messages recurse, so the depth is checked before them).
+void check_depth(const nlohmann::json& j, const std::string& where, int max_depth = 32);
 // Merges `overlay` onto `base`, checking every key and type against `base`. `where` names the
 // source in error messages (a file path, or "--set").
 void merge_checked(nlohmann::json& base, const nlohmann::json& overlay, const std::string& where,

@@ -17,7 +17,14 @@ std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, cons
   auto it = f.metadata.find("config");
   C3_CHECK(it != f.metadata.end(), path, ": not a c3semiseg checkpoint (no config in its metadata)");
   nlohmann::json j = default_config();
-  merge_checked(j, nlohmann::json::parse(it->second), path);
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": the config in its metadata is not valid JSON: " + e.what());
+  }
+  check_depth(saved, path + ": the config in its metadata");
+  merge_checked(j, saved, path);
   for (const auto& s : sets) apply_override(j, s);
   cfg = parse_config(j);
   auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);

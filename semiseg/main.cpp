@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -50,11 +52,33 @@ struct Args {
   std::string config, out, checkpoint, dump;
   int64_t dump_steps = 0, dump_state_steps = -1;
   std::vector<std::string> checkpoints;
-  bool resume = false, help = false, teacher = false;
+  bool resume = false, partial_resume = false, help = false, teacher = false;
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
   float lighting = 1.f;
 };
+
+// A whole-number option value in [lo, hi]; anything else ("3abc", "1e3", "-1", "") is an
+// error naming the option.
+int64_t int_option(const std::string& opt, const std::string& v, int64_t lo, int64_t hi) {
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  C3_CHECK(!v.empty() && used == v.size() && std::isdigit(uint8_t(v[0])) && n >= lo && n <= hi, opt,
+           " needs a whole number in [", lo, ", ", hi, "], got '", v, "'");
+  return n;
+}
+double number_option(const std::string& opt, const std::string& v, double lo, double hi) {
+  char* end = nullptr;
+  const double x = v.empty() ? NAN : std::strtod(v.c_str(), &end);
+  C3_CHECK(!v.empty() && end == v.c_str() + v.size() && std::isfinite(x) && x >= lo && x <= hi, opt,
+           " needs a number in [", lo, ", ", hi, "], got '", v, "'");
+  return x;
+}
 
 Args parse(int argc, char** argv, int first) {
   Args a;
@@ -68,26 +92,18 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--config") a.config = value();
     else if (s == "--set") a.sets.push_back(value());
     else if (s == "--resume") a.resume = true;
+    else if (s == "--resume-partial") a.resume = a.partial_resume = true;
     else if (s == "--teacher") a.teacher = true;
     else if (s == "--out") a.out = value();
     else if (s == "--dump") a.dump = value();
-    else if (s == "--dump-steps" || s == "--dump-state-steps") {
-      const std::string v = value();
-      size_t used = 0;
-      int64_t n = -1;
-      try {
-        n = std::stoll(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      C3_CHECK(used == v.size() && n >= 0, s, " needs a step count >= 0, got '", v, "'");
-      (s == "--dump-steps" ? a.dump_steps : a.dump_state_steps) = n;
-    } else if (s == "--checkpoint") a.checkpoints.push_back(value());
-    else if (s == "--seed") a.seed = std::stoull(value());
-    else if (s == "--train") a.n_train = std::stoi(value());
-    else if (s == "--val") a.n_val = std::stoi(value());
-    else if (s == "--classes") a.classes = std::stoi(value());
-    else if (s == "--lighting") a.lighting = std::stof(value());
+    else if (s == "--dump-steps") a.dump_steps = int_option(s, value(), 0, int64_t(1e9));
+    else if (s == "--dump-state-steps") a.dump_state_steps = int_option(s, value(), 0, int64_t(1e9));
+    else if (s == "--checkpoint") a.checkpoints.push_back(value());
+    else if (s == "--seed") a.seed = uint64_t(int_option(s, value(), 0, std::numeric_limits<int64_t>::max()));
+    else if (s == "--train") a.n_train = int(int_option(s, value(), 1, 1000000));
+    else if (s == "--val") a.n_val = int(int_option(s, value(), 1, 1000000));
+    else if (s == "--classes") a.classes = int(int_option(s, value(), 2, 254));
+    else if (s == "--lighting") a.lighting = float(number_option(s, value(), 0, 1));
     else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
     else a.positional.push_back(s);
   }
@@ -111,12 +127,14 @@ void print_final(const Config& cfg, const TrainResult& r) {
 
 int cmd_train(const Args& a) {
   if (a.help) {
-    std::printf(R"(usage: c3semiseg train [--config FILE] [--set section.key=value ...] [--resume]
+    std::printf(R"(usage: c3semiseg train [--config FILE] [--set section.key=value ...] [--resume | --resume-partial]
                        [--dump DIR [--dump-steps N]]
 
 Trains as the config says (defaults: the reference protocol, METHOD.md). Writes the run folder
 (output.dir): config.json, labeled.txt, metrics.jsonl, latest/best checkpoints, eval tables,
 pictures. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
+--resume-partial also resumes from a checkpoint that lacks the optimizer, the teacher or the
+DCRS thresholds, starting those afresh (plain --resume refuses, naming what is missing).
 
 --dump DIR writes the student's initial weights (DIR/init.safetensors) and the labeled list;
 with --dump-steps N also each of the first N steps' inputs, random draws, losses, gradients and
@@ -127,10 +145,11 @@ tools/torch_twin.py to replay (make twin-lockstep; torch_twin.py replay DIR).
   }
   C3_CHECK((a.dump_steps == 0 && a.dump_state_steps < 0) || !a.dump.empty(), "--dump-steps and --dump-state-steps need --dump DIR");
   Config cfg = load_config(a.config, a.sets);
-  Trainer t(cfg, a.resume);
+  Trainer t(cfg, a.resume, a.partial_resume);
   if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps, a.dump_state_steps);
   TrainResult r = t.run();
   if (r.interrupted) return 130;
+  if (r.nothing_to_train) return 0;
   print_final(cfg, r);
   return 0;
 }
@@ -228,8 +247,9 @@ int cmd_check_data(const Args& a) {
     std::printf(R"(usage: c3semiseg check-data ROOT [SPLIT_OR_LIST ...] [--classes 19]
 
 Scans a Cityscapes-layout dataset (splits train and val by default), or split list files,
-and reports missing files, unreadable images, image/label size mismatches and label values
-that are neither a class nor 255, with counts and the first offending files.
+and reports missing files (labels included), unreadable images, image/label size mismatches,
+label values that are neither a class nor 255 and images listed twice, with counts and the
+first offending files. Exits 1 when there is any problem or no sample at all.
 )");
     return a.help ? 0 : 2;
   }
@@ -239,10 +259,11 @@ that are neither a class nor 255, with counts and the first offending files.
   bool ok = true;
   for (const auto& w : what) {
     data::LoadOptions lo;
-    lo.on_missing = data::OnMissing::skip;
-    lo.require_labels = false;
-    std::vector<data::Sample> s = exists(w) ? data::load_split_list(w, root, lo) : data::load_cityscapes(root, w, lo);
-    data::CheckReport r = data::check_dataset(s, a.classes);
+    lo.on_missing = data::OnMissing::skip;  // listed, counted and reported, as training would fail on them
+    data::LoadStats listing;
+    std::vector<data::Sample> s =
+        exists(w) ? data::load_split_list(w, root, lo, &listing) : data::load_cityscapes(root, w, lo, &listing);
+    data::CheckReport r = data::check_dataset(s, a.classes, &listing);
     std::cout << "== " << w << "\n";
     data::print_report(std::cout, r);
     ok &= r.ok();

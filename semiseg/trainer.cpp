@@ -1,5 +1,6 @@
 #include "semiseg/trainer.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +44,39 @@ bool exists(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0;
 }
+// A kill during a checkpoint write leaves NAME.safetensors.tmp.PID behind (the rename never
+// came): remove those whose writer is no longer running.
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.find(".safetensors.tmp.");
+    if (at == std::string::npos) continue;
+    const std::string pid = name.substr(at + 17);
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    if (::kill(pid_t(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;  // still being written
+    std::filesystem::remove(e.path(), ec);
+    if (!ec) std::printf("removed %s (left by an interrupted checkpoint write)\n", e.path().c_str());
+  }
+}
+// metrics.jsonl keeps the lines up to `step`: after a resume the steps past the checkpoint are
+// trained again and logged again, once.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+        j["step"].get<int64_t>() <= step) {
+      kept += line + "\n";
+    } else {
+      dropped = true;  // a later step, or a line cut by a kill
+    }
+  }
+  if (dropped) nn::write_file_atomic(path, kept);
+}
 std::string fmt_time(double s) {
   char b[32];
   const int h = int(s / 3600), m = int(s / 60) % 60, sec = int(s) % 60;
@@ -78,7 +112,7 @@ void install_stop_handlers() {
   std::signal(SIGUSR1, on_signal);
 }
 
-Trainer::Trainer(Config cfg, bool resume)
+Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
     : cfg_(std::move(cfg)), device_((dist::init(), pick_device(cfg_.device))), dir_(cfg_.out_dir), main_(dist::is_main()) {
   const int world = dist::world_size();
   C3_CHECK(cfg_.batch_labeled % world == 0 && (cfg_.mode == TrainMode::supervised || cfg_.batch_unlabeled % world == 0),
@@ -99,11 +133,13 @@ Trainer::Trainer(Config cfg, bool resume)
   const std::string latest = dir_ + "/latest.safetensors";
   if (resume) {
     C3_CHECK(exists(latest), "--resume: no checkpoint at ", latest);
-    start_step_ = load_checkpoint(latest);
+    start_step_ = load_checkpoint(latest, partial_resume);
     if (main_) std::printf("resumed from %s at step %lld\n", latest.c_str(), (long long)start_step_);
   }
   sync_from_rank0();
   if (!main_) return;  // what follows prints and writes files: rank 0 only
+  remove_stale_temporaries(dir_);
+  truncate_metrics(dir_ + "/metrics.jsonl", start_step_);
   std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
   write_labeled_list(dir_ + "/labeled.txt");
   if (world > 1) std::printf("data-parallel: %d ranks, %d + %d images per rank and step\n", world,
@@ -178,16 +214,54 @@ void Trainer::save_checkpoint(const std::string& path, int64_t step) {
   nn::save_safetensors(path, all, meta);
 }
 
-int64_t Trainer::load_checkpoint(const std::string& path) {
+// Checkpoint metadata is text: each number is read strictly ("3abc", "1e3" or "-1" for a step
+// count are errors naming the file and the key, never a truncated or wrapped value).
+namespace {
+const std::string& meta_text(const nn::SafetensorsFile& f, const std::string& path, const char* key) {
+  auto it = f.metadata.find(key);
+  C3_CHECK(it != f.metadata.end(), path, ": checkpoint metadata lacks '", key, "'");
+  return it->second;
+}
+int64_t meta_count(const nn::SafetensorsFile& f, const std::string& path, const char* key) {
+  const std::string& v = meta_text(f, path, key);
+  const bool digits = !v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos;
+  C3_CHECK(digits, path, ": checkpoint metadata '", key, "' must be a non-negative integer, got '", v, "'");
+  return std::stoll(v);
+}
+double meta_number(const nn::SafetensorsFile& f, const std::string& path, const char* key, double lo, double hi) {
+  const std::string& v = meta_text(f, path, key);
+  char* end = nullptr;
+  const double x = v.empty() ? NAN : std::strtod(v.c_str(), &end);
+  C3_CHECK(!v.empty() && end == v.c_str() + v.size() && std::isfinite(x) && x >= lo && x <= hi, path,
+           ": checkpoint metadata '", key, "' must be a number in [", lo, ", ", hi, "], got '", v, "'");
+  return x;
+}
+}  // namespace
+
+int64_t Trainer::load_checkpoint(const std::string& path, bool partial) {
   nn::SafetensorsFile f = nn::load_safetensors(path);
-  auto meta = [&](const char* k) -> std::string {
-    auto it = f.metadata.find(k);
-    C3_CHECK(it != f.metadata.end(), path, ": checkpoint metadata lacks '", k, "'");
-    return it->second;
-  };
+  const int64_t step = meta_count(f, path, "step"), opt_steps = meta_count(f, path, "optimizer_steps");
+  const int64_t ema_updates = meta_count(f, path, "ema_updates"), best_step = meta_count(f, path, "best_step");
+  const double best_miou = meta_number(f, path, "best_miou", -1, 1);
+  auto student = strip(f, "student."), teacher = strip(f, "teacher."), optim = strip(f, "optim.");
+  const Tensor* thresholds = f.find("dcrs.thresholds");
+  // What a checkpoint at this step must hold; without it the run would go on from re-made
+  // state (a fresh teacher, zero Adam moments, initial thresholds) without a word.
+  const int64_t warm = cfg_.mode == TrainMode::c3 ? cfg_.warmup_epochs * cfg_.steps_per_epoch : -1;
+  std::vector<std::string> missing;
+  if (student.empty()) missing.push_back("the student (student.*)");
+  if (opt_steps > 0 && optim.empty()) missing.push_back("the optimizer state (optim.*)");
+  if (warm >= 0 && step > warm && teacher.empty()) missing.push_back("the teacher (teacher.*)");
+  if (warm >= 0 && step > warm && thresholds == nullptr) missing.push_back("the DCRS thresholds (dcrs.thresholds)");
+  if (!missing.empty()) {
+    std::string list;
+    for (size_t i = 0; i < missing.size(); ++i) list += (i ? ", " : "") + missing[i];
+    C3_CHECK(partial && !student.empty(), path, ": cannot resume from step ", step, ": the checkpoint lacks ", list,
+             student.empty() ? "" : " (--resume-partial starts what is missing afresh)");
+    std::printf("--resume-partial: %s missing from %s, started afresh\n", list.c_str(), path.c_str());
+  }
   try {
-    student_->load_state_dict(strip(f, "student."));
-    auto teacher = strip(f, "teacher.");
+    student_->load_state_dict(student);
     if (!teacher.empty()) {
       start_semi_phase();
       teacher_->load_state_dict(teacher);
@@ -195,12 +269,16 @@ int64_t Trainer::load_checkpoint(const std::string& path) {
   } catch (const Error& e) {
     throw Error(path + ": the checkpoint does not match this model config: " + e.what());
   }
-  opt_->load_state(strip(f, "optim."), std::stoll(meta("optimizer_steps")));
-  if (const Tensor* t = f.find("dcrs.thresholds")) step_->load_thresholds(*t);
-  ema_updates_ = std::stoll(meta("ema_updates"));
-  best_miou_ = std::stod(meta("best_miou"));
-  best_step_ = std::stoll(meta("best_step"));
-  return std::stoll(meta("step"));
+  try {
+    opt_->load_state(optim, opt_steps);
+    if (thresholds) step_->load_thresholds(*thresholds);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  ema_updates_ = ema_updates;
+  best_miou_ = best_miou;
+  best_step_ = best_step;
+  return step;
 }
 
 // The labeled subset, one "image label" pair of absolute paths per line: a split list that
@@ -282,6 +360,15 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   const bool tty = ::isatty(STDOUT_FILENO);
   TrainResult res;
   res.run_dir = dir_;
+  res.steps_done = start_step_;
+  if (start_step_ >= total) {  // e.g. resumed after lowering train.epochs
+    if (main_)
+      std::printf("nothing to train: the checkpoint in %s is at step %lld and this config trains %lld steps "
+                  "(train.epochs x train.steps_per_epoch); raise train.epochs to train on\n",
+                  dir_.c_str(), (long long)start_step_, (long long)total);
+    res.nothing_to_train = true;
+    return res;
+  }
   make_labeled_loader(cfg_, data_, start_step_ / spe);
   data::Batch lb, ub;
   for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(lb);  // resume mid-epoch
@@ -290,7 +377,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     for (int64_t s = 0; s < (start_step_ - warm) % spe; ++s) data_.unlabeled_loader->next(ub);
   }
   nn::PolySchedule sched{total, cfg_.poly_power, 0, 0};
-  auto t0 = Clock::now();
+  auto t0 = Clock::now(), last_save = t0;
   int64_t images = 0;
   const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
   for (int64_t step = start_step_; step < total; ++step) {
@@ -415,10 +502,20 @@ TrainResult Trainer::run(int64_t stop_at_step) {
         save_checkpoint(dir_ + "/best.safetensors", step + 1);
       }
       save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+      res.saved_at.push_back(step + 1);
     }
     res.steps_done = step + 1;
-    if (dist::any(g_stop_signal || step + 1 == stop_at_step)) {  // every rank stops at the same step
-      if (!eval_now) save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+    const double since_save = std::chrono::duration<double>(Clock::now() - last_save).count() / 60;
+    const bool stop = dist::any(g_stop_signal || step + 1 == stop_at_step);  // every rank stops at the same step
+    if (eval_now) {
+      last_save = Clock::now();
+    } else if (stop || (cfg_.save_every_steps > 0 && (step + 1) % cfg_.save_every_steps == 0) ||
+               (cfg_.save_every_minutes > 0 && since_save >= cfg_.save_every_minutes)) {
+      save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+      res.saved_at.push_back(step + 1);
+      last_save = Clock::now();
+    }
+    if (stop) {
       const char* why = g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal == SIGUSR1 ? "SIGUSR1"
                         : g_stop_signal ? "SIGTERM" : "stop requested";  // (or another rank's signal)
       if (main_)

@@ -26,6 +26,8 @@ struct TrainResult {
   IoUResult best, last, last_star;
   int64_t best_step = 0, steps_done = 0;
   bool interrupted = false;
+  bool nothing_to_train = false;
+  std::vector<int64_t> saved_at;  // the steps at which latest.safetensors was written  // resumed at or past the last step: no step, no evaluation
   std::string run_dir;
 };
 
@@ -36,7 +38,10 @@ void install_stop_handlers();
 
 class Trainer {
  public:
-  Trainer(Config cfg, bool resume);
+  // resume: continue from output.dir/latest.safetensors, which must hold the whole state of its
+  // step (student, optimizer, and in the semi phase the teacher and the DCRS thresholds);
+  // partial_resume starts what it lacks afresh instead (with a message).
+  Trainer(Config cfg, bool resume, bool partial_resume = false);
   ~Trainer();
   // stop_at_step >= 0 stops there as a signal would (checkpoint saved): used by the tests.
   TrainResult run(int64_t stop_at_step = -1);
@@ -57,7 +62,7 @@ class Trainer {
 
  private:
   void save_checkpoint(const std::string& path, int64_t step);
-  int64_t load_checkpoint(const std::string& path);
+  int64_t load_checkpoint(const std::string& path, bool partial);
   void log_metrics(const std::string& json_line);
   void write_labeled_list(const std::string& path) const;
   void dump_step(int64_t step, const data::Batch& lb, const data::Batch* ub, const StepOutput& out, double loss,

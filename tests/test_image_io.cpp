@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <random>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "data/image_io.h"
 #include "tests/data_helpers.h"
@@ -234,4 +235,16 @@ TEST_CASE("io: Cityscapes palette and colorize") {
   CHECK(c.px == std::vector<uint8_t>{128, 64, 128, 0, 0, 142, 0, 0, 0, 0, 0, 0});
   CHECK_THROWS_WITH_AS(colorize(Image(2, 2, 3)), c3test::has("colorize: expected a label map with 1 channel"),
                        c3::Error);
+}
+
+TEST_CASE("crc32: equals stb's (the PNG CRC) at every length and split") {
+  std::vector<uint8_t> data(1000);
+  std::mt19937 rng(3);
+  for (auto& v : data) v = uint8_t(rng());
+  for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(8), size_t(9), size_t(63), size_t(1000)}) {
+    CAPTURE(n);
+    const uint32_t want = n ? stbiw__crc32(data.data(), int(n)) : 0;
+    CHECK(c3::crc32(data.data(), n) == want);
+    CHECK(c3::crc32(data.data() + n / 3, n - n / 3, c3::crc32(data.data(), n / 3)) == want);  // continued
+  }
 }

@@ -1,6 +1,9 @@
 // The threaded loader: identical bytes for any number of workers, the sampling modes,
 // drop_last and epochs, the decode-once cache, the prefetch bound, error propagation.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -268,4 +271,37 @@ TEST_CASE("loader: pinned batches hold the same bytes (pinned only where a GPU i
   }
   Batch copy = b;  // a copy keeps its own block; both free correctly
   CHECK(copy.images == b.images);
+}
+
+// More workers than the process can start ended in std::terminate (a joinable thread
+// destroyed while the constructor unwound). In a child process whose address space is capped
+// just above what it uses, the 8 MiB thread stacks cannot be mapped beyond the first few.
+TEST_CASE("loader: workers that cannot be started are an error naming data.workers") {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    long pages = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+      if (std::fscanf(f, "%ld", &pages) != 1) pages = 0;
+      std::fclose(f);
+    }
+    const rlim_t cap = rlim_t(pages) * rlim_t(::sysconf(_SC_PAGESIZE)) + (64u << 20);
+    rlimit lim{cap, cap};
+    if (pages == 0 || ::setrlimit(RLIMIT_AS, &lim) != 0) ::_exit(3);
+    LoaderConfig c = small_config();
+    c.workers = 200;
+    try {
+      Loader l(c, synthetic_sample);
+      ::_exit(4);  // all 200 started: the cap did not bite
+    } catch (const c3::Error& e) {
+      ::_exit(std::strstr(e.what(), "data.workers: could not start loader worker") ? 0 : 5);
+    } catch (...) {
+      ::_exit(6);
+    }
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK_MESSAGE(WIFEXITED(status), "the child died by signal ", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "kernels/cpu/metrics.h"
 #include "kernels/cuda/metrics.h"
@@ -89,7 +90,7 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
   CHECK(load_config("", {}).model.aspp_dilations.empty());
   CHECK(load_config("", {"model.aspp_dilations=[1,2,3]"}).model.aspp_dilations == std::vector<int>{1, 2, 3});
   CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[1,0]"}),
-                       doctest::Contains("config key 'model.aspp_dilations': must list integers in 1..64, got 0"), Error);
+                       doctest::Contains("config key 'model.aspp_dilations[1]': must be in [1, 64], got 0"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[2.5]"}), doctest::Contains("got 2.5"), Error);
   CHECK_THROWS_WITH_AS(load_config("", {"model.aspp_dilations=[3]", "model.aspp_two_branches=true"}),
                        doctest::Contains("needs at least two dilations"), Error);
@@ -101,6 +102,75 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
   std::ofstream(path) << R"({"train": {"batch_labeled": 2,}})";
   CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains("not valid JSON"), Error);
   std::remove(path.c_str());
+}
+
+// Every numeric key carries its range; values outside it were accepted and cast, wrapped or
+// divided by (train.threads 4294967297 became 1, eval_every_epochs 0 was a SIGFPE).
+TEST_CASE("config: every numeric key has a range, and a value outside it is an error naming the key") {
+  const nlohmann::json defaults = default_config();
+  std::set<std::string> ranged;
+  for (const KeyRange& r : config_ranges()) ranged.insert(r.key);
+  for (auto& [section, keys] : defaults.items())
+    for (auto& [key, value] : keys.items()) {
+      const std::string name = section + "." + key;
+      CAPTURE(name);
+      if (value.is_number()) {
+        CHECK(ranged.count(name) == 1);
+      } else if (value.is_array() && name != "model.aspp_dilations" && name != "dcrs.s_per_class") {
+        CHECK(ranged.count(name + "[]") == 1);  // the two empty-by-default lists are listed by hand
+      }
+    }
+  for (const KeyRange& r : config_ranges()) CHECK(r.lo <= r.hi);
+  CHECK_NOTHROW(check_ranges(defaults));  // every default inside its range
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"train.lr_head=-1e-3", "'train.lr_head': must be in [0, 10], got -0.001"},
+      {"train.lr_backbone=1e999", "'train.lr_backbone'"},
+      {"model.dropout=1.5", "'model.dropout'"},
+      {"train.ema_max_decay=2", "'train.ema_max_decay'"},
+      {"data.flip=2", "'data.flip'"},
+      {"train.contrast_groups=0", "'train.contrast_groups'"},
+      {"dcrs.init=5", "'dcrs.init'"},
+      {"train.threads=4294967297", "'train.threads': must be in [0, 1024], got 4294967297"},
+      {"train.eval_every_epochs=0", "'train.eval_every_epochs'"},
+      {"train.epochs=9223372036854775807", "'train.epochs'"},
+      {"data.workers=100000", "'data.workers'"},
+      {"data.base_size=[1000000000,2]", "'data.base_size[0]'"},
+      {"data.scales=[1.0,\"x\"]", "'data.scales[1]': must be a number"},
+      {"dcrs.s_per_class=[\"a\"]", "'dcrs.s_per_class[0]': must be a number"},
+      {"model.depth=19", "'model.depth': must be 18, 34, 50, 101 or 152"},
+      {"model.output_stride=4", "'model.output_stride'"},
+      {"output.dir=", "'output.dir'"},
+      {"output.dir=/", "'output.dir'"},
+      {"output.dir=///", "'output.dir'"},
+  };
+  for (const auto& [set, message] : bad) {
+    CAPTURE(set);
+    CHECK_THROWS_WITH_AS(load_config("", {set}), doctest::Contains(message.c_str()), Error);
+  }
+  CHECK(load_config("", {"train.lr_head=0"}).lr_head == 0.0);  // the ends of a range are allowed
+  CHECK(load_config("", {"data.flip=1"}).flip == 1.0);
+}
+
+// `--set .x=1` and `--set ..=1` looped forever; a document nested 10^5 levels deep overflowed
+// the stack (the merge and its messages recurse).
+TEST_CASE("config: malformed --set paths and deeply nested JSON are errors, not hangs or crashes") {
+  for (const std::string set : {".x=1", "..=1", "train.=1", "train..epochs=1", ".=1"}) {
+    CAPTURE(set);
+    CHECK_THROWS_WITH_AS(load_config("", {set}), doctest::Contains("is not a key"), Error);
+  }
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK_THROWS_WITH_AS(load_config("", {"data.scales=" + deep}), doctest::Contains("nested deeper than"), Error);
+  const std::string path = "/tmp/c3test_deep_" + std::to_string(::getpid()) + ".json";
+  std::ofstream(path) << "{\"model\": " << std::string(100000, '[') << std::string(100000, ']') << "}";
+  CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains((path + ": JSON nested deeper than").c_str()), Error);
+  std::string objects;
+  for (int i = 0; i < 100000; ++i) objects += "{\"a\":";
+  objects += "1" + std::string(100000, '}');
+  std::ofstream(path) << objects;
+  CHECK_THROWS_WITH_AS(load_config(path, {}), doctest::Contains("nested deeper than"), Error);
+  std::remove(path.c_str());
+  nlohmann::json ok = default_config();
+  CHECK_NOTHROW(check_depth(ok, "defaults"));
 }
 
 // A shipped config with a misspelt key would fail only when a user runs it: each one loads

@@ -172,4 +172,9 @@ TEST_CASE("module: PyTorch names, OIHW conversion, strict and non-strict loading
   CHECK(rep.unexpected == std::vector<std::string>{"fc.weight"});
   CHECK(rep.mismatched.size() == 1);
   CHECK(rep.loaded == 4);
+  // A dtype other than the parameter's is an error, not a silent cast (F16/BF16 files are
+  // widened to F32 when read, so half-precision weights still load).
+  auto wrong_dtype = sd;
+  wrong_dtype[1].second = wrong_dtype[1].second.cast(DType::f64);
+  CHECK_THROWS_WITH_AS(other.load_state_dict(wrong_dtype), doctest::Contains("conv1.bias: file f64 vs model f32"), Error);
 }

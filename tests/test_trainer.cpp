@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "data/dataset.h"
 #include "data/synthetic.h"
@@ -268,4 +269,140 @@ TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation 
   CHECK(e.plain.pixel_acc == doctest::Approx(r.last.pixel_acc).epsilon(1e-12));
   REQUIRE(e.star.iou.size() == 19);  // a C3 checkpoint: the "*" evaluation with its thresholds
   CHECK(e.star.miou == doctest::Approx(r.last_star.miou).epsilon(1e-12));
+}
+
+namespace {
+// Rewrites a checkpoint without the tensors whose name starts with one of `drop`, and with
+// metadata entries replaced.
+void edit_checkpoint(const std::string& path, const std::vector<std::string>& drop,
+                     const std::map<std::string, std::string>& meta = {}) {
+  nn::SafetensorsFile f = nn::load_safetensors(path);
+  std::vector<std::pair<std::string, Tensor>> kept;
+  for (auto& [n, t] : f.tensors)
+    if (std::none_of(drop.begin(), drop.end(), [&](const std::string& d) { return n.rfind(d, 0) == 0; }))
+      kept.emplace_back(n, t);
+  for (auto& [k, v] : meta) f.metadata[k] = v;
+  nn::save_safetensors(path, kept, f.metadata);
+}
+std::vector<int64_t> logged_steps(const std::string& dir) {
+  std::vector<int64_t> out;
+  std::ifstream f(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out.push_back(j["step"].get<int64_t>());
+  }
+  return out;
+}
+}  // namespace
+
+// Each case crashed, or resumed from re-made state without a word, before.
+TEST_CASE("trainer: resuming with nothing to train, or from an incomplete or damaged checkpoint") {
+  const std::string dir = tmp_dir() + "/run_resume";
+  const std::string latest = dir + "/latest.safetensors", saved = dir + "/saved.safetensors";
+  {
+    Trainer t(tiny(dir, "c3"), false);
+    CHECK(t.run(3).interrupted);  // inside the semi phase: student, teacher, optimizer, DCRS
+  }
+  std::filesystem::copy_file(latest, saved);
+  auto restore = [&] { std::filesystem::copy_file(saved, latest, std::filesystem::copy_options::overwrite_existing); };
+
+  // Lowered train.epochs: the checkpoint (step 3) is past the end (2 steps).
+  Config shorter = tiny(dir, "c3");
+  shorter.epochs = 1;
+  {
+    Trainer t(shorter, true);
+    TrainResult r = t.run();
+    CHECK(r.nothing_to_train);
+    CHECK(r.steps_done == 3);
+    CHECK_FALSE(r.interrupted);
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> lacking = {
+      {{"teacher."}, "lacks the teacher (teacher.*)"},
+      {{"optim."}, "lacks the optimizer state (optim.*)"},
+      {{"dcrs."}, "lacks the DCRS thresholds"},
+      {{"teacher.", "optim."}, "lacks the optimizer state (optim.*), the teacher (teacher.*)"},
+  };
+  for (const auto& [drop, message] : lacking) {
+    CAPTURE(message);
+    restore();
+    edit_checkpoint(latest, drop);
+    CHECK_THROWS_WITH_AS(Trainer(tiny(dir, "c3"), true), doctest::Contains(message.c_str()), Error);
+    CHECK_THROWS_WITH_AS(Trainer(tiny(dir, "c3"), true), doctest::Contains("--resume-partial"), Error);
+  }
+  restore();
+  edit_checkpoint(latest, {"student."});
+  CHECK_THROWS_WITH_AS(Trainer(tiny(dir, "c3"), true, true), doctest::Contains("lacks the student"), Error);
+  // Metadata numbers are read strictly and their errors name the file and the key.
+  const std::vector<std::pair<std::map<std::string, std::string>, std::string>> bad_meta = {
+      {{{"step", "3abc"}}, "'step' must be a non-negative integer, got '3abc'"},
+      {{{"step", "1e3"}}, "'step' must be a non-negative integer"},
+      {{{"optimizer_steps", "-1"}}, "'optimizer_steps' must be a non-negative integer"},
+      {{{"ema_updates", ""}}, "'ema_updates'"},
+      {{{"best_step", "99999999999999999999"}}, "'best_step'"},
+      {{{"best_miou", "abc"}}, "'best_miou' must be a number in [-1, 1], got 'abc'"},
+      {{{"best_miou", "nan"}}, "'best_miou'"},
+  };
+  for (const auto& [meta, message] : bad_meta) {
+    CAPTURE(message);
+    restore();
+    edit_checkpoint(latest, {}, meta);
+    CHECK_THROWS_WITH_AS(Trainer(tiny(dir, "c3"), true), doctest::Contains(message.c_str()), Error);
+    CHECK_THROWS_WITH_AS(Trainer(tiny(dir, "c3"), true), doctest::Contains(latest.c_str()), Error);
+  }
+  // --resume-partial starts the missing teacher afresh (a copy of the student) and trains on.
+  restore();
+  edit_checkpoint(latest, {"teacher."});
+  {
+    Trainer t(tiny(dir, "c3"), true, true);
+    CHECK(t.run().steps_done == 6);
+  }
+}
+
+// A kill between a checkpoint and the next log line, or during a checkpoint write, left
+// duplicate metrics lines and a temporary file for ever.
+TEST_CASE("trainer: a resume drops the metrics lines past its step and the stale temporary files") {
+  const std::string dir = tmp_dir() + "/run_metrics";
+  {
+    Trainer t(tiny(dir, "c3"), false);
+    CHECK(t.run(3).interrupted);
+  }
+  CHECK(logged_steps(dir) == std::vector<int64_t>{1, 2, 3});
+  {
+    std::ofstream m(dir + "/metrics.jsonl", std::ios::app);
+    m << R"({"step":4,"loss":1.0})" << "\n" << R"({"step":5,"lo)";  // logged after the checkpoint, then cut
+  }
+  // pid 999999999 exceeds Linux's pid_max; pid 1 is always running.
+  const std::string stale = dir + "/latest.safetensors.tmp.999999999", live = dir + "/other.safetensors.tmp.1";
+  std::ofstream(stale) << "partial";
+  std::ofstream(live) << "being written";
+  {
+    Trainer t(tiny(dir, "c3"), true);
+    CHECK(t.run().steps_done == 6);
+  }
+  CHECK(logged_steps(dir) == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+  CHECK_FALSE(exists(stale));
+  CHECK(exists(live));  // its writer may still be writing
+  std::remove(live.c_str());
+}
+
+// Without output.save_every_*, the checkpoint came only with evaluation (up to 249 steps lost
+// to a kill with the Cityscapes configs).
+TEST_CASE("trainer: output.save_every_steps writes the checkpoint between evaluations") {
+  Config c = tiny(tmp_dir() + "/run_save", "supervised");
+  {
+    Trainer t(c, false);
+    CHECK(t.run().saved_at == std::vector<int64_t>{6});  // the evaluation at the end only
+  }
+  c.save_every_steps = 2;
+  {
+    Trainer t(c, false);
+    CHECK(t.run().saved_at == std::vector<int64_t>{2, 4, 6});
+  }
+  c.save_every_steps = 0;
+  c.save_every_minutes = 1e-9;  // every step
+  {
+    Trainer t(c, false);
+    CHECK(t.run().saved_at == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+  }
+  CHECK_THROWS_WITH_AS(load_config("", {"output.save_every_steps=-1"}), doctest::Contains("output.save_every_steps"), Error);
 }

@@ -1,0 +1,46 @@
+#!/bin/sh
+# The command line against bad input, as a user meets it (make test): each case must end by
+# itself within 60 s, without a signal (no crash, no hang), with exit status 1 or 2 and a
+# message naming the option, key or file. The library functions behind each case have their
+# own unit tests; this checks that the binary reports them instead of dying.
+# usage: tools/test_cli.sh path/to/c3semiseg
+set -u
+BIN=${1:?usage: tools/test_cli.sh path/to/c3semiseg}
+WORK=$(mktemp -d /tmp/c3cli.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+failed=0
+
+# expect_error WANT COMMAND...: exit 1 or 2 within 60 s, and a line of the output matching WANT.
+expect_error() {
+  want=$1
+  shift
+  out=$(timeout 60 "$@" 2>&1)
+  rc=$?
+  if [ $rc = 124 ]; then echo "test_cli: FAILED (hang): $*"; failed=1; return; fi
+  if [ $rc -ne 1 ] && [ $rc -ne 2 ]; then echo "test_cli: FAILED (exit $rc): $*"; echo "$out" | tail -3; failed=1; return; fi
+  if ! echo "$out" | grep -q -- "$want"; then
+    echo "test_cli: FAILED (no '$want' in the output): $*"; echo "$out" | tail -3; failed=1; return
+  fi
+  echo "test_cli: ok: $(echo "$out" | grep -- "$want" | head -1 | cut -c1-150)"
+}
+
+expect_error "--seed needs a whole number" "$BIN" make-synthetic --out "$WORK/s" --seed 3abc
+expect_error "--train needs a whole number" "$BIN" make-synthetic --out "$WORK/s" --train -5
+expect_error "--lighting needs a number" "$BIN" make-synthetic --out "$WORK/s" --lighting abc
+expect_error "--dump-steps needs a whole number" "$BIN" train --dump "$WORK/d" --dump-steps 1e3
+expect_error "is not a key" "$BIN" train --set .x=1
+expect_error "is not a key" "$BIN" train --set ..=1
+expect_error "train.eval_every_epochs" "$BIN" train --set train.eval_every_epochs=0
+expect_error "train.epochs" "$BIN" train --set train.epochs=9223372036854775807
+expect_error "output.dir" "$BIN" train --set output.dir=/
+deep=$(printf '%*s' 20000 '' | tr ' ' '[')$(printf '%*s' 20000 '' | tr ' ' ']')
+expect_error "nested deeper than" "$BIN" train --set "data.scales=$deep"
+printf '{"model": %s}' "$deep" > "$WORK/deep.json"
+expect_error "deep.json: JSON nested deeper than" "$BIN" train --config "$WORK/deep.json"
+: > "$WORK/empty.txt"
+expect_error "no samples" "$BIN" check-data "$WORK" "$WORK/empty.txt"
+printf 'not a checkpoint' > "$WORK/bad.safetensors"
+expect_error "bad.safetensors" "$BIN" eval --checkpoint "$WORK/bad.safetensors"
+
+[ $failed = 0 ] || { echo "test_cli: some cases FAILED"; exit 1; }
+echo "test_cli: all cases ok"
