@@ -8,6 +8,8 @@
 #   make twin-lockstep  replay our first 20 C3 steps in the PyTorch twin and compare (tools/torch_twin.py)
 #   make twin       ours and the PyTorch twin, supervised and C3, 4 and 125 labels, two seeds (about an hour)
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
+#   make SANITIZE=1 test  the same tests under AddressSanitizer + UBSan (build-asan, CPU, emulated kernels)
+#   make fuzz       libFuzzer on the safetensors, image, config and split-list readers (FUZZ_SECONDS=30 each)
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
 
@@ -18,11 +20,19 @@ CUDA_HOME   ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
 OPT         ?= -O2
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
+# SANITIZE=1: AddressSanitizer + UBSan over everything (CPU build, the emulated kernels
+# included), in build-asan. FUZZ=1 (set by make fuzz): clang, libFuzzer-ready objects and the
+# same sanitizers, in build-fuzz.
+SANITIZE ?= 0
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+  CXX := clang++
+endif
 ifeq ($(origin CUDA),undefined)
-  CUDA := $(if $(NVCC),1,0)
+  CUDA := $(if $(filter 1,$(SANITIZE) $(FUZZ)),0,$(if $(NVCC),1,0))
 endif
 # CPU-only objects differ (no -DC3_HAVE_CUDA), so they live in their own folder.
-BUILD ?= $(if $(filter 1,$(CUDA)),build,build-cpu)
+BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter 1,$(CUDA)),build,build-cpu)))
 
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
@@ -45,6 +55,20 @@ DEP_LIB  := $(if $(DEPS_PREFIX),-L$(DEPS_PREFIX)/usr/lib/$(MULTIARCH) -Wl$(,)-rp
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
 CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -march=x86-64-v2 $(WARN) -I. $(DEP_INC) -MMD -MP
 LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context -lmpi -fopenmp -lpthread
+LDFLAGS  ?=
+ifeq ($(FUZZ),1)
+  CXXFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS  += -fsanitize=fuzzer,address,undefined
+endif
+ifeq ($(SANITIZE),1)
+  SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  CXXFLAGS  += $(SAN_FLAGS)
+  LDFLAGS   += $(SAN_FLAGS)
+  # Leaks are reported, except inside the MPI, OpenMP and OpenBLAS runtimes (tools/lsan.supp).
+  export ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=0
+  export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0
+  export UBSAN_OPTIONS ?= print_stacktrace=1
+endif
 
 ifeq ($(CUDA),1)
   CXXFLAGS += -DC3_HAVE_CUDA=1 -I$(CUDA_HOME)/include
@@ -63,7 +87,7 @@ endif
 LIB_DIRS  := core kernels/cpu kernels nn data semiseg
 LIB_SRC   := $(filter-out semiseg/main.cpp,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))) kernels/cuda/check.cpp
 CU_SRC    := $(wildcard kernels/cuda/*.cu)
-TEST_SRC  := $(wildcard tests/*.cpp)
+TEST_SRC  := $(wildcard tests/*.cpp) tests/fuzz/targets.cpp
 LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 CU_OBJ    := $(if $(filter 1,$(CUDA)),$(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o))
 EMU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/kernels/cuda/emu/emu.o
@@ -77,11 +101,11 @@ BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
-.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps
+.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz
 all: deps $(BIN)
 
 help:
-	@sed -n '2,10p' Makefile
+	@sed -n '2,/^$$/p' Makefile | sed 's/^# //'
 
 # --- packages -----------------------------------------------------------------------------
 DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
@@ -128,13 +152,21 @@ $(LIB): $(LIB_OBJ) $(CU_OBJ)
 	ar rcs $@ $^
 
 $(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
-	$(CXX) $^ -o $@ $(LDLIBS)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(TEST_BIN): $(TEST_OBJ) $(EMU_OBJ) $(LIB)
-	$(CXX) $^ -o $@ $(LDLIBS)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)
-	$(CXX) $^ -o $@ $(LDLIBS)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# One libFuzzer binary per target of tests/fuzz/targets.h (make fuzz).
+FUZZ_TARGETS := safetensors image config split_list
+$(BUILD)/obj/tests/fuzz/driver_%.o: tests/fuzz/driver.cpp | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -DC3_FUZZ_TARGET=$* -c $< -o $@
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/driver_%.o $(BUILD)/obj/tests/fuzz/targets.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # --- commands -------------------------------------------------------------------------------
 test: deps
@@ -142,6 +174,32 @@ test: deps
 	./$(TEST_BIN) $(TEST_ARGS)
 	@if [ -z "$(TEST_ARGS)" ]; then tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); \
 	else echo "(TEST_ARGS given: the command-line and MPI tests did not run; make test-dist runs the latter)"; fi
+
+# make fuzz: each target for FUZZ_SECONDS (default 30) under libFuzzer with ASan + UBSan,
+# from the seeds in tests/fuzz/corpus/<target> (new inputs go to build-fuzz/corpus, not the
+# repository). A finding is saved as tests/fuzz/regressions/<target>/crash-*, which make
+# test then replays for good; the command exits 1 if any target found one.
+FUZZ_SECONDS ?= 30
+FUZZ_PKGS := clang libomp-dev libclang-rt-dev
+fuzz: deps
+	@if ! command -v clang++ >/dev/null || ! echo 'int main(){}' | clang++ -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $(FUZZ_PKGS)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FUZZ_PKGS)) || exit 1; \
+	  else echo "run:  sudo apt-get install -y $(FUZZ_PKGS)"; exit 1; fi; \
+	fi
+	@$(MAKE) --no-print-directory -j$(JOBS) FUZZ=1 $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t tests/fuzz/regressions/$$t; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/regressions/$$t/ build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    > build-fuzz/fuzz_$$t.log 2>&1; rc=$$?; \
+	  grep -E "ERROR|SUMMARY|Test unit written|stat::number_of_executed_units|Done [0-9]+ runs" build-fuzz/fuzz_$$t.log; \
+	  if [ $$rc != 0 ]; then failed="$$failed $$t"; echo "(the whole log: build-fuzz/fuzz_$$t.log)"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings for:$$failed (saved under tests/fuzz/regressions/)"; exit 1; fi; \
+	echo "fuzz: no finding in $(FUZZ_SECONDS) s per target"
 
 # The data-parallel tests: 2 ranks under mpirun on the CPU (tools/test_dist.sh).
 test-dist: deps

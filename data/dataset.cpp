@@ -83,7 +83,7 @@ struct ListLine {
 };
 
 std::string trim(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  const size_t b = s.find_first_not_of(" \t\r\n\v\f"), e = s.find_last_not_of(" \t\r\n\v\f");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
@@ -111,6 +111,7 @@ std::vector<ListLine> read_list_lines(const std::string& list_file, const std::s
       std::istringstream words(line);
       for (std::string w; words >> w;) l.fields.push_back(w);
     }
+    if (l.fields.empty()) continue;  // only separators
     C3_CHECK(l.fields.size() <= 2, list_file, ":", number, ": expected \"image\" or \"image label\", got ",
              l.fields.size(), " fields (separate paths that hold spaces with a tab)");
     lines.push_back(std::move(l));

@@ -104,6 +104,41 @@ const char* color_type_name(int t) {
   return "unknown colour type";
 }
 
+// Walks the segments of a JPEG and checks their lengths and Huffman tables before stb sees
+// them: stb 2.27 builds a table of more than 256 codes past the end of its arrays (memory
+// corruption, found by make fuzz).
+void validate_jpeg(const std::string& path, const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  for (size_t pos = 2; pos + 1 < n;) {
+    if (b[pos] != 0xFF || b[pos + 1] == 0xFF) {  // entropy-coded data, or a fill byte
+      ++pos;
+      continue;
+    }
+    const uint8_t m = b[pos + 1];
+    if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) {  // stuffed 0xFF, TEM, RSTn, SOI
+      pos += 2;
+      continue;
+    }
+    if (m == 0xD9) return;  // end of image
+    C3_CHECK(pos + 4 <= n, path, ": truncated JPEG (segment 0xFF", int(m), " at byte ", pos, ")");
+    const size_t len = size_t(b[pos + 2]) << 8 | b[pos + 3];
+    C3_CHECK(len >= 2 && pos + 2 + len <= n, path, ": truncated or corrupt JPEG (segment 0xFF", int(m), " at byte ",
+             pos, " claims ", len, " bytes)");
+    if (m == 0xC4) {  // DHT: one or more tables of 16 code counts, then the symbols
+      for (size_t p = pos + 4, end = pos + 2 + len; p < end;) {
+        C3_CHECK(p + 17 <= end && (b[p] >> 4) <= 1 && (b[p] & 15) <= 3, path,
+                 ": corrupt JPEG (a Huffman table header at byte ", p, ")");
+        size_t codes = 0;
+        for (int i = 1; i <= 16; ++i) codes += b[p + size_t(i)];
+        C3_CHECK(codes <= 256 && p + 17 + codes <= end, path, ": corrupt JPEG (a Huffman table of ", codes,
+                 " codes at byte ", p, "; at most 256 fit)");
+        p += 17 + codes;
+      }
+    }
+    pos += 2 + len;
+  }
+}
+
 // Decodes with stb into `channels` channels; failures name the file and stb's reason.
 Image decode(const std::string& path, const std::vector<uint8_t>& bytes, int channels) {
   C3_CHECK(is_png(bytes) || is_jpeg(bytes), path, ": not a PNG or JPEG file (",
@@ -116,6 +151,7 @@ Image decode(const std::string& path, const std::vector<uint8_t>& bytes, int cha
     bool eoi = false;
     for (size_t i = from; i + 1 < n; ++i) eoi |= bytes[i] == 0xFF && bytes[i + 1] == 0xD9;
     C3_CHECK(eoi, path, ": truncated JPEG (no end-of-image marker)");
+    validate_jpeg(path, bytes);
   }
   int w = 0, h = 0, file_c = 0;
   uint8_t* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &file_c, channels);

@@ -201,6 +201,11 @@ void apply_override(json& cfg, const std::string& a) {
     value = json::parse(text);
   } catch (const json::exception&) {
     value = text;  // a bare word is a string
+    try {
+      (void)value.dump();  // JSON text parsed above is valid UTF-8; a bare word may not be
+    } catch (const json::exception&) {
+      throw Error("--set " + path + "=...: the value is not valid UTF-8");
+    }
   }
   check_depth(value, "--set " + path);
   // Build {"section": {"key": value}} and merge it with the same checks as a file.

@@ -347,7 +347,8 @@ TEST_CASE("dataset: split lists with a byte order mark and paths with spaces") {
   write_png(root / "my labels/a b.png", filled(4, 6, 1, 2));
   write_png(root / "img/x.png", filled(4, 6, 3, 1));
   write_png(root / "lab/x.png", filled(4, 6, 1, 2));
-  write_text(root / "bom.txt", "\xEF\xBB\xBFimg/x.png lab/x.png\nmy images/a b.png\tmy labels/a b.png\n");
+  // (A line of a form feed alone crashed the reader, found by make fuzz: skipped as blank.)
+  write_text(root / "bom.txt", "\xEF\xBB\xBFimg/x.png lab/x.png\n\f\n \v \nmy images/a b.png\tmy labels/a b.png\n");
   const auto s = load_split_list(root / "bom.txt", root.path);
   REQUIRE(s.size() == 2);
   CHECK(s[0].image == root.path + "/img/x.png");

@@ -120,6 +120,28 @@ TEST_CASE("io: JPEG is read (lossy, so within a tolerance)") {
   for (int k = 0; k < 3; ++k) CHECK(std::abs(int(back.at(8, 8)[k]) - int(img.at(8, 8)[k])) <= 4);
 }
 
+// stb 2.27 writes a Huffman table of more than 256 codes past the end of its arrays (found by
+// make fuzz; tests/fuzz/regressions/image/): the JPEG's tables are checked before stb runs.
+TEST_CASE("io: a JPEG Huffman table of more than 256 codes, or a segment past the end, is an error") {
+  TempDir dir;
+  Image img(16, 16, 3, 90);
+  const std::vector<uint8_t> good = jpeg_bytes(img);
+  size_t dht = 0;
+  for (size_t i = 2; i + 1 < good.size() && !dht; ++i)
+    if (good[i] == 0xFF && good[i + 1] == 0xC4) dht = i;
+  REQUIRE(dht > 0);
+  std::vector<uint8_t> bad = good;
+  bad[dht + 5 + 15] = 255;  // the first table's count of 16-bit codes: now more than 256 in all
+  c3test::write_bytes(dir / "huff.jpg", bad);
+  CHECK_THROWS_WITH_AS(read_image(dir / "huff.jpg"), c3test::has("huff.jpg: corrupt JPEG (a Huffman table of"), c3::Error);
+  bad = good;
+  bad[dht + 2] = 0xFF;  // the segment's length runs past the end of the file
+  c3test::write_bytes(dir / "len.jpg", bad);
+  CHECK_THROWS_WITH_AS(read_image(dir / "len.jpg"), c3test::has("len.jpg: truncated or corrupt JPEG (segment"), c3::Error);
+  c3test::write_bytes(dir / "good.jpg", good);
+  CHECK_NOTHROW(read_image(dir / "good.jpg"));
+}
+
 TEST_CASE("io: every bad file is a c3::Error naming the file and the problem") {
   TempDir dir;
   using c3test::has;

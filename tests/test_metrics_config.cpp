@@ -148,6 +148,10 @@ TEST_CASE("config: every numeric key has a range, and a value outside it is an e
     CHECK_THROWS_WITH_AS(load_config("", {set}), doctest::Contains(message.c_str()), Error);
   }
   CHECK(load_config("", {"train.lr_head=0"}).lr_head == 0.0);  // the ends of a range are allowed
+  // A bare word that is not UTF-8 threw nlohmann's type_error when the config was printed
+  // (found by make fuzz; tests/fuzz/regressions/config/).
+  CHECK_THROWS_WITH_AS(load_config("", {"output.dir=ab\xff\xfe"}), doctest::Contains("not valid UTF-8"), Error);
+  CHECK_THROWS_WITH_AS(load_config("", {"train.epochs=\xff"}), doctest::Contains("not valid UTF-8"), Error);
   CHECK(load_config("", {"data.flip=1"}).flip == 1.0);
 }
 

@@ -22,6 +22,25 @@ const char* cudaGetErrorString(cudaError_t e) {
   return "unknown error";
 }
 
+// AddressSanitizer keeps a shadow of the current stack: every switch between the scheduler's
+// stack and a fiber's is announced to it (start before the jump, finish after landing), or
+// the first fiber's frames read as a stack-buffer-overflow. Nothing without ASan.
+#if defined(__SANITIZE_ADDRESS__)
+#define C3_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define C3_EMU_ASAN 1
+#endif
+#endif
+#ifdef C3_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#define C3_ASAN_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define C3_ASAN_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define C3_ASAN_START_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define C3_ASAN_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
 namespace emu {
 namespace bc = boost::context::detail;
 
@@ -47,12 +66,17 @@ struct Stack {
   Stack(Stack&& o) noexcept : base(o.base), bytes(o.bytes) { o.base = nullptr; }
   ~Stack() { if (base) munmap(base, bytes); }
   void* top() const { return static_cast<char*>(base) + bytes; }
+  void* bottom() const { return static_cast<char*>(top()) - kStackBytes; }  // above the guard page
 };
 
 enum class St { ready, barrier, warp_wait, done };
 
 struct Fiber {
   bc::fcontext_t ctx = nullptr, caller = nullptr;
+  void* stack_bottom = nullptr;                   // for ASan's switch annotations
+  void* asan_fake_stack = nullptr;                // ASan's saved fake stack while switched out
+  const void* caller_bottom = nullptr;            // the scheduler's stack, as ASan reported it
+  size_t caller_size = 0;
   St st = St::ready;
   unsigned tid = 0;
   dim3 idx;
@@ -87,6 +111,7 @@ thread_local std::vector<unsigned char> t_dyn_shared;
 void fiber_entry(bc::transfer_t t) {
   Fiber* f = static_cast<Fiber*>(t.data);
   f->caller = t.fctx;
+  C3_ASAN_FINISH_SWITCH(nullptr, &f->caller_bottom, &f->caller_size);
   try {
     t_block->spec->body();
   } catch (const std::exception& e) {
@@ -95,18 +120,24 @@ void fiber_entry(bc::transfer_t t) {
     f->error = "unknown exception in kernel";
   }
   f->st = St::done;
+  C3_ASAN_START_SWITCH(nullptr, f->caller_bottom, f->caller_size);  // nullptr: this fiber ends
   bc::jump_fcontext(f->caller, nullptr);  // never resumed again
 }
 
 void yield(Fiber* f) {
+  C3_ASAN_START_SWITCH(&f->asan_fake_stack, f->caller_bottom, f->caller_size);
   bc::transfer_t t = bc::jump_fcontext(f->caller, nullptr);
+  C3_ASAN_FINISH_SWITCH(f->asan_fake_stack, &f->caller_bottom, &f->caller_size);
   f->caller = t.fctx;
 }
 
 void resume(Block& b, Fiber* f) {
   threadIdx = f->idx;
   b.current = f;
+  [[maybe_unused]] void* fake_stack = nullptr;
+  C3_ASAN_START_SWITCH(&fake_stack, f->stack_bottom, kStackBytes);
   bc::transfer_t t = bc::jump_fcontext(f->ctx, f);
+  C3_ASAN_FINISH_SWITCH(fake_stack, nullptr, nullptr);
   f->ctx = t.fctx;
   b.current = nullptr;
 }
@@ -216,6 +247,7 @@ void run_block(Block& b) {
     f.tid = i;
     f.idx = dim3(i % spec.block.x, (i / spec.block.x) % spec.block.y, i / (spec.block.x * spec.block.y));
     f.ctx = bc::make_fcontext(t_stacks[i].top(), kStackBytes, fiber_entry);
+    f.stack_bottom = t_stacks[i].bottom();
   }
   for (auto& w : b.warps) w.clear();
   if (spec.dynamic_shared_bytes) std::memset(t_dyn_shared.data(), 0xFF, spec.dynamic_shared_bytes);
@@ -306,10 +338,12 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int wid
   Fiber* f = b.current;
   const unsigned lane = f->tid % 32, warp = f->tid / 32;
   if (!(mask >> lane & 1u)) {
-    std::ostringstream m;
-    m << "lane " << lane << " of warp " << warp << " called " << kind_name(kind) << " at "
-      << where(file, line) << " with mask 0x" << std::hex << mask << ", which excludes it";
-    f->error = m.str();
+    {  // destroyed before the yield: this fiber is never resumed, its frame never unwound
+      std::ostringstream m;
+      m << "lane " << lane << " of warp " << warp << " called " << kind_name(kind) << " at "
+        << where(file, line) << " with mask 0x" << std::hex << mask << ", which excludes it";
+      f->error = m.str();
+    }
     yield(f);  // the scheduler throws
   }
   if (width <= 0 || width > 32 || (width & (width - 1))) {
