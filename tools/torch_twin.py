@@ -73,7 +73,7 @@ DEFAULTS = {
              "hard_easy": True, "cross_set": True, "mix_labeled": True},
     "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
              "global_threshold": 0.95, "apply_to_contrast": True},
-    "output": {"dir": "runs/default", "vis_images": 4},
+    "output": {"dir": "runs/default", "vis_images": 4, "save_every_steps": 0, "save_every_minutes": 10},
 }
 
 
