@@ -406,3 +406,17 @@ TEST_CASE("trainer: output.save_every_steps writes the checkpoint between evalua
   }
   CHECK_THROWS_WITH_AS(load_config("", {"output.save_every_steps=-1"}), doctest::Contains("output.save_every_steps"), Error);
 }
+
+// A checkpoint whose config metadata nests 10^5 levels deep overflowed the stack in eval and
+// predict (the merge recursed); a config that is not JSON threw nlohmann's own exception.
+TEST_CASE("trainer: a checkpoint's config metadata, deeply nested or not JSON, is an error naming the file") {
+  const std::string path = tmp_dir() + "/deep.safetensors";
+  std::vector<std::pair<std::string, Tensor>> none = {{"student.x", Tensor::zeros({1})}};
+  nn::save_safetensors(path, none, {{"config", "{\"model\": " + std::string(100000, '[') + std::string(100000, ']') + "}"}});
+  Config cfg;
+  CHECK_THROWS_WITH_AS(model_from_checkpoint(path, {}, cfg, nullptr, false),
+                       doctest::Contains((path + ": the config in its metadata: JSON nested deeper than").c_str()), Error);
+  nn::save_safetensors(path, none, {{"config", "{not json"}});
+  CHECK_THROWS_WITH_AS(model_from_checkpoint(path, {}, cfg, nullptr, false),
+                       doctest::Contains((path + ": the config in its metadata is not valid JSON").c_str()), Error);
+}
