@@ -7,8 +7,9 @@
 #   make bench-gpu  the GPU benchmarks (kernel lab, whole step, PyTorch GPU rows); results in bench/results/
 #   make twin-lockstep  replay our first 20 C3 steps in the PyTorch twin and compare (tools/torch_twin.py)
 #   make twin       ours and the PyTorch twin, supervised and C3, 4 and 125 labels, two seeds (about an hour)
-#   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc
+#   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc;  MPI=0 without MPI (no data-parallel runs)
 #   make SANITIZE=1 test  the same tests under AddressSanitizer + UBSan (build-asan, CPU, emulated kernels)
+#   make gpu-check  on a GPU machine: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one report
 #   make fuzz       libFuzzer on the safetensors, image, config and split-list readers (FUZZ_SECONDS=30 each)
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
@@ -32,7 +33,7 @@ ifeq ($(origin CUDA),undefined)
   CUDA := $(if $(filter 1,$(SANITIZE) $(FUZZ)),0,$(if $(NVCC),1,0))
 endif
 # CPU-only objects differ (no -DC3_HAVE_CUDA), so they live in their own folder.
-BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter 1,$(CUDA)),build,build-cpu)))
+BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter 1,$(CUDA)),build,build-cpu)))$(if $(filter 0,$(MPI)),-nompi)
 
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
@@ -40,21 +41,26 @@ ifeq ($(CUDA),1)
   endif
 endif
 
+, := ,
 MULTIARCH := x86_64-linux-gnu
 OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-pthread
 OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-pthread
 DEP_INC  := $(if $(DEPS_PREFIX),-I$(DEPS_PREFIX)/usr/include -I$(DEPS_PREFIX)/usr/include/$(MULTIARCH)) -I$(OPENBLAS_INC)
 # Debian's OpenMPI (data-parallel training, core/dist.h): headers outside /usr/include.
+# MPI=0 builds without it (core/mpi_stub.h: a world of one process; the MPI tests are skipped).
+MPI      ?= 1
 MPI_INC  := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openmpi/include
 MPI_LIB  := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openmpi/lib
-DEP_INC  += -I$(MPI_INC)
+DEP_INC  += $(if $(filter 1,$(MPI)),-I$(MPI_INC))
 DEP_LIB  := $(if $(DEPS_PREFIX),-L$(DEPS_PREFIX)/usr/lib/$(MULTIARCH) -Wl$(,)-rpath$(,)$(DEPS_PREFIX)/usr/lib/$(MULTIARCH)) \
-            -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -L$(MPI_LIB) -Wl,-rpath,$(MPI_LIB)
-, := ,
+            -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) $(if $(filter 1,$(MPI)),-L$(MPI_LIB) -Wl$(,)-rpath$(,)$(MPI_LIB))
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
 CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -march=x86-64-v2 $(WARN) -I. $(DEP_INC) -MMD -MP
-LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context -lmpi -fopenmp -lpthread
+LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context $(if $(filter 1,$(MPI)),-lmpi) -fopenmp -lpthread
+ifneq ($(MPI),1)
+  CXXFLAGS += -DC3_NO_MPI
+endif
 LDFLAGS  ?=
 ifeq ($(FUZZ),1)
   CXXFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -71,14 +77,18 @@ ifeq ($(SANITIZE),1)
 endif
 
 ifeq ($(CUDA),1)
-  CXXFLAGS += -DC3_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+  # cuDNN and NCCL may live outside the toolkit (e.g. a Python environment's nvidia-* wheels):
+  # CUDNN_INC/CUDNN_LIB and NCCL_INC/NCCL_LIB point at them (tools/gpu_check.sh finds them).
+  CUDNN_INC ?=
+  NCCL_INC  ?=
+  CXXFLAGS += -DC3_HAVE_CUDA=1 -I$(CUDA_HOME)/include $(if $(CUDNN_INC),-I$(CUDNN_INC)) $(if $(NCCL_INC),-I$(NCCL_INC))
   CUDNN_LIB ?= $(CUDA_HOME)/lib64
   # NCCL ships in the toolkit's lib/ (not lib64/) here; NCCL_LIB overrides.
   NCCL_LIB ?= $(firstword $(wildcard $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/$(MULTIARCH)/libnccl.so))
   NCCL_DIR := $(if $(NCCL_LIB),$(patsubst %/,%,$(dir $(NCCL_LIB))),$(CUDA_HOME)/lib)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDNN_LIB) \
-              -L$(NCCL_DIR) -Wl,-rpath,$(NCCL_DIR) -lnccl -lcudnn -lcublas -lcudart
-  NVCCFLAGS := -std=c++20 -O3 -I. $(DEP_INC) -MMD -MP --expt-relaxed-constexpr -lineinfo \
+              -L$(NCCL_DIR) -Wl,-rpath,$(NCCL_DIR) $(if $(NCCL_LIB),-l:$(notdir $(NCCL_LIB)),-lnccl) -lcudnn -lcublas -lcudart
+  NVCCFLAGS := -std=c++20 -O3 -I. $(DEP_INC) $(if $(CUDNN_INC),-I$(CUDNN_INC)) -MMD -MP --expt-relaxed-constexpr -lineinfo \
                -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
                -Xcompiler -fopenmp,-Wall,-Wno-unknown-pragmas,-Wno-unused-parameter
 endif
@@ -101,7 +111,7 @@ BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
-.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz
+.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz gpu-check gpu-deps
 all: deps $(BIN)
 
 help:
@@ -116,8 +126,8 @@ $(BUILD)/.deps-ok:
 	for h in $(DEP_HEADERS); do \
 	  [ -f "$(DEPS_PREFIX)/usr/include/$$h" ] || missing="$$missing $$h"; done; \
 	[ -f "$(OPENBLAS_INC)/cblas.h" ] || missing="$$missing cblas.h"; \
-	[ -f "$(MPI_INC)/mpi.h" ] || missing="$$missing mpi.h"; \
-	[ -n "$(DEPS_PREFIX)" ] || command -v mpirun >/dev/null || missing="$$missing mpirun"; \
+	[ "$(MPI)" != 1 ] || [ -f "$(MPI_INC)/mpi.h" ] || missing="$$missing mpi.h"; \
+	[ "$(MPI)" != 1 ] || [ -n "$(DEPS_PREFIX)" ] || command -v mpirun >/dev/null || missing="$$missing mpirun"; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing:$$missing"; \
 	  if [ -n "$(DEPS_PREFIX)" ]; then echo "unpack the -dev packages under $(DEPS_PREFIX) (dpkg -x)"; exit 1; fi; \
@@ -172,8 +182,9 @@ $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/driver_%.o $(BUILD)/obj/tests/fuzz/targ
 test: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
 	./$(TEST_BIN) $(TEST_ARGS)
-	@if [ -z "$(TEST_ARGS)" ]; then tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); \
-	else echo "(TEST_ARGS given: the command-line and MPI tests did not run; make test-dist runs the latter)"; fi
+	@if [ -n "$(TEST_ARGS)" ]; then echo "(TEST_ARGS given: the command-line and MPI tests did not run)"; \
+	elif [ "$(MPI)" != 1 ]; then tools/test_cli.sh ./$(BIN) && echo "(MPI=0: the data-parallel tests were skipped)"; \
+	else tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); fi
 
 # make fuzz: each target for FUZZ_SECONDS (default 30) under libFuzzer with ASan + UBSan,
 # from the seeds in tests/fuzz/corpus/<target> (new inputs go to build-fuzz/corpus, not the
@@ -200,6 +211,19 @@ fuzz: deps
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: findings for:$$failed (saved under tests/fuzz/regressions/)"; exit 1; fi; \
 	echo "fuzz: no finding in $(FUZZ_SECONDS) s per target"
+
+# make gpu-check: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one
+# report (tools/gpu_check.sh). Here, without a GPU, the GPU parts are reported as skipped.
+# make gpu-deps (on a machine with apt) downloads what a bare GPU machine lacks into
+# deps/debs: carry that folder, and gpu-check unpacks it (dpkg -x) into deps/prefix.
+GPU_DEBS := doctest-dev libstb-dev libstb0 nlohmann-json3-dev libboost1.74-dev libboost-context1.74-dev \
+            libboost-context1.74.0 libopenblas-dev libopenblas-pthread-dev libopenblas0 libopenblas0-pthread \
+            libgfortran5
+gpu-check:
+	tools/gpu_check.sh
+gpu-deps:
+	mkdir -p deps/debs && cd deps/debs && apt-get download $(GPU_DEBS)
+	@du -sh deps/debs
 
 # The data-parallel tests: 2 ranks under mpirun on the CPU (tools/test_dist.sh).
 test-dist: deps

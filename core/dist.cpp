@@ -2,8 +2,12 @@
 // gradient averaging, hashes, abort. CUDA tensors go to core/dist_nccl.cpp.
 #include "core/dist.h"
 
+#ifdef C3_NO_MPI
+#include "core/mpi_stub.h"  // make MPI=0: a world of one process
+#else
 #define OMPI_SKIP_MPICXX 1  // the C API only (the C++ bindings warn under -Wextra)
 #include <mpi.h>
+#endif
 
 #include <algorithm>
 #include <atomic>

@@ -468,6 +468,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                           {"cons", out.cons}, {"con", out.con}, {"kept", out.kept}, {"lr_head", opt_->lr(1)},
                           {"lr_backbone", opt_->lr(0)}, {"images_per_s", ips}, {"phase", semi ? "semi" : "warmup"}};
       if (cfg_.skip_bad) j["skipped_samples"] = data_.skipped();
+      if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
       if (semi) j["agree_teacher"] = out.agree_teacher, j["acc_labeled"] = out.acc_labeled;
       if (!out.thresholds.empty()) {
         j["dcrs_thresholds"] = out.thresholds;
