@@ -1,0 +1,159 @@
+// The GPU path at the scale of a training step (GPU_TEST_CASEs: reported as skipped without a
+// GPU; make gpu-check runs them first when one is at hand): cuBLAS at the contrastive shapes,
+// one whole C3 step against the CPU step, the caching allocator on the device, and a few
+// trainer steps twice with one seed. TF32 is off in the comparisons (FP32 both sides: what
+// differs is the summation order, about 1e-6 relative per op; the tolerances leave 10-100x).
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/alloc.h"
+#include "core/ops_conv.h"
+#include "core/ops_matmul.h"
+#include "core/rng.h"
+#include "data/synthetic.h"
+#include "nn/deeplab.h"
+#include "semiseg/c3_step.h"
+#include "semiseg/config.h"
+#include "semiseg/trainer.h"
+#include "tests/helpers.h"
+
+using namespace c3;
+
+namespace {
+// Relative L2 distance of two tensors (any devices).
+double rel_l2(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = c3test::as_doubles(a.cpu()), y = c3test::as_doubles(b.cpu());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) num += (x[i] - y[i]) * (x[i] - y[i]), den += y[i] * y[i];
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+struct NoTf32 {
+  NoTf32() { set_allow_tf32(false), set_conv_allow_tf32(false); }
+  ~NoTf32() { set_allow_tf32(true), set_conv_allow_tf32(true); }
+};
+}  // namespace
+
+// K = 0 is a product over nothing: zeros, on the CPU as on the GPU (cuBLAS leaves C untouched
+// when k = 0 with beta = 0 only if the caller zeroes it).
+TEST_CASE("matmul: an inner dimension of 0 gives zeros") {
+  Tensor z = matmul(Tensor::zeros({5, 0}), Tensor::zeros({0, 7}));
+  REQUIRE(z.shape() == Shape{5, 7});
+  for (float v : z.to_vector<float>()) CHECK(v == 0.0f);
+}
+
+GPU_TEST_CASE("gpu: cuBLAS at the contrastive shapes (3000 x 256 by 600 x 256) and with K = 0") {
+  NoTf32 fp32;
+  Generator gen(1);
+  Tensor a = gen.normal({3000, 256}, 0, 1), b = gen.normal({600, 256}, 0, 1);
+  const Tensor want = matmul(a, b, false, true);
+  const Tensor got = matmul(a.cuda(), b.cuda(), false, true).cpu();
+  CHECK(c3test::close_arrays("A B^T", got.data<float>(), want.data<float>(), want.numel(), 1e-4, 1e-4));
+  const Tensor z = matmul(Tensor::zeros({5, 0}).cuda(), Tensor::zeros({0, 7}).cuda()).cpu();
+  REQUIRE(z.shape() == Shape{5, 7});
+  for (float v : z.to_vector<float>()) CHECK(v == 0.0f);
+}
+
+GPU_TEST_CASE("gpu: one C3 step, supervised and semi, matches the CPU step (losses, gradients, DCRS)") {
+  NoTf32 fp32;
+  const semiseg::Config cfg = semiseg::load_config(
+      "", {"model.depth=18", "model.width=0.125", "model.num_classes=5", "model.proj_dim=8", "model.frozen_bn=false",
+           "dcrs.init=0.0", "loss.samples_per_class=4", "loss.min_pixels=4", "loss.ramp_cons=0", "loss.ramp_con=0"});
+  const int64_t Bl = 2, Bu = 2, H = 32, W = 48, C = 5;
+  nn::DeepLab s_cpu(cfg.model, 3), t_cpu(cfg.model, 3), s_gpu(cfg.model, 3), t_gpu(cfg.model, 3);
+  t_cpu.load_state_dict(s_cpu.state_dict());
+  s_gpu.load_state_dict(s_cpu.state_dict());
+  t_gpu.load_state_dict(s_cpu.state_dict());
+  s_gpu.to(Device::cuda);
+  t_gpu.to(Device::cuda);
+  t_cpu.eval();
+  t_gpu.eval();
+  Generator gen(5);
+  semiseg::StepInputs in;
+  in.x_l = gen.normal({Bl, H, W, 3}, 0, 1);
+  in.u_w = gen.normal({Bu, H, W, 3}, 0, 1);
+  in.u_s = gen.normal({Bu, H, W, 3}, 0, 1);
+  std::vector<uint8_t> yv(size_t(Bl * H * W));
+  for (size_t i = 0; i < yv.size(); ++i) yv[i] = uint8_t((i / 7 + i / 97) % C);
+  in.y_l = Tensor::from_vector(yv, {Bl, H, W});
+  semiseg::StepInputs in_gpu{in.x_l.cuda(), in.y_l.cuda(), in.u_w.cuda(), in.u_s.cuda()};
+  for (const bool semi : {false, true}) {
+    CAPTURE(semi);
+    semiseg::C3Step step_cpu(cfg, Device::cpu), step_gpu(cfg, Device::cuda);
+    Generator g_cpu(11), g_gpu(11);
+    semiseg::StepOutput oc = semi ? step_cpu.semi(s_cpu, t_cpu, in, 0, 0, g_cpu) : step_cpu.supervised(s_cpu, in, 0, g_cpu);
+    semiseg::StepOutput og =
+        semi ? step_gpu.semi(s_gpu, t_gpu, in_gpu, 0, 0, g_gpu) : step_gpu.supervised(s_gpu, in_gpu, 0, g_gpu);
+    CHECK(og.loss.item() == doctest::Approx(oc.loss.item()).epsilon(1e-4));
+    CHECK(og.sup == doctest::Approx(oc.sup).epsilon(1e-4));
+    CHECK(og.cons == doctest::Approx(oc.cons).epsilon(1e-4));
+    CHECK(og.con == doctest::Approx(oc.con).epsilon(1e-4));
+    REQUIRE(og.thresholds.size() == oc.thresholds.size());
+    for (size_t c = 0; c < oc.thresholds.size(); ++c) CHECK(og.thresholds[c] == doctest::Approx(oc.thresholds[c]).epsilon(1e-5));
+    for (nn::DeepLab* m : {&s_cpu, &s_gpu})
+      for (const nn::NamedTensor& p : m->named_parameters()) p.tensor->zero_grad();
+    oc.loss.backward();
+    og.loss.backward();
+    const auto pc = s_cpu.named_parameters(), pg = s_gpu.named_parameters();
+    double worst = 0;
+    std::string where;
+    for (size_t i = 0; i < pc.size(); ++i) {
+      const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
+      REQUIRE(gc.defined() == gg.defined());
+      if (!gc.defined()) continue;
+      const double d = rel_l2(gg, gc);
+      if (d > worst) worst = d, where = pc[i].name;
+    }
+    CHECK_MESSAGE(worst < 1e-3, "largest gradient difference ", worst, " at ", where);
+  }
+}
+
+GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empties the cache and says so") {
+  CachingAllocator& a = cuda_allocator();
+  a.empty_cache();
+  void* p = a.allocate(3 << 20);
+  a.release(p);
+  const AllocStats before = a.stats();
+  void* q = a.allocate(3 << 20);
+  CHECK(q == p);  // the cached block, no new cudaMalloc
+  CHECK(a.stats().hits == before.hits + 1);
+  a.release(q);
+  CHECK_THROWS_WITH_AS(a.allocate(size_t(1) << 46), doctest::Contains("out of memory"), Error);  // 64 TiB
+  void* r = a.allocate(1 << 20);  // and it goes on working
+  CHECK(r != nullptr);
+  a.release(r);
+}
+
+// A few trainer steps on the GPU, twice with one seed: finite losses, the same both times
+// (atomics in the kernels would show here as differences).
+GPU_TEST_CASE("gpu: trainer steps on the GPU are finite and repeat with the same seed") {
+  char buf[] = "/tmp/c3gpustepXXXXXX";
+  const std::string dir = ::mkdtemp(buf);
+  data::make_synthetic(dir + "/data", 3, 24, 4, 64, 128);
+  std::vector<std::vector<double>> runs;
+  for (int k = 0; k < 2; ++k) {
+    const std::string out = dir + "/run" + std::to_string(k);
+    semiseg::Config c = semiseg::load_config(
+        "", {"model.depth=18", "model.width=0.125", "model.frozen_bn=false", "model.proj_dim=16",
+             "data.root=\"" + dir + "/data\"", "data.labeled_count=8", "data.base_size=[64,128]", "data.crop=[32,64]",
+             "data.val_size=[64,128]", "data.val_limit=2", "train.batch_labeled=2", "train.batch_unlabeled=2",
+             "train.epochs=3", "train.steps_per_epoch=2", "train.warmup_epochs=1", "train.eval_every_epochs=3",
+             "train.device=cuda", "loss.ramp_cons=2", "loss.samples_per_class=4", "loss.min_pixels=4",
+             "dcrs.init=0.2", "output.dir=\"" + out + "\"", "output.vis_images=0"});
+    semiseg::Trainer t(c, false);
+    REQUIRE(t.run().steps_done == 6);
+    std::vector<double> losses;
+    std::ifstream f(out + "/metrics.jsonl");
+    for (std::string line; std::getline(f, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
+    }
+    REQUIRE(losses.size() == 6);
+    for (double l : losses) CHECK(std::isfinite(l));
+    runs.push_back(losses);
+  }
+  for (size_t i = 0; i < runs[0].size(); ++i) CHECK_MESSAGE(runs[1][i] == runs[0][i], "step ", i + 1);
+  std::filesystem::remove_all(dir);
+}
