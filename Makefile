@@ -10,6 +10,7 @@
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc;  MPI=0 without MPI (no data-parallel runs)
 #   make SANITIZE=1 test  the same tests under AddressSanitizer + UBSan (build-asan, CPU, emulated kernels)
 #   make gpu-check  on a GPU machine: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one report
+#   make race-check the emulated kernels under ThreadSanitizer: shared-memory races reported by the emulator
 #   make fuzz       libFuzzer on the safetensors, image, config and split-list readers (FUZZ_SECONDS=30 each)
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
@@ -30,10 +31,10 @@ ifeq ($(FUZZ),1)
   CXX := clang++
 endif
 ifeq ($(origin CUDA),undefined)
-  CUDA := $(if $(filter 1,$(SANITIZE) $(FUZZ)),0,$(if $(NVCC),1,0))
+  CUDA := $(if $(filter 1 thread,$(SANITIZE))$(filter 1,$(FUZZ)),0,$(if $(NVCC),1,0))
 endif
 # CPU-only objects differ (no -DC3_HAVE_CUDA), so they live in their own folder.
-BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter 1,$(CUDA)),build,build-cpu)))$(if $(filter 0,$(MPI)),-nompi)
+BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter thread,$(SANITIZE)),build-tsan,$(if $(filter 1,$(CUDA)),build,build-cpu))))$(if $(filter 0,$(MPI)),-nompi)
 
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
@@ -65,6 +66,10 @@ LDFLAGS  ?=
 ifeq ($(FUZZ),1)
   CXXFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=fuzzer,address,undefined
+endif
+ifeq ($(SANITIZE),thread)  # make race-check: the emulator reports races between barriers
+  CXXFLAGS += -fsanitize=thread
+  LDFLAGS  += -fsanitize=thread
 endif
 ifeq ($(SANITIZE),1)
   SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -111,7 +116,7 @@ BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
-.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz gpu-check gpu-deps
+.PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz gpu-check gpu-deps race-check
 all: deps $(BIN)
 
 help:
@@ -211,6 +216,13 @@ fuzz: deps
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: findings for:$$failed (saved under tests/fuzz/regressions/)"; exit 1; fi; \
 	echo "fuzz: no finding in $(FUZZ_SECONDS) s per target"
+
+# make race-check: the emulated kernels under ThreadSanitizer (build-tsan), where the emulator
+# turns every data race between two barriers (shared or global memory) into an error naming
+# the kernel, the byte offset and both threads, whatever the fiber order (about 5 minutes).
+race-check: deps
+	@$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=thread build-tsan/c3tests
+	OMP_NUM_THREADS=1 ./build-tsan/c3tests -tc='emu*,*emulated*'
 
 # make gpu-check: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one
 # report (tools/gpu_check.sh). Here, without a GPU, the GPU parts are reported as skipped.

@@ -1,15 +1,28 @@
 // The emulator's scheduler: fibers per CUDA thread, barriers, warp exchanges, stacks.
 #include "emu.h"
 
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <elf.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/context/detail/fcontext.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <vector>
+
+// The block's dynamic shared memory: a fixed thread_local buffer at the largest size a launch
+// may ask for (227 KB), with C linkage so that EMU_EXTERN_SHARED can alias a kernel's
+// "extern __shared__ T name[]" to it.
+extern "C" {
+alignas(16) thread_local unsigned char emu_dynamic_smem[emu::kOptInSharedLimit];
+}
+
 
 const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
@@ -33,6 +46,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 #endif
 #endif
 #ifdef C3_EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define C3_ASAN_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
 #define C3_ASAN_FINISH_SWITCH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
@@ -41,8 +55,83 @@ const char* cudaGetErrorString(cudaError_t e) {
 #define C3_ASAN_FINISH_SWITCH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #endif
 
+// The dynamic shared buffer is a fixed 227 KB array; under ASan the part past a launch's
+// shmem bytes is poisoned while the launch runs, so overruns are still reported.
+static void asan_limit_dynamic_shared(unsigned char* p, size_t used, size_t cap) {
+#ifdef C3_EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(p, cap);
+  ASAN_POISON_MEMORY_REGION(p + used, cap - used);
+#else
+  (void)p, (void)used, (void)cap;
+#endif
+}
+
+// ThreadSanitizer flavour (g++ -fsanitize=thread; not the normal build): every CUDA thread
+// is a TSan fiber, __syncthreads and warp intrinsics are release/acquire edges, the block's
+// start and end order it after and before the host. TSan then finds shared- and global-
+// memory races by happens-before, whatever the fiber order, and each data race inside a
+// launch becomes an emu::Error naming the kernel, the address (offset into the dynamic
+// shared buffer, or the thread_local array and offset) and both CUDA thread indices.
+#if defined(__SANITIZE_THREAD__)
+#define C3_EMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define C3_EMU_TSAN 1
+#endif
+#endif
+#ifdef C3_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+extern "C" {
+int __tsan_get_report_data(void* report, const char** description, int* count, int* stack_count, int* mop_count,
+                           int* loc_count, int* mutex_count, int* thread_count, int* unique_tid_count,
+                           void** sleep_trace, unsigned long trace_size);
+int __tsan_get_report_mop(void* report, unsigned long idx, int* tid, void** addr, int* size, int* write,
+                          int* atomic, void** trace, unsigned long trace_size);
+int __tsan_get_report_thread(void* report, unsigned long idx, int* tid, uint64_t* os_id, int* running,
+                             const char** name, int* parent_tid, void** trace, unsigned long trace_size);
+void __tsan_ignore_thread_begin();
+void __tsan_ignore_thread_end();
+}
+// The emulator's own bookkeeping (threadIdx set by the scheduler, fiber states, exchange
+// slots) is not the kernel's: it is left uninstrumented.
+#define C3_EMU_NO_TSAN __attribute__((no_sanitize_thread))
+namespace emu { void tsan_record_race(void* report); }
+// Called by TSan after it prints a report; copies a data race inside a launch for the
+// scheduler, which raises it as an emu::Error when the fiber yields.
+extern "C" C3_EMU_NO_TSAN int __tsan_on_report(void* report) {
+  emu::tsan_record_race(report);
+  return 0;
+}
+// Every race is reported, not only the first one of a pair of source lines (a kernel with a
+// race fails in each test that launches it); races inside launches fail the test as
+// emu::Error, so the exit status does not repeat them. TSAN_OPTIONS overrides these.
+extern "C" const char* __tsan_default_options() {
+  return "suppress_equal_stacks=0:suppress_equal_addresses=0:exitcode=0";
+}
+#else
+#define C3_EMU_NO_TSAN
+#endif
+
 namespace emu {
 namespace bc = boost::context::detail;
+
+#ifdef C3_EMU_TSAN
+namespace {
+// What the report hook copies out of TSan (no allocation inside the hook).
+struct RaceRecord {
+  bool set = false;
+  uintptr_t addr[2] = {};
+  int size[2] = {}, write[2] = {}, atomic[2] = {};
+  long cuda_tid[2] = {-1, -1};
+};
+thread_local RaceRecord t_race;
+thread_local bool t_in_launch = false;
+// Sync objects: [0], [1] barrier parity, [2] block start, [3] block end; then one per warp.
+thread_local char t_tsan_sync[4 + 32];
+thread_local void* t_tsan_host = nullptr;       // the OS thread's own TSan context
+thread_local std::vector<void*> t_tsan_fibers;  // one per CUDA thread, reused across blocks
+}  // namespace
+#endif
 
 namespace {
 std::atomic<FiberOrder> g_order{FiberOrder::forward};
@@ -83,6 +172,7 @@ struct Fiber {
   const char* file = "";  // where it waits
   int line = 0;
   uint64_t warp_result = 0;
+  unsigned barriers = 0;  // __syncthreads passed (TSan flavour: which sync object)
   std::string error;
 };
 
@@ -106,12 +196,14 @@ struct Block {
 
 thread_local Block* t_block = nullptr;
 thread_local std::vector<Stack> t_stacks;
-thread_local std::vector<unsigned char> t_dyn_shared;
 
-void fiber_entry(bc::transfer_t t) {
+C3_EMU_NO_TSAN void fiber_entry(bc::transfer_t t) {
   Fiber* f = static_cast<Fiber*>(t.data);
   f->caller = t.fctx;
   C3_ASAN_FINISH_SWITCH(nullptr, &f->caller_bottom, &f->caller_size);
+#ifdef C3_EMU_TSAN
+  __tsan_acquire(&t_tsan_sync[2]);
+#endif
   try {
     t_block->spec->body();
   } catch (const std::exception& e) {
@@ -120,20 +212,30 @@ void fiber_entry(bc::transfer_t t) {
     f->error = "unknown exception in kernel";
   }
   f->st = St::done;
+#ifdef C3_EMU_TSAN
+  __tsan_release(&t_tsan_sync[3]);
+  __tsan_switch_to_fiber(t_tsan_host, __tsan_switch_to_fiber_no_sync);
+#endif
   C3_ASAN_START_SWITCH(nullptr, f->caller_bottom, f->caller_size);  // nullptr: this fiber ends
   bc::jump_fcontext(f->caller, nullptr);  // never resumed again
 }
 
-void yield(Fiber* f) {
+C3_EMU_NO_TSAN void yield(Fiber* f) {
+#ifdef C3_EMU_TSAN
+  __tsan_switch_to_fiber(t_tsan_host, __tsan_switch_to_fiber_no_sync);
+#endif
   C3_ASAN_START_SWITCH(&f->asan_fake_stack, f->caller_bottom, f->caller_size);
   bc::transfer_t t = bc::jump_fcontext(f->caller, nullptr);
   C3_ASAN_FINISH_SWITCH(f->asan_fake_stack, &f->caller_bottom, &f->caller_size);
   f->caller = t.fctx;
 }
 
-void resume(Block& b, Fiber* f) {
+C3_EMU_NO_TSAN void resume(Block& b, Fiber* f) {
   threadIdx = f->idx;
   b.current = f;
+#ifdef C3_EMU_TSAN
+  __tsan_switch_to_fiber(t_tsan_fibers[f->tid], __tsan_switch_to_fiber_no_sync);
+#endif
   [[maybe_unused]] void* fake_stack = nullptr;
   C3_ASAN_START_SWITCH(&fake_stack, f->stack_bottom, kStackBytes);
   bc::transfer_t t = bc::jump_fcontext(f->ctx, f);
@@ -151,6 +253,78 @@ std::string where(const char* file, int line) {
 std::string block_name(const dim3& b) {
   std::ostringstream s;
   s << "(" << b.x << "," << b.y << "," << b.z << ")";
+  return s.str();
+}
+
+// Finds the symbol at `addr` in an ELF file's .symtab (static functions included, which
+// dladdr does not see). `off` is addr minus the load base for position-independent files.
+std::string elf_symbol(const char* path, uintptr_t addr, uintptr_t base) {
+  std::ifstream f(path, std::ios::binary);
+  Elf64_Ehdr eh{};
+  if (!f.read(reinterpret_cast<char*>(&eh), sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr))
+    return "";
+  const uintptr_t want = eh.e_type == ET_DYN ? addr - base : addr;
+  std::vector<Elf64_Shdr> sh(eh.e_shnum);
+  f.seekg(static_cast<std::streamoff>(eh.e_shoff));
+  if (!f.read(reinterpret_cast<char*>(sh.data()), static_cast<std::streamsize>(sh.size() * sizeof(Elf64_Shdr))))
+    return "";
+  for (const Elf64_Shdr& s : sh) {
+    if ((s.sh_type != SHT_SYMTAB && s.sh_type != SHT_DYNSYM) || s.sh_link >= sh.size()) continue;
+    std::vector<Elf64_Sym> syms(s.sh_size / sizeof(Elf64_Sym));
+    f.seekg(static_cast<std::streamoff>(s.sh_offset));
+    f.read(reinterpret_cast<char*>(syms.data()), static_cast<std::streamsize>(syms.size() * sizeof(Elf64_Sym)));
+    for (const Elf64_Sym& y : syms) {
+      if (ELF64_ST_TYPE(y.st_info) != STT_FUNC || y.st_value != want || y.st_name == 0) continue;
+      const Elf64_Shdr& str = sh[s.sh_link];
+      std::string name;
+      f.seekg(static_cast<std::streamoff>(str.sh_offset + y.st_name));
+      std::getline(f, name, '\0');
+      return name;
+    }
+  }
+  return "";
+}
+
+#ifdef C3_EMU_TSAN
+// Thread-local symbols of the executable (the __shared__ arrays among them), for race messages.
+struct TlsSym { uint64_t value, size; std::string name; };
+std::vector<TlsSym> elf_tls_symbols(const char* path) {
+  std::vector<TlsSym> out;
+  std::ifstream f(path, std::ios::binary);
+  Elf64_Ehdr eh{};
+  if (!f.read(reinterpret_cast<char*>(&eh), sizeof eh) || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_shentsize != sizeof(Elf64_Shdr))
+    return out;
+  std::vector<Elf64_Shdr> sh(eh.e_shnum);
+  f.seekg(static_cast<std::streamoff>(eh.e_shoff));
+  if (!f.read(reinterpret_cast<char*>(sh.data()), static_cast<std::streamsize>(sh.size() * sizeof(Elf64_Shdr))))
+    return out;
+  for (const Elf64_Shdr& s : sh) {
+    if (s.sh_type != SHT_SYMTAB || s.sh_link >= sh.size()) continue;
+    std::vector<Elf64_Sym> syms(s.sh_size / sizeof(Elf64_Sym));
+    f.seekg(static_cast<std::streamoff>(s.sh_offset));
+    f.read(reinterpret_cast<char*>(syms.data()), static_cast<std::streamsize>(syms.size() * sizeof(Elf64_Sym)));
+    for (const Elf64_Sym& y : syms) {
+      if (ELF64_ST_TYPE(y.st_info) != STT_TLS || y.st_name == 0) continue;
+      std::string name;
+      f.seekg(static_cast<std::streamoff>(sh[s.sh_link].sh_offset + y.st_name));
+      std::getline(f, name, '\0');
+      out.push_back({y.st_value, y.st_size, name});
+    }
+  }
+  return out;
+}
+#endif
+
+std::string kernel_name(const LaunchSpec& spec) {
+  if (spec.name) return spec.name;
+  return spec.kernel ? function_name(spec.kernel) : "kernel";
+}
+
+std::string site_name(const LaunchSpec& spec) {
+  std::ostringstream s;
+  s << (spec.site.file_name()[0] ? spec.site.file_name() : "?") << ":" << spec.site.line();
   return s.str();
 }
 
@@ -210,7 +384,8 @@ void settle(Block& b) {
     }
   }
   std::ostringstream msg;
-  msg << "emu: kernel '" << b.spec->name << "' block " << block_name(blockIdx) << ": ";
+  msg << "emu: kernel '" << kernel_name(*b.spec) << "' (launched at " << site_name(*b.spec) << ") block "
+      << block_name(blockIdx) << ": ";
   if (n_bar > 0 && n_warp == 0 && n_done == 0 && same_site) {
     for (Fiber& f : b.fibers) f.st = St::ready;
     return;
@@ -239,7 +414,11 @@ void settle(Block& b) {
   throw Error(msg.str());
 }
 
-void run_block(Block& b) {
+#ifdef C3_EMU_TSAN
+std::string race_message(const LaunchSpec& spec, const RaceRecord& r);
+#endif
+
+C3_EMU_NO_TSAN void run_block(Block& b) {
   const LaunchSpec& spec = *b.spec;
   for (unsigned i = 0; i < b.nthreads; ++i) {
     Fiber& f = b.fibers[i];
@@ -250,8 +429,11 @@ void run_block(Block& b) {
     f.stack_bottom = t_stacks[i].bottom();
   }
   for (auto& w : b.warps) w.clear();
-  if (spec.dynamic_shared_bytes) std::memset(t_dyn_shared.data(), 0xFF, spec.dynamic_shared_bytes);
+  if (spec.dynamic_shared_bytes) std::memset(emu_dynamic_smem, 0xFF, spec.dynamic_shared_bytes);
   const bool reverse = g_order.load() == FiberOrder::reverse;
+#ifdef C3_EMU_TSAN
+  __tsan_release(&t_tsan_sync[2]);
+#endif
   for (;;) {
     bool ran = false, alive = false;
     for (unsigned k = 0; k < b.nthreads; ++k) {
@@ -259,17 +441,152 @@ void run_block(Block& b) {
       if (f->st == St::ready) {
         resume(b, f);
         ran = true;
+#ifdef C3_EMU_TSAN
+        if (t_race.set) {
+          RaceRecord r = t_race;
+          t_race = RaceRecord{};
+          throw Error(race_message(spec, r));
+        }
+#endif
         if (!f->error.empty())
-          throw Error("emu: kernel '" + std::string(spec.name) + "' block " + block_name(blockIdx) +
+          throw Error("emu: kernel '" + kernel_name(spec) + "' (launched at " + site_name(spec) + ") block " +
+                      block_name(blockIdx) +
                       " thread " + std::to_string(f->tid) + ": " + f->error);
       }
       alive |= f->st != St::done;
     }
-    if (!alive) return;
+    if (!alive) {
+#ifdef C3_EMU_TSAN
+      __tsan_acquire(&t_tsan_sync[3]);
+#endif
+      return;
+    }
     if (!ran) settle(b);
   }
 }
 }  // namespace
+
+#ifdef C3_EMU_TSAN
+namespace {
+std::string dim_name(unsigned tid, const dim3& bl) {
+  std::ostringstream s;
+  s << "(" << tid % bl.x << "," << (tid / bl.x) % bl.y << "," << tid / (bl.x * bl.y) << ")";
+  return s.str();
+}
+
+// Where a raced-on address lies: the dynamic shared buffer, a thread_local (__shared__)
+// array of the executable, or elsewhere (global memory).
+std::string describe_address(uintptr_t a) {
+  const uintptr_t dyn = reinterpret_cast<uintptr_t>(emu_dynamic_smem);
+  std::ostringstream s;
+  if (a >= dyn && a < dyn + kOptInSharedLimit) {
+    s << "byte offset " << a - dyn << " of dynamic shared memory";
+    return s.str();
+  }
+  static const std::vector<TlsSym> syms = elf_tls_symbols("/proc/self/exe");
+  uint64_t dyn_value = 0;
+  for (const TlsSym& y : syms)
+    if (y.name == "emu_dynamic_smem") dyn_value = y.value;
+  const uintptr_t base = dyn - dyn_value;  // the main program's TLS block on this thread
+  for (const TlsSym& y : syms)
+    if (a >= base + y.value && a < base + y.value + y.size) {
+      int status = 0;
+      char* d = abi::__cxa_demangle(y.name.c_str(), nullptr, nullptr, &status);
+      s << "byte offset " << a - (base + y.value) << " of __shared__ '" << (status == 0 && d ? d : y.name.c_str())
+        << "'";
+      std::free(d);
+      return s.str();
+    }
+  s << "address 0x" << std::hex << a << " (global memory)";
+  return s.str();
+}
+}  // namespace
+
+C3_EMU_NO_TSAN void tsan_record_race(void* report) {
+  if (!t_in_launch || t_race.set) return;
+  const char* desc = nullptr;
+  int count = 0, stacks = 0, mops = 0, locs = 0, mutexes = 0, threads = 0, uniq = 0;
+  void* trace[1] = {};
+  if (!__tsan_get_report_data(report, &desc, &count, &stacks, &mops, &locs, &mutexes, &threads, &uniq, trace, 1))
+    return;
+  const char want[] = "data-race";
+  for (size_t i = 0; i < sizeof want; ++i)
+    if (!desc || desc[i] != want[i]) return;
+  if (mops < 2) return;
+  RaceRecord r;
+  for (int i = 0; i < 2; ++i) {
+    int tid = -1;
+    void* addr = nullptr;
+    __tsan_get_report_mop(report, static_cast<unsigned long>(i), &tid, &addr, &r.size[i], &r.write[i],
+                          &r.atomic[i], trace, 1);
+    r.addr[i] = reinterpret_cast<uintptr_t>(addr);
+    for (int j = 0; j < threads; ++j) {
+      int ttid = -1, running = 0, parent = 0;
+      uint64_t os_id = 0;
+      const char* name = nullptr;
+      __tsan_get_report_thread(report, static_cast<unsigned long>(j), &ttid, &os_id, &running, &name, &parent,
+                               trace, 1);
+      const char prefix[] = "emu thread ";
+      if (ttid != tid || !name) continue;
+      size_t k = 0;
+      while (k + 1 < sizeof prefix && name[k] == prefix[k]) ++k;
+      if (k + 1 != sizeof prefix) continue;
+      long v = 0;
+      for (; name[k] >= '0' && name[k] <= '9'; ++k) v = v * 10 + (name[k] - '0');
+      r.cuda_tid[i] = v;
+    }
+  }
+  r.set = true;
+  t_race = r;
+}
+
+namespace {
+std::string race_message(const LaunchSpec& spec, const RaceRecord& r) {
+  std::ostringstream m;
+  m << "emu: kernel '" << kernel_name(spec) << "' (launched at " << site_name(spec) << ") block "
+    << block_name(blockIdx) << ": data race on " << describe_address(r.addr[0]) << ": ";
+  for (int i = 0; i < 2; ++i) {
+    if (i) m << " and ";
+    m << "thread ";
+    if (r.cuda_tid[i] >= 0) m << dim_name(static_cast<unsigned>(r.cuda_tid[i]), spec.block);
+    else m << "(host or another block)";
+    m << " " << (r.atomic[i] ? "atomically " : "") << (r.write[i] ? "writes" : "reads") << " " << r.size[i]
+      << " bytes";
+    if (i == 1 && r.addr[1] != r.addr[0]) m << " at " << describe_address(r.addr[1]);
+  }
+  m << ", with no __syncthreads between them";
+  return m.str();
+}
+}  // namespace
+#endif
+
+std::string function_name(const void* fn) {
+  static std::mutex m;
+  static std::map<const void*, std::string> cache;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = cache.find(fn);
+  if (it != cache.end()) return it->second;
+  std::string raw;
+  Dl_info info{};
+  if (dladdr(fn, &info)) {
+    if (info.dli_sname && info.dli_saddr == fn) raw = info.dli_sname;
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(fn), base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+    if (raw.empty() && info.dli_fname && info.dli_fname[0]) raw = elf_symbol(info.dli_fname, addr, base);
+    if (raw.empty()) raw = elf_symbol("/proc/self/exe", addr, base);
+  }
+  std::string name = raw;
+  if (!raw.empty()) {
+    int status = 0;
+    char* d = abi::__cxa_demangle(raw.c_str(), nullptr, nullptr, &status);
+    if (status == 0 && d) name = d;
+    std::free(d);
+  } else {
+    std::ostringstream s;
+    s << "kernel at " << fn;
+    name = s.str();
+  }
+  return cache[fn] = name;
+}
 
 void set_fiber_order(FiberOrder o) { g_order = o; }
 FiberOrder fiber_order() { return g_order; }
@@ -281,21 +598,27 @@ void set_max_dynamic_shared(const void* k, size_t bytes) {
 size_t max_dynamic_shared(const void* k) {
   std::lock_guard<std::mutex> lock(g_attr_mutex);
   auto it = g_max_dyn.find(k);
-  return it == g_max_dyn.end() ? 48 * 1024 : it->second;
+  return it == g_max_dyn.end() ? kDefaultSharedLimit : it->second;
 }
 
-void run(const LaunchSpec& spec) {
+C3_EMU_NO_TSAN void run(const LaunchSpec& spec) {
   const dim3 &g = spec.grid, &bl = spec.block;
   const unsigned long long nthreads = 1ull * bl.x * bl.y * bl.z;
   std::ostringstream bad;
   if (nthreads == 0 || nthreads > 1024 || bl.x > 1024 || bl.y > 1024 || bl.z > 64)
-    bad << "block (" << bl.x << "," << bl.y << "," << bl.z << ") is not 1..1024 threads";
+    bad << "block (" << bl.x << "," << bl.y << "," << bl.z << ") is not 1..1024 threads"
+        << " (x, y <= 1024, z <= 64)";
   else if (g.x == 0 || g.y == 0 || g.z == 0 || g.x > 2147483647u || g.y > 65535 || g.z > 65535)
-    bad << "grid (" << g.x << "," << g.y << "," << g.z << ") is out of range";
+    bad << "grid (" << g.x << "," << g.y << "," << g.z << ") is out of range"
+        << " (x 1..2^31-1, y and z 1..65535)";
+  else if (spec.dynamic_shared_bytes > kOptInSharedLimit)
+    bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory exceed the "
+        << kOptInSharedLimit << "-byte limit of the device, even with allow_dynamic_shared";
   else if (spec.dynamic_shared_bytes > spec.max_dynamic_shared_bytes)
     bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory exceed the "
         << spec.max_dynamic_shared_bytes << "-byte limit (opt in with allow_dynamic_shared)";
-  if (!bad.str().empty()) throw Error("emu: launch of '" + std::string(spec.name) + "': " + bad.str());
+  if (!bad.str().empty())
+    throw Error("emu: launch of kernel '" + kernel_name(spec) + "' at " + site_name(spec) + ": " + bad.str());
 
   Block b;
   b.spec = &spec;
@@ -303,9 +626,20 @@ void run(const LaunchSpec& spec) {
   b.fibers.resize(b.nthreads);
   b.warps.resize((b.nthreads + 31) / 32);
   while (t_stacks.size() < b.nthreads) t_stacks.emplace_back();
-  if (t_dyn_shared.size() < spec.dynamic_shared_bytes) t_dyn_shared.resize(spec.dynamic_shared_bytes);
+#ifdef C3_EMU_TSAN
+  t_tsan_host = __tsan_get_current_fiber();
+  while (t_tsan_fibers.size() < b.nthreads) {
+    void* tf = __tsan_create_fiber(0);
+    __tsan_set_fiber_name(tf, ("emu thread " + std::to_string(t_tsan_fibers.size())).c_str());
+    t_tsan_fibers.push_back(tf);
+  }
+  t_race = RaceRecord{};
+  t_in_launch = true;
+  struct InLaunch { ~InLaunch() { t_in_launch = false; } } in_launch;
+#endif
   Block* saved = t_block;
   t_block = &b;
+  asan_limit_dynamic_shared(emu_dynamic_smem, spec.dynamic_shared_bytes, kOptInSharedLimit);
   gridDim = g;
   blockDim = bl;
   try {
@@ -317,26 +651,59 @@ void run(const LaunchSpec& spec) {
         }
   } catch (...) {
     t_block = saved;
+#ifdef C3_EMU_TSAN
+    // Fibers left mid-kernel: order what they did before the host goes on, then drop them.
+    for (void* tf : t_tsan_fibers) {
+      __tsan_switch_to_fiber(tf, 0);
+      __tsan_switch_to_fiber(t_tsan_host, 0);
+      __tsan_destroy_fiber(tf);
+    }
+    t_tsan_fibers.clear();
+#endif
+    asan_limit_dynamic_shared(emu_dynamic_smem, kOptInSharedLimit, kOptInSharedLimit);
     throw;
   }
   t_block = saved;
+  asan_limit_dynamic_shared(emu_dynamic_smem, kOptInSharedLimit, kOptInSharedLimit);
 }
 
-void syncthreads(const char* file, int line) {
+C3_EMU_NO_TSAN void syncthreads(const char* file, int line) {
   Fiber* f = t_block->current;
   f->st = St::barrier;
   f->file = file;
   f->line = line;
+#ifdef C3_EMU_TSAN
+  __tsan_release(&t_tsan_sync[f->barriers & 1]);
+#endif
   yield(f);
+#ifdef C3_EMU_TSAN
+  __tsan_acquire(&t_tsan_sync[f->barriers & 1]);
+#endif
+  ++f->barriers;
 }
 
-void* dynamic_shared_ptr() { return t_dyn_shared.data(); }
+void* dynamic_shared_ptr() { return emu_dynamic_smem; }
 
-uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int width,
-                       const char* file, int line) {
+C3_EMU_NO_TSAN uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int width,
+                                      const char* file, int line) {
   Block& b = *t_block;
   Fiber* f = b.current;
   const unsigned lane = f->tid % 32, warp = f->tid / 32;
+#ifdef C3_EMU_TSAN
+  // One sync object per warp: every exchange orders all earlier ones of its warp (warp-
+  // synchronous exchanges are trusted, a slight over-synchronization).
+  // The exchange bookkeeping below (vectors shared by the lanes) is the emulator's, ignored.
+  struct Edge {
+    unsigned w;
+    bool ignoring = true;
+    explicit Edge(unsigned w_) : w(w_) { __tsan_release(&t_tsan_sync[4 + w]); __tsan_ignore_thread_begin(); }
+    void end() { if (ignoring) __tsan_ignore_thread_end(); ignoring = false; }  // before a fatal yield
+    ~Edge() { end(); __tsan_acquire(&t_tsan_sync[4 + w]); }
+  } edge(warp);
+#define C3_EMU_FATAL_YIELD(f) (edge.end(), yield(f))
+#else
+#define C3_EMU_FATAL_YIELD(f) yield(f)
+#endif
   if (!(mask >> lane & 1u)) {
     {  // destroyed before the yield: this fiber is never resumed, its frame never unwound
       std::ostringstream m;
@@ -344,11 +711,11 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int wid
         << where(file, line) << " with mask 0x" << std::hex << mask << ", which excludes it";
       f->error = m.str();
     }
-    yield(f);  // the scheduler throws
+    C3_EMU_FATAL_YIELD(f);  // the scheduler throws
   }
   if (width <= 0 || width > 32 || (width & (width - 1))) {
     f->error = std::string(kind_name(kind)) + " at " + where(file, line) + ": width must be a power of two <= 32";
-    yield(f);
+    C3_EMU_FATAL_YIELD(f);
   }
   // Lanes past the end of a partial last warp do not exist and cannot arrive.
   const unsigned present_lanes = std::min(32u, b.nthreads - warp * 32);
@@ -365,7 +732,7 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int wid
   } else if (x->kind != kind) {
     f->error = std::string("warp ") + std::to_string(warp) + ": lanes of mask disagree: " + kind_name(x->kind) +
                " at " + where(x->file, x->line) + " vs " + kind_name(kind) + " at " + where(file, line);
-    yield(f);
+    C3_EMU_FATAL_YIELD(f);
   }
   x->vals[lane] = value;
   x->args[lane] = arg;
@@ -385,6 +752,9 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int kind, int arg, int wid
   f->st = St::warp_wait;
   f->file = file;
   f->line = line;
+#ifdef C3_EMU_TSAN
+  edge.end();  // no ignore held while parked (the launch may be abandoned)
+#endif
   yield(f);
   return f->warp_result;
 }

@@ -4,7 +4,11 @@
 // A block runs on one OS thread; blocks run one after another. Fibers switch only at
 // __syncthreads() and at warp intrinsics, so a kernel that forgets a barrier produces a
 // different result in forward and reverse fiber order (emu::set_fiber_order), which is
-// how the tests catch it. See ../shared/KERNEL_EMULATION.md for the design and numbers.
+// how the tests catch it. Built with -fsanitize=thread, the emulator also turns each data
+// race (shared or global memory, no __syncthreads between the two accesses) into an
+// emu::Error naming the kernel, the byte offset and both threads, in any fiber order (see
+// emu.cpp); the normal build has no hook on plain __shared__ array accesses, so it cannot.
+// See ../shared/KERNEL_EMULATION.md for the design and numbers.
 //
 // A kernel file never includes this header directly: it includes kernels/cuda/compat.h.
 #pragma once
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -25,7 +30,10 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static thread_local
+// thread_local, not "static thread_local": at block scope thread_local alone gives the same
+// per-OS-thread static storage (one copy per running block), and "extern __shared__ T x[];"
+// then still parses (as an extern thread_local declaration; see EMU_EXTERN_SHARED below).
+#define __shared__ thread_local
 #define __constant__ static
 #define __restrict__ __restrict
 
@@ -54,15 +62,34 @@ enum class FiberOrder { forward, reverse };
 void set_fiber_order(FiberOrder o);
 FiberOrder fiber_order();
 
+// Shared memory limits of sm_90 (H100): 48 KB per block without opting in, 227 KB with
+// cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) (allow_dynamic_shared).
+constexpr size_t kDefaultSharedLimit = 48 * 1024;
+constexpr size_t kOptInSharedLimit = 227 * 1024;
+
 // Everything the scheduler needs to run one kernel: a type-erased body per thread.
 struct LaunchSpec {
   dim3 grid, block;
   size_t dynamic_shared_bytes = 0;
-  size_t max_dynamic_shared_bytes = 48 * 1024;
+  size_t max_dynamic_shared_bytes = kDefaultSharedLimit;
   std::function<void()> body;  // calls the kernel with its arguments
-  const char* name = "kernel";
+  const char* name = nullptr;    // null: looked up from `kernel` in the symbol table
+  const void* kernel = nullptr;  // the __global__ function, for its name in messages
+  std::source_location site;     // where launch() was called
 };
 void run(const LaunchSpec& spec);  // throws emu::Error
+// The (demangled) name of a function from the executable's symbol table, or its address.
+std::string function_name(const void* fn);
+
+// launch()'s grid argument: anything a dim3 converts from, plus the call site (the default
+// argument is evaluated where launch() is called), for the launch errors.
+struct GridArg {
+  dim3 dims;
+  std::source_location site;
+  template <class G>
+    requires std::is_convertible_v<G, dim3>
+  GridArg(G g, std::source_location s = std::source_location::current()) : dims(g), site(s) {}
+};
 
 // Called by the intrinsics below; implemented in emu.cpp.
 void syncthreads(const char* file, int line);
@@ -176,22 +203,43 @@ EMU_MINMAX(long) EMU_MINMAX(unsigned long) EMU_MINMAX(float) EMU_MINMAX(double)
 // ---- dynamic shared memory --------------------------------------------------------------
 template <class T> T* dynamic_shared() { return static_cast<T*>(emu::dynamic_shared_ptr()); }
 
+// Standard CUDA's "extern __shared__ T name[];" compiles unchanged (as an extern thread_local
+// array), but the linker must be told that `name` is the block's dynamic shared memory: one
+// line at file scope of the translation unit that contains the kernel, e.g.
+//   EMU_EXTERN_SHARED(sdata)   // kernel in the global namespace, as in plain CUDA files
+//   EMU_EXTERN_SHARED_SYMBOL("_ZN3foo5sdataE")   // kernel in namespace foo: the mangled name
+// It makes the symbol an assembler alias of emu_dynamic_smem (a 227 KB thread_local buffer
+// in emu.cpp, the same memory dynamic_shared<T>() returns, poisoned with 0xFF per block).
+// Without it the link fails with "undefined reference to `sdata'" (no generic way exists:
+// C++ gives a block-scope extern declaration no hook for its name).
+#define EMU_EXTERN_SHARED(name) asm(".set " #name ", emu_dynamic_smem");
+#define EMU_EXTERN_SHARED_SYMBOL(sym) asm(".set " sym ", emu_dynamic_smem");
+
 // ---- launch ------------------------------------------------------------------------------
 // launch(kernel, grid, block, shmem, stream, args...): the one way kernels are started.
+// A launch the GPU would reject (block over 1024 threads, grid.y/z over 65535, grid.x over
+// 2^31-1, dynamic shared memory over the kernel's limit) throws emu::Error naming the kernel
+// and this call's file:line. Static __shared__ bytes cannot be measured in emulation (they
+// are ordinary thread_local arrays), so only the dynamic part is checked against the limit.
 template <class... KArgs, class... Args>
-cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shmem, cudaStream_t,
+cudaError_t launch(void (*kernel)(KArgs...), emu::GridArg grid, dim3 block, size_t shmem, cudaStream_t,
                    Args&&... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args), "launch: wrong number of kernel arguments");
   std::tuple<std::decay_t<KArgs>...> packed(static_cast<KArgs>(std::forward<Args>(args))...);
   emu::LaunchSpec spec;
-  spec.grid = grid; spec.block = block; spec.dynamic_shared_bytes = shmem;
-  spec.max_dynamic_shared_bytes = emu::max_dynamic_shared(reinterpret_cast<const void*>(kernel));
+  spec.grid = grid.dims; spec.block = block; spec.dynamic_shared_bytes = shmem;
+  spec.kernel = reinterpret_cast<const void*>(kernel);
+  spec.site = grid.site;
+  spec.max_dynamic_shared_bytes = emu::max_dynamic_shared(spec.kernel);
   spec.body = [&] { std::apply(kernel, packed); };
   emu::run(spec);
   return cudaSuccess;
 }
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): as on an
+// H100, more than 227 KB is refused (cudaErrorInvalidValue) and the old limit stays.
 template <class... KArgs>
 cudaError_t allow_dynamic_shared(void (*kernel)(KArgs...), size_t bytes) {
+  if (bytes > emu::kOptInSharedLimit) return cudaErrorInvalidValue;
   emu::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), bytes);
   return cudaSuccess;
 }
