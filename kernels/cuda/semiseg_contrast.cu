@@ -54,7 +54,8 @@ __global__ void contrast_rows_kernel(const float* S, const int32_t* labels, int6
   }
 }
 
-__global__ void contrast_finalize_kernel(const float* row_loss, const int32_t* ok, int64_t M, float scale,
+// Launched with 1024 threads: __launch_bounds__ caps its registers so that such a block fits.
+__global__ void __launch_bounds__(1024) contrast_finalize_kernel(const float* row_loss, const int32_t* ok, int64_t M, float scale,
                                          float* loss, float* coef) {
   __shared__ float fscratch[32];
   __shared__ int iscratch[32];

@@ -85,7 +85,8 @@ __device__ int block_exclusive_scan(int v, int* warp_sums, int* total) {
 // Pass 2, one block: for each group, the bin holding descending rank r and the rank inside
 // it; candidate offsets are the running sum of the selected bins' sizes. Thread j owns the
 // j-th run of kBinsPerThread bins counted from the top.
-__global__ void scan_kernel(DcrsIo io, DcrsWorkspace ws) {
+// One block of 1024 threads: __launch_bounds__ caps its registers so that the block fits.
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(DcrsIo io, DcrsWorkspace ws) {
   __shared__ int warp_sums[32];
   __shared__ int total;
   __shared__ int offset;
