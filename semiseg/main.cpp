@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/dist.h"
+#include "core/parse.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/synthetic.h"
@@ -61,23 +62,14 @@ struct Args {
 // A whole-number option value in [lo, hi]; anything else ("3abc", "1e3", "-1", "") is an
 // error naming the option.
 int64_t int_option(const std::string& opt, const std::string& v, int64_t lo, int64_t hi) {
-  size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  C3_CHECK(!v.empty() && used == v.size() && std::isdigit(uint8_t(v[0])) && n >= lo && n <= hi, opt,
-           " needs a whole number in [", lo, ", ", hi, "], got '", v, "'");
-  return n;
+  const std::optional<int64_t> n = parse_count(v);
+  C3_CHECK(n && *n >= lo && *n <= hi, opt, " needs a whole number in [", lo, ", ", hi, "], got '", v, "'");
+  return *n;
 }
 double number_option(const std::string& opt, const std::string& v, double lo, double hi) {
-  char* end = nullptr;
-  const double x = v.empty() ? NAN : std::strtod(v.c_str(), &end);
-  C3_CHECK(!v.empty() && end == v.c_str() + v.size() && std::isfinite(x) && x >= lo && x <= hi, opt,
-           " needs a number in [", lo, ", ", hi, "], got '", v, "'");
-  return x;
+  const std::optional<double> x = parse_number(v);
+  C3_CHECK(x && *x >= lo && *x <= hi, opt, " needs a number in [", lo, ", ", hi, "], got '", v, "'");
+  return *x;
 }
 
 Args parse(int argc, char** argv, int first) {

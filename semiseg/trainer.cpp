@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/dist.h"
+#include "core/parse.h"
 #include "core/ops.h"
 #include "data/image_io.h"
 #include "kernels/cpu/blas.h"
@@ -224,17 +225,16 @@ const std::string& meta_text(const nn::SafetensorsFile& f, const std::string& pa
 }
 int64_t meta_count(const nn::SafetensorsFile& f, const std::string& path, const char* key) {
   const std::string& v = meta_text(f, path, key);
-  const bool digits = !v.empty() && v.size() <= 18 && v.find_first_not_of("0123456789") == std::string::npos;
-  C3_CHECK(digits, path, ": checkpoint metadata '", key, "' must be a non-negative integer, got '", v, "'");
-  return std::stoll(v);
+  const std::optional<int64_t> n = parse_count(v);
+  C3_CHECK(n, path, ": checkpoint metadata '", key, "' must be a non-negative integer, got '", v, "'");
+  return *n;
 }
 double meta_number(const nn::SafetensorsFile& f, const std::string& path, const char* key, double lo, double hi) {
   const std::string& v = meta_text(f, path, key);
-  char* end = nullptr;
-  const double x = v.empty() ? NAN : std::strtod(v.c_str(), &end);
-  C3_CHECK(!v.empty() && end == v.c_str() + v.size() && std::isfinite(x) && x >= lo && x <= hi, path,
-           ": checkpoint metadata '", key, "' must be a number in [", lo, ", ", hi, "], got '", v, "'");
-  return x;
+  const std::optional<double> x = parse_number(v);
+  C3_CHECK(x && *x >= lo && *x <= hi, path, ": checkpoint metadata '", key, "' must be a number in [", lo, ", ", hi,
+           "], got '", v, "'");
+  return *x;
 }
 }  // namespace
 

@@ -2,7 +2,7 @@
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
-//   confusion_kernel.
+//   confusion_kernel (up to 110 classes), confusion_global_kernel (above).
 #include <unistd.h>
 
 #include <cstdio>

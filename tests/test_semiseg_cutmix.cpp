@@ -19,6 +19,7 @@
 #include "semiseg/ops_cutmix.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
+#include "tests/step_helpers.h"
 
 using namespace c3;
 using namespace c3test;
@@ -300,13 +301,7 @@ TEST_CASE("mixing: loss.mix_labeled=false leaves the labeled images un-mixed") {
     nn::DeepLab student(cfg.model, 3), teacher(cfg.model, 3);
     teacher.eval();
     Generator gen(5);
-    semiseg::StepInputs in;
-    in.x_l = gen.normal({Bl, H, W, 3}, 0, 1);
-    in.u_w = gen.normal({Bu, H, W, 3}, 0, 1);
-    in.u_s = gen.normal({Bu, H, W, 3}, 0, 1);
-    std::vector<uint8_t> yv(size_t(Bl * H * W));
-    for (size_t i = 0; i < yv.size(); ++i) yv[i] = uint8_t((i / 7 + i / 97) % C);
-    in.y_l = Tensor::from_vector(yv, {Bl, H, W});
+    const semiseg::StepInputs in = c3test::random_step_inputs(gen, Bl, Bu, H, W, int(C));
     semiseg::C3Step step(cfg, Device::cpu);
     step.keep_draws = true;
     semiseg::StepOutput out = step.semi(student, teacher, in, 0, 0, gen);

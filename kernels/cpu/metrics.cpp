@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/metrics_math.h"
+
 namespace kernels::cpu {
 
 int64_t confusion_add(const int32_t* pred, const uint8_t* label, const uint8_t* mask, int64_t n, int C, int ignore,
@@ -14,10 +16,9 @@ int64_t confusion_add(const int32_t* pred, const uint8_t* label, const uint8_t* 
     std::vector<uint64_t> local(static_cast<size_t>(cc), 0);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      const int l = label[i];
-      if (l == ignore || (mask && !mask[i])) continue;
-      if (l >= C || pred[i] < 0 || pred[i] >= C) { ++bad; continue; }
-      ++local[size_t(l) * C + size_t(pred[i])];
+      const int bin = kernels::confusion_bin(pred, label, mask, i, C, ignore);
+      if (bin >= 0) ++local[size_t(bin)];
+      else bad += bin == kernels::kConfusionBad;
     }
 #pragma omp critical
     for (int64_t k = 0; k < cc; ++k) counts[k] += local[size_t(k)];

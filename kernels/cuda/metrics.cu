@@ -3,6 +3,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch_util.h"
 #include "kernels/cuda/metrics.h"
+#include "kernels/metrics_math.h"
 
 namespace kernels::KERNELS_NS {
 namespace {
@@ -14,11 +15,9 @@ __global__ void confusion_kernel(const int32_t* pred, const uint8_t* label, cons
   __syncthreads();
   unsigned nbad = 0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int l = label[i];
-    if (l == ignore || (mask && !mask[i])) continue;
-    const int p = pred[i];
-    if (l >= C || p < 0 || p >= C) { ++nbad; continue; }
-    atomicAdd(&local[l * C + p], 1u);
+    const int bin = confusion_bin(pred, label, mask, i, C, ignore);
+    if (bin >= 0) atomicAdd(&local[bin], 1u);
+    else nbad += bin == kConfusionBad;
   }
   if (nbad) atomicAdd(bad, (unsigned long long)nbad);
   __syncthreads();
@@ -32,11 +31,9 @@ __global__ void confusion_global_kernel(const int32_t* pred, const uint8_t* labe
                                         int C, int ignore, unsigned long long* counts, unsigned long long* bad) {
   unsigned nbad = 0;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const int l = label[i];
-    if (l == ignore || (mask && !mask[i])) continue;
-    const int p = pred[i];
-    if (l >= C || p < 0 || p >= C) { ++nbad; continue; }
-    atomicAdd(&counts[l * C + p], 1ull);
+    const int bin = confusion_bin(pred, label, mask, i, C, ignore);
+    if (bin >= 0) atomicAdd(&counts[bin], 1ull);
+    else nbad += bin == kConfusionBad;
   }
   if (nbad) atomicAdd(bad, (unsigned long long)nbad);
 }
