@@ -15,11 +15,15 @@ namespace {
 
 std::atomic<bool> g_conv_allow_tf32{true};
 std::atomic<size_t> g_conv_workspace_limit{size_t(1) << 30};
+std::atomic<bool> g_conv_benchmark{false};
+std::atomic<bool> g_conv_deterministic{false};
 
 [[maybe_unused]] kernels::CudnnConvOptions cudnn_options() {
   kernels::CudnnConvOptions o;
   o.allow_tf32 = conv_allow_tf32();
   o.workspace_limit = conv_workspace_limit();
+  o.benchmark = conv_benchmark();
+  o.deterministic = conv_deterministic();
   return o;
 }
 
@@ -140,5 +144,9 @@ void set_conv_allow_tf32(bool on) { g_conv_allow_tf32.store(on, std::memory_orde
 bool conv_allow_tf32() { return g_conv_allow_tf32.load(std::memory_order_relaxed); }
 void set_conv_workspace_limit(size_t bytes) { g_conv_workspace_limit.store(bytes, std::memory_order_relaxed); }
 size_t conv_workspace_limit() { return g_conv_workspace_limit.load(std::memory_order_relaxed); }
+void set_conv_benchmark(bool on) { g_conv_benchmark.store(on, std::memory_order_relaxed); }
+bool conv_benchmark() { return g_conv_benchmark.load(std::memory_order_relaxed); }
+void set_conv_deterministic(bool on) { g_conv_deterministic.store(on, std::memory_order_relaxed); }
+bool conv_deterministic() { return g_conv_deterministic.load(std::memory_order_relaxed); }
 
 }  // namespace c3

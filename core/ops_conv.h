@@ -26,5 +26,13 @@ bool conv_allow_tf32();
 // The largest cuDNN workspace an algorithm may ask for (default 1 GiB).
 void set_conv_workspace_limit(size_t bytes);
 size_t conv_workspace_limit();
+// Rank a new problem's algorithms by timing them instead of by cuDNN's heuristics (default
+// off; the config key train.cudnn_benchmark, like PyTorch's torch.backends.cudnn.benchmark).
+void set_conv_benchmark(bool on);
+bool conv_benchmark();
+// Only cuDNN algorithms whose result is the same on every run (default off: the backward
+// ones may sum with atomics; the config key train.cudnn_deterministic).
+void set_conv_deterministic(bool on);
+bool conv_deterministic();
 
 }  // namespace c3

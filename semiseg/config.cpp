@@ -23,7 +23,7 @@ json default_config() {
             "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
             "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
             "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0,
-            "threads": 0},
+            "threads": 0, "cudnn_benchmark": false, "cudnn_deterministic": false},
   "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
            "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
            "hard_easy": true, "cross_set": true, "mix_labeled": true},
@@ -332,6 +332,8 @@ Config parse_config(const json& j) {
   if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
   c.threads = t["threads"];
   if (c.threads < 0) throw bad("train.threads", "must be 0 (all cores, or OMP_NUM_THREADS) or a thread count");
+  c.cudnn_benchmark = t["cudnn_benchmark"];
+  c.cudnn_deterministic = t["cudnn_deterministic"];
 
   c.w_con = l["w_con"];
   c.w_cons = l["w_cons"];

@@ -60,6 +60,12 @@ struct Config {
   // CPU threads (OpenMP and OpenBLAS) for this process; 0 = all cores (or OMP_NUM_THREADS).
   // Small models run faster on one thread: their ops are too short to split.
   int threads = 0;
+  // cuDNN: rank each convolution's algorithms by timing them (PyTorch's cudnn.benchmark)
+  // instead of by cuDNN's heuristics. No effect on the CPU.
+  bool cudnn_benchmark = false;
+  // cuDNN: only convolution algorithms whose result is the same on every run (no atomics),
+  // so a GPU run repeats exactly with one seed. No effect on the CPU (always deterministic).
+  bool cudnn_deterministic = false;
   // losses
   double w_con = 0.1, w_cons = 50, tau = 0.15, tau_b = 0.1;
   int64_t ramp_cons = 4000, ramp_con = 250;

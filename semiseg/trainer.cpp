@@ -121,6 +121,8 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
            ") are the global batch: each must divide by the ", world, " ranks");
   if (main_) mkdirs(dir_ + "/vis");
   if (cfg_.threads > 0) kernels::cpu::set_threads(cfg_.threads);
+  set_conv_benchmark(cfg_.cudnn_benchmark);
+  set_conv_deterministic(cfg_.cudnn_deterministic);
   data_ = load_run_data(cfg_);
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
   if (!cfg_.pretrained.empty()) student_->backbone->load_pretrained(cfg_.pretrained);

@@ -2,10 +2,14 @@
 // a sweep of configurations (forward and every gradient), the im2col kernels and their
 // chunking, gradient checks, error messages, and cuDNN against the CPU on a GPU.
 #include <algorithm>
+#include <cmath>
+#include <random>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
+#include "kernels/conv_algo.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cuda/conv_cudnn.h"
 #include "tests/helpers.h"
@@ -281,6 +285,14 @@ TEST_CASE("conv: process switches for the GPU math mode and workspace") {
   set_conv_workspace_limit(1 << 20);
   CHECK(conv_workspace_limit() == size_t(1) << 20);
   set_conv_workspace_limit(size_t(1) << 30);
+  CHECK_FALSE(conv_benchmark());  // cuDNN's heuristics by default, as PyTorch
+  set_conv_benchmark(true);
+  CHECK(conv_benchmark());
+  set_conv_benchmark(false);
+  CHECK_FALSE(conv_deterministic());
+  set_conv_deterministic(true);
+  CHECK(conv_deterministic());
+  set_conv_deterministic(false);
 }
 
 namespace {
@@ -339,4 +351,191 @@ GPU_TEST_CASE("conv: cuDNN matches the CPU in FP32 and TF32 modes") {
   set_conv_workspace_limit(size_t(1) << 30);
   CHECK_THROWS_WITH_AS(conv2d(Tensor::zeros({1, 5, 5, 3}).cuda(), Tensor::zeros({4, 3, 3, 3})),
                        doctest::Contains("conv2d: device mismatch"), Error);
+}
+
+// The algorithm choice and run-time fallback of the cuDNN path (kernels/conv_algo.h), driven
+// on the CPU with made-up rankings and injected failures.
+TEST_CASE("conv algorithm choice: the usable candidates of a ranking, in rank order") {
+  enum { kDefault = 0, kTensorOp = 1, kAllowConversion = 2, kFma = 3 };
+  const std::vector<kernels::ConvRanked> ranked = {
+      {6, true, kTensorOp, 100},          // TF32 only
+      {1, false, kDefault, 0},            // cuDNN says it cannot run
+      {4, true, kAllowConversion, 0},     // would round f32 inputs to FP16
+      {2, true, kDefault, 5000},          // workspace over the limit below
+      {0, true, kDefault, 10},
+      {0, true, kTensorOp, 20},           // a timed search lists an algorithm twice
+      {7, true, kDefault, 1000},          // exactly at the limit
+  };
+  auto algos = [](const std::vector<kernels::ConvCandidate>& c) {
+    std::vector<int> a;
+    for (const auto& x : c) a.push_back(x.algo);
+    return a;
+  };
+  const auto tf32 = kernels::usable_candidates(ranked, true, kTensorOp, kFma, kAllowConversion, 1000);
+  CHECK(algos(tf32) == std::vector<int>{6, 0, 7});
+  CHECK(tf32[0].math == kTensorOp);
+  CHECK(tf32[0].workspace == 100);
+  CHECK(tf32[1].math == kDefault);
+  const auto fp32 = kernels::usable_candidates(ranked, false, kTensorOp, kFma, kAllowConversion, 1000);
+  CHECK(algos(fp32) == std::vector<int>{0, 7});
+  for (const auto& c : fp32) CHECK(c.math == kFma);
+  CHECK(kernels::usable_candidates(ranked, true, kTensorOp, kFma, kAllowConversion, 0).empty());
+  std::vector<kernels::ConvRanked> atomics = ranked;
+  atomics[0].deterministic = atomics[6].deterministic = false;
+  CHECK(algos(kernels::usable_candidates(atomics, true, kTensorOp, kFma, kAllowConversion, 1000)) ==
+        std::vector<int>{6, 0, 7});
+  CHECK(algos(kernels::usable_candidates(atomics, true, kTensorOp, kFma, kAllowConversion, 1000, true)) ==
+        std::vector<int>{0});
+}
+
+TEST_CASE("conv algorithm choice: a failing algorithm falls back to the next, which is kept") {
+  kernels::ConvChoice choice;
+  choice.candidates = {{5, 0, 64}, {1, 0, 0}, {3, 0, 8}};
+  std::vector<int> tried;
+  std::vector<int> broken = {5};
+  auto run = [&](const kernels::ConvCandidate& c) -> std::string {
+    tried.push_back(c.algo);
+    return std::find(broken.begin(), broken.end(), c.algo) != broken.end() ? "CUDNN_STATUS_EXECUTION_FAILED" : "";
+  };
+  SUBCASE("the first runs: nothing else is tried") {
+    broken.clear();
+    CHECK(kernels::run_with_fallback(choice, "conv", run).algo == 5);
+    CHECK(tried == std::vector<int>{5});
+    CHECK(choice.current == 0);
+  }
+  SUBCASE("the first fails: the second runs and is the choice of later calls") {
+    CHECK(kernels::run_with_fallback(choice, "conv", run).algo == 1);
+    CHECK(tried == std::vector<int>{5, 1});
+    CHECK(choice.current == 1);
+    tried.clear();
+    CHECK(kernels::run_with_fallback(choice, "conv", run).algo == 1);
+    CHECK(tried == std::vector<int>{1});
+  }
+  SUBCASE("the kept choice fails later: the search goes on past the end, once round") {
+    choice.current = 2;
+    broken = {3, 5};
+    CHECK(kernels::run_with_fallback(choice, "conv", run).algo == 1);
+    CHECK(tried == std::vector<int>{3, 5, 1});
+    CHECK(choice.current == 1);
+  }
+  SUBCASE("none runs: the error names the problem, every algorithm and its failure") {
+    broken = {5, 1, 3};
+    CHECK_THROWS_WITH(kernels::run_with_fallback(choice, "conv2d (cuDNN) forward of x [1,2,3,4]", run),
+                      doctest::Contains("conv2d (cuDNN) forward of x [1,2,3,4]: every cuDNN algorithm failed:\n"
+                                        "  algorithm 5 (workspace 64 bytes): CUDNN_STATUS_EXECUTION_FAILED\n"
+                                        "  algorithm 1 (workspace 0 bytes): CUDNN_STATUS_EXECUTION_FAILED\n"
+                                        "  algorithm 3 (workspace 8 bytes): CUDNN_STATUS_EXECUTION_FAILED"));
+    CHECK(tried == std::vector<int>{5, 1, 3});
+    CHECK(choice.current == 0);
+  }
+  SUBCASE("no candidate at all") {
+    choice.candidates.clear();
+    CHECK_THROWS_WITH(kernels::run_with_fallback(choice, "conv", run), doctest::Contains("no cuDNN algorithm is usable"));
+    CHECK(tried.empty());
+  }
+}
+
+namespace {
+// One output of a convolution (or of its gradients) as a direct sum in double over the host
+// copies: the value and the sum of the magnitudes of its terms, the scale of its rounding error.
+struct Sum {
+  double v = 0, abs = 0;
+  void add(double t) { v += t, abs += std::abs(t); }
+};
+struct HostConv {
+  const Conv& c;
+  const float *x, *w, *dy;  // x [N,H,W,C], w [K,kh,kw,C], dy [N,Ho,Wo,K]
+  float xat(int64_t n, int64_t h, int64_t ww, int64_t ch) const {
+    return (h < 0 || h >= c.H || ww < 0 || ww >= c.W) ? 0.f : x[((n * c.H + h) * c.W + ww) * c.C + ch];
+  }
+  Sum y(int64_t n, int64_t oh, int64_t ow, int64_t k) const {
+    Sum s;
+    for (int64_t i = 0; i < c.kh; ++i)
+      for (int64_t j = 0; j < c.kw; ++j)
+        for (int64_t ch = 0; ch < c.C; ++ch)
+          s.add(double(xat(n, oh * c.sh - c.ph + i * c.dh, ow * c.sw - c.pw + j * c.dw, ch)) *
+                w[((k * c.kh + i) * c.kw + j) * c.C + ch]);
+    return s;
+  }
+  Sum dx(int64_t n, int64_t h, int64_t ww, int64_t ch) const {
+    Sum s;
+    for (int64_t i = 0; i < c.kh; ++i)
+      for (int64_t j = 0; j < c.kw; ++j) {
+        const int64_t th = h + c.ph - i * c.dh, tw = ww + c.pw - j * c.dw;
+        if (th < 0 || tw < 0 || th % c.sh || tw % c.sw || th / c.sh >= c.Ho() || tw / c.sw >= c.Wo()) continue;
+        for (int64_t k = 0; k < c.K; ++k)
+          s.add(double(dy[((n * c.Ho() + th / c.sh) * c.Wo() + tw / c.sw) * c.K + k]) *
+                w[((k * c.kh + i) * c.kw + j) * c.C + ch]);
+      }
+    return s;
+  }
+  Sum dw(int64_t k, int64_t i, int64_t j, int64_t ch) const {
+    Sum s;
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t oh = 0; oh < c.Ho(); ++oh)
+        for (int64_t ow = 0; ow < c.Wo(); ++ow)
+          s.add(double(xat(n, oh * c.sh - c.ph + i * c.dh, ow * c.sw - c.pw + j * c.dw, ch)) *
+                dy[((n * c.Ho() + oh) * c.Wo() + ow) * c.K + k]);
+    return s;
+  }
+};
+
+// cuDNN on a real-size problem against direct sums at sampled positions (the first and last
+// element of each tensor and random ones): |gpu - ref| <= tol * sum |terms|.
+void check_gpu_conv_sampled(const Conv& c, double tol, uint64_t seed) {
+  Generator gen(seed);
+  Tensor x = gen.uniform({c.N, c.H, c.W, c.C}, -1, 1, Device::cuda).set_requires_grad();
+  Tensor w = gen.uniform({c.K, c.kh, c.kw, c.C}, -1, 1, Device::cuda).set_requires_grad();
+  Tensor dy = gen.uniform({c.N, c.Ho(), c.Wo(), c.K}, -1, 1, Device::cuda);
+  Tensor y = conv2d(x, w, Tensor(), c.sh, c.sw, c.ph, c.pw, c.dh, c.dw);
+  sum(mul(y, dy)).backward();
+  const Tensor hx = x.cpu(), hw = w.cpu(), hdy = dy.cpu(), hy = y.cpu(), hdx = x.grad().cpu(), hdw = w.grad().cpu();
+  const HostConv ref{c, hx.data<float>(), hw.data<float>(), hdy.data<float>()};
+  const std::string mode = conv_allow_tf32() ? " tf32" : " fp32";
+  std::mt19937_64 rng(seed);
+  auto check = [&](const char* name, const Tensor& got, const Shape& s, auto&& reference) {
+    const int64_t n = got.numel();
+    int bad = 0;
+    for (int t = 0; t < 48; ++t) {
+      const int64_t flat = t == 0 ? 0 : t == 1 ? n - 1 : int64_t(rng() % uint64_t(n));
+      int64_t idx[4], r = flat;
+      for (int d = 3; d >= 0; --d) idx[d] = r % s[size_t(d)], r /= s[size_t(d)];
+      const Sum want = reference(idx[0], idx[1], idx[2], idx[3]);
+      const double g = got.data<float>()[flat];
+      if (std::abs(g - want.v) > tol * want.abs + 1e-30 && bad++ < 3)
+        FAIL_CHECK(name, " ", c.str(), mode, " at [", idx[0], ",", idx[1], ",", idx[2], ",", idx[3], "]: ", g,
+                   " vs ", want.v, " (sum of |terms| ", want.abs, ")");
+    }
+    CHECK_MESSAGE(bad == 0, name, " ", c.str(), mode, ": ", bad, " of 48 samples outside ", tol, " * sum |terms|");
+  };
+  check("y", hy, hy.shape(), [&](int64_t a, int64_t b, int64_t d, int64_t e) { return ref.y(a, b, d, e); });
+  check("dx", hdx, hdx.shape(), [&](int64_t a, int64_t b, int64_t d, int64_t e) { return ref.dx(a, b, d, e); });
+  check("dw", hdw, hdw.shape(), [&](int64_t a, int64_t b, int64_t d, int64_t e) { return ref.dw(a, b, d, e); });
+}
+
+// DeepLab-v2 ResNet-101 (output stride 8) at the reference batch: 32 images (16 + 16) of
+// 256x512, so 33x65 after the stem and layer2.
+const Conv kRealConvs[] = {
+    {32, 256, 512, 3, 64, 7, 7, 2, 2, 3, 3, 1, 1},      // the stem
+    {32, 33, 65, 256, 256, 3, 3, 1, 1, 2, 2, 2, 2},     // layer3's 3x3, dilation 2
+    {32, 33, 65, 512, 512, 3, 3, 1, 1, 4, 4, 4, 4},     // layer4's 3x3, dilation 4
+    {32, 33, 65, 1024, 2048, 1, 1, 1, 1, 0, 0, 1, 1},   // layer4's projection shortcut
+    {32, 33, 65, 2048, 19, 3, 3, 1, 1, 24, 24, 24, 24}, // the ASPP's widest branch: taps mostly in the padding
+};
+}  // namespace
+
+GPU_TEST_CASE("conv: cuDNN at ResNet-101's real shapes (batch 32, 2048 channels, dilation 24) against direct sums") {
+  // FP32: every product exact in double, the GPU's rounding over up to 2048 * 9 terms (1M for
+  // the stem's weight gradient), Winograd/FFT transforms included: 1e-4 of sum |terms|.
+  // TF32: each input rounded to 10 mantissa bits (up to 2 * 2^-11 relative per product):
+  // 4e-3 of sum |terms|. Both estimates, first checked by make gpu-check.
+  set_conv_allow_tf32(false);
+  for (const Conv& c : kRealConvs) check_gpu_conv_sampled(c, 1e-4, 71);
+  set_conv_allow_tf32(true);
+  for (const Conv& c : kRealConvs) check_gpu_conv_sampled(c, 4e-3, 72);
+  // Algorithms ranked by timing them (train.cudnn_benchmark) run and are right too.
+  set_conv_benchmark(true);
+  check_gpu_conv_sampled(kRealConvs[2], 4e-3, 73);
+  check_gpu_conv_sampled(kRealConvs[4], 4e-3, 74);
+  set_conv_benchmark(false);
 }

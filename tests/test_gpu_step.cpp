@@ -106,6 +106,41 @@ GPU_TEST_CASE("gpu: one C3 step, supervised and semi, matches the CPU step (loss
   }
 }
 
+// The reference model itself: DeepLab-v2 on ResNet-101 (output stride 8, frozen BatchNorm,
+// 2048-channel layer4, ASPP dilations 6-24) on a small crop, forward and backward on both
+// devices from the same weights. FP32 both sides; the tolerances are estimates (the first
+// make gpu-check run confirms or corrects them): 101 layers of f32 sums in different orders.
+GPU_TEST_CASE("gpu: DeepLab-v2 ResNet-101 forward and backward match the CPU (logits, loss, every gradient)") {
+  NoTf32 fp32;
+  const semiseg::Config cfg = semiseg::load_config("", {"model.depth=101", "model.frozen_bn=true"});
+  nn::DeepLab cpu(cfg.model, 7), gpu(cfg.model, 7);
+  gpu.load_state_dict(cpu.state_dict());
+  gpu.to(Device::cuda);
+  Generator gen(8);
+  const Tensor x = gen.normal({2, 65, 97, 3}, 0, 1), y = gen.randint({2, 65, 97}, 0, 19);
+  const Tensor lc = cpu.forward(x), lg = gpu.forward(x.cuda());
+  REQUIRE(lg.shape() == lc.shape());
+  CHECK_MESSAGE(rel_l2(lg, lc) < 1e-4, "logits differ by ", rel_l2(lg, lc), " (relative L2)");
+  Tensor loss_c = cross_entropy(lc, y), loss_g = cross_entropy(lg, y.cuda());
+  CHECK(loss_g.item() == doctest::Approx(loss_c.item()).epsilon(1e-5));
+  loss_c.backward();
+  loss_g.backward();
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  REQUIRE(pc.size() == pg.size());
+  double worst = 0;
+  std::string where;
+  int missing = 0;
+  for (size_t i = 0; i < pc.size(); ++i) {
+    const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
+    if (gc.defined() != gg.defined()) ++missing;
+    if (!gc.defined() || !gg.defined()) continue;
+    const double d = rel_l2(gg, gc);
+    if (d > worst) worst = d, where = pc[i].name;
+  }
+  CHECK(missing == 0);
+  CHECK_MESSAGE(worst < 1e-3, "largest gradient difference ", worst, " (relative L2) at ", where);
+}
+
 GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empties the cache and says so") {
   CachingAllocator& a = cuda_allocator();
   a.empty_cache();
@@ -123,7 +158,8 @@ GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empti
 }
 
 // A few trainer steps on the GPU, twice with one seed: finite losses, the same both times
-// (atomics in the kernels would show here as differences).
+// with train.cudnn_deterministic (float atomics in a kernel would show here as differences;
+// scatter_add_rows adds with atomics, one per row, since the step's indices are distinct).
 GPU_TEST_CASE("gpu: trainer steps on the GPU are finite and repeat with the same seed") {
   char buf[] = "/tmp/c3gpustepXXXXXX";
   const std::string dir = ::mkdtemp(buf);
@@ -136,7 +172,7 @@ GPU_TEST_CASE("gpu: trainer steps on the GPU are finite and repeat with the same
              "data.root=\"" + dir + "/data\"", "data.labeled_count=8", "data.base_size=[64,128]", "data.crop=[32,64]",
              "data.val_size=[64,128]", "data.val_limit=2", "train.batch_labeled=2", "train.batch_unlabeled=2",
              "train.epochs=3", "train.steps_per_epoch=2", "train.warmup_epochs=1", "train.eval_every_epochs=3",
-             "train.device=cuda", "loss.ramp_cons=2", "loss.samples_per_class=4", "loss.min_pixels=4",
+             "train.device=cuda", "train.cudnn_deterministic=true", "loss.ramp_cons=2", "loss.samples_per_class=4", "loss.min_pixels=4",
              "dcrs.init=0.2", "output.dir=\"" + out + "\"", "output.vis_images=0"});
     semiseg::Trainer t(c, false);
     REQUIRE(t.run().steps_done == 6);

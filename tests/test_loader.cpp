@@ -17,6 +17,8 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "data/loader.h"
+#include "semiseg/run_data.h"
+#include "tests/helpers.h"
 
 using namespace c3::data;
 
@@ -271,6 +273,26 @@ TEST_CASE("loader: pinned batches hold the same bytes (pinned only where a GPU i
   }
   Batch copy = b;  // a copy keeps its own block; both free correctly
   CHECK(copy.images == b.images);
+}
+
+// What the trainer does with a batch on a GPU: the pinned bytes uploaded (from_host) and
+// normalized there, equal to the same batch normalized on the CPU (the same f32 operations
+// in the same order: exact).
+GPU_TEST_CASE("loader: pinned batches uploaded to the GPU give the CPU's inputs and labels exactly") {
+  LoaderConfig c = small_config();
+  c.pinned = true;
+  Loader pinned(c, synthetic_sample);
+  Batch b;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(pinned.next(b));
+    REQUIRE(is_pinned(b.images));
+    const c3::Tensor xc = c3::semiseg::to_input(b.images, b.size(), b.h, b.w, c3::Device::cpu);
+    const c3::Tensor xg = c3::semiseg::to_input(b.images, b.size(), b.h, b.w, c3::Device::cuda);
+    CHECK(xg.device() == c3::Device::cuda);
+    CHECK(xg.cpu().to_vector<float>() == xc.to_vector<float>());
+    const c3::Tensor yg = c3::semiseg::to_labels(b.labels, b.size(), b.h, b.w, c3::Device::cuda);
+    CHECK(yg.cpu().to_vector<uint8_t>() == std::vector<uint8_t>(b.labels.begin(), b.labels.end()));
+  }
 }
 
 // More workers than the process can start ended in std::terminate (a joinable thread

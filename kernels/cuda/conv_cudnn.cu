@@ -8,11 +8,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/conv_algo.h"
 #include "kernels/cuda/check.h"
 
 #ifdef __CUDACC__
 #include <cudnn.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <map>
@@ -109,95 +111,148 @@ const char* dir_name(Dir d) {
   return d == Dir::forward ? "forward" : d == Dir::backward_data ? "backward data" : "backward filter";
 }
 
-struct Algo {
-  int algo = 0;                            // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t
-  cudnnMathType_t math = CUDNN_FMA_MATH;   // set on the descriptor before running
-  size_t workspace = 0;
-};
-
-// The first of cuDNN's ranked candidates that succeeds, respects the math mode, and whose
-// workspace (asked again with its math type set: that is what the run will need) fits.
+// The usable candidates of cuDNN's ranking, each with the workspace it needs once its math
+// type is set (that is what the run will need). kernels/conv_algo.h filters and orders them.
 template <class Perf, class WorkspaceSize>
-Algo pick(const std::vector<Perf>& perf, int count, const CudnnConvOptions& opt, ConvDescs& d, Dir dir,
-          const ConvGeom& g, WorkspaceSize workspace_size) {
+std::vector<ConvCandidate> candidates(const Perf* perf, int count, const CudnnConvOptions& opt, ConvDescs& d,
+                                      WorkspaceSize workspace_size) {
+  std::vector<ConvRanked> ranked;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
-    if (p.status != CUDNN_STATUS_SUCCESS || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (!opt.allow_tf32 && p.mathType == CUDNN_TENSOR_OP_MATH) continue;
-    const cudnnMathType_t math = opt.allow_tf32 ? p.mathType : CUDNN_FMA_MATH;
-    CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), math));
-    size_t bytes = 0;
-    if (workspace_size(p.algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > opt.workspace_limit) continue;
-    return Algo{int(p.algo), math, bytes};
+    ConvRanked r{int(p.algo), p.status == CUDNN_STATUS_SUCCESS, int(p.mathType), 0,
+                 p.determinism == CUDNN_DETERMINISTIC};
+    if (r.ok && p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
+      CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), opt.allow_tf32 ? p.mathType : CUDNN_FMA_MATH));
+      r.ok = workspace_size(p.algo, &r.workspace) == CUDNN_STATUS_SUCCESS;
+    }
+    ranked.push_back(r);
   }
-  throw std::runtime_error(std::string("conv2d (cuDNN) ") + dir_name(dir) + ": no algorithm runs " + geom_str(g) +
-                           " within the workspace limit of " + std::to_string(opt.workspace_limit >> 20) + " MiB" +
-                           (opt.allow_tf32 ? "" : " in full FP32 mode"));
+  return usable_candidates(ranked, opt.allow_tf32, CUDNN_TENSOR_OP_MATH, CUDNN_FMA_MATH,
+                           CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, opt.workspace_limit, opt.deterministic);
 }
 
-Algo choose(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs& d) {
-  cudnnHandle_t h = handle();
+// The device buffers of one call; a timed search (cudnnFind*Ex) runs the algorithms on them.
+struct ConvBuffers {
+  const void* in0;  // forward: x, backward data: w, backward filter: x
+  const void* in1;  // forward: w, backward data: dy, backward filter: dy
+  void* out;        // forward: y, backward data: dx, backward filter: dw
+};
+
+// cuDNN's ranking of every algorithm: its heuristics, or with opt.benchmark a timed run of each
+// (cudnnFind*AlgorithmEx on the call's own buffers, scratch of the largest workspace the
+// heuristics' usable candidates need, from the caller's allocator).
+template <class Perf, class GetMax, class Get, class Find, class WorkspaceSize>
+std::vector<ConvCandidate> rank(const CudnnConvOptions& opt, ConvDescs& d, const ConvWorkspaceFn& workspace,
+                                GetMax get_max, Get get, Find find, WorkspaceSize workspace_size) {
   int max_count = 0, count = 0;
-  if (dir == Dir::forward) {
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(max_count);
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), max_count,
-                                                       &count, perf.data()));
-    return pick(perf, count, opt, d, dir, g, [&](cudnnConvolutionFwdAlgo_t a, size_t* b) {
-      return cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), a, b);
-    });
-  }
-  if (dir == Dir::backward_data) {
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(max_count);
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(),
-                                                            max_count, &count, perf.data()));
-    return pick(perf, count, opt, d, dir, g, [&](cudnnConvolutionBwdDataAlgo_t a, size_t* b) {
-      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), a, b);
-    });
-  }
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(max_count);
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(),
-                                                            max_count, &count, perf.data()));
-  return pick(perf, count, opt, d, dir, g, [&](cudnnConvolutionBwdFilterAlgo_t a, size_t* b) {
-    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), a, b);
-  });
+  CUDNN_CHECK(get_max(&max_count));
+  std::vector<Perf> perf(size_t(std::max(max_count, 1)));
+  CUDNN_CHECK(get(max_count, &count, perf.data()));
+  std::vector<ConvCandidate> heuristic = candidates(perf.data(), count, opt, d, workspace_size);
+  if (!opt.benchmark || heuristic.empty()) return heuristic;
+  size_t bytes = 0;
+  for (const ConvCandidate& c : heuristic) bytes = std::max(bytes, c.workspace);
+  void* ws = bytes ? workspace(bytes) : nullptr;
+  // The search sets each algorithm's math type itself; the descriptor's says which it may use.
+  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), opt.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  CUDNN_CHECK(find(max_count, &count, perf.data(), ws, bytes));
+  std::vector<ConvCandidate> timed = candidates(perf.data(), count, opt, d, workspace_size);
+  return timed.empty() ? heuristic : timed;
 }
 
-using AlgoKey = std::array<int64_t, 16>;
+std::vector<ConvCandidate> rank(Dir dir, const CudnnConvOptions& opt, ConvDescs& d, const ConvBuffers& b,
+                                const ConvWorkspaceFn& workspace) {
+  cudnnHandle_t h = handle();
+  if (dir == Dir::forward)
+    return rank<cudnnConvolutionFwdAlgoPerf_t>(
+        opt, d, workspace, [&](int* n) { return cudnnGetConvolutionForwardAlgorithmMaxCount(h, n); },
+        [&](int n, int* c, cudnnConvolutionFwdAlgoPerf_t* p) {
+          return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), n, c, p);
+        },
+        [&](int n, int* c, cudnnConvolutionFwdAlgoPerf_t* p, void* ws, size_t bytes) {
+          return cudnnFindConvolutionForwardAlgorithmEx(h, d.x.get(), b.in0, d.w.get(), b.in1, d.conv.get(),
+                                                        d.y.get(), b.out, n, c, p, ws, bytes);
+        },
+        [&](cudnnConvolutionFwdAlgo_t a, size_t* s) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, d.x.get(), d.w.get(), d.conv.get(), d.y.get(), a, s);
+        });
+  if (dir == Dir::backward_data)
+    return rank<cudnnConvolutionBwdDataAlgoPerf_t>(
+        opt, d, workspace, [&](int* n) { return cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, n); },
+        [&](int n, int* c, cudnnConvolutionBwdDataAlgoPerf_t* p) {
+          return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), n, c,
+                                                             p);
+        },
+        [&](int n, int* c, cudnnConvolutionBwdDataAlgoPerf_t* p, void* ws, size_t bytes) {
+          return cudnnFindConvolutionBackwardDataAlgorithmEx(h, d.w.get(), b.in0, d.y.get(), b.in1, d.conv.get(),
+                                                             d.x.get(), b.out, n, c, p, ws, bytes);
+        },
+        [&](cudnnConvolutionBwdDataAlgo_t a, size_t* s) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w.get(), d.y.get(), d.conv.get(), d.x.get(), a, s);
+        });
+  return rank<cudnnConvolutionBwdFilterAlgoPerf_t>(
+      opt, d, workspace, [&](int* n) { return cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, n); },
+      [&](int n, int* c, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
+        return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), n, c,
+                                                             p);
+      },
+      [&](int n, int* c, cudnnConvolutionBwdFilterAlgoPerf_t* p, void* ws, size_t bytes) {
+        return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, d.x.get(), b.in0, d.y.get(), b.in1, d.conv.get(),
+                                                             d.w.get(), b.out, n, c, p, ws, bytes);
+      },
+      [&](cudnnConvolutionBwdFilterAlgo_t a, size_t* s) {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x.get(), d.y.get(), d.conv.get(), d.w.get(), a, s);
+      });
+}
+
+using AlgoKey = std::array<int64_t, 18>;
 struct AlgoCache {
   std::mutex mu;
-  std::map<AlgoKey, Algo> map;
+  std::map<AlgoKey, ConvChoice> map;
 };
 AlgoCache& algo_cache() {
   static AlgoCache c;
   return c;
 }
 
-// Chooses (once per problem) and applies the algorithm's math type to the descriptor.
-Algo algo_for(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs& d) {
-  const AlgoKey key{g.N,  g.H,  g.W,  g.C,  g.K,  g.kh,          g.kw,           g.sh,
-                    g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir), opt.allow_tf32, int64_t(opt.workspace_limit)};
+// Ranks the candidates of a problem once (cached), then runs `launch` with the current one,
+// falling back to the next on failure (kernels/conv_algo.h); the cache keeps the one that ran.
+// `launch(algo, workspace, bytes)` returns cuDNN's status.
+template <class Launch>
+void run_conv(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs& d, const ConvBuffers& b,
+              const ConvWorkspaceFn& workspace, Launch launch) {
+  const AlgoKey key{g.N,  g.H,  g.W,  g.C,  g.K,  g.kh,         g.kw,           g.sh,
+                    g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir), opt.allow_tf32, int64_t(opt.workspace_limit),
+                    opt.benchmark, opt.deterministic};
   AlgoCache& c = algo_cache();
-  Algo a;
+  ConvChoice choice;
   bool found = false;
   {
     std::lock_guard<std::mutex> lock(c.mu);
     auto it = c.map.find(key);
-    if (it != c.map.end()) a = it->second, found = true;
+    if (it != c.map.end()) choice = it->second, found = true;
   }
-  if (!found) {  // chosen outside the lock; two threads racing here pick the same answer
-    a = choose(dir, g, opt, d);
+  if (!found) choice.candidates = rank(dir, opt, d, b, workspace);  // outside the lock
+  const size_t before = choice.current;
+  const std::string what = std::string("conv2d (cuDNN) ") + dir_name(dir) + " of " + geom_str(g) +
+                           " (workspace limit " + std::to_string(opt.workspace_limit >> 20) + " MiB" +
+                           (opt.allow_tf32 ? "" : ", full FP32") + (opt.deterministic ? ", deterministic" : "") +
+                           ")";
+  run_with_fallback(choice, what, [&](const ConvCandidate& a) -> std::string {
+    CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), cudnnMathType_t(a.math)));
+    void* ws = nullptr;
+    try {
+      if (a.workspace) ws = workspace(a.workspace);
+    } catch (const std::exception& e) {
+      return std::string("no workspace: ") + e.what();
+    }
+    const cudnnStatus_t st = launch(a.algo, ws, a.workspace);
+    return st == CUDNN_STATUS_SUCCESS ? std::string() : std::string(cudnnGetErrorString(st));
+  });
+  if (!found || choice.current != before) {
     std::lock_guard<std::mutex> lock(c.mu);
-    c.map.emplace(key, a);
+    c.map[key] = choice;
   }
-  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), a.math));
-  return a;
-}
-
-void* get_workspace(const Algo& a, const ConvWorkspaceFn& workspace) {
-  return a.workspace ? workspace(a.workspace) : nullptr;
 }
 
 }  // namespace
@@ -206,11 +261,11 @@ void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom
                         const ConvWorkspaceFn& workspace) {
   if (g.out_pixels() == 0 || g.K == 0) return;
   ConvDescs d(g, opt.allow_tf32);
-  const Algo a = algo_for(Dir::forward, g, opt, d);
-  void* ws = get_workspace(a, workspace);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionForward(handle(), &one, d.x.get(), x, d.w.get(), w, d.conv.get(),
-                                      cudnnConvolutionFwdAlgo_t(a.algo), ws, a.workspace, &zero, d.y.get(), y));
+  run_conv(Dir::forward, g, opt, d, {x, w, y}, workspace, [&](int algo, void* ws, size_t bytes) {
+    return cudnnConvolutionForward(handle(), &one, d.x.get(), x, d.w.get(), w, d.conv.get(),
+                                   cudnnConvolutionFwdAlgo_t(algo), ws, bytes, &zero, d.y.get(), y);
+  });
   sync_if_debug();
 }
 
@@ -218,12 +273,11 @@ void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const 
                               const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
   if (g.N * g.H * g.W * g.C == 0) return;
   ConvDescs d(g, opt.allow_tf32);
-  const Algo a = algo_for(Dir::backward_data, g, opt, d);
-  void* ws = get_workspace(a, workspace);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionBackwardData(handle(), &one, d.w.get(), w, d.y.get(), dy, d.conv.get(),
-                                           cudnnConvolutionBwdDataAlgo_t(a.algo), ws, a.workspace, &zero, d.x.get(),
-                                           dx));
+  run_conv(Dir::backward_data, g, opt, d, {w, dy, dx}, workspace, [&](int algo, void* ws, size_t bytes) {
+    return cudnnConvolutionBackwardData(handle(), &one, d.w.get(), w, d.y.get(), dy, d.conv.get(),
+                                        cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &zero, d.x.get(), dx);
+  });
   sync_if_debug();
 }
 
@@ -235,12 +289,11 @@ void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, cons
     return;
   }
   ConvDescs d(g, opt.allow_tf32);
-  const Algo a = algo_for(Dir::backward_filter, g, opt, d);
-  void* ws = get_workspace(a, workspace);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle(), &one, d.x.get(), x, d.y.get(), dy, d.conv.get(),
-                                             cudnnConvolutionBwdFilterAlgo_t(a.algo), ws, a.workspace, &zero,
-                                             d.w.get(), dw));
+  run_conv(Dir::backward_filter, g, opt, d, {x, dy, dw}, workspace, [&](int algo, void* ws, size_t bytes) {
+    return cudnnConvolutionBackwardFilter(handle(), &one, d.x.get(), x, d.y.get(), dy, d.conv.get(),
+                                          cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes, &zero, d.w.get(), dw);
+  });
   sync_if_debug();
 }
 
