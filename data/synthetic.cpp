@@ -259,16 +259,20 @@ Image finish(Scene& s, Rng& r, float lighting) {
 }  // namespace
 }  // namespace synth
 
-const std::vector<uint8_t>& synthetic_classes() {
+const std::vector<uint8_t>& synthetic_classes(bool rare) {
   using namespace synth;
   static const std::vector<uint8_t> classes = {kRoad,       kSidewalk, kBuilding, kPole,   kSign,
                                                kVegetation, kTerrain,  kSky,      kPerson, kCar};
-  return classes;
+  static const std::vector<uint8_t> with_rare = {kRoad,       kSidewalk, kBuilding, kWall,   kFence,  kPole,
+                                                 kSign,       kVegetation, kTerrain, kSky,   kPerson, kRider,
+                                                 kCar,        kTruck,    kBus,      kBicycle};
+  return rare ? with_rare : classes;
 }
 
-SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting) {
+SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting, float rare) {
   C3_CHECK(h >= 8 && w >= 8, "render_scene: size ", h, "x", w, " is too small (8x8 at least)");
   C3_CHECK(lighting >= 0.f && lighting <= 1.f, "render_scene: lighting must be in [0, 1], got ", lighting);
+  C3_CHECK(rare >= 0.f && rare <= 1.f, "render_scene: rare must be in [0, 1], got ", rare);
   synth::Scene s;
   s.h = h, s.w = w;
   s.rgb.assign(size_t(h) * size_t(w) * 3, 0.f);
@@ -279,7 +283,8 @@ SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting) {
   synth::draw_skyline(s, r);
   synth::draw_ground(s);
   synth::draw_facades(s);
-  synth::draw_objects(s, r);
+  synth::Rng rr(synth::mix64(seed ^ 0x5241524543303030ull));  // the rare objects' own stream
+  synth::draw_objects(s, r, rr, rare);
   SyntheticScene out;
   out.image = synth::finish(s, r, lighting);
   out.label = Image(h, w, 1);
@@ -293,7 +298,8 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
   return synth::mix64(k ^ uint64_t(int64_t(index)));
 }
 
-void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int n_val, int h, int w, float lighting) {
+void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int n_val, int h, int w, float lighting,
+                    float rare) {
   C3_CHECK(n_train >= 0 && n_val >= 0, "make_synthetic: negative image count (", n_train, ", ", n_val, ")");
   namespace fs = std::filesystem;
   struct Job {
@@ -314,7 +320,7 @@ void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int 
   for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
     const Job& job = jobs[size_t(j)];
     try {
-      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w, lighting);
+      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w, lighting, rare);
       char name[32];
       std::snprintf(name, sizeof name, "synth_%06d", job.index);
       const fs::path city = fs::path(job.split) / "synth";

@@ -23,18 +23,23 @@
 namespace c3::data {
 
 // The trainIds a synthetic label can hold: road 0, sidewalk 1, building 2, pole 5,
-// traffic sign 7, vegetation 8, terrain 9, sky 10, person 11, car 13.
-const std::vector<uint8_t>& synthetic_classes();
+// traffic sign 7, vegetation 8, terrain 9, sky 10, person 11, car 13; with rare classes also
+// wall 3, fence 4, rider 12, truck 14, bus 15, bicycle 18.
+const std::vector<uint8_t>& synthetic_classes(bool rare = false);
 
 struct SyntheticScene {
   Image image;  // h x w x 3
   Image label;  // h x w x 1, trainIds from synthetic_classes()
 };
 
-// One scene, a function of (seed, h, w, lighting) only. `lighting` in [0, 1] scales the
+// One scene, a function of (seed, h, w, lighting, rare) only. `lighting` in [0, 1] scales the
 // per-scene variation of exposure, colour cast and haze (1: the full variation; 0: every
 // scene lit alike); the layout, objects, textures, shadows and noise do not depend on it.
-SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256, float lighting = 1.f);
+// `rare` in [0, 1] adds the rare classes: a wall or a fence along each side in 30% x rare of
+// the scenes each, a truck in 25% x rare, a bus in 15% x rare, a cyclist in 30% x rare and a
+// parked bicycle in 25% x rare, into the scene made without them (less the cars and people
+// a truck or bus stands in the place of); 0: none.
+SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256, float lighting = 1.f, float rare = 0.f);
 
 // The seed of image `index` of a split ("train" or "val") of the dataset made with `seed`.
 uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index);
@@ -44,6 +49,6 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
 // created; files of the same names are overwritten, others left alone), rendering in
 // parallel. Same seed, same bytes (for one version of the stb PNG encoder).
 void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train = 1000, int n_val = 200, int h = 128,
-                    int w = 256, float lighting = 1.f);
+                    int w = 256, float lighting = 1.f, float rare = 0.f);
 
 }  // namespace c3::data

@@ -10,6 +10,8 @@ namespace c3::data::synth {
 enum : uint8_t {
   kRoad = 0, kSidewalk = 1, kBuilding = 2, kPole = 5, kSign = 7, kVegetation = 8, kTerrain = 9,
   kSky = 10, kPerson = 11, kCar = 13,
+  // the rare classes (render_scene's `rare` > 0)
+  kWall = 3, kFence = 4, kRider = 12, kTruck = 14, kBus = 15, kBicycle = 18,
 };
 
 uint64_t mix64(uint64_t x);  // splitmix64's finalizer: a bijective 64-bit hash
@@ -70,7 +72,10 @@ struct Scene {
   float sy(float Y, float Z) const { return yh + f * (1 - Y) / Z; }    // image row
 };
 
-// Cars, people, poles with signs and trees, drawn far to near (synthetic_objects.cpp).
-void draw_objects(Scene& s, Rng& r);
+// Cars, people, poles with signs and trees, drawn far to near (synthetic_objects.cpp). With
+// rare > 0 also walls, fences, trucks, buses, cyclists and parked bicycles, each in a fraction
+// of the scenes proportional to `rare`, their draws from `rr` (so `r`'s stream, and a scene
+// made with rare = 0, do not change).
+void draw_objects(Scene& s, Rng& r, Rng& rr, float rare);
 
 }  // namespace c3::data::synth

@@ -178,3 +178,44 @@ TEST_CASE("synthetic: --lighting scales the per-scene exposure, cast and haze an
   CHECK_THROWS_WITH_AS(render_scene(1, 32, 64, 1.5f), doctest::Contains("lighting must be in [0, 1], got 1.5"),
                        c3::Error);
 }
+
+TEST_CASE("synthetic: --rare adds walls, fences, riders, trucks, buses and bicycles to some scenes") {
+  const auto& classes = synthetic_classes(true);
+  CHECK(classes == std::vector<uint8_t>{0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15, 18});
+  const uint8_t rare[] = {3, 4, 12, 14, 15, 18};
+  std::array<int, 256> with{}, with_half{};
+  std::array<int64_t, 256> count{};
+  const int n = 60;
+  double same = 0;
+  for (int i = 0; i < n; ++i) {
+    const uint64_t seed = synthetic_scene_seed(1, "train", i);
+    const SyntheticScene s = render_scene(seed, 128, 256, 1.f, 1.f), half = render_scene(seed, 128, 256, 1.f, 0.5f);
+    const SyntheticScene plain = render_scene(seed, 128, 256);
+    std::array<bool, 256> seen{}, seen_half{};
+    for (uint8_t v : s.label.px) seen[v] = true, ++count[v];
+    for (uint8_t v : half.label.px) seen_half[v] = true;
+    for (int v = 0; v < 256; ++v) with[size_t(v)] += seen[size_t(v)], with_half[size_t(v)] += seen_half[size_t(v)];
+    size_t equal = 0;
+    for (size_t p = 0; p < s.label.px.size(); ++p) equal += s.label.px[p] == plain.label.px[p];
+    same += double(equal) / double(s.label.px.size()) / n;
+  }
+  int64_t total = 0, declared = 0;
+  for (int v = 0; v < 256; ++v) total += count[size_t(v)];
+  for (uint8_t c : classes) declared += count[c];
+  CHECK(declared == total);  // nothing outside the declared classes
+  int more_at_1 = 0;
+  for (uint8_t c : rare) {
+    // Rare, but there: in 5% to 75% of the scenes at rare = 1 (designed 15-50%).
+    CHECK_MESSAGE(with[c] >= 3, "class ", int(c), " in ", with[c], " of ", n, " scenes");
+    CHECK_MESSAGE(with[c] <= 45, "class ", int(c), " in ", with[c], " of ", n, " scenes");
+    more_at_1 += with[c] > with_half[c];
+  }
+  CHECK(more_at_1 >= 5);  // `rare` scales how often they appear
+  // The same street as without them: most pixels keep their label (the rare objects cover
+  // some; cars and people a truck or bus stands in the place of are left out).
+  INFO("mean fraction of pixels with the label of the scene made without rare classes: ", same);
+  CHECK(same > 0.75);
+  CHECK(same < 0.99);
+  CHECK_THROWS_WITH_AS(render_scene(1, 32, 64, 1.f, -0.1f), doctest::Contains("rare must be in [0, 1], got -0.1"),
+                       c3::Error);
+}
