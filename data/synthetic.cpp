@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "data/augment.h"
 #include "data/image_io.h"
 #include "data/synthetic_scene.h"
 
@@ -269,10 +270,11 @@ const std::vector<uint8_t>& synthetic_classes(bool rare) {
   return rare ? with_rare : classes;
 }
 
-SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting, float rare) {
+SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting, float rare, float colour) {
   C3_CHECK(h >= 8 && w >= 8, "render_scene: size ", h, "x", w, " is too small (8x8 at least)");
   C3_CHECK(lighting >= 0.f && lighting <= 1.f, "render_scene: lighting must be in [0, 1], got ", lighting);
   C3_CHECK(rare >= 0.f && rare <= 1.f, "render_scene: rare must be in [0, 1], got ", rare);
+  C3_CHECK(colour >= 0.f && colour <= 1.f, "render_scene: colour must be in [0, 1], got ", colour);
   synth::Scene s;
   s.h = h, s.w = w;
   s.rgb.assign(size_t(h) * size_t(w) * 3, 0.f);
@@ -287,6 +289,13 @@ SyntheticScene render_scene(uint64_t seed, int h, int w, float lighting, float r
   synth::draw_objects(s, r, rr, rare);
   SyntheticScene out;
   out.image = synth::finish(s, r, lighting);
+  if (colour > 0) {  // the scene's colour rendition, from its own stream
+    synth::Rng cr(synth::mix64(seed ^ 0x434f4c4f55523030ull));
+    adjust_hue(out.image, cr.uni(-0.5f, 0.5f) * colour);
+    adjust_saturation(out.image, 1 + cr.uni(-0.5f, 0.5f) * colour);
+    adjust_contrast(out.image, 1 + cr.uni(-0.4f, 0.4f) * colour);
+    adjust_brightness(out.image, 1 + cr.uni(-0.4f, 0.4f) * colour);
+  }
   out.label = Image(h, w, 1);
   out.label.px = s.lab;
   return out;
@@ -299,7 +308,7 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
 }
 
 void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int n_val, int h, int w, float lighting,
-                    float rare) {
+                    float rare, float colour) {
   C3_CHECK(n_train >= 0 && n_val >= 0, "make_synthetic: negative image count (", n_train, ", ", n_val, ")");
   namespace fs = std::filesystem;
   struct Job {
@@ -320,7 +329,7 @@ void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train, int 
   for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
     const Job& job = jobs[size_t(j)];
     try {
-      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w, lighting, rare);
+      const SyntheticScene sc = render_scene(synthetic_scene_seed(seed, job.split, job.index), h, w, lighting, rare, colour);
       char name[32];
       std::snprintf(name, sizeof name, "synth_%06d", job.index);
       const fs::path city = fs::path(job.split) / "synth";

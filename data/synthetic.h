@@ -39,7 +39,12 @@ struct SyntheticScene {
 // the scenes each, a truck in 25% x rare, a bus in 15% x rare, a cyclist in 30% x rare and a
 // parked bicycle in 25% x rare, into the scene made without them (less the cars and people
 // a truck or bus stands in the place of); 0: none.
-SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256, float lighting = 1.f, float rare = 0.f);
+// `colour` in [0, 1] gives each scene its own colour rendition, as cameras and grading differ:
+// a hue rotation by up to colour x 180 degrees, saturation x [1 - colour/2, 1 + colour/2],
+// contrast and brightness x [1 - 0.4 colour, 1 + 0.4 colour] (PIL's operations,
+// data/augment.h), drawn from the scene's own stream; 0: none (the image as before).
+SyntheticScene render_scene(uint64_t seed, int h = 128, int w = 256, float lighting = 1.f, float rare = 0.f,
+                            float colour = 0.f);
 
 // The seed of image `index` of a split ("train" or "val") of the dataset made with `seed`.
 uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index);
@@ -49,6 +54,6 @@ uint64_t synthetic_scene_seed(uint64_t seed, const std::string& split, int index
 // created; files of the same names are overwritten, others left alone), rendering in
 // parallel. Same seed, same bytes (for one version of the stb PNG encoder).
 void make_synthetic(const std::string& out_dir, uint64_t seed, int n_train = 1000, int n_val = 200, int h = 128,
-                    int w = 256, float lighting = 1.f, float rare = 0.f);
+                    int w = 256, float lighting = 1.f, float rare = 0.f, float colour = 0.f);
 
 }  // namespace c3::data

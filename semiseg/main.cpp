@@ -56,7 +56,7 @@ struct Args {
   bool resume = false, partial_resume = false, help = false, teacher = false;
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
-  float lighting = 1.f, rare = 0.f;
+  float lighting = 1.f, rare = 0.f, colour = 0.f;
 };
 
 // A whole-number option value in [lo, hi]; anything else ("3abc", "1e3", "-1", "") is an
@@ -97,6 +97,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--classes") a.classes = int(int_option(s, value(), 2, 254));
     else if (s == "--lighting") a.lighting = float(number_option(s, value(), 0, 1));
     else if (s == "--rare") a.rare = float(number_option(s, value(), 0, 1));
+    else if (s == "--colour") a.colour = float(number_option(s, value(), 0, 1));
     else if (s.rfind("--", 0) == 0) throw Error("unknown option " + s + " (see --help)");
     else a.positional.push_back(s);
   }
@@ -223,17 +224,19 @@ text files listing one image path per line.
 int cmd_make_synthetic(const Args& a) {
   if (a.help || a.out.empty()) {
     std::printf(R"(usage: c3semiseg make-synthetic --out DIR [--seed S] [--train N] [--val N] [--lighting L]
-                                [--rare R]
+                                [--rare R] [--colour C]
 
 Writes synthetic street scenes (128x256) in the Cityscapes layout under DIR, with trainId
 labels; the same seed gives the same bytes. --lighting (0 to 1, default 1) scales how much
 exposure, colour cast and haze vary from scene to scene (0: every scene lit alike). --rare
 (0 to 1, default 0) adds six rare classes (wall, fence, rider, truck, bus, bicycle), each in
-15-30%% of the scenes at 1, into the scene made without them.
+15-30%% of the scenes at 1, into the scene made without them. --colour (0 to 1, default 0)
+gives each scene its own colour rendition (at 1: any hue rotation, saturation x 0.5-1.5,
+contrast and brightness x 0.6-1.4), as different cameras would.
 )");
     return a.help ? 0 : 2;
   }
-  data::make_synthetic(a.out, a.seed, a.n_train, a.n_val, 128, 256, a.lighting, a.rare);
+  data::make_synthetic(a.out, a.seed, a.n_train, a.n_val, 128, 256, a.lighting, a.rare, a.colour);
   std::printf("wrote %d train and %d val images to %s\n", a.n_train, a.n_val, a.out.c_str());
   return 0;
 }

@@ -219,3 +219,37 @@ TEST_CASE("synthetic: --rare adds walls, fences, riders, trucks, buses and bicyc
   CHECK_THROWS_WITH_AS(render_scene(1, 32, 64, 1.f, -0.1f), doctest::Contains("rare must be in [0, 1], got -0.1"),
                        c3::Error);
 }
+
+TEST_CASE("synthetic: --colour gives each scene its own colour rendition and changes nothing else") {
+  // Per scene, the hue shift of its saturated pixels against the scene made without colour
+  // (circular mean, degrees): rotations by up to 180 degrees either way must show.
+  auto hue = [](const uint8_t* p, double& sat) {
+    const double r = p[0], g = p[1], b = p[2], mx = std::max({r, g, b}), mn = std::min({r, g, b});
+    sat = mx > 0 ? (mx - mn) / mx : 0;
+    if (mx == mn) return 0.0;
+    const double h = mx == r ? (g - b) / (mx - mn) : mx == g ? 2 + (b - r) / (mx - mn) : 4 + (r - g) / (mx - mn);
+    return h * 60;
+  };
+  double lo = 180, hi = -180;
+  for (int i = 0; i < 24; ++i) {
+    const uint64_t seed = synthetic_scene_seed(5, "train", i);
+    const SyntheticScene a = render_scene(seed, 32, 64), b = render_scene(seed, 32, 64, 1.f, 0.f, 1.f);
+    CHECK(a.label.px == b.label.px);  // the same scene, rendered otherwise
+    CHECK(a.image.px != b.image.px);
+    double sx = 0, sy = 0;
+    for (size_t p = 0; p < a.label.px.size(); ++p) {
+      double sa = 0, sb = 0;
+      const double d = (hue(&b.image.px[3 * p], sb) - hue(&a.image.px[3 * p], sa)) * M_PI / 180;
+      if (sa > 0.3 && sb > 0.3) sx += std::cos(d), sy += std::sin(d);
+    }
+    if (sx == 0 && sy == 0) continue;
+    const double shift = std::atan2(sy, sx) * 180 / M_PI;
+    lo = std::min(lo, shift), hi = std::max(hi, shift);
+  }
+  INFO("hue shifts of 24 scenes from ", lo, " to ", hi, " degrees");
+  CHECK(lo < -60);
+  CHECK(hi > 60);
+  CHECK(render_scene(7, 32, 64, 1.f, 0.f, 0.f).image.px == render_scene(7, 32, 64).image.px);
+  CHECK_THROWS_WITH_AS(render_scene(1, 32, 64, 1.f, 0.f, 2.f), doctest::Contains("colour must be in [0, 1], got 2"),
+                       c3::Error);
+}
