@@ -276,9 +276,9 @@ twin-deps:
 	  else echo "run:  sudo apt-get install -y $(TWIN_PKGS)"; exit 1; fi; \
 	fi
 
-datasets/synthetic/leftImg8bit/val:
+datasets/synthetic-colour/leftImg8bit/val:
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
-	./$(BIN) make-synthetic --out datasets/synthetic
+	./$(BIN) make-synthetic --out datasets/synthetic-colour --colour 1
 
 # 20 steps of the default config (10 warm-up, 10 semi; ramps off and DCRS from 0 so that every
 # loss term and the threshold update act from the first semi step), dumped by ours and replayed.
@@ -286,7 +286,7 @@ LOCKSTEP_SETS := --set train.epochs=2 --set train.steps_per_epoch=10 --set train
                  --set loss.ramp_cons=0 --set loss.ramp_con=0 --set dcrs.init=0.0 --set data.val_limit=4 \
                  --set train.threads=1 --set output.dir=runs/twin-lockstep/run
 twin-lockstep: export OMP_WAIT_POLICY ?= passive
-twin-lockstep: deps twin-deps datasets/synthetic/leftImg8bit/val
+twin-lockstep: deps twin-deps datasets/synthetic-colour/leftImg8bit/val
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	rm -rf runs/twin-lockstep
 	./$(BIN) train --config configs/synthetic.json $(LOCKSTEP_SETS) --dump runs/twin-lockstep/dump --dump-steps 20 > /dev/null

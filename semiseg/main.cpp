@@ -24,6 +24,7 @@
 #include "data/image_io.h"
 #include "data/synthetic.h"
 #include "nn/safetensors.h"
+#include "semiseg/curves.h"
 #include "semiseg/eval.h"
 #include "semiseg/ops_cutmix.h"
 #include "semiseg/trainer.h"
@@ -46,6 +47,7 @@ commands:
   show-batch      a picture of one augmented batch: weak view, strong view, label, CutMix box
   run             the embedded default: synthetic data, a small model, C3, per-class table
   compare         run the supervised baseline and C3 with the same schedule; both tables
+  plot            training curves of one or more run folders in one SVG picture
 )";
 
 struct Args {
@@ -280,7 +282,7 @@ the next sample (the box outlined in white).
 )");
     return a.help ? 0 : 2;
   }
-  std::vector<std::string> sets = {"data.root=datasets/synthetic", "data.base_size=[128,256]", "data.crop=[96,192]"};
+  std::vector<std::string> sets = {"data.root=datasets/synthetic-colour", "data.base_size=[128,256]", "data.crop=[96,192]"};
   sets.insert(sets.end(), a.sets.begin(), a.sets.end());
   Config cfg = load_config(a.config, a.config.empty() ? sets : a.sets);
   RunData d = load_run_data(cfg);
@@ -322,11 +324,12 @@ Config default_run_config(const std::string& mode, const std::vector<std::string
   return load_config("configs/synthetic.json", all);
 }
 
+// The embedded default's data (configs/synthetic.json): the scenes with per-scene colour.
 void ensure_synthetic() {
-  if (exists("datasets/synthetic/leftImg8bit/val")) return;
-  std::printf("generating the synthetic dataset in datasets/synthetic ...\n");
+  if (exists("datasets/synthetic-colour/leftImg8bit/val")) return;
+  std::printf("generating the synthetic dataset in datasets/synthetic-colour ...\n");
   ::mkdir("datasets", 0755);
-  data::make_synthetic("datasets/synthetic", 0);
+  data::make_synthetic("datasets/synthetic-colour", 0, 1000, 200, 128, 256, 1.f, 0.f, 1.f);
 }
 
 int cmd_run(const Args& a) {
@@ -376,6 +379,22 @@ IoUResult evaluate_latest(const Config& run, const std::vector<std::string>& set
   return evaluate_checkpoint(run.out_dir + "/latest.safetensors", sets, false, cfg).plain;
 }
 
+int cmd_plot(const Args& a) {
+  if (a.help || a.positional.empty() || a.out.empty()) {
+    std::printf(R"(usage: c3semiseg plot RUN [RUN ...] --out FILE.svg
+
+Draws the training curves of run folders (their metrics.jsonl) in one SVG picture, the runs
+overlaid: each loss term, the learning rates, val mIoU and mIoU*, the kept fraction and the
+teacher agreement; for one run also the DCRS threshold and kept fraction per class (what
+the run folder's own curves.svg shows, rewritten at each evaluation).
+)");
+    return a.help ? 0 : 2;
+  }
+  write_curves(a.positional, a.out);
+  std::printf("wrote %s (%zu run%s)\n", a.out.c_str(), a.positional.size(), a.positional.size() == 1 ? "" : "s");
+  return 0;
+}
+
 int cmd_compare(const Args& a) {
   if (a.help) {
     std::printf("usage: c3semiseg compare [--set section.key=value ...]\n\nTrains the supervised-only baseline and "
@@ -416,7 +435,8 @@ int cmd_compare(const Args& a) {
               iou_table_terminal(names, rows).c_str());
   ::mkdir("runs", 0755);
   std::ofstream("runs/compare.md") << iou_table_markdown(names, rows);
-  std::printf("table written to runs/compare.md\n");
+  write_curves({sup.out_dir, c3.out_dir}, "runs/compare.svg");
+  std::printf("table written to runs/compare.md, curves of both runs to runs/compare.svg\n");
   const double gap = 100.0 * (rows[1].second.miou - rows[0].second.miou);
   std::printf("C3 - supervised: %+.1f mIoU%s\n", gap,
               gap > 0 ? "" : " (on this synthetic set C3 is not yet ahead of the baseline; see bench/results/measured.md)");
@@ -458,6 +478,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return cmd_run(a);
     if (cmd == "show-batch") return cmd_show_batch(a);
     if (cmd == "compare") return cmd_compare(a);
+    if (cmd == "plot") return cmd_plot(a);
     std::fprintf(stderr, "c3semiseg: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

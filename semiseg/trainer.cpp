@@ -20,6 +20,7 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "semiseg/curves.h"
 #include "semiseg/eval.h"
 
 namespace c3::semiseg {
@@ -496,6 +497,13 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       log_metrics(nlohmann::json({{"step", step + 1}, {"val_miou", ev.plain.miou}, {"val_pixel_acc", ev.plain.pixel_acc},
                                   {"val_miou_star", ev.star.iou.empty() ? 0.0 : ev.star.miou}})
                       .dump());
+      if (main_) {
+        try {
+          write_curves({dir_}, dir_ + "/curves.svg");
+        } catch (const std::exception& e) {  // a picture is not worth the run
+          std::fprintf(stderr, "warning: curves.svg not written: %s\n", e.what());
+        }
+      }
       res.last = ev.plain;
       res.last_star = ev.star;
       if (ev.plain.miou > best_miou_) {

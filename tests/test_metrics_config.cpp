@@ -224,6 +224,7 @@ TEST_CASE("config: every shipped config loads; the Cityscapes ones hold METHOD.m
   }
   const Config s = load_config("configs/synthetic.json", {});
   CHECK(s.model.backbone.depth == 18);
-  CHECK(s.labeled_count == 4);
+  CHECK(s.labeled_count == 33);
+  CHECK(s.data_root == "datasets/synthetic-colour");  // what c3semiseg run generates
   CHECK(s.threads == 1);  // make compare trains its two runs side by side on one thread each
 }

@@ -73,7 +73,7 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     CHECK(r.last_star.iou.size() == 19);   // the DCRS "*" evaluation ran
   }
   for (const char* f : {"/config.json", "/metrics.jsonl", "/latest.safetensors", "/best.safetensors", "/summary.md",
-                        "/eval_000006.md", "/eval_000006.csv", "/vis/eval_000006.png"})
+                        "/eval_000006.md", "/eval_000006.csv", "/vis/eval_000006.png", "/curves.svg"})
     CHECK_MESSAGE(exists(a + f), f);
   const std::vector<double> full = losses(a);
   REQUIRE(full.size() == 6);

@@ -982,8 +982,12 @@ def cmd_lockstep(a):
     worst = {k: max(r[k] if k not in ("rel",) else max(r[k]) for r in forced)
              for k in ("rel", "thr", "grad", "grad_f64_ours", "grad_f64_twin", "param", "lr_factor")}
     mism = sum(r["anchor_mismatch"] for r in forced)
-    ok = (worst["rel"] <= a.loss_tol and worst["param"] <= a.param_tol and worst["grad"] <= a.grad_tol
-          and worst["grad_f64_ours"] <= a.grad_tol and worst["thr"] <= a.thr_tol and mism == 0
+    # Gradients: within grad_tol, or, where PyTorch's own fp32 gradient is further than that
+    # from float64, ours no further from float64 than 1.5x PyTorch's and the two within 2x it.
+    floor = worst["grad_f64_twin"]
+    grad_tol_eff = max(a.grad_tol, 2 * floor)
+    ok = (worst["rel"] <= a.loss_tol and worst["param"] <= a.param_tol and worst["grad"] <= grad_tol_eff
+          and worst["grad_f64_ours"] <= max(a.grad_tol, 1.5 * floor) and worst["thr"] <= a.thr_tol and mism == 0
           and worst["lr_factor"] < 1e-12)
     free_last = free[-1]
     summary = {"steps": len(forced), "warmup_steps": warm, "max_loss_rel": worst["rel"],
@@ -997,8 +1001,8 @@ def cmd_lockstep(a):
     json.dump({"summary": summary, "forced": forced, "free": free}, open(os.path.join(a.dump, "lockstep.json"), "w"),
               indent=1)
     print(f"\nstep by step from our state: losses within {worst['rel']:.1e} relative (tolerance {a.loss_tol:.0e}), "
-          f"gradients {worst['grad']:.1e} (tolerance {a.grad_tol:.0e}; against float64: ours {worst['grad_f64_ours']:.1e}, "
-          f"PyTorch's {worst['grad_f64_twin']:.1e}), parameters and buffers after each step "
+          f"gradients {worst['grad']:.1e} (tolerance {grad_tol_eff:.1e}; against float64: ours {worst['grad_f64_ours']:.1e}, "
+          f"PyTorch's {worst['grad_f64_twin']:.1e}, ours held to {max(a.grad_tol, 1.5 * floor):.1e}), parameters and buffers after each step "
           f"{worst['param']:.1e} (tolerance {a.param_tol:.0e}), DCRS thresholds {worst['thr']:.1e} absolute "
           f"(tolerance {a.thr_tol:.0e}), replayed anchors with another label in the twin: {mism}")
     print(f"free chain: losses within {summary['free_chain']['max_loss_rel']:.1e} relative over {len(free)} steps, "
@@ -1024,7 +1028,9 @@ def main():
     ls.add_argument("--param-tol", type=float, default=1e-3)
     # Gradients: BatchNorm's scale and shift gradients are sums over every position of terms of
     # both signs; in fp32 either engine is up to ~5e-3 away from the float64 gradient there
-    # (measured per step by the replay), so 1e-2, and ours is also held to 1e-2 of float64.
+    # (measured per step by the replay), so 1e-2, and ours is also held to 1e-2 of float64; where
+    # PyTorch's own fp32 gradient is further from float64 (1.3e-2 with configs/synthetic.json's
+    # w_cons 10 and unlabeled-only mixing), the bounds scale with it (see `ok` in lockstep).
     ls.add_argument("--grad-tol", type=float, default=1e-2)
     ls.add_argument("--thr-tol", type=float, default=1e-4)
     rp = sub.add_parser("replay", help="train on every step of a whole dumped run of ours, then evaluate")

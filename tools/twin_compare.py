@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-SETTINGS = [("default (4 labels)", []), ("125 labels", ["data.labeled_count=125"])]
+SETTINGS = [("default (33 labels)", []), ("125 labels", ["data.labeled_count=125"])]
 MODES = ["supervised", "c3"]
 
 
