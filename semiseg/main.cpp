@@ -53,7 +53,7 @@ commands:
 struct Args {
   std::vector<std::string> positional, sets;
   std::string config, out, checkpoint, dump;
-  int64_t dump_steps = 0, dump_state_steps = -1;
+  int64_t dump_steps = 0, dump_state_steps = -1, dump_state_every = 0;
   std::vector<std::string> checkpoints;
   bool resume = false, partial_resume = false, help = false, teacher = false;
   uint64_t seed = 0;
@@ -92,6 +92,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--dump") a.dump = value();
     else if (s == "--dump-steps") a.dump_steps = int_option(s, value(), 0, int64_t(1e9));
     else if (s == "--dump-state-steps") a.dump_state_steps = int_option(s, value(), 0, int64_t(1e9));
+    else if (s == "--dump-state-every") a.dump_state_every = int_option(s, value(), 1, int64_t(1e9));
     else if (s == "--checkpoint") a.checkpoints.push_back(value());
     else if (s == "--seed") a.seed = uint64_t(int_option(s, value(), 0, std::numeric_limits<int64_t>::max()));
     else if (s == "--train") a.n_train = int(int_option(s, value(), 1, 1000000));
@@ -134,15 +135,17 @@ DCRS thresholds, starting those afresh (plain --resume refuses, naming what is m
 
 --dump DIR writes the student's initial weights (DIR/init.safetensors) and the labeled list;
 with --dump-steps N also each of the first N steps' inputs, random draws, losses, gradients and
-the state after it (--dump-state-steps K: gradients and states for the first K steps only), for
+the state after it (--dump-state-steps K: gradients and states for the first K steps only;
+--dump-state-every N: also the gradients of every N-th step and the state before it), for
 tools/torch_twin.py to replay (make twin-lockstep; torch_twin.py replay DIR).
 )");
     return 0;
   }
-  C3_CHECK((a.dump_steps == 0 && a.dump_state_steps < 0) || !a.dump.empty(), "--dump-steps and --dump-state-steps need --dump DIR");
+  C3_CHECK((a.dump_steps == 0 && a.dump_state_steps < 0 && a.dump_state_every == 0) || !a.dump.empty(),
+           "--dump-steps, --dump-state-steps and --dump-state-every need --dump DIR");
   Config cfg = load_config(a.config, a.sets);
   Trainer t(cfg, a.resume, a.partial_resume);
-  if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps, a.dump_state_steps);
+  if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps, a.dump_state_steps, a.dump_state_every);
   TrainResult r = t.run();
   if (r.interrupted) return 130;
   if (r.nothing_to_train) return 0;

@@ -294,9 +294,11 @@ void Trainer::write_labeled_list(const std::string& path) const {
   C3_CHECK(f.good(), "cannot write ", path);
 }
 
-void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_steps) {
+void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_steps, int64_t state_every) {
   C3_CHECK(dist::world_size() == 1, "--dump replays one process: run it without mpirun");
   C3_CHECK(steps >= 0, "--dump-steps must be >= 0, got ", steps);
+  C3_CHECK(state_every >= 0, "--dump-state-every must be >= 0, got ", state_every);
+  dump_state_every_ = state_every;
   C3_CHECK(start_step_ == 0, "--dump starts at step 0: it cannot be used with --resume");
   dump_dir_ = dir;
   dump_steps_ = steps;
@@ -320,9 +322,11 @@ void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* 
     t.emplace_back("u_s", bytes(ub->strong, {ub->size(), ub->h, ub->w, 3}));
   }
   for (const auto& [name, v] : out.draws) t.emplace_back(name, v.cpu());
-  const bool with_state = step < dump_state_steps_;
+  const int64_t every = dump_state_every_;
+  const bool with_grad = step < dump_state_steps_ || (every > 0 && step > 0 && step % every == 0);
+  const bool with_state = step < dump_state_steps_ || (every > 0 && (step + 1) % every == 0);
   for (const nn::NamedTensor& p : student_->named_parameters())  // this step's gradients
-    if (Tensor g = p.tensor->grad(); g.defined() && with_state)
+    if (Tensor g = p.tensor->grad(); g.defined() && with_grad)
       t.emplace_back("grad." + p.name, p.layout == nn::ParamLayout::conv_ohwi ? nn::ohwi_to_oihw(g).cpu() : g.cpu());
   t.emplace_back("losses", Tensor::from_vector(std::vector<double>{loss, out.sup, out.cons, out.con}, {4}));
   t.emplace_back("lr_factor", Tensor::from_vector(std::vector<double>{lr_factor}, {1}));

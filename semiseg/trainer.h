@@ -52,7 +52,9 @@ class Trainer {
   // checkpoint after that many steps: student, teacher, optimizer, DCRS). steps = 0: init and
   // labeled list only. Gradients and states only for the first `state_steps` (< 0: all), so
   // that a whole run's inputs and draws can be dumped without a checkpoint per step.
-  void dump_steps(const std::string& dir, int64_t steps, int64_t state_steps = -1);
+  // state_every N > 0: also the gradients of every step s with s % N == 0 and the state
+  // before it, so that the twin can replay late steps from our state without a dump of all.
+  void dump_steps(const std::string& dir, int64_t steps, int64_t state_steps = -1, int64_t state_every = 0);
 
   // Evaluates a model on the val set: plain and DCRS-masked ("*") confusion matrices.
   struct EvalOutput {
@@ -85,7 +87,7 @@ class Trainer {
   int64_t start_step_ = 0;
   bool main_ = true;  // rank 0: the only rank that prints and writes files
   std::string dump_dir_;
-  int64_t dump_steps_ = 0, dump_state_steps_ = 0;
+  int64_t dump_steps_ = 0, dump_state_steps_ = 0, dump_state_every_ = 0;
 };
 
 }  // namespace c3::semiseg

@@ -242,6 +242,21 @@ TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's
   CHECK(state.find("teacher.backbone.conv1.weight") != nullptr);
   CHECK(state.find("optim.head.0.exp_avg") != nullptr);
 
+  {  // states only for the first step and around every 3rd: the gradients of step 3, the state before it
+    const std::string dump_every = tmp_dir() + "/dump_every";
+    Trainer t(tiny(tmp_dir() + "/run_dump_every", "c3"), false);
+    t.dump_steps(dump_every, 4, 1, 3);
+    CHECK(t.run(4).interrupted);
+    for (int s = 0; s < 4; ++s) {
+      char name[64];
+      std::snprintf(name, sizeof name, "/step_%06d.safetensors", s);
+      CHECK_MESSAGE((nn::load_safetensors(dump_every + name).find("grad.backbone.conv1.weight") != nullptr) ==
+                        (s == 0 || s == 3),
+                    "step ", s);
+      std::snprintf(name, sizeof name, "/state_%06d.safetensors", s + 1);
+      CHECK_MESSAGE(fs::exists(dump_every + name) == (s == 0 || s == 2), "state after step ", s);
+    }
+  }
   Trainer again(cfg, true);  // resumed: the dump needs step 0
   CHECK_THROWS_WITH_AS(again.dump_steps(dump, 2), doctest::Contains("cannot be used with --resume"), Error);
   Trainer fresh_run(tiny(tmp_dir() + "/run_dump2", "c3"), false);
