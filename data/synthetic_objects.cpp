@@ -317,12 +317,11 @@ void draw_objects(Scene& s, Rng& r, Rng& rr, float rare) {
   std::vector<Object> objs;
   auto side_x = [&](float offset) { return s.c + (r.chance(0.5f) ? offset : -offset); };
   // Cars and people take ground space: a new one that would stand inside a car already
-  // placed (footprint 1.3 wide, 3.3 long, the largest car) is left out.
+  // placed (footprint 1.7 wide: the widest car, 1.3, with 0.2 of room either side; 3.3 long)
+  // is left out.
   auto inside_car = [&](float x, float z, float half_w, float len) {  // footprint [x +- half_w] x [z, z + len]
     for (const Object& o : objs)
-      if ((o.kind == 0 || o.kind == 4 || o.kind == 5) && std::abs(x - o.x) < 0.85f + half_w &&
-          z < o.z + (o.kind == 0 ? 3.3f : o.kind == 4 ? 6.5f : 9.f) && z + len > o.z)
-        return true;
+      if (o.kind == 0 && std::abs(x - o.x) < 0.85f + half_w && z < o.z + 3.3f && z + len > o.z) return true;
     return false;
   };
   for (int i = r.range(1, 6); i > 0; --i) {
@@ -343,7 +342,7 @@ void draw_objects(Scene& s, Rng& r, Rng& rr, float rare) {
     const float off = sd.verge > 0 ? s.r + sd.sw + sd.verge / 2 : s.r + std::max(0.15f, sd.sw - 0.25f);
     objs.push_back({4.f / r.uni(0.08f, 1), s.c + (k ? off : -off), 3});
   }
-  if (rare > 0) {  // big vehicles first, so that cars and people make room for them
+  if (rare > 0) {  // from here on draws come from rr only, so that rare = 0 leaves the scene as it was
     for (const auto& [kind, p] : {std::pair<int, float>{4, 0.25f}, {5, 0.15f}}) {
       if (!rr.chance(p * rare)) continue;
       const float z = 4.f / rr.uni(0.1f, 1), x = s.c + rr.uni(-s.r + 0.8f, s.r - 0.8f);
@@ -355,17 +354,17 @@ void draw_objects(Scene& s, Rng& r, Rng& rr, float rare) {
       const float off = kind == 6 ? s.r - 0.3f : s.r + 0.6f * s.side[k].sw;
       objs.push_back({3.f / rr.uni(0.08f, 1), s.c + (k ? off : -off), kind});
     }
-    // Cars and people standing inside a big vehicle placed above are left out.
-    std::vector<Object> kept;
-    for (const Object& o : objs) {
-      bool clash = false;
-      for (const Object& b : objs)
-        if (&b != &o && (b.kind == 4 || b.kind == 5) && (o.kind == 0 || o.kind == 1 || o.kind == 6) &&
-            std::abs(o.x - b.x) < 1.5f && o.z > b.z - 3.3f && o.z < b.z + (b.kind == 4 ? 6.5f : 9.f))
-          clash = true;
-      if (!clash) kept.push_back(o);
-    }
-    objs.swap(kept);
+    // Cars, people and cyclists standing inside a truck (at most 6.5 long) or a bus (9) are
+    // left out: the big vehicles take the road.
+    std::vector<Object> big;
+    for (const Object& o : objs)
+      if (o.kind == 4 || o.kind == 5) big.push_back(o);
+    auto inside_big = [&](const Object& o) {
+      for (const Object& b : big)
+        if (std::abs(o.x - b.x) < 1.5f && o.z > b.z - 3.3f && o.z < b.z + (b.kind == 4 ? 6.5f : 9.f)) return true;
+      return false;
+    };
+    std::erase_if(objs, [&](const Object& o) { return (o.kind == 0 || o.kind == 1 || o.kind == 6) && inside_big(o); });
     for (int k = 0; k < 2; ++k) {  // walls and fences stand behind every object: drawn first
       const float t = rr.uni();
       if (t < 0.3f * rare) draw_side_barrier(s, rr, k, false);

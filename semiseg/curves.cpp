@@ -1,7 +1,5 @@
 #include "semiseg/curves.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/image_io.h"
 #include "semiseg/metrics.h"
 
 namespace c3::semiseg {
@@ -234,15 +233,7 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
   std::string title = run_dirs.size() == 1 ? run_dirs[0] : "";
   for (size_t i = 0; i < run_dirs.size() && run_dirs.size() > 1; ++i) title += (i ? " vs " : "") + labels[i];
   const std::string svg = curves_svg(title, curve_panels(files, labels));
-  const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    f << svg;
-    C3_CHECK(f.good(), tmp, ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, out, ec);
-  C3_CHECK(!ec, out, ": cannot write (", ec.message(), ")");
+  data::write_file_atomic(out, std::vector<uint8_t>(svg.begin(), svg.end()));
 }
 
 }  // namespace c3::semiseg

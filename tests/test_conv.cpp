@@ -480,18 +480,19 @@ struct HostConv {
   }
 };
 
-// cuDNN on a real-size problem against direct sums at sampled positions (the first and last
-// element of each tensor and random ones): |gpu - ref| <= tol * sum |terms|.
-void check_gpu_conv_sampled(const Conv& c, double tol, uint64_t seed) {
+// conv2d on `dev` against direct sums at sampled positions (the first and last element of
+// each tensor and random ones): |got - ref| <= tol * sum |terms|. On the GPU for problems too
+// big for a whole reference (cuDNN at ResNet-101's shapes); on the CPU to check the sampler.
+void check_conv_sampled(const Conv& c, double tol, uint64_t seed, Device dev) {
   Generator gen(seed);
-  Tensor x = gen.uniform({c.N, c.H, c.W, c.C}, -1, 1, Device::cuda).set_requires_grad();
-  Tensor w = gen.uniform({c.K, c.kh, c.kw, c.C}, -1, 1, Device::cuda).set_requires_grad();
-  Tensor dy = gen.uniform({c.N, c.Ho(), c.Wo(), c.K}, -1, 1, Device::cuda);
+  Tensor x = gen.uniform({c.N, c.H, c.W, c.C}, -1, 1, dev).set_requires_grad();
+  Tensor w = gen.uniform({c.K, c.kh, c.kw, c.C}, -1, 1, dev).set_requires_grad();
+  Tensor dy = gen.uniform({c.N, c.Ho(), c.Wo(), c.K}, -1, 1, dev);
   Tensor y = conv2d(x, w, Tensor(), c.sh, c.sw, c.ph, c.pw, c.dh, c.dw);
   sum(mul(y, dy)).backward();
   const Tensor hx = x.cpu(), hw = w.cpu(), hdy = dy.cpu(), hy = y.cpu(), hdx = x.grad().cpu(), hdw = w.grad().cpu();
   const HostConv ref{c, hx.data<float>(), hw.data<float>(), hdy.data<float>()};
-  const std::string mode = conv_allow_tf32() ? " tf32" : " fp32";
+  const std::string mode = dev == Device::cpu ? " cpu" : conv_allow_tf32() ? " tf32" : " fp32";
   std::mt19937_64 rng(seed);
   auto check = [&](const char* name, const Tensor& got, const Shape& s, auto&& reference) {
     const int64_t n = got.numel();
@@ -524,18 +525,27 @@ const Conv kRealConvs[] = {
 };
 }  // namespace
 
+// The sampled reference itself, against the CPU convolution (checked above against the whole
+// direct convolution): strides, rectangular kernels, dilation and a padding larger than the
+// input (taps of dilation 24 on 9x13 land in the padding but for the centre). f32 sums of up
+// to 5 * 25 * 33 terms, blocked: 1e-5 of sum |terms|.
+TEST_CASE("conv: the sampled direct sums of the GPU check agree with the CPU convolution") {
+  for (const Conv& c : kGpuConvs) check_conv_sampled(c, 1e-5, 75, Device::cpu);
+  check_conv_sampled({2, 9, 13, 16, 5, 3, 3, 1, 1, 24, 24, 24, 24}, 1e-5, 76, Device::cpu);
+}
+
 GPU_TEST_CASE("conv: cuDNN at ResNet-101's real shapes (batch 32, 2048 channels, dilation 24) against direct sums") {
   // FP32: every product exact in double, the GPU's rounding over up to 2048 * 9 terms (1M for
   // the stem's weight gradient), Winograd/FFT transforms included: 1e-4 of sum |terms|.
   // TF32: each input rounded to 10 mantissa bits (up to 2 * 2^-11 relative per product):
   // 4e-3 of sum |terms|. Both estimates, first checked by make gpu-check.
   set_conv_allow_tf32(false);
-  for (const Conv& c : kRealConvs) check_gpu_conv_sampled(c, 1e-4, 71);
+  for (const Conv& c : kRealConvs) check_conv_sampled(c, 1e-4, 71, Device::cuda);
   set_conv_allow_tf32(true);
-  for (const Conv& c : kRealConvs) check_gpu_conv_sampled(c, 4e-3, 72);
+  for (const Conv& c : kRealConvs) check_conv_sampled(c, 4e-3, 72, Device::cuda);
   // Algorithms ranked by timing them (train.cudnn_benchmark) run and are right too.
   set_conv_benchmark(true);
-  check_gpu_conv_sampled(kRealConvs[2], 4e-3, 73);
-  check_gpu_conv_sampled(kRealConvs[4], 4e-3, 74);
+  check_conv_sampled(kRealConvs[2], 4e-3, 73, Device::cuda);
+  check_conv_sampled(kRealConvs[4], 4e-3, 74, Device::cuda);
   set_conv_benchmark(false);
 }

@@ -1,7 +1,6 @@
 // Training curves (semiseg/curves.h): the panels read from metrics.jsonl, the SVG's polylines
 // placed by their values, overlays of runs, and a bad file named in the error.
 #include <doctest/doctest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -13,18 +12,12 @@
 
 #include "core/error.h"
 #include "semiseg/curves.h"
+#include "tests/data_helpers.h"
 
 using namespace c3::semiseg;
 
 namespace {
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char buf[] = "/tmp/c3curvesXXXXXX";
-    path = ::mkdtemp(buf);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using c3test::TempDir;
 
 // A run folder whose metrics.jsonl holds warm-up lines, semi lines with DCRS lists, and two
 // evaluations.
@@ -104,7 +97,8 @@ TEST_CASE("curves: the SVG places each polyline by its values, overlays runs, an
   CHECK(pb[1].second < pa[1].second);
   CHECK(pa[0] == pb[0]);  // the same start, on the same axes
   CHECK(svg.find("DCRS threshold") == std::string::npos);  // per-class panels only for one run
-  CHECK_FALSE(std::filesystem::exists(out + ".tmp." + std::to_string(::getpid())));
+  for (const auto& e : std::filesystem::directory_iterator(t.path))  // no temporary left behind
+    CHECK_MESSAGE(e.path().filename().string().find(".tmp.") == std::string::npos, e.path());
   write_curves({a}, out);  // replaced, not appended
   std::ifstream g(out);
   const std::string one((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());

@@ -4,10 +4,8 @@
 // trainer steps twice with one seed. TF32 is off in the comparisons (FP32 both sides: only
 // the summation order differs). The tolerances are estimates not yet checked on a GPU: the
 // first make gpu-check run confirms or corrects them.
-#include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 
 #include "core/alloc.h"
@@ -19,6 +17,7 @@
 #include "semiseg/c3_step.h"
 #include "semiseg/config.h"
 #include "semiseg/trainer.h"
+#include "tests/data_helpers.h"
 #include "tests/helpers.h"
 #include "tests/step_helpers.h"
 
@@ -161,8 +160,8 @@ GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empti
 // with train.cudnn_deterministic (float atomics in a kernel would show here as differences;
 // scatter_add_rows adds with atomics, one per row, since the step's indices are distinct).
 GPU_TEST_CASE("gpu: trainer steps on the GPU are finite and repeat with the same seed") {
-  char buf[] = "/tmp/c3gpustepXXXXXX";
-  const std::string dir = ::mkdtemp(buf);
+  const c3test::TempDir tmp;
+  const std::string& dir = tmp.path;
   data::make_synthetic(dir + "/data", 3, 24, 4, 64, 128);
   std::vector<std::vector<double>> runs;
   for (int k = 0; k < 2; ++k) {
@@ -187,5 +186,4 @@ GPU_TEST_CASE("gpu: trainer steps on the GPU are finite and repeat with the same
     runs.push_back(losses);
   }
   for (size_t i = 0; i < runs[0].size(); ++i) CHECK_MESSAGE(runs[1][i] == runs[0][i], "step ", i + 1);
-  std::filesystem::remove_all(dir);
 }
