@@ -6,7 +6,7 @@
 #   make bench      the CPU benchmarks (kernel lab + emulated checks, whole step, PyTorch CPU rows)
 #   make bench-gpu  the GPU benchmarks (kernel lab, whole step, PyTorch GPU rows); results in bench/results/
 #   make twin-lockstep  replay our first 20 C3 steps in the PyTorch twin and compare (tools/torch_twin.py)
-#   make twin       ours and the PyTorch twin, supervised and C3, 4 and 125 labels, two seeds (about an hour)
+#   make twin       ours and the PyTorch twin, supervised and C3, the default (33) and 125 labels, two seeds (about 1.5 h)
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc;  MPI=0 without MPI (no data-parallel runs)
 #   make SANITIZE=1 test  the same tests under AddressSanitizer + UBSan (build-asan, CPU, emulated kernels)
 #   make gpu-check  on a GPU machine: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one report
@@ -14,12 +14,16 @@
 #   make fuzz       libFuzzer on the safetensors, image, config and split-list readers (FUZZ_SECONDS=30 each)
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
+#   make CUDA_ARCH="80 90"  the GPU architectures of the CUDA kernels (default; PTX of the last)
 
 DEPS_PREFIX ?=
 CXX         ?= g++
 NVCC        ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_HOME   ?= $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)),/usr/local/cuda)
 OPT         ?= -O2
+# GPU architectures the CUDA kernels are compiled for (sm_XX each), with PTX of the last one
+# for newer GPUs: 80 = A100, 90 = H100/H200. CUDA_ARCH=90 builds faster for one H100.
+CUDA_ARCH   ?= 80 90
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
 # SANITIZE=1: AddressSanitizer + UBSan over everything (CPU build, the emulated kernels
@@ -94,7 +98,8 @@ ifeq ($(CUDA),1)
   LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDNN_LIB) \
               -L$(NCCL_DIR) -Wl,-rpath,$(NCCL_DIR) $(if $(NCCL_LIB),-l:$(notdir $(NCCL_LIB)),-lnccl) -lcudnn -lcublas -lcudart
   NVCCFLAGS := -std=c++20 -O3 -I. $(DEP_INC) $(if $(CUDNN_INC),-I$(CUDNN_INC)) -MMD -MP --expt-relaxed-constexpr -lineinfo \
-               -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+               $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
                -Xcompiler -fopenmp,-Wall,-Wno-unknown-pragmas,-Wno-unused-parameter
 endif
 

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     auto model = model_from_checkpoint(argv[1], sets, cfg, nullptr, lab::has_flag(argc, argv, "--teacher"));
     model->eval();
     RunData d = load_run_data(cfg);
-    cfg.batch_labeled = 8;
+    cfg.train.batch_labeled = 8;
     make_labeled_loader(cfg, d, 0);
     NoGradGuard ng;
     Generator gen(123);
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("%s: pixel accuracy on %d batches of 8 labeled training crops (%dx%d)\n", argv[1], batches,
-                cfg.crop_h, cfg.crop_w);
+                cfg.data.crop.h, cfg.data.crop.w);
     std::printf("| distance to the box edge | share of pixels | clean crop | mixed image |\n|---|---|---|---|\n");
     for (int i = 0; i < 5; ++i)
       std::printf("| %s | %.1f%% | %.3f | %.3f |\n", names[i], 100.0 * clean_bin[i].n / clean.n, clean_bin[i].acc(),

@@ -97,20 +97,20 @@ struct Setup {
   int64_t ema_updates = 0;
 
   Setup(semiseg::Config c, Device d) : cfg(std::move(c)), dev(d) {
-    student = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
+    student = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);
     student->to(dev);
     student->train();
-    teacher = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);  // as the trainer: a copy, detached
+    teacher = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);  // as the trainer: a copy, detached
     teacher->to(dev);
     teacher->load_state_dict(student->state_dict());
     teacher->eval();
     for (const nn::NamedTensor& p : teacher->named_parameters()) *p.tensor = p.tensor->detach();
-    std::vector<nn::ParamGroup> groups = {{"backbone", student->backbone_parameters(), cfg.lr_backbone, 0},
-                                          {"head", student->head_parameters(), cfg.lr_head, 0}};
+    std::vector<nn::ParamGroup> groups = {{"backbone", student->backbone_parameters(), cfg.train.lr_backbone, 0},
+                                          {"head", student->head_parameters(), cfg.train.lr_head, 0}};
     opt = std::make_unique<nn::Adam>(groups);
     step = std::make_unique<semiseg::C3Step>(cfg, dev);
     Generator g(7);
-    const int64_t Bl = cfg.batch_labeled, Bu = cfg.batch_unlabeled, H = cfg.crop_h, W = cfg.crop_w;
+    const int64_t Bl = cfg.train.batch_labeled, Bu = cfg.train.batch_unlabeled, H = cfg.data.crop.h, W = cfg.data.crop.w;
     in.x_l = g.normal({Bl, H, W, 3}, 0, 1, dev), in.u_w = g.normal({Bu, H, W, 3}, 0, 1, dev);
     in.u_s = g.normal({Bu, H, W, 3}, 0, 1, dev);
     // Vertical bands of 4 classes per image, so every class present has more than 20 pixels
@@ -132,7 +132,7 @@ struct Setup {
     auto tbuf = teacher->named_buffers(), sbuf = student->named_buffers();
     for (size_t i = 0; i < tbuf.size(); ++i)
       if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
-    nn::ema_update(tp, sp, nn::ema_decay(ema_updates++, cfg.ema_max_decay));
+    nn::ema_update(tp, sp, nn::ema_decay(ema_updates++, cfg.train.ema_max_decay));
   }
   Tensor student_loss() {  // the student's forward over all Bl + Bu images, with L_sup
     Tensor x = concat({in.x_l, in.u_s}, 0);
@@ -146,7 +146,7 @@ struct Setup {
     NoGradGuard ng;
     nn::ResNetFeatures ft = teacher->features(in.u_w);
     Tensor p = softmax(teacher->upsample(teacher->classify(ft), in.u_w.dim(1), in.u_w.dim(2)));
-    if (cfg.contrast) Tensor e = l2_normalize(teacher->project(ft.layer4));
+    if (cfg.loss.contrast) Tensor e = l2_normalize(teacher->project(ft.layer4));
   }
 };
 
@@ -185,12 +185,12 @@ int main(int argc, char** argv) try {
     if (!crop.empty())
       ov.push_back("data.crop=[" + crop.substr(0, crop.find('x')) + "," + crop.substr(crop.find('x') + 1) + "]");
     semiseg::Config cfg = semiseg::load_config(config, ov);
-    const int64_t images = cfg.batch_labeled + cfg.batch_unlabeled;
+    const int64_t images = cfg.train.batch_labeled + cfg.train.batch_unlabeled;
     char desc[256];
     std::snprintf(desc, sizeof desc, "DeepLab-%s ResNet-%d width %.3g, OS%d, %s BN, %dx%d crops, %d classes",
                   cfg.model.head == nn::HeadKind::deeplab_v2 ? "v2" : "V3+", cfg.model.backbone.depth,
                   cfg.model.backbone.width, cfg.model.backbone.output_stride,
-                  cfg.model.backbone.frozen_bn ? "frozen" : "trainable", cfg.crop_h, cfg.crop_w,
+                  cfg.model.backbone.frozen_bn ? "frozen" : "trainable", cfg.data.crop.h, cfg.data.crop.w,
                   int(cfg.model.num_classes));
     model_desc = desc;
     std::printf("%s, batch %s (%s)\n", desc, b.c_str(), config.c_str());
@@ -200,7 +200,7 @@ int main(int argc, char** argv) try {
       // FLOPs: the full step's graph (student), and the teacher as the student's forward
       // FLOPs per image (same model) times the unlabeled images.
       Flops step_f = count_flops(s.c3_step(gen).loss), stud_f = count_flops(s.student_loss());
-      const double teacher_f = stud_f.fwd / double(images) * double(cfg.batch_unlabeled);
+      const double teacher_f = stud_f.fwd / double(images) * double(cfg.train.batch_unlabeled);
       s.opt->zero_grad();
       struct Phase {
         const char* name;
@@ -237,7 +237,7 @@ int main(int argc, char** argv) try {
         loss = Tensor();
         // Images through the phase: the unlabeled ones for the teacher, none for the optimizer.
         const bool opt_phase = p.flops == 0, teacher = std::string(p.name).rfind("teacher", 0) == 0;
-        const double peak = peak_bytes(dev), ips = double(teacher ? cfg.batch_unlabeled : images) / t.median;
+        const double peak = peak_bytes(dev), ips = double(teacher ? cfg.train.batch_unlabeled : images) / t.median;
         const double tf = p.flops / t.median / 1e12;
         std::printf("  %3s thr %-38s %9.2f ms  %7s img/s  %8.1f GFLOP  %6.3f TFLOP/s  peak %.2f GiB\n", ths.c_str(), p.name,
                     t.median * 1e3, opt_phase ? "-" : lab::fmt("%.1f", ips).c_str(), p.flops / 1e9, tf,

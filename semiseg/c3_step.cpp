@@ -52,11 +52,11 @@ Tensor feature_labels(const Tensor& y_l, const Tensor& pseudo, const Tensor& mas
 
 SamplerOptions sampler_options(const Config& c) {
   SamplerOptions o;
-  o.per_class = c.samples_per_class;
-  o.hard = c.samples_per_class / 2;
-  o.min_pixels = c.min_pixels;
-  o.skip_class0 = c.skip_class0;
-  o.hard_easy = c.hard_easy;
+  o.per_class = c.loss.samples_per_class;
+  o.hard = c.loss.samples_per_class / 2;
+  o.min_pixels = c.loss.min_pixels;
+  o.skip_class0 = c.loss.skip_class0;
+  o.hard_easy = c.loss.hard_easy;
   return o;
 }
 
@@ -70,7 +70,7 @@ Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, c
   Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
   AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
   if (draws) draws->insert(draws->end(), {{"anchor_index", s.index}, {"anchor_label", s.label}});
-  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.contrast_groups / dist::world_size(), N));
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.train.contrast_groups / dist::world_size(), N));
   Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
   auto idx = s.index.to_vector<int32_t>();
   auto lab = s.label.to_vector<int32_t>();
@@ -84,7 +84,7 @@ Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, c
     if (gi.size() < 2) continue;
     Tensor ti = Tensor::from_vector(gi, {int64_t(gi.size())}, z.device());
     Tensor l = contrastive_loss(gather_rows(zr, ti), gather_rows(cr, ti),
-                                Tensor::from_vector(gl, {int64_t(gl.size())}, z.device()), c.tau, c.tau_b);
+                                Tensor::from_vector(gl, {int64_t(gl.size())}, z.device()), c.loss.tau, c.loss.tau_b);
     total = total.defined() ? add(total, l) : l;
     ++used;
   }
@@ -121,8 +121,8 @@ Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W,
 C3Step::C3Step(const Config& cfg, Device device) : cfg_(cfg), device_(device) { reset_thresholds(); }
 
 void C3Step::reset_thresholds() {
-  dcrs_ = dcrs_init(cfg_.model.num_classes, cfg_.dcrs,
-                    cfg_.dcrs == DcrsMode::global ? cfg_.global_threshold : cfg_.dcrs_init, device_);
+  dcrs_ = dcrs_init(cfg_.model.num_classes, cfg_.dcrs.mode,
+                    cfg_.dcrs.mode == DcrsMode::global ? cfg_.dcrs.global_threshold : cfg_.dcrs.init, device_);
   thresholds = dcrs_.thresholds;
 }
 
@@ -142,12 +142,12 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
   out.sup = sup.item();
   out.loss = sup;
   // Warm-up: L_sup plus the contrastive loss on labeled pixels (no teacher yet).
-  if (cfg_.mode == TrainMode::c3 && cfg_.contrast && cfg_.w_con > 0) {
+  if (cfg_.train.mode == TrainMode::c3 && cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor z = l2_normalize(student.project(f.layer4));
     Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.con = con.item();
-    out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
+    out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   return out;
 }
@@ -165,16 +165,16 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     NoGradGuard ng;
     nn::ResNetFeatures ft = teacher.features(in.u_w);
     p_t = softmax(teacher.upsample(teacher.classify(ft), H, W));
-    if (cfg_.contrast) e_t = l2_normalize(teacher.project(ft.layer4));
+    if (cfg_.loss.contrast) e_t = l2_normalize(teacher.project(ft.layer4));
   }
-  std::vector<double> s = cfg_.dcrs_s_per_class.empty() ? std::vector<double>{cfg_.dcrs_s} : cfg_.dcrs_s_per_class;
-  DcrsResult dr = dcrs_update_all_ranks(p_t, dcrs_, s, cfg_.dcrs_momentum, true);  // same thresholds on every rank
+  std::vector<double> s = cfg_.dcrs.s_per_class.empty() ? std::vector<double>{cfg_.dcrs.s} : cfg_.dcrs.s_per_class;
+  DcrsResult dr = dcrs_update_all_ranks(p_t, dcrs_, s, cfg_.dcrs.momentum, true);  // same thresholds on every rank
   thresholds = dcrs_.thresholds;
 
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
   //    (loss.mix_labeled = false: only the unlabeled images are mixed, among themselves.)
-  const bool mix_all = cfg_.mix_labeled;
-  const Mixing mixing = mix_all ? draw_mixing(cfg_.cross_set, Bl, Bu, H, W, gen) : draw_mixing(true, 0, Bu, H, W, gen);
+  const bool mix_all = cfg_.loss.mix_labeled;
+  const Mixing mixing = mix_all ? draw_mixing(cfg_.loss.cross_set, Bl, Bu, H, W, gen) : draw_mixing(true, 0, Bu, H, W, gen);
   Tensor mixed = mix_all ? mixing.mix(concat({in.x_l, in.u_s}, 0)) : concat({in.x_l, mixing.mix(in.u_s)}, 0);
   // Back to per-source outputs in the original order, [labeled; unlabeled].
   auto unmix = [&](const Tensor& out) {
@@ -195,19 +195,19 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
 
   // 5. Losses, in the coordinates of the original images.
   Tensor sup = cross_entropy(logits_l, in.y_l);
-  Tensor mask = cfg_.dcrs == DcrsMode::off ? Tensor() : dr.mask;
+  Tensor mask = cfg_.dcrs.mode == DcrsMode::off ? Tensor() : dr.mask;
   Tensor cons = mul(soft_cross_entropy(logits_u, p_t, mask), 1.0 / double(C));
   out.sup = sup.item();
   out.cons = cons.item();
-  out.loss = add(sup, mul(cons, cfg_.w_cons * ramp_up(semi_step, cfg_.ramp_cons)));
-  if (cfg_.contrast && cfg_.w_con > 0) {
+  out.loss = add(sup, mul(cons, cfg_.loss.w_cons * ramp_up(semi_step, cfg_.loss.ramp_cons)));
+  if (cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor l4 = unmix(f.layer4);
     Tensor z = l2_normalize(student.project(l4));
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
-    Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
+    Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs.apply_to_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.con = con.item();
-    out.loss = add(out.loss, mul(con, cfg_.w_con * ramp_up(step, cfg_.ramp_con)));
+    out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   // Statistics for the log.
   {

@@ -3,34 +3,315 @@
 #include <cmath>
 #include <fstream>
 #include <cstdio>
+#include <cstring>
 #include <initializer_list>
+#include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 
 namespace c3::semiseg {
 using nlohmann::json;
 
-json default_config() {
-  return json::parse(R"({
-  "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": true,
-            "frozen_bn": true, "aspp_two_branches": false, "aspp_dilations": [], "num_classes": 19, "proj_dim": 256,
-            "aspp_channels": 256, "dropout": 0.1, "pretrained": "", "sync_bn": false},
-  "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372, "unlabeled_all": false,
-           "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512], "scales": [1.0], "rotate": 10,
-           "flip": 0.5, "workers": 2, "cache": false, "val_size": [512, 1024], "val_limit": 0,
-           "skip_bad_samples": false, "strong_jitter": true, "strong_randaugment": true},
-  "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
-            "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
-            "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
-            "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0,
-            "threads": 0, "cudnn_benchmark": false, "cudnn_deterministic": false},
-  "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
-           "samples_per_class": 20, "min_pixels": 20, "skip_class0": true, "contrast": true,
-           "hard_easy": true, "cross_set": true, "mix_labeled": true},
-  "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
-           "global_threshold": 0.95, "apply_to_contrast": true},
-  "output": {"dir": "runs/default", "vis_images": 4, "save_every_steps": 0, "save_every_minutes": 10}
-})");
+namespace {
+
+template <class E>
+using Names = std::initializer_list<std::pair<const char*, E>>;
+
+// ---- The table: every key once ---------------------------------------------------------------
+// number(key, member, default, lo, hi, doc): a number in [lo, hi] (inclusive; an integer member
+//   takes JSON integers only); flag: a boolean; text: a string; choice: one of the named values;
+//   numbers: a list, each element in [lo, hi]; size: [height, width], each in [lo, hi].
+// Upper bounds are where a value stops making sense or starts to exhaust the machine, not where
+// the method's protocol is. The visitors below make the defaults, read, write and list.
+template <class C, class V>
+void config_keys(C& c, V& v) {
+  auto& m = c.model;
+  v.choice("model.head", m.head, nn::HeadKind::deeplab_v2,
+           {{"deeplab_v2", nn::HeadKind::deeplab_v2}, {"deeplab_v3plus", nn::HeadKind::deeplab_v3plus}},
+           "the decoder: DeepLab-v2 (ASPP-v2, logits upsampled with align_corners) or DeepLabV3+");
+  v.number("model.depth", m.backbone.depth, 101, 18, 152, "ResNet depth: 18, 34, 50, 101 or 152");
+  v.number("model.width", m.backbone.width, 1.0, 0.0625, 4, "ResNet channel multiplier (1 = torchvision's)");
+  v.number("model.output_stride", m.backbone.output_stride, 8, 8, 32,
+           "8, 16 or 32: layer3/layer4 dilated instead of strided below 32");
+  v.flag("model.stride_on_1x1", m.backbone.stride_on_1x1, true,
+         "bottleneck stride on the first 1x1 conv (DeepLab-v2's reference), else on the 3x3");
+  v.flag("model.frozen_bn", m.backbone.frozen_bn, true, "BatchNorm in eval mode with its affine not trained");
+  v.flag("model.aspp_two_branches", m.aspp_two_branches, false,
+         "ASPP-v2 sums only its first two branches (a quirk of the reference code)");
+  v.numbers("model.aspp_dilations", m.aspp_dilations, {}, 1, 64,
+            "dilations of the ASPP's 3x3 branches; empty: the head's own (v2 6,12,18,24; v3+ 6,12,18)");
+  v.number("model.num_classes", m.num_classes, 19, 2, 254, "classes (labels are 8-bit and 255 is ignore)");
+  v.number("model.proj_dim", m.proj_dim, 256, 1, 4096, "width of the contrastive projection head's embeddings");
+  v.number("model.aspp_channels", m.aspp_channels, 256, 1, 4096, "DeepLabV3+: channels of the ASPP branches");
+  v.number("model.dropout", m.dropout, 0.1, 0, 0.99, "DeepLabV3+: dropout before the classifier");
+  v.text("model.pretrained", m.pretrained, "", "torchvision ResNet weights (safetensors) for the backbone, or empty");
+  v.flag("model.sync_bn", m.sync_bn, false, "trainable BatchNorm statistics over all ranks (SyncBN)");
+
+  auto& d = c.data;
+  v.text("data.root", d.root, "", "dataset folder (leftImg8bit/ and gtFine/, Cityscapes layout)");
+  v.text("data.train_list", d.train_list, "", "file listing the training images; empty: every image of train/");
+  v.text("data.val_list", d.val_list, "", "file listing the validation images; empty: every image of val/");
+  v.text("data.labeled_list", d.labeled_list, "", "file naming the labeled images; empty: a seeded random subset");
+  v.number("data.labeled_count", d.labeled_count, 372, 0, 1e8, "size of the random labeled subset");
+  v.flag("data.unlabeled_all", d.unlabeled_all, false,
+         "the unlabeled set is every training image, the labeled ones too (the all-labels setting)");
+  v.number("data.split_seed", d.split_seed, 0, 0, 1.8e19, "seed of the labeled subset");
+  v.size("data.base_size", d.base_size, {512, 1024}, 1, 16384, "training images resized to this before the crop");
+  v.size("data.crop", d.crop, {256, 512}, 1, 16384, "random crop of the training images");
+  v.numbers("data.scales", d.scales, {1.0}, 0.05, 8, "random rescale factors applied before the crop");
+  v.number("data.rotate", d.rotate, 10, 0, 180, "random rotation by an integer angle in [-rotate, rotate] degrees");
+  v.number("data.flip", d.flip, 0.5, 0, 1, "probability of a horizontal flip");
+  v.number("data.workers", d.workers, 2, 0, 256, "loader threads (0: load in the training thread)");
+  v.flag("data.cache", d.cache, false, "keep the decoded, base-resized images in memory after their first use");
+  v.size("data.val_size", d.val_size, {512, 1024}, 1, 16384, "validation images and labels resized to this");
+  v.number("data.val_limit", d.val_limit, 0, 0, 1e9, "evaluate on the first N validation images (0: all)");
+  v.flag("data.skip_bad_samples", d.skip_bad_samples, false,
+         "leave out or replace unreadable samples and count them, instead of stopping with an error");
+  v.flag("data.strong_jitter", d.strong_jitter, true, "strong view: colour jitter");
+  v.flag("data.strong_randaugment", d.strong_randaugment, true, "strong view: RandAugment (2 photometric ops, m 10)");
+
+  auto& t = c.train;
+  v.choice("train.mode", t.mode, TrainMode::c3, {{"c3", TrainMode::c3}, {"supervised", TrainMode::supervised}},
+           "c3: the semi-supervised method; supervised: labeled images only (the baseline)");
+  v.number("train.batch_labeled", t.batch_labeled, 4, 1, 4096, "labeled images per step (all ranks together)");
+  v.number("train.batch_unlabeled", t.batch_unlabeled, 4, 0, 4096, "unlabeled images per step (all ranks together)");
+  v.number("train.epochs", t.epochs, 100, 1, 1e6, "epochs of steps_per_epoch steps");
+  v.number("train.steps_per_epoch", t.steps_per_epoch, 250, 1, 1e7, "steps per epoch");
+  v.number("train.warmup_epochs", t.warmup_epochs, 9, 0, 1e6, "labeled-only epochs before the semi phase");
+  v.choice("train.optimizer", t.optimizer, Optimizer::adam, {{"adam", Optimizer::adam}, {"sgd", Optimizer::sgd}},
+           "Adam (0.9, 0.999, eps 1e-8) or SGD with momentum");
+  v.number("train.lr_head", t.lr_head, 1.2e-4, 0, 10, "learning rate of the heads (ASPP, decoder, projection)");
+  v.number("train.lr_backbone", t.lr_backbone, 1.2e-5, 0, 10, "learning rate of the backbone");
+  v.number("train.weight_decay", t.weight_decay, 0.0, 0, 1, "L2 weight decay");
+  v.number("train.momentum", t.momentum, 0.9, 0, 0.9999, "SGD momentum");
+  v.number("train.poly_power", t.poly_power, 0.9, 0, 100, "learning rates decay as (1 - step/total)^poly_power");
+  v.number("train.ema_max_decay", t.ema_max_decay, 0.99, 0, 1, "teacher EMA decay: min(1 - 1/(k+1), this)");
+  v.number("train.seed", t.seed, 0, 0, 1.8e19, "seed of the initial weights, the data order and every random draw");
+  v.number("train.eval_every_epochs", t.eval_every_epochs, 1, 1, 1e6, "evaluate and save every N epochs");
+  v.choice("train.device", t.device, std::string("auto"),
+           {{"auto", "auto"}, {"cpu", "cpu"}, {"cuda", "cuda"}}, "auto: the GPU when one is usable, else the CPU");
+  v.number("train.contrast_groups", t.contrast_groups, 1, 1, 4096,
+           "the contrastive loss per group of images (the reference: one group per GPU)");
+  v.number("train.dist_check_every", t.dist_check_every, 0, 0, 1e9,
+           "data-parallel: compare the ranks' parameter hashes every N steps (0: off)");
+  v.number("train.threads", t.threads, 0, 0, 1024, "CPU threads (OpenMP, OpenBLAS); 0: all cores or OMP_NUM_THREADS");
+  v.flag("train.cudnn_benchmark", t.cudnn_benchmark, false,
+         "cuDNN: rank convolution algorithms by timing them (cudnn.benchmark), not by heuristics");
+  v.flag("train.cudnn_deterministic", t.cudnn_deterministic, false,
+         "cuDNN: only algorithms whose results repeat exactly from run to run");
+
+  auto& l = c.loss;
+  v.number("loss.w_con", l.w_con, 0.1, 0, 1e6, "weight of the contrastive loss L_con");
+  v.number("loss.w_cons", l.w_cons, 50.0, 0, 1e6, "weight of the consistency loss L_cons");
+  v.number("loss.ramp_cons", l.ramp_cons, 4000, 0, 1e9, "steps of the L_cons ramp-up, from the start of the semi phase");
+  v.number("loss.ramp_con", l.ramp_con, 250, 0, 1e9, "steps of the L_con ramp-up, from step 0");
+  v.number("loss.tau", l.tau, 0.15, 1e-4, 100, "temperature of the contrastive similarities");
+  v.number("loss.tau_b", l.tau_b, 0.1, 1e-4, 100, "base temperature: L_con is scaled by tau / tau_b");
+  v.number("loss.samples_per_class", l.samples_per_class, 20, 1, 100000, "anchors per image and class (half hard)");
+  v.number("loss.min_pixels", l.min_pixels, 20, 0, 1e9, "a class is sampled in an image when it has more pixels");
+  v.flag("loss.skip_class0", l.skip_class0, true, "no anchors of class 0");
+  v.flag("loss.contrast", l.contrast, true, "use the contrastive loss at all");
+  v.flag("loss.hard_easy", l.hard_easy, true, "half the anchors mispredicted (hard), half right; else uniform");
+  v.flag("loss.cross_set", l.cross_set, true, "CutMix across the labeled and the unlabeled set; else within each");
+  v.flag("loss.mix_labeled", l.mix_labeled, true,
+         "the labeled images are mixed too; false: they go through the student un-mixed");
+
+  auto& r = c.dcrs;
+  v.choice("dcrs.mode", r.mode, DcrsMode::per_class,
+           {{"dcrs", DcrsMode::per_class}, {"global", DcrsMode::global}, {"off", DcrsMode::off}},
+           "per-class dynamic thresholds, one fixed threshold, or every pixel kept");
+  v.number("dcrs.s", r.s, 0.8, 0, 1, "each class keeps about this fraction of its pixels");
+  v.numbers("dcrs.s_per_class", r.s_per_class, {}, 0, 1, "s per class (one value per class), or empty: s for all");
+  v.number("dcrs.init", r.init, 0.9, 0, 1, "thresholds when the semi phase starts");
+  v.number("dcrs.momentum", r.momentum, 0.9, 0, 1, "thresholds move as thr = momentum thr + (1 - momentum) cur");
+  v.number("dcrs.global_threshold", r.global_threshold, 0.95, 0, 1, "the threshold of dcrs.mode=global");
+  v.flag("dcrs.apply_to_contrast", r.apply_to_contrast, true, "the mask also removes unlabeled pixels from L_con");
+
+  auto& o = c.output;
+  v.text("output.dir", o.dir, "runs/default", "the run folder");
+  v.number("output.vis_images", o.vis_images, 4, 0, 1000, "validation images drawn as predictions at each evaluation");
+  v.number("output.save_every_steps", o.save_every_steps, 0, 0, 1e9, "also write latest.safetensors every N steps (0: off)");
+  v.number("output.save_every_minutes", o.save_every_minutes, 10.0, 0, 1e6,
+           "also write latest.safetensors every N minutes (0: off)");
+}
+
+json& slot(json& j, const char* key) {  // "section.key" -> j[section][key]
+  const char* dot = std::strchr(key, '.');
+  return j[std::string(key, dot)][dot + 1];
+}
+std::string number_text(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.10g", x);
+  return b;
+}
+std::string range_text(double lo, double hi) { return "[" + number_text(lo) + ", " + number_text(hi) + "]"; }
+template <class E>
+std::string names_text(Names<E> names) {
+  std::string list;
+  size_t i = 0;
+  for (const auto& n : names) {
+    list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + std::string(n.first);
+    ++i;
+  }
+  return list;
+}
+
+// Each key at its default.
+struct SetDefaults {
+  template <class T>
+  void number(const char*, T& m, std::type_identity_t<T> def, double, double, const char*) { m = def; }
+  void flag(const char*, bool& m, bool def, const char*) { m = def; }
+  void text(const char*, std::string& m, const char* def, const char*) { m = def; }
+  template <class E>
+  void choice(const char*, E& m, std::type_identity_t<E> def, Names<std::type_identity_t<E>>, const char*) { m = def; }
+  template <class T>
+  void numbers(const char*, std::vector<T>& m, std::vector<std::type_identity_t<T>> def, double, double, const char*) {
+    m = def;
+  }
+  void size(const char*, Size2& m, Size2 def, double, double, const char*) { m = def; }
+};
+
+// Each key's value into a JSON document.
+struct ToJson {
+  json out = json::object();
+  template <class T>
+  void number(const char* k, const T& m, std::type_identity_t<T>, double, double, const char*) { slot(out, k) = m; }
+  void flag(const char* k, const bool& m, bool, const char*) { slot(out, k) = m; }
+  void text(const char* k, const std::string& m, const char*, const char*) { slot(out, k) = m; }
+  template <class E>
+  void choice(const char* k, const E& m, std::type_identity_t<E>, Names<std::type_identity_t<E>> names, const char*) {
+    for (const auto& n : names)
+      if (n.second == m) slot(out, k) = n.first;
+  }
+  template <class T>
+  void numbers(const char* k, const std::vector<T>& m, std::vector<std::type_identity_t<T>>, double, double, const char*) {
+    slot(out, k) = m;
+  }
+  void size(const char* k, const Size2& m, Size2, double, double, const char*) { slot(out, k) = {m.h, m.w}; }
+};
+
+// Each key read from a complete document, its type and range checked.
+struct FromJson {
+  const json& in;
+  const json& get(const char* key) const {
+    const char* dot = std::strchr(key, '.');
+    const std::string section(key, dot);
+    C3_CHECK(in.is_object() && in.contains(section) && in[section].is_object() && in[section].contains(dot + 1),
+             "config key '", key, "' is missing");
+    return in[section][dot + 1];
+  }
+  template <class T>
+  static T checked(const json& v, const std::string& key, double lo, double hi) {
+    if constexpr (std::is_integral_v<T>) {
+      C3_CHECK(v.is_number_integer(), "config key '", key, "': must be an integer in ", range_text(lo, hi), ", got ",
+               v.dump());
+    } else {
+      C3_CHECK(v.is_number(), "config key '", key, "': must be a number in ", range_text(lo, hi), ", got ", v.dump());
+    }
+    const double x = v.get<double>();
+    C3_CHECK(std::isfinite(x) && x >= lo && x <= hi, "config key '", key, "': must be in ", range_text(lo, hi),
+             ", got ", v.dump());
+    return v.get<T>();
+  }
+  template <class T>
+  void number(const char* k, T& m, std::type_identity_t<T>, double lo, double hi, const char*) { m = checked<T>(get(k), k, lo, hi); }
+  void flag(const char* k, bool& m, bool, const char*) {
+    const json& v = get(k);
+    C3_CHECK(v.is_boolean(), "config key '", k, "': must be true or false, got ", v.dump());
+    m = v;
+  }
+  void text(const char* k, std::string& m, const char*, const char*) {
+    const json& v = get(k);
+    C3_CHECK(v.is_string(), "config key '", k, "': must be a string, got ", v.dump());
+    m = v;
+  }
+  template <class E>
+  void choice(const char* k, E& m, std::type_identity_t<E>, Names<std::type_identity_t<E>> names, const char*) {
+    const json& v = get(k);
+    const std::string got = v.is_string() ? v.get<std::string>() : v.dump();
+    for (const auto& n : names)
+      if (v.is_string() && got == n.first) {
+        m = n.second;
+        return;
+      }
+    throw Error(std::string("config key '") + k + "': must be " + names_text(names) + ", got '" + got + "'");
+  }
+  template <class T>
+  void numbers(const char* k, std::vector<T>& m, std::vector<std::type_identity_t<T>>, double lo, double hi, const char*) {
+    const json& v = get(k);
+    C3_CHECK(v.is_array(), "config key '", k, "': must be a list of numbers in ", range_text(lo, hi), ", got ", v.dump());
+    m.clear();
+    for (size_t i = 0; i < v.size(); ++i) m.push_back(checked<T>(v[i], k + ("[" + std::to_string(i) + "]"), lo, hi));
+  }
+  void size(const char* k, Size2& m, Size2, double lo, double hi, const char*) {
+    const json& v = get(k);
+    C3_CHECK(v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer(), "config key '", k,
+             "': must be [height, width] with positive integers, got ", v.dump());
+    m.h = checked<int>(v[0], k + std::string("[0]"), lo, hi);
+    m.w = checked<int>(v[1], k + std::string("[1]"), lo, hi);
+  }
+};
+
+// `c3semiseg config --list`: each key with its default, allowed values and doc.
+struct Lister {
+  std::string out, section;
+  void line(const char* k, const json& def, const std::string& allowed, const char* doc) {
+    const std::string sec(k, std::strchr(k, '.'));
+    if (sec != section) out += (section.empty() ? "" : "\n") + sec + "\n";
+    section = sec;
+    char b[160];
+    std::snprintf(b, sizeof b, "  %-26s %-14s %-22s ", k, def.dump().c_str(), allowed.c_str());
+    out += b + std::string(doc) + "\n";
+  }
+  template <class T>
+  void number(const char* k, const T&, std::type_identity_t<T> def, double lo, double hi, const char* doc) {
+    line(k, def, range_text(lo, hi), doc);
+  }
+  void flag(const char* k, const bool&, bool def, const char* doc) { line(k, def, "true|false", doc); }
+  void text(const char* k, const std::string&, const char* def, const char* doc) { line(k, def, "a string", doc); }
+  template <class E>
+  void choice(const char* k, const E&, std::type_identity_t<E> def, Names<std::type_identity_t<E>> names, const char* doc) {
+    std::string list, name;
+    for (const auto& n : names) {
+      list += (list.empty() ? "" : "|") + std::string(n.first);
+      if (n.second == def) name = n.first;
+    }
+    line(k, name, list, doc);
+  }
+  template <class T>
+  void numbers(const char* k, const std::vector<T>&, std::vector<std::type_identity_t<T>> def, double lo, double hi, const char* doc) {
+    line(k, def, "list in " + range_text(lo, hi), doc);
+  }
+  void size(const char* k, const Size2&, Size2 def, double lo, double hi, const char* doc) {
+    line(k, json{def.h, def.w}, "[h, w] in " + range_text(lo, hi), doc);
+  }
+};
+
+void derive(Config& c) {  // settings that follow from others
+  c.model.align_corners = c.model.head == nn::HeadKind::deeplab_v2;
+}
+}  // namespace
+
+Config::Config() {
+  SetDefaults v;
+  config_keys(*this, v);
+  derive(*this);
+}
+
+json config_json(const Config& c) {
+  ToJson v;
+  config_keys(c, v);
+  return v.out;
+}
+
+json default_config() { return config_json(Config{}); }
+
+std::string config_list() {
+  const Config c;
+  Lister v;
+  config_keys(c, v);
+  return v.out;
 }
 
 namespace {
@@ -50,111 +331,6 @@ bool compatible(const json& want, const json& got) {
   return want.type() == got.type();
 }
 }  // namespace
-
-// The allowed range of every numeric setting, next to its default above: parse_config checks
-// each one (finite, inside [lo, hi]) before reading it, so that no value is cast, wrapped or
-// divided by silently. Upper bounds are where a value stops making sense or starts to exhaust
-// the machine, not where the method's protocol is. A test checks that every numeric key of
-// default_config() is here and that every default is inside its range.
-const std::vector<KeyRange>& config_ranges() {
-  static const std::vector<KeyRange> r = {
-      {"model.depth", 18, 152},  // 18, 34, 50, 101 or 152 (the model says which)
-      {"model.width", 0.0625, 4},
-      {"model.output_stride", 8, 32},
-      {"model.num_classes", 2, 254},  // labels are 8-bit and 255 is "ignore"
-      {"model.proj_dim", 1, 4096},
-      {"model.aspp_channels", 1, 4096},
-      {"model.dropout", 0, 0.99},
-      {"data.labeled_count", 0, 1e8},
-      {"data.split_seed", 0, 1.8e19},
-      {"data.rotate", 0, 180},
-      {"data.flip", 0, 1},
-      {"data.workers", 0, 256},
-      {"data.val_limit", 0, 1e9},
-      {"train.batch_labeled", 1, 4096},
-      {"train.batch_unlabeled", 0, 4096},
-      {"train.epochs", 1, 1e6},
-      {"train.steps_per_epoch", 1, 1e7},
-      {"train.warmup_epochs", 0, 1e6},
-      {"train.lr_head", 0, 10},
-      {"train.lr_backbone", 0, 10},
-      {"train.weight_decay", 0, 1},
-      {"train.momentum", 0, 0.9999},
-      {"train.poly_power", 0, 100},
-      {"train.ema_max_decay", 0, 1},
-      {"train.seed", 0, 1.8e19},
-      {"train.eval_every_epochs", 1, 1e6},
-      {"train.contrast_groups", 1, 4096},
-      {"train.dist_check_every", 0, 1e9},
-      {"train.threads", 0, 1024},
-      {"loss.w_con", 0, 1e6},
-      {"loss.w_cons", 0, 1e6},
-      {"loss.ramp_cons", 0, 1e9},
-      {"loss.ramp_con", 0, 1e9},
-      {"loss.tau", 1e-4, 100},
-      {"loss.tau_b", 1e-4, 100},
-      {"loss.samples_per_class", 1, 100000},
-      {"loss.min_pixels", 0, 1e9},
-      {"dcrs.s", 0, 1},
-      {"dcrs.init", 0, 1},
-      {"dcrs.momentum", 0, 1},
-      {"dcrs.global_threshold", 0, 1},
-      {"output.vis_images", 0, 1000},
-      {"output.save_every_steps", 0, 1e9},
-      {"output.save_every_minutes", 0, 1e6},
-      // The elements of array settings.
-      {"data.base_size[]", 1, 16384},
-      {"data.crop[]", 1, 16384},
-      {"data.val_size[]", 1, 16384},
-      {"data.scales[]", 0.05, 8},
-      {"model.aspp_dilations[]", 1, 64},
-      {"dcrs.s_per_class[]", 0, 1},
-  };
-  return r;
-}
-
-namespace {
-const json* find_key(const json& j, const std::string& dotted) {
-  const json* v = &j;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = dotted.find('.', start);
-    const std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (!v->is_object() || !v->contains(part)) return nullptr;
-    v = &(*v)[part];
-    if (dot == std::string::npos) return v;
-    start = dot + 1;
-  }
-}
-std::string number_text(double x) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.10g", x);
-  return b;
-}
-void check_range(const json& v, const KeyRange& r, const std::string& key) {
-  const std::string range = "[" + number_text(r.lo) + ", " + number_text(r.hi) + "]";
-  C3_CHECK(v.is_number(), "config key '", key, "': must be a number in ", range, ", got ", v.dump());
-  const double x = v.get<double>();
-  C3_CHECK(std::isfinite(x) && x >= r.lo && x <= r.hi, "config key '", key, "': must be in ", range, ", got ",
-           v.dump());
-}
-}  // namespace
-
-void check_ranges(const json& j) {
-  for (const KeyRange& r : config_ranges()) {
-    std::string key = r.key;
-    const bool elements = key.size() > 2 && key.compare(key.size() - 2, 2, "[]") == 0;
-    if (elements) key.resize(key.size() - 2);
-    const json* v = find_key(j, key);
-    if (v == nullptr) continue;  // a missing key is the merge's error, not ours
-    if (!elements) {
-      check_range(*v, r, key);
-      continue;
-    }
-    C3_CHECK(v->is_array(), "config key '", key, "': must be an array, got ", v->dump());
-    for (size_t i = 0; i < v->size(); ++i) check_range((*v)[i], r, key + "[" + std::to_string(i) + "]");
-  }
-}
 
 void check_depth(const json& j, const std::string& where, int max_depth) {
   // Iterative: a document nested 10^5 levels deep must not overflow the stack here either.
@@ -233,138 +409,26 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 }
 
 Config parse_config(const json& j) {
-  check_ranges(j);
   Config c;
-  c.json = j;
+  FromJson v{j};
+  config_keys(c, v);
+  derive(c);
+  // The rules between keys, and the numbers whose allowed values are not a range.
   auto bad = [](const std::string& key, const std::string& why) { return Error("config key '" + key + "': " + why); };
-  const json &m = j["model"], &d = j["data"], &t = j["train"], &l = j["loss"], &r = j["dcrs"], &o = j["output"];
-  // The position of a string setting among its allowed values; an error listing them otherwise.
-  auto choice = [&](const json& v, const std::string& key, std::initializer_list<const char*> names) {
-    const std::string got = v;
-    std::string list;
-    int i = 0;
-    for (const char* n : names) {
-      if (got == n) return i;
-      list += (i == 0 ? "" : i + 1 == int(names.size()) ? " or " : ", ") + std::string(n);
-      ++i;
-    }
-    throw bad(key, "must be " + list + ", got '" + got + "'");
-  };
-  const nn::HeadKind heads[] = {nn::HeadKind::deeplab_v2, nn::HeadKind::deeplab_v3plus};
-  c.model.head = heads[choice(m["head"], "model.head", {"deeplab_v2", "deeplab_v3plus"})];
-  c.model.backbone.depth = m["depth"];
-  if (c.model.backbone.depth != 18 && c.model.backbone.depth != 34 && c.model.backbone.depth != 50 &&
-      c.model.backbone.depth != 101 && c.model.backbone.depth != 152)
-    throw bad("model.depth", "must be 18, 34, 50, 101 or 152, got " + m["depth"].dump());
-  c.model.backbone.width = m["width"];
-  c.model.backbone.output_stride = m["output_stride"];
-  if (c.model.backbone.output_stride != 8 && c.model.backbone.output_stride != 16 && c.model.backbone.output_stride != 32)
-    throw bad("model.output_stride", "must be 8, 16 or 32, got " + m["output_stride"].dump());
-  c.model.backbone.stride_on_1x1 = m["stride_on_1x1"];
-  c.model.backbone.frozen_bn = m["frozen_bn"];
-  c.model.aspp_two_branches = m["aspp_two_branches"];
-  for (const json& v : m["aspp_dilations"]) {
-    if (!v.is_number_integer()) throw bad("model.aspp_dilations", "must list integers in 1..64, got " + v.dump());
-    c.model.aspp_dilations.push_back(int(v));
-  }
+  const int depth = c.model.backbone.depth, stride = c.model.backbone.output_stride;
+  if (depth != 18 && depth != 34 && depth != 50 && depth != 101 && depth != 152)
+    throw bad("model.depth", "must be 18, 34, 50, 101 or 152, got " + std::to_string(depth));
+  if (stride != 8 && stride != 16 && stride != 32)
+    throw bad("model.output_stride", "must be 8, 16 or 32, got " + std::to_string(stride));
   if (c.model.aspp_two_branches && c.model.aspp_dilations.size() == 1)
     throw bad("model.aspp_dilations", "model.aspp_two_branches needs at least two dilations");
-  c.model.num_classes = m["num_classes"];
-  c.model.proj_dim = m["proj_dim"];
-  c.model.aspp_channels = m["aspp_channels"];
-  c.model.dropout = m["dropout"];
-  c.model.align_corners = c.model.head == nn::HeadKind::deeplab_v2;
-  c.pretrained = m["pretrained"];
-  c.sync_bn = m["sync_bn"];
-  if (c.model.num_classes < 2 || c.model.num_classes > 254) throw bad("model.num_classes", "must be in 2..254");
-
-  c.data_root = d["root"];
-  c.train_list = d["train_list"];
-  c.val_list = d["val_list"];
-  c.labeled_list = d["labeled_list"];
-  c.labeled_count = d["labeled_count"];
-  c.unlabeled_all = d["unlabeled_all"];
-  c.split_seed = d["split_seed"];
-  auto pair = [&](const json& v, const char* key, int& a, int& b) {
-    if (!v.is_array() || v.size() != 2 || !v[0].is_number_integer() || !v[1].is_number_integer() || v[0] <= 0 || v[1] <= 0)
-      throw bad(key, "must be [height, width] with positive integers, got " + v.dump());
-    a = v[0];
-    b = v[1];
-  };
-  pair(d["base_size"], "data.base_size", c.base_h, c.base_w);
-  pair(d["crop"], "data.crop", c.crop_h, c.crop_w);
-  pair(d["val_size"], "data.val_size", c.val_h, c.val_w);
-  c.scales = d["scales"].get<std::vector<double>>();
-  if (c.scales.empty()) throw bad("data.scales", "must list at least one scale factor");
-  c.rotate = d["rotate"];
-  c.flip = d["flip"];
-  c.workers = d["workers"];
-  c.cache = d["cache"];
-  c.skip_bad = d["skip_bad_samples"];
-  c.strong_jitter = d["strong_jitter"];
-  c.strong_randaugment = d["strong_randaugment"];
-  c.val_limit = d["val_limit"];
-
-  const TrainMode modes[] = {TrainMode::c3, TrainMode::supervised};
-  c.mode = modes[choice(t["mode"], "train.mode", {"c3", "supervised"})];
-  c.batch_labeled = t["batch_labeled"];
-  c.batch_unlabeled = t["batch_unlabeled"];
-  if (c.batch_labeled < 1) throw bad("train.batch_labeled", "must be at least 1");
-  if (c.mode == TrainMode::c3 && c.batch_unlabeled < 1) throw bad("train.batch_unlabeled", "must be at least 1");
-  c.epochs = t["epochs"];
-  c.steps_per_epoch = t["steps_per_epoch"];
-  c.warmup_epochs = t["warmup_epochs"];
-  if (c.epochs < 1 || c.steps_per_epoch < 1) throw bad("train.epochs", "epochs and steps_per_epoch must be positive");
-  c.optimizer = t["optimizer"];
-  choice(t["optimizer"], "train.optimizer", {"adam", "sgd"});
-  c.lr_head = t["lr_head"];
-  c.lr_backbone = t["lr_backbone"];
-  c.weight_decay = t["weight_decay"];
-  c.momentum = t["momentum"];
-  c.poly_power = t["poly_power"];
-  c.ema_max_decay = t["ema_max_decay"];
-  c.seed = t["seed"];
-  c.eval_every_epochs = t["eval_every_epochs"];
-  c.device = t["device"];
-  choice(t["device"], "train.device", {"auto", "cpu", "cuda"});
-  c.contrast_groups = t["contrast_groups"];
-  c.dist_check_every = t["dist_check_every"];
-  if (c.dist_check_every < 0) throw bad("train.dist_check_every", "must be 0 (off) or a positive step count");
-  c.threads = t["threads"];
-  if (c.threads < 0) throw bad("train.threads", "must be 0 (all cores, or OMP_NUM_THREADS) or a thread count");
-  c.cudnn_benchmark = t["cudnn_benchmark"];
-  c.cudnn_deterministic = t["cudnn_deterministic"];
-
-  c.w_con = l["w_con"];
-  c.w_cons = l["w_cons"];
-  c.ramp_cons = l["ramp_cons"];
-  c.ramp_con = l["ramp_con"];
-  c.tau = l["tau"];
-  c.tau_b = l["tau_b"];
-  c.samples_per_class = l["samples_per_class"];
-  c.min_pixels = l["min_pixels"];
-  c.skip_class0 = l["skip_class0"];
-  c.contrast = l["contrast"];
-  c.hard_easy = l["hard_easy"];
-  c.cross_set = l["cross_set"];
-  c.mix_labeled = l["mix_labeled"];
-
-  const DcrsMode dcrs_modes[] = {DcrsMode::per_class, DcrsMode::global, DcrsMode::off};
-  c.dcrs = dcrs_modes[choice(r["mode"], "dcrs.mode", {"dcrs", "global", "off"})];
-  c.dcrs_s = r["s"];
-  c.dcrs_s_per_class = r["s_per_class"].get<std::vector<double>>();
-  if (!c.dcrs_s_per_class.empty() && int64_t(c.dcrs_s_per_class.size()) != c.model.num_classes)
+  if (c.data.scales.empty()) throw bad("data.scales", "must list at least one scale factor");
+  if (c.train.mode == TrainMode::c3 && c.train.batch_unlabeled < 1)
+    throw bad("train.batch_unlabeled", "must be at least 1 when train.mode is c3");
+  if (!c.dcrs.s_per_class.empty() && int64_t(c.dcrs.s_per_class.size()) != c.model.num_classes)
     throw bad("dcrs.s_per_class", "must be empty or list one value per class");
-  c.dcrs_init = r["init"];
-  c.dcrs_momentum = r["momentum"];
-  c.global_threshold = r["global_threshold"];
-  c.dcrs_contrast = r["apply_to_contrast"];
-  c.out_dir = o["dir"];
-  if (c.out_dir.empty() || c.out_dir.find_first_not_of('/') == std::string::npos)
-    throw bad("output.dir", "must name a folder for the run, not '" + c.out_dir + "'");
-  c.vis_images = o["vis_images"];
-  c.save_every_steps = o["save_every_steps"];
-  c.save_every_minutes = o["save_every_minutes"];
+  if (c.output.dir.find_first_not_of('/') == std::string::npos)
+    throw bad("output.dir", "must name a folder for the run, not '" + c.output.dir + "'");
   return c;
 }
 

@@ -27,7 +27,7 @@ std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, cons
   merge_checked(j, saved, path);
   for (const auto& s : sets) apply_override(j, s);
   cfg = parse_config(j);
-  auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.seed);
+  auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);
   const std::string prefix = teacher ? "teacher." : "student.";
   std::vector<std::pair<std::string, Tensor>> weights;
   for (auto& [n, t] : f.tensors)
@@ -146,7 +146,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
                                Config& cfg) {
   Tensor thr;
   auto model = model_from_checkpoint(path, sets, cfg, &thr, teacher);
-  const Device dev = cfg.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
+  const Device dev = cfg.train.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
   model->to(dev);
   RunData d;
   d.val = load_val_samples(cfg);
@@ -154,7 +154,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
   EvalOptions o;
   o.classes = int(cfg.model.num_classes);
   o.device = dev;
-  if (thr.defined() && cfg.mode == TrainMode::c3) o.thresholds = thr.to(dev);
+  if (thr.defined() && cfg.train.mode == TrainMode::c3) o.thresholds = thr.to(dev);
   return evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
 }
 

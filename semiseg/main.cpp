@@ -48,6 +48,7 @@ commands:
   run             the embedded default: synthetic data, a small model, C3, per-class table
   compare         run the supervised baseline and C3 with the same schedule; both tables
   plot            training curves of one or more run folders in one SVG picture
+  config          every config key with its default and doc (--list), or a merged config
 )";
 
 struct Args {
@@ -55,7 +56,7 @@ struct Args {
   std::string config, out, checkpoint, dump;
   int64_t dump_steps = 0, dump_state_steps = -1, dump_state_every = 0;
   std::vector<std::string> checkpoints;
-  bool resume = false, partial_resume = false, help = false, teacher = false;
+  bool resume = false, partial_resume = false, help = false, teacher = false, list = false;
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
   float lighting = 1.f, rare = 0.f, colour = 0.f;
@@ -88,6 +89,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--resume") a.resume = true;
     else if (s == "--resume-partial") a.resume = a.partial_resume = true;
     else if (s == "--teacher") a.teacher = true;
+    else if (s == "--list") a.list = true;
     else if (s == "--out") a.out = value();
     else if (s == "--dump") a.dump = value();
     else if (s == "--dump-steps") a.dump_steps = int_option(s, value(), 0, int64_t(1e9));
@@ -193,7 +195,7 @@ text files listing one image path per line.
   for (const auto& c : a.checkpoints) {
     Config cfg;
     models.push_back(model_from_checkpoint(c, a.sets, cfg, nullptr));
-    if (cfg.device == "cpu") dev = Device::cpu;
+    if (cfg.train.device == "cpu") dev = Device::cpu;
   }
   for (auto& m : models) m->to(dev);
   std::vector<std::string> images;
@@ -297,7 +299,7 @@ the next sample (the box outlined in white).
   data::Loader loader(lc, [lab](size_t i) { return data::load_sample(lab[i]); });
   data::Batch b;
   C3_CHECK(loader.next(b), "the loader produced no batch");
-  Generator gen(cfg.seed);
+  Generator gen(cfg.train.seed);
   const int64_t hw = int64_t(b.h) * b.w;
   std::vector<std::vector<data::Image>> rows;
   for (int64_t k = 0; k < b.size(); ++k) {
@@ -356,8 +358,8 @@ int cmd_run(const Args& a) {
 
 // Trains the baseline in a child process (output to <run>/train.log); returns its pid.
 pid_t train_in_child(const Config& cfg) {
-  std::filesystem::create_directories(cfg.out_dir);
-  const std::string log = cfg.out_dir + "/train.log";
+  std::filesystem::create_directories(cfg.output.dir);
+  const std::string log = cfg.output.dir + "/train.log";
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = ::fork();
@@ -379,7 +381,7 @@ pid_t train_in_child(const Config& cfg) {
 // The last evaluation of a finished run, from its latest checkpoint.
 IoUResult evaluate_latest(const Config& run, const std::vector<std::string>& sets) {
   Config cfg;
-  return evaluate_checkpoint(run.out_dir + "/latest.safetensors", sets, false, cfg).plain;
+  return evaluate_checkpoint(run.output.dir + "/latest.safetensors", sets, false, cfg).plain;
 }
 
 int cmd_plot(const Args& a) {
@@ -408,13 +410,13 @@ int cmd_compare(const Args& a) {
   }
   ensure_synthetic();
   const Config sup = default_run_config("supervised", a.sets), c3 = default_run_config("c3", a.sets);
-  const bool side_by_side = sup.threads == 1 && std::thread::hardware_concurrency() >= 2 &&
-                            (sup.device == "cpu" || !cuda_available());
+  const bool side_by_side = sup.train.threads == 1 && std::thread::hardware_concurrency() >= 2 &&
+                            (sup.train.device == "cpu" || !cuda_available());
   std::vector<std::pair<std::string, IoUResult>> rows;
   if (side_by_side) {
     const pid_t pid = train_in_child(sup);
     std::printf("supervised baseline: training in a second process (pid %d), log %s/train.log\n", int(pid),
-                sup.out_dir.c_str());
+                sup.output.dir.c_str());
     Trainer t(c3, false);
     TrainResult r = t.run();
     int status = 0;
@@ -422,7 +424,7 @@ int cmd_compare(const Args& a) {
     ::waitpid(pid, &status, 0);
     if (r.interrupted) return 130;
     C3_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "compare: the supervised baseline failed; see ",
-             sup.out_dir, "/train.log");
+             sup.output.dir, "/train.log");
     rows.push_back({"supervised", evaluate_latest(sup, a.sets)});
     rows.push_back({"c3", r.last});
   } else {
@@ -438,7 +440,7 @@ int cmd_compare(const Args& a) {
               iou_table_terminal(names, rows).c_str());
   ::mkdir("runs", 0755);
   std::ofstream("runs/compare.md") << iou_table_markdown(names, rows);
-  write_curves({sup.out_dir, c3.out_dir}, "runs/compare.svg");
+  write_curves({sup.output.dir, c3.output.dir}, "runs/compare.svg");
   std::printf("table written to runs/compare.md, curves of both runs to runs/compare.svg\n");
   const double gap = 100.0 * (rows[1].second.miou - rows[0].second.miou);
   std::printf("C3 - supervised: %+.1f mIoU%s\n", gap,
@@ -456,6 +458,26 @@ static void ensure_passive_omp_wait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+}
+
+int cmd_config(const Args& a) {
+  if (a.help || !a.positional.empty()) {
+    std::printf(R"(usage: c3semiseg config --list
+       c3semiseg config [--config FILE] [--set section.key=value ...]
+
+--list: every config key, its default, its allowed values and what it does.
+Otherwise: the complete config that `train` would run with these options (the defaults with
+the file and the overrides merged onto them, every value checked), as JSON.
+)");
+    return a.help ? 0 : 2;
+  }
+  if (a.list) {
+    C3_CHECK(a.config.empty() && a.sets.empty(), "config --list lists the defaults; it takes no --config or --set");
+    std::printf("%s", config_list().c_str());
+    return 0;
+  }
+  std::printf("%s\n", config_json(load_config(a.config, a.sets)).dump(2).c_str());
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -482,6 +504,7 @@ int main(int argc, char** argv) {
     if (cmd == "show-batch") return cmd_show_batch(a);
     if (cmd == "compare") return cmd_compare(a);
     if (cmd == "plot") return cmd_plot(a);
+    if (cmd == "config") return cmd_config(a);
     std::fprintf(stderr, "c3semiseg: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

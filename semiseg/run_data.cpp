@@ -9,44 +9,45 @@ namespace {
 std::vector<data::Sample> samples_for(const Config& cfg, const std::string& list, const std::string& split,
                                       data::LoadStats* stats) {
   data::LoadOptions opt;
-  if (cfg.skip_bad) opt.on_missing = data::OnMissing::skip;
-  if (!list.empty()) return data::load_split_list(list, cfg.data_root, opt, stats);
-  C3_CHECK(!cfg.data_root.empty(), "config: set data.root (a Cityscapes-layout folder) or data.", split, "_list");
-  return data::load_cityscapes(cfg.data_root, split, opt, stats);
+  if (cfg.data.skip_bad_samples) opt.on_missing = data::OnMissing::skip;
+  if (!list.empty()) return data::load_split_list(list, cfg.data.root, opt, stats);
+  C3_CHECK(!cfg.data.root.empty(), "config: set data.root (a Cityscapes-layout folder) or data.", split, "_list");
+  return data::load_cityscapes(cfg.data.root, split, opt, stats);
 }
 
 data::AugmentConfig augment_for(const Config& cfg) {
   data::AugmentConfig a;
-  a.base_h = cfg.base_h;
-  a.base_w = cfg.base_w;
-  a.crop_h = cfg.crop_h;
-  a.crop_w = cfg.crop_w;
-  a.scales = cfg.scales;
-  a.rotate_max = cfg.rotate;
-  a.flip_p = cfg.flip;
-  a.jitter = cfg.strong_jitter;
-  a.randaugment = cfg.strong_randaugment;
+  a.base_h = cfg.data.base_size.h;
+  a.base_w = cfg.data.base_size.w;
+  a.crop_h = cfg.data.crop.h;
+  a.crop_w = cfg.data.crop.w;
+  a.scales = cfg.data.scales;
+  a.rotate_max = cfg.data.rotate;
+  a.flip_p = cfg.data.flip;
+  a.jitter = cfg.data.strong_jitter;
+  a.randaugment = cfg.data.strong_randaugment;
   return a;
 }
 }  // namespace
 
 std::vector<data::Sample> load_val_samples(const Config& cfg, data::LoadStats* stats) {
-  std::vector<data::Sample> val = samples_for(cfg, cfg.val_list, "val", stats);
-  if (cfg.val_limit > 0 && int64_t(val.size()) > cfg.val_limit) val.resize(size_t(cfg.val_limit));
+  std::vector<data::Sample> val = samples_for(cfg, cfg.data.val_list, "val", stats);
+  if (cfg.data.val_limit > 0 && int64_t(val.size()) > cfg.data.val_limit) val.resize(size_t(cfg.data.val_limit));
   return val;
 }
 
 RunData load_run_data(const Config& cfg) {
   RunData d;
-  std::vector<data::Sample> train = samples_for(cfg, cfg.train_list, "train", &d.listing);
-  C3_CHECK(!train.empty(), "no training samples found (data.root = '", cfg.data_root, "')");
-  data::LabeledSplit split = cfg.labeled_list.empty() ? data::split_labeled(train, cfg.labeled_count, cfg.split_seed)
-                                                      : data::split_labeled_from_list(train, cfg.labeled_list, cfg.data_root);
+  std::vector<data::Sample> train = samples_for(cfg, cfg.data.train_list, "train", &d.listing);
+  C3_CHECK(!train.empty(), "no training samples found (data.root = '", cfg.data.root, "')");
+  const DataConfig& dc = cfg.data;
+  data::LabeledSplit split = dc.labeled_list.empty() ? data::split_labeled(train, dc.labeled_count, dc.split_seed)
+                                                     : data::split_labeled_from_list(train, dc.labeled_list, dc.root);
   d.labeled = std::move(split.labeled);
-  d.unlabeled = cfg.unlabeled_all ? train : std::move(split.unlabeled);
+  d.unlabeled = cfg.data.unlabeled_all ? train : std::move(split.unlabeled);
   d.val = load_val_samples(cfg, &d.listing);
-  C3_CHECK(!d.labeled.empty(), "the labeled subset is empty (data.labeled_count = ", cfg.labeled_count, ")");
-  C3_CHECK(cfg.mode == TrainMode::supervised || !d.unlabeled.empty(),
+  C3_CHECK(!d.labeled.empty(), "the labeled subset is empty (data.labeled_count = ", cfg.data.labeled_count, ")");
+  C3_CHECK(cfg.train.mode == TrainMode::supervised || !d.unlabeled.empty(),
            "C3 training needs unlabeled images, but every training image is labeled");
   return d;
 }
@@ -54,19 +55,19 @@ RunData load_run_data(const Config& cfg) {
 namespace {
 data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
   data::LoaderConfig lc;
-  lc.batch_size = cfg.batch_labeled;
+  lc.batch_size = cfg.train.batch_labeled;
   lc.sampling = data::Sampling::with_replacement;  // the reference protocol: a fixed number of draws
-  lc.samples_per_epoch = size_t(cfg.steps_per_epoch) * size_t(cfg.batch_labeled);
-  lc.workers = cfg.workers;
-  lc.cache = cfg.cache;
-  lc.seed = cfg.seed;
+  lc.samples_per_epoch = size_t(cfg.train.steps_per_epoch) * size_t(cfg.train.batch_labeled);
+  lc.workers = cfg.data.workers;
+  lc.cache = cfg.data.cache;
+  lc.seed = cfg.train.seed;
   lc.stream = 1;
   lc.first_epoch = epoch;
   lc.augment = augment_for(cfg);
   lc.shard = dist::rank();  // data-parallel: this rank's part of the global batch
   lc.shards = dist::world_size();
-  lc.skip_bad = cfg.skip_bad;
-  lc.pinned = cfg.device != "cpu" && cuda_available();  // batches go to the GPU: DMA from pinned memory
+  lc.skip_bad = cfg.data.skip_bad_samples;
+  lc.pinned = cfg.train.device != "cpu" && cuda_available();  // batches go to the GPU: DMA from pinned memory
   return lc;
 }
 }  // namespace
@@ -82,8 +83,8 @@ void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
 void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
   data::LoaderConfig lc = train_loader_config(cfg, epoch);
   lc.dataset_size = d.unlabeled.size();
-  lc.batch_size = cfg.batch_unlabeled;
-  lc.samples_per_epoch = size_t(cfg.steps_per_epoch) * size_t(cfg.batch_unlabeled);
+  lc.batch_size = cfg.train.batch_unlabeled;
+  lc.samples_per_epoch = size_t(cfg.train.steps_per_epoch) * size_t(cfg.train.batch_unlabeled);
   lc.stream = 2;
   lc.labels = false;
   lc.strong = true;
@@ -107,17 +108,17 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
   lc.batch_size = 1;
   lc.sampling = data::Sampling::sequential;
   lc.drop_last = false;
-  lc.workers = cfg.workers;
+  lc.workers = cfg.data.workers;
   lc.num_epochs = 1;
   lc.augment = data::AugmentConfig{};
-  lc.augment.base_h = cfg.val_h;
-  lc.augment.base_w = cfg.val_w;
+  lc.augment.base_h = cfg.data.val_size.h;
+  lc.augment.base_w = cfg.data.val_size.w;
   lc.augment.crop_h = 0;
   lc.augment.crop_w = 0;
   lc.augment.scales = {1.0};
   lc.augment.rotate_max = 0;
   lc.augment.flip_p = 0;
-  lc.pinned = cfg.device != "cpu" && cuda_available();
+  lc.pinned = cfg.train.device != "cpu" && cuda_available();
   const int nc = int(cfg.model.num_classes);
   return std::make_unique<data::Loader>(lc, [val, nc](size_t i) { return data::load_sample(val[i], nc); });
 }

@@ -115,24 +115,24 @@ void install_stop_handlers() {
 }
 
 Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
-    : cfg_(std::move(cfg)), device_((dist::init(), pick_device(cfg_.device))), dir_(cfg_.out_dir), main_(dist::is_main()) {
+    : cfg_(std::move(cfg)), device_((dist::init(), pick_device(cfg_.train.device))), dir_(cfg_.output.dir), main_(dist::is_main()) {
   const int world = dist::world_size();
-  C3_CHECK(cfg_.batch_labeled % world == 0 && (cfg_.mode == TrainMode::supervised || cfg_.batch_unlabeled % world == 0),
-           "train.batch_labeled (", cfg_.batch_labeled, ") and train.batch_unlabeled (", cfg_.batch_unlabeled,
+  C3_CHECK(cfg_.train.batch_labeled % world == 0 && (cfg_.train.mode == TrainMode::supervised || cfg_.train.batch_unlabeled % world == 0),
+           "train.batch_labeled (", cfg_.train.batch_labeled, ") and train.batch_unlabeled (", cfg_.train.batch_unlabeled,
            ") are the global batch: each must divide by the ", world, " ranks");
   if (main_) mkdirs(dir_ + "/vis");
-  if (cfg_.threads > 0) kernels::cpu::set_threads(cfg_.threads);
-  set_conv_benchmark(cfg_.cudnn_benchmark);
-  set_conv_deterministic(cfg_.cudnn_deterministic);
+  if (cfg_.train.threads > 0) kernels::cpu::set_threads(cfg_.train.threads);
+  set_conv_benchmark(cfg_.train.cudnn_benchmark);
+  set_conv_deterministic(cfg_.train.cudnn_deterministic);
   data_ = load_run_data(cfg_);
-  student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
-  if (!cfg_.pretrained.empty()) student_->backbone->load_pretrained(cfg_.pretrained);
+  student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
+  if (!cfg_.model.pretrained.empty()) student_->backbone->load_pretrained(cfg_.model.pretrained);
   student_->to(device_);
-  if (cfg_.sync_bn) nn::set_sync_batch_norm(*student_, true);
-  std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.lr_backbone, cfg_.weight_decay},
-                                        {"head", student_->head_parameters(), cfg_.lr_head, cfg_.weight_decay}};
-  if (cfg_.optimizer == "adam") opt_ = std::make_unique<nn::Adam>(groups);
-  else opt_ = std::make_unique<nn::SGD>(groups, cfg_.momentum);
+  if (cfg_.model.sync_bn) nn::set_sync_batch_norm(*student_, true);
+  std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.train.lr_backbone, cfg_.train.weight_decay},
+                                        {"head", student_->head_parameters(), cfg_.train.lr_head, cfg_.train.weight_decay}};
+  if (cfg_.train.optimizer == Optimizer::adam) opt_ = std::make_unique<nn::Adam>(groups);
+  else opt_ = std::make_unique<nn::SGD>(groups, cfg_.train.momentum);
   step_ = std::make_unique<C3Step>(cfg_, device_);
   const std::string latest = dir_ + "/latest.safetensors";
   if (resume) {
@@ -144,10 +144,10 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   if (!main_) return;  // what follows prints and writes files: rank 0 only
   remove_stale_temporaries(dir_);
   truncate_metrics(dir_ + "/metrics.jsonl", start_step_);
-  std::ofstream(dir_ + "/config.json") << cfg_.json.dump(2) << "\n";
+  std::ofstream(dir_ + "/config.json") << config_json(cfg_).dump(2) << "\n";
   write_labeled_list(dir_ + "/labeled.txt");
   if (world > 1) std::printf("data-parallel: %d ranks, %d + %d images per rank and step\n", world,
-                             cfg_.batch_labeled / world, cfg_.batch_unlabeled / world);
+                             cfg_.train.batch_labeled / world, cfg_.train.batch_unlabeled / world);
   std::printf("run folder %s | device %s | %zu labeled, %zu unlabeled, %zu val images | %lld parameters\n",
               dir_.c_str(), device_name(device_), data_.labeled.size(), data_.unlabeled.size(), data_.val.size(),
               (long long)student_->num_parameters());
@@ -169,7 +169,7 @@ static std::string skip_report(const RunData& d) {
 
 void Trainer::start_semi_phase() {
   // The teacher starts as a copy of the student (METHOD.md), then follows it by EMA.
-  teacher_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.seed);
+  teacher_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   teacher_->to(device_);
   teacher_->load_state_dict(student_->state_dict());
   teacher_->eval();
@@ -214,7 +214,7 @@ void Trainer::save_checkpoint(const std::string& path, int64_t step) {
                                              {"ema_updates", std::to_string(ema_updates_)},
                                              {"best_miou", std::to_string(best_miou_)},
                                              {"best_step", std::to_string(best_step_)},
-                                             {"config", cfg_.json.dump()}};
+                                             {"config", config_json(cfg_).dump()}};
   nn::save_safetensors(path, all, meta);
 }
 
@@ -250,7 +250,7 @@ int64_t Trainer::load_checkpoint(const std::string& path, bool partial) {
   const Tensor* thresholds = f.find("dcrs.thresholds");
   // What a checkpoint at this step must hold; without it the run would go on from re-made
   // state (a fresh teacher, zero Adam moments, initial thresholds) without a word.
-  const int64_t warm = cfg_.mode == TrainMode::c3 ? cfg_.warmup_epochs * cfg_.steps_per_epoch : -1;
+  const int64_t warm = cfg_.train.mode == TrainMode::c3 ? cfg_.train.warmup_epochs * cfg_.train.steps_per_epoch : -1;
   std::vector<std::string> missing;
   if (student.empty()) missing.push_back("the student (student.*)");
   if (opt_steps > 0 && optim.empty()) missing.push_back("the optimizer state (optim.*)");
@@ -306,7 +306,7 @@ void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_st
   step_->keep_draws = steps > 0;
   mkdirs(dir);
   write_labeled_list(dir + "/labeled.txt");
-  nn::save_safetensors(dir + "/init.safetensors", student_->state_dict(), {{"config", cfg_.json.dump()}});
+  nn::save_safetensors(dir + "/init.safetensors", student_->state_dict(), {{"config", config_json(cfg_).dump()}});
 }
 
 void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* ub, const StepOutput& out,
@@ -352,9 +352,9 @@ Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis
   EvalOptions o;
   o.classes = int(cfg_.model.num_classes);
   o.device = device_;
-  o.vis_images = cfg_.vis_images;
+  o.vis_images = cfg_.output.vis_images;
   o.vis_path = main_ ? vis_path : "";
-  o.thresholds = cfg_.mode == TrainMode::c3 ? step_->thresholds : Tensor();
+  o.thresholds = cfg_.train.mode == TrainMode::c3 ? step_->thresholds : Tensor();
   auto loader = make_val_loader(cfg_, data_);
   EvalResult r = evaluate_model(model, *loader, o);
   return {r.plain, r.star};
@@ -362,8 +362,8 @@ Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis
 
 TrainResult Trainer::run(int64_t stop_at_step) {
   install_stop_handlers();
-  const int64_t spe = cfg_.steps_per_epoch, total = cfg_.total_steps();
-  const int64_t warm = cfg_.mode == TrainMode::c3 ? std::min(total, cfg_.warmup_epochs * spe) : total;
+  const int64_t spe = cfg_.train.steps_per_epoch, total = cfg_.train.total_steps();
+  const int64_t warm = cfg_.train.mode == TrainMode::c3 ? std::min(total, cfg_.train.warmup_epochs * spe) : total;
   const bool tty = ::isatty(STDOUT_FILENO);
   TrainResult res;
   res.run_dir = dir_;
@@ -379,11 +379,11 @@ TrainResult Trainer::run(int64_t stop_at_step) {
   make_labeled_loader(cfg_, data_, start_step_ / spe);
   data::Batch lb, ub;
   for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(lb);  // resume mid-epoch
-  if (start_step_ >= warm && cfg_.mode == TrainMode::c3) {
+  if (start_step_ >= warm && cfg_.train.mode == TrainMode::c3) {
     make_unlabeled_loader(cfg_, data_, (start_step_ - warm) / spe);
     for (int64_t s = 0; s < (start_step_ - warm) % spe; ++s) data_.unlabeled_loader->next(ub);
   }
-  nn::PolySchedule sched{total, cfg_.poly_power, 0, 0};
+  nn::PolySchedule sched{total, cfg_.train.poly_power, 0, 0};
   auto t0 = Clock::now(), last_save = t0;
   int64_t images = 0;
   const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
@@ -408,7 +408,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       in.u_s = to_input(ub.strong, ub.size(), ub.h, ub.w, device_);
     }
     // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
-    Generator gen(cfg_.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
+    Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
     opt_->set_lr_factor(sched.factor(step));
     StepOutput out;
     try {
@@ -418,9 +418,9 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       out.loss.backward();
     } catch (const Error& e) {
       if (std::string(e.what()).find("out of memory") != std::string::npos)
-        throw Error(std::string(e.what()) + " (batch " + std::to_string(cfg_.batch_labeled) + "+" +
-                    std::to_string(cfg_.batch_unlabeled) + ", crop " + std::to_string(cfg_.crop_h) + "x" +
-                    std::to_string(cfg_.crop_w) + ": lower train.batch_* or data.crop)");
+        throw Error(std::string(e.what()) + " (batch " + std::to_string(cfg_.train.batch_labeled) + "+" +
+                    std::to_string(cfg_.train.batch_unlabeled) + ", crop " + std::to_string(cfg_.data.crop.h) + "x" +
+                    std::to_string(cfg_.data.crop.w) + ": lower train.batch_* or data.crop)");
       throw;
     }
     double loss = out.loss.item();
@@ -440,14 +440,14 @@ TrainResult Trainer::run(int64_t stop_at_step) {
                   std::to_string(out.sup) + ", cons " + std::to_string(out.cons) + ", con " + std::to_string(out.con) +
                   "); the last good checkpoint is " + dir_ + "/latest.safetensors");
     opt_->step();
-    if (world > 1 && !cfg_.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
+    if (world > 1 && !cfg_.model.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
       std::vector<Tensor> bufs;
       for (const nn::NamedTensor& b : student_->named_buffers()) bufs.push_back(*b.tensor);
       dist::broadcast_packed(bufs, 0);
     }
     if (semi) {
       NoGradGuard ng;
-      const double decay = nn::ema_decay(ema_updates_++, cfg_.ema_max_decay);
+      const double decay = nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay);
       std::vector<Tensor> tp, sp;
       auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
       for (size_t i = 0; i < tpar.size(); ++i) { tp.push_back(*tpar[i].tensor); sp.push_back(*spar[i].tensor); }
@@ -458,7 +458,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     }
     if (step < dump_steps_) dump_step(step, lb, semi ? &ub : nullptr, out, loss, sched.factor(step));
     images += (lb.size() + (semi ? ub.size() : 0)) * world;
-    if (world > 1 && cfg_.dist_check_every > 0 && (step + 1) % cfg_.dist_check_every == 0) check_ranks_agree(step + 1);
+    if (world > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0) check_ranks_agree(step + 1);
     const bool last = step + 1 == total;
     if (main_ && ((step + 1) % log_every == 0 || last)) {
       const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -474,7 +474,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       nlohmann::json j = {{"step", step + 1}, {"epoch", step / spe}, {"loss", loss}, {"sup", out.sup},
                           {"cons", out.cons}, {"con", out.con}, {"kept", out.kept}, {"lr_head", opt_->lr(1)},
                           {"lr_backbone", opt_->lr(0)}, {"images_per_s", ips}, {"phase", semi ? "semi" : "warmup"}};
-      if (cfg_.skip_bad) j["skipped_samples"] = data_.skipped();
+      if (cfg_.data.skip_bad_samples) j["skipped_samples"] = data_.skipped();
       if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
       if (semi) j["agree_teacher"] = out.agree_teacher, j["acc_labeled"] = out.acc_labeled;
       if (!out.thresholds.empty()) {
@@ -483,7 +483,7 @@ TrainResult Trainer::run(int64_t stop_at_step) {
       }
       log_metrics(j.dump());
     }
-    const bool eval_now = last || (step + 1) % (cfg_.eval_every_epochs * spe) == 0;
+    const bool eval_now = last || (step + 1) % (cfg_.train.eval_every_epochs * spe) == 0;
     if (eval_now) {
       if (tty && main_) std::printf("\n");
       char tag[32];
@@ -524,8 +524,8 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     const bool stop = dist::any(g_stop_signal || step + 1 == stop_at_step);  // every rank stops at the same step
     if (eval_now) {
       last_save = Clock::now();
-    } else if (stop || (cfg_.save_every_steps > 0 && (step + 1) % cfg_.save_every_steps == 0) ||
-               (cfg_.save_every_minutes > 0 && since_save >= cfg_.save_every_minutes)) {
+    } else if (stop || (cfg_.output.save_every_steps > 0 && (step + 1) % cfg_.output.save_every_steps == 0) ||
+               (cfg_.output.save_every_minutes > 0 && since_save >= cfg_.output.save_every_minutes)) {
       save_checkpoint(dir_ + "/latest.safetensors", step + 1);
       res.saved_at.push_back(step + 1);
       last_save = Clock::now();

@@ -124,7 +124,7 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
 TEST_CASE("trainer: bad configs and a missing checkpoint are clear errors") {
   CHECK_THROWS_WITH_AS(Trainer(tiny(tmp_dir() + "/run_c", "c3"), true), doctest::Contains("--resume: no checkpoint"), Error);
   Config c = tiny(tmp_dir() + "/run_d", "c3");
-  c.data_root = tmp_dir() + "/nothing-here";
+  c.data.root = tmp_dir() + "/nothing-here";
   CHECK_THROWS_AS(Trainer(c, false), Error);
 }
 
@@ -145,8 +145,8 @@ TEST_CASE("trainer: data.skip_bad_samples skips and counts unreadable samples") 
   fs::remove(missing_label);
 
   Config c = tiny(tmp_dir() + "/run_skip_err", "supervised");
-  c.data_root = root;
-  c.labeled_count = 11;
+  c.data.root = root;
+  c.data.labeled_count = 11;
   // (the missing labelTrainIds file falls back to the labelIds name, also missing)
   CHECK_THROWS_WITH_AS(Trainer(c, false), doctest::Contains("synth_000011_gtFine_labelIds.png: label file not found"), Error);
   fs::copy_file(data::cityscapes_sample_for(images[10]).label, missing_label);  // only the truncated images are bad
@@ -155,19 +155,19 @@ TEST_CASE("trainer: data.skip_bad_samples skips and counts unreadable samples") 
     CHECK_THROWS_WITH_AS(t.run(), doctest::Contains("_leftImg8bit.png"), Error);  // names the truncated file
   }
   fs::remove(missing_label);
-  c.out_dir = tmp_dir() + "/run_skip";
-  c.skip_bad = true;
+  c.output.dir = tmp_dir() + "/run_skip";
+  c.data.skip_bad_samples = true;
   Trainer t(c, false);
   TrainResult r = t.run();
   CHECK(r.steps_done == 6);
   int64_t skipped = -1;
-  std::ifstream f(c.out_dir + "/metrics.jsonl");
+  std::ifstream f(c.output.dir + "/metrics.jsonl");
   for (std::string line; std::getline(f, line);) {
     auto j = nlohmann::json::parse(line);
     if (j.contains("skipped_samples")) skipped = j["skipped_samples"].get<int64_t>();
   }
   CHECK(skipped >= 2);  // the missing label, and at least one truncated image among 12 draws
-  std::ifstream s(c.out_dir + "/summary.md");
+  std::ifstream s(c.output.dir + "/summary.md");
   const std::string summary((std::istreambuf_iterator<char>(s)), std::istreambuf_iterator<char>());
   CHECK(summary.find("Skipped samples (data.skip_bad_samples): " + std::to_string(skipped)) != std::string::npos);
   CHECK(summary.find("label file not found") != std::string::npos);
@@ -186,7 +186,7 @@ TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's
     CHECK(t.run(4).interrupted);  // 2 warm-up steps, 2 semi steps; latest.safetensors at step 4
   }
   nn::SafetensorsFile init = nn::load_safetensors(dump + "/init.safetensors");
-  nn::DeepLab fresh(cfg.model, cfg.seed);
+  nn::DeepLab fresh(cfg.model, cfg.train.seed);
   const auto want = fresh.state_dict();
   REQUIRE(init.tensors.size() == want.size());
   for (const auto& [name, t] : want) {
@@ -196,7 +196,7 @@ TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's
   }
   // The list reads back as the run's subset.
   Config from_list = cfg;
-  from_list.labeled_list = dump + "/labeled.txt";
+  from_list.data.labeled_list = dump + "/labeled.txt";
   const RunData a = load_run_data(cfg), b = load_run_data(from_list);
   REQUIRE(a.labeled.size() == 8);
   REQUIRE(b.labeled.size() == a.labeled.size());
@@ -267,7 +267,7 @@ TEST_CASE("trainer: --dump writes the initial weights, labeled list, each step's
 // data.val_limit, the first val_limit val images (it used to take the whole val split).
 TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation (data.val_limit included)") {
   const std::string out = tmp_dir() + "/run_eval";
-  nlohmann::json j = tiny(out, "c3").json;
+  nlohmann::json j = config_json(tiny(out, "c3"));
   j["data"]["val_limit"] = 2;  // in the config the checkpoint records
   const Config cfg = parse_config(j);
   TrainResult r;
@@ -278,7 +278,7 @@ TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation 
   REQUIRE(r.last.pixels == 2 * 64 * 128);
   Config loaded;
   const EvalResult e = evaluate_checkpoint(out + "/latest.safetensors", {}, false, loaded);
-  CHECK(loaded.val_limit == 2);
+  CHECK(loaded.data.val_limit == 2);
   CHECK(e.plain.pixels == r.last.pixels);
   CHECK(e.plain.miou == doctest::Approx(r.last.miou).epsilon(1e-12));
   CHECK(e.plain.pixel_acc == doctest::Approx(r.last.pixel_acc).epsilon(1e-12));
@@ -323,7 +323,7 @@ TEST_CASE("trainer: resuming with nothing to train, or from an incomplete or dam
 
   // Lowered train.epochs: the checkpoint (step 3) is past the end (2 steps).
   Config shorter = tiny(dir, "c3");
-  shorter.epochs = 1;
+  shorter.train.epochs = 1;
   {
     Trainer t(shorter, true);
     TrainResult r = t.run();
@@ -408,13 +408,13 @@ TEST_CASE("trainer: output.save_every_steps writes the checkpoint between evalua
     Trainer t(c, false);
     CHECK(t.run().saved_at == std::vector<int64_t>{6});  // the evaluation at the end only
   }
-  c.save_every_steps = 2;
+  c.output.save_every_steps = 2;
   {
     Trainer t(c, false);
     CHECK(t.run().saved_at == std::vector<int64_t>{2, 4, 6});
   }
-  c.save_every_steps = 0;
-  c.save_every_minutes = 1e-9;  // every step
+  c.output.save_every_steps = 0;
+  c.output.save_every_minutes = 1e-9;  // every step
   {
     Trainer t(c, false);
     CHECK(t.run().saved_at == std::vector<int64_t>{1, 2, 3, 4, 5, 6});

@@ -41,6 +41,22 @@ expect_error "nested deeper than" "$BIN" train --set "data.scales=$deep"
 printf '{"model": %s}' "$deep" > "$WORK/deep.json"
 expect_error "deep.json: JSON nested deeper than" "$BIN" train --config "$WORK/deep.json"
 : > "$WORK/empty.txt"
+# expect_ok WANT COMMAND...: exit 0 within 60 s, and a line of the output matching WANT.
+expect_ok() {
+  want=$1
+  shift
+  out=$(timeout 60 "$@" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ] || ! echo "$out" | grep -q -- "$want"; then
+    echo "test_cli: FAILED (exit $rc, or no '$want' in the output): $*"; echo "$out" | tail -3; failed=1; return
+  fi
+  echo "test_cli: ok: $(echo "$out" | grep -- "$want" | head -1 | cut -c1-150)"
+}
+expect_ok "^  loss.w_cons  *50.0 " "$BIN" config --list
+expect_ok '"seed": 7,' "$BIN" config --config configs/synthetic.json --set train.seed=7
+expect_error "loss.tau': must be in" "$BIN" config --set loss.tau=0
+expect_error "takes no --config or --set" "$BIN" config --list --set train.seed=1
+
 expect_error "no samples" "$BIN" check-data "$WORK" "$WORK/empty.txt"
 printf 'not a checkpoint' > "$WORK/bad.safetensors"
 expect_error "bad.safetensors" "$BIN" eval --checkpoint "$WORK/bad.safetensors"

@@ -20,6 +20,7 @@ import datetime
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,11 +32,19 @@ MODES = ["supervised", "c3"]
 def run_pair(a, name, sets, root):
     """Ours and the twin for one setting, mode and seed; returns (ours_dir, twin_dir)."""
     ours, twin, init = (os.path.join(root, d) for d in ("ours", "twin", "init"))
+    # what was asked of this folder: the config file's text, the --set list and the binary; a folder
+    # trained for another request (an older default, another binary) is trained again, never reused
+    request = {"config": open(a.config).read(), "sets": sets, "bin_mtime": os.path.getmtime(a.bin)}
+    stamp = os.path.join(root, "request.json")
+    if os.path.exists(root) and (not os.path.exists(stamp) or json.load(open(stamp)) != request):
+        print(f"{name}: {root} was trained for another config, set list or binary; training again", flush=True)
+        shutil.rmtree(root)
     done = lambda d: os.path.exists(os.path.join(d, "summary.md"))  # noqa: E731
     if done(ours) and done(twin):
         print(f"{name}: finished before, not trained again ({root})", flush=True)
         return ours, twin
     os.makedirs(root, exist_ok=True)
+    json.dump(request, open(stamp, "w"))
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
     set_args = sum((["--set", s] for s in sets), [])
     t0 = time.time()
@@ -63,6 +72,13 @@ def run_pair(a, name, sets, root):
     print(f"{name}: ours {final(ours)['miou']:.1f}, twin {final(twin)['miou']:.1f} mIoU "
           f"({(time.time() - t0) / 60:.1f} min)", flush=True)
     return ours, twin
+
+
+def labeled_count(config, sets):
+    """data.labeled_count of a run, read as the twin reads the config (comments, --set overrides)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_twin import load_config
+    return int(load_config(config, sets)["data"]["labeled_count"])
 
 
 def metrics(run):
@@ -138,7 +154,7 @@ def main():
     for setting, sets in SETTINGS:
         for mode in MODES:
             for seed in seeds:
-                tag = f"{'4' if not sets else '125'}-{mode}-s{seed}"
+                tag = f"{labeled_count(a.config, sets)}-{mode}-s{seed}"
                 all_sets = sets + [f"train.mode={mode}", f"train.seed={seed}"] + a.set
                 ours, twin = run_pair(a, f"{setting}, {mode}, seed {seed}", all_sets, os.path.join(a.runs, tag))
                 results.append({"setting": setting, "mode": mode, "seed": seed, "seeds": seeds, "ours_dir": ours,
