@@ -77,11 +77,17 @@ data::Image tile_grid(const std::vector<std::vector<data::Image>>& rows, int gap
   return out;
 }
 
-Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device) {
+namespace {
+Tensor model_probs(nn::DeepLab& model, const Tensor& x, const InferOptions& infer) {
+  return infer_probs([&](const Tensor& t) { return model.forward(t); }, x, infer, model.config().align_corners);
+}
+}  // namespace
+
+Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device, const InferOptions& infer) {
   NoGradGuard ng;
   model.eval();
   Tensor x = to_input(img.px, 1, img.h, img.w, device);
-  Tensor probs = softmax(model.forward(x));
+  Tensor probs = model_probs(model, x, infer);
   Prediction p;
   p.h = img.h;
   p.w = img.w;
@@ -102,7 +108,7 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   while (val.next(b)) {
     Tensor x = to_input(b.images, b.size(), b.h, b.w, opt.device);
     Tensor y = to_labels(b.labels, b.size(), b.h, b.w, opt.device);
-    Tensor probs = softmax(model.forward(x));
+    Tensor probs = model_probs(model, x, opt.infer);
     Tensor pred = argmax_channels(probs);
     plain.add(pred, y);
     std::vector<int32_t> pv;
@@ -143,7 +149,7 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
 }
 
 EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::string>& sets, bool teacher,
-                               Config& cfg) {
+                               Config& cfg, const InferOptions& infer) {
   Tensor thr;
   auto model = model_from_checkpoint(path, sets, cfg, &thr, teacher);
   const Device dev = cfg.train.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
@@ -154,6 +160,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
   EvalOptions o;
   o.classes = int(cfg.model.num_classes);
   o.device = dev;
+  o.infer = infer;
   if (thr.defined() && cfg.train.mode == TrainMode::c3) o.thresholds = thr.to(dev);
   return evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
 }

@@ -8,6 +8,7 @@
 #include "data/loader.h"
 #include "nn/deeplab.h"
 #include "semiseg/config.h"
+#include "semiseg/infer.h"
 #include "semiseg/metrics.h"
 
 namespace c3::semiseg {
@@ -27,20 +28,21 @@ struct EvalOptions {
   Tensor thresholds;       // DCRS thresholds [C]: also compute the "*" evaluation
   int vis_images = 0;      // rows in the picture (image | ground truth | prediction)
   std::string vis_path;    // where to write it (PNG); empty = none
+  InferOptions infer;      // whole image by default; sliding window, scales, flip
 };
 
 struct EvalResult {
   IoUResult plain, star;  // star is empty without thresholds
 };
 
-// The model in eval mode, no gradient, single scale at the loader's size.
+// The model in eval mode, no gradient, at the loader's size, inferred as opt.infer says.
 EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptions& opt);
 
 // `c3semiseg eval`: the student (or teacher) of a checkpoint on the val images its config
 // trained against (data.val_list or split "val", the first data.val_limit), plain and, for a
 // C3 checkpoint with DCRS thresholds, "*". `cfg` receives the checkpoint's config with `sets`.
 EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::string>& sets, bool teacher,
-                               Config& cfg);
+                               Config& cfg, const InferOptions& infer = {});
 
 // Predicted class map [H,W] (i32 on the host) and per-pixel confidence for one image.
 struct Prediction {
@@ -48,7 +50,7 @@ struct Prediction {
   std::vector<float> confidence;
   int h = 0, w = 0;
 };
-Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device);
+Prediction predict_image(nn::DeepLab& model, const data::Image& img, Device device, const InferOptions& infer = {});
 
 // A picture: rows of tiles, each tile h x w RGB; rows may differ in tile count.
 data::Image tile_grid(const std::vector<std::vector<data::Image>>& rows, int gap = 4);

@@ -60,6 +60,7 @@ struct Args {
   uint64_t seed = 0;
   int n_train = 1000, n_val = 200, classes = 19;
   float lighting = 1.f, rare = 0.f, colour = 0.f;
+  InferOptions infer;  // eval and predict: --window HxW --stride HxW --scales a,b,c --flip
 };
 
 // A whole-number option value in [lo, hi]; anything else ("3abc", "1e3", "-1", "") is an
@@ -90,6 +91,10 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--resume-partial") a.resume = a.partial_resume = true;
     else if (s == "--teacher") a.teacher = true;
     else if (s == "--list") a.list = true;
+    else if (s == "--window") parse_window(s, value(), a.infer.window_h, a.infer.window_w);
+    else if (s == "--stride") parse_window(s, value(), a.infer.stride_h, a.infer.stride_w);
+    else if (s == "--scales") a.infer.scales = parse_scales(value());
+    else if (s == "--flip") a.infer.flip = true;
     else if (s == "--out") a.out = value();
     else if (s == "--dump") a.dump = value();
     else if (s == "--dump-steps") a.dump_steps = int_option(s, value(), 0, int64_t(1e9));
@@ -107,6 +112,12 @@ Args parse(int argc, char** argv, int first) {
     else a.positional.push_back(s);
   }
   if (!a.checkpoints.empty()) a.checkpoint = a.checkpoints[0];
+  // --window without --stride: windows a third apart, overlapping by two thirds (mmseg's
+  // Cityscapes configs: 512x1024 windows every 341 pixels).
+  if (a.infer.window_h > 0 && a.infer.stride_h == 0)
+    a.infer.stride_h = std::max(1, a.infer.window_h * 2 / 3), a.infer.stride_w = std::max(1, a.infer.window_w * 2 / 3);
+  C3_CHECK(a.infer.window_h > 0 || a.infer.stride_h == 0, "--stride needs --window");
+  check_infer_options(a.infer);
   return a;
 }
 
@@ -158,23 +169,32 @@ tools/torch_twin.py to replay (make twin-lockstep; torch_twin.py replay DIR).
 int cmd_eval(const Args& a) {
   if (a.help || a.checkpoint.empty()) {
     std::printf(R"(usage: c3semiseg eval --checkpoint FILE [--teacher] [--set section.key=value ...]
+                      [--window HxW [--stride HxW]] [--scales S1,S2,...] [--flip]
 
 Evaluates the student (or with --teacher the EMA teacher) of a checkpoint on the val set of
 its config, the images its training evaluated on (data.val_limit included; override with --set,
 e.g. --set data.root=/data/cityscapes --set data.val_limit=0). Prints per-class IoU,
 plain and DCRS-masked ("*"), and writes <checkpoint>_eval.md / .csv (_teacher_eval with --teacher).
+
+Test-time inference as in mmsegmentation (default: the whole image, one scale):
+  --window HxW    sliding windows of HxW pixels, logits averaged where they overlap
+  --stride HxW    window step (default two thirds of the window)
+  --scales a,b,c  the image resized by each factor, probabilities averaged at its size
+  --flip          also the mirrored image
 )");
     return a.help ? 0 : 2;
   }
   Config cfg;
-  const EvalResult r = evaluate_checkpoint(a.checkpoint, a.sets, a.teacher, cfg);
+  const EvalResult r = evaluate_checkpoint(a.checkpoint, a.sets, a.teacher, cfg, a.infer);
   if (!c3::dist::is_main()) return 0;  // rank 0 prints and writes the tables
+  if (!a.infer.whole_image_only()) std::printf("inference: %s\n", a.infer.describe().c_str());
   std::vector<std::pair<std::string, IoUResult>> rows = {{a.teacher ? "teacher" : "model", r.plain}};
   if (!r.star.iou.empty()) rows.push_back({a.teacher ? "teacher*" : "model*", r.star});
   const auto& names = class_names(int(cfg.model.num_classes));
   std::printf("%s", iou_table_terminal(names, rows).c_str());
   const std::string base = a.checkpoint.substr(0, a.checkpoint.find_last_of('.')) + (a.teacher ? "_teacher" : "");
-  std::ofstream(base + "_eval.md") << iou_table_markdown(names, rows);
+  std::ofstream(base + "_eval.md") << (a.infer.whole_image_only() ? "" : "Inference: " + a.infer.describe() + "\n\n")
+                                    << iou_table_markdown(names, rows);
   std::ofstream(base + "_eval.csv") << iou_table_csv(names, rows);
   return 0;
 }
@@ -182,11 +202,13 @@ plain and DCRS-masked ("*"), and writes <checkpoint>_eval.md / .csv (_teacher_ev
 int cmd_predict(const Args& a) {
   if (a.help || a.checkpoints.empty() || a.positional.empty() || a.out.empty()) {
     std::printf(R"(usage: c3semiseg predict --checkpoint A [--checkpoint B ...] --out DIR IMAGE_OR_LIST...
+                         [--window HxW [--stride HxW]] [--scales S1,S2,...] [--flip]
 
 Writes, for each image, DIR/<name>_pred.png: the image, then each checkpoint's colourised
 prediction side by side (the layout of the paper's qualitative figure). With a ground truth
 next to a Cityscapes image, it is drawn after the image. Arguments may be image files or
-text files listing one image path per line.
+text files listing one image path per line. --window HxW [--stride HxW], --scales a,b,c and
+--flip choose the test-time inference as in `c3semiseg eval`.
 )");
     return a.help ? 0 : 2;
   }
@@ -216,7 +238,7 @@ text files listing one image path per line.
     data::Sample s = data::cityscapes_sample_for(path);
     if (!s.label.empty() && exists(s.label)) row.push_back(data::colorize(data::load_label_train_ids(s)));
     for (auto& m : models) {
-      Prediction p = predict_image(*m, img, dev);
+      Prediction p = predict_image(*m, img, dev, a.infer);
       row.push_back(label_image(p.label, p.h, p.w));
     }
     std::string name = path.substr(path.find_last_of('/') + 1);

@@ -284,6 +284,18 @@ TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation 
   CHECK(e.plain.pixel_acc == doctest::Approx(r.last.pixel_acc).epsilon(1e-12));
   REQUIRE(e.star.iou.size() == 19);  // a C3 checkpoint: the "*" evaluation with its thresholds
   CHECK(e.star.miou == doctest::Approx(r.last_star.miou).epsilon(1e-12));
+  // Test-time inference: one window the size of the val images is the whole image; flipped
+  // and multi-scale inference score the same pixels and differ in what they predict.
+  InferOptions one;
+  one.window_h = 64, one.window_w = 128, one.stride_h = 64, one.stride_w = 128;
+  const EvalResult w = evaluate_checkpoint(out + "/latest.safetensors", {}, false, loaded, one);
+  CHECK(w.plain.miou == doctest::Approx(r.last.miou).epsilon(1e-12));
+  InferOptions aug;
+  aug.scales = {0.75, 1.25};
+  aug.flip = true;
+  const EvalResult a = evaluate_checkpoint(out + "/latest.safetensors", {}, false, loaded, aug);
+  CHECK(a.plain.pixels == r.last.pixels);
+  CHECK(a.plain.miou != doctest::Approx(r.last.miou).epsilon(1e-9));
 }
 
 namespace {

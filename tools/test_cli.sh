@@ -57,6 +57,11 @@ expect_ok '"seed": 7,' "$BIN" config --config configs/synthetic.json --set train
 expect_error "loss.tau': must be in" "$BIN" config --set loss.tau=0
 expect_error "takes no --config or --set" "$BIN" config --list --set train.seed=1
 
+expect_error "--window needs HxW" "$BIN" eval --checkpoint "$WORK/none.safetensors" --window 64
+expect_error "--stride needs --window" "$BIN" eval --checkpoint "$WORK/none.safetensors" --stride 32x32
+expect_error "larger than the window" "$BIN" eval --checkpoint "$WORK/none.safetensors" --window 32x32 --stride 64x8
+expect_error "--scales needs" "$BIN" predict --checkpoint "$WORK/none.safetensors" --out "$WORK" --scales 1,0 x.png
+
 expect_error "no samples" "$BIN" check-data "$WORK" "$WORK/empty.txt"
 printf 'not a checkpoint' > "$WORK/bad.safetensors"
 expect_error "bad.safetensors" "$BIN" eval --checkpoint "$WORK/bad.safetensors"
