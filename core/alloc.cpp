@@ -11,7 +11,7 @@ namespace c3 {
 void* host_alloc(size_t bytes) {
   size_t n = (bytes + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, n ? n : 64);
-  C3_CHECK(p, "host_alloc: out of memory allocating ", bytes, " bytes");
+  if (!p) throw OutOfMemory(detail::concat("host_alloc: out of memory allocating ", bytes, " bytes"));
   return p;
 }
 void host_free(void* p) { std::free(p); }
@@ -74,7 +74,7 @@ void* CachingAllocator::allocate(size_t bytes) {
       m << backend_->name() << " out of memory: tried to allocate " << bytes << " bytes ("
         << (bytes >> 20) << " MiB); " << (st_.in_use >> 20) << " MiB in use, peak " << (st_.peak >> 20)
         << " MiB. Lower the batch size or the crop size.";
-      throw Error(m.str());
+      throw OutOfMemory(m.str());
     }
     ++st_.backend_allocs;
     st_.reserved += n;

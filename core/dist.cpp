@@ -279,6 +279,7 @@ Tensor all_reduce_sum_grad(const Tensor& t) {
 
 void average_gradients(const std::vector<Tensor>& params, size_t bucket_bytes) {
   if (world_size() == 1) return;
+  debug_maybe_die();  // failure injection of tools/test_dist.sh (nothing unless C3_DEBUG_KILL_RANK is set)
   std::vector<Tensor> ps;
   for (const Tensor& p : params)
     if (p.requires_grad()) ps.push_back(p);

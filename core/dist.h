@@ -84,7 +84,7 @@ class LocalScope {
   bool prev_;
 };
 
-// Test-only failure injection (tools/test_dist.sh; the trainer calls it once per step): when
+// Failure injection for tools/test_dist.sh (average_gradients calls it, once per step): when
 // C3_DEBUG_KILL_RANK equals this rank, at call number C3_DEBUG_KILL_AT (default 1) the
 // process kills itself with SIGKILL, or with C3_DEBUG_KILL_MODE=throw throws c3::Error, or
 // with C3_DEBUG_KILL_MODE=hang sleeps forever (the others' watchdog must end the job).

@@ -1,4 +1,5 @@
-// Errors: one exception type, and checks that fire in release builds too.
+// Errors: one exception type (and its out-of-memory kind), and checks that fire in release
+// builds too.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -8,6 +9,11 @@ namespace c3 {
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+// An allocation the memory could not hold (after the caching allocator gave its cache back):
+// callers that know the sizes (the trainer: batch and crop) add what to lower.
+struct OutOfMemory : Error {
+  using Error::Error;
 };
 
 namespace detail {

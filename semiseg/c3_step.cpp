@@ -118,6 +118,13 @@ Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W,
   return m;
 }
 
+double StepOutput::value(const std::string& name, double absent) const {
+  for (const auto* list : {&terms, &stats})
+    for (const Reported& r : *list)
+      if (r.name == name) return r.value;
+  return absent;
+}
+
 C3Step::C3Step(const Config& cfg, Device device) : cfg_(cfg), device_(device) { reset_thresholds(); }
 
 void C3Step::reset_thresholds() {
@@ -139,14 +146,14 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
   nn::ResNetFeatures f = student.features(in.x_l);
   Tensor logits = student.upsample(student.classify(f), H, W);
   Tensor sup = cross_entropy(logits, in.y_l);
-  out.sup = sup.item();
+  out.terms.push_back({"sup", sup.item()});
   out.loss = sup;
   // Warm-up: L_sup plus the contrastive loss on labeled pixels (no teacher yet).
   if (cfg_.train.mode == TrainMode::c3 && cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor z = l2_normalize(student.project(f.layer4));
     Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
-    out.con = con.item();
+    out.terms.push_back({"con", con.item()});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   return out;
@@ -197,8 +204,8 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   Tensor sup = cross_entropy(logits_l, in.y_l);
   Tensor mask = cfg_.dcrs.mode == DcrsMode::off ? Tensor() : dr.mask;
   Tensor cons = mul(soft_cross_entropy(logits_u, p_t, mask), 1.0 / double(C));
-  out.sup = sup.item();
-  out.cons = cons.item();
+  out.terms.push_back({"sup", sup.item()});
+  out.terms.push_back({"cons", cons.item()});
   out.loss = add(sup, mul(cons, cfg_.loss.w_cons * ramp_up(semi_step, cfg_.loss.ramp_cons)));
   if (cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor l4 = unmix(f.layer4);
@@ -206,24 +213,22 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs.apply_to_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
-    out.con = con.item();
+    out.terms.push_back({"con", con.item()});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   // Statistics for the log.
-  {
-    auto agree = [&](const Tensor& logits, const Tensor& target) {  // pixel accuracy; target 255 = ignore
-      ConfusionMatrix cm(int(C), logits.device());
-      cm.add(argmax_channels(logits.detach()), target.cast(DType::u8));
-      const IoUResult r = compute_iou(cm.counts(), int(C));
-      return r.pixels ? r.pixel_acc : 0.0;
-    };
-    out.agree_teacher = agree(logits_u, dr.label);
-    out.acc_labeled = agree(logits_l, in.y_l);
-  }
+  auto agree = [&](const Tensor& logits, const Tensor& target) {  // pixel accuracy; target 255 = ignore
+    ConfusionMatrix cm(int(C), logits.device());
+    cm.add(argmax_channels(logits.detach()), target.cast(DType::u8));
+    const IoUResult r = compute_iou(cm.counts(), int(C));
+    return r.pixels ? r.pixel_acc : 0.0;
+  };
   auto m = dr.mask.cpu().to_vector<uint8_t>();
   double kept = 0;
   for (uint8_t v : m) kept += v;
-  out.kept = m.empty() ? 1.0 : kept / double(m.size());
+  out.stats.push_back({"kept", m.empty() ? 1.0 : kept / double(m.size())});
+  out.stats.push_back({"agree_teacher", agree(logits_u, dr.label), false});
+  out.stats.push_back({"acc_labeled", agree(logits_l, in.y_l), false});
   out.thresholds = thresholds.cpu().to_vector<float>();
   out.kept_per_class = dr.kept_fraction.cpu().to_vector<float>();
   if (dist::world_size() > 1) {  // the fractions over every rank's pixels (as one process logs them)

@@ -19,18 +19,32 @@ struct StepInputs {
   Tensor u_w, u_s;  // unlabeled weak and strong views (semi phase only)
 };
 
+// A value a step reports by name: the trainer averages it over the ranks, logs it to
+// metrics.jsonl under its name and (when `shown`) prints it on the progress line, knowing no
+// name; a new loss term is one push_back in the step.
+struct Reported {
+  std::string name;
+  double value = 0;
+  bool shown = true;
+};
+
 struct StepOutput {
-  Tensor loss;  // scalar, requires grad
-  double sup = 0, cons = 0, con = 0, kept = 1;
-  // Semi phase: the fraction of unlabeled pixels where the un-mixed student's argmax equals
-  // the teacher's (on the weak view); and of labeled pixels where it equals the label.
-  double agree_teacher = 0, acc_labeled = 0;
+  Tensor loss;  // scalar, requires grad: the weighted sum of the terms
+  // The loss terms, unweighted ("sup", "cons", "con": L_sup, L_cons, L_con of METHOD.md).
+  std::vector<Reported> terms;
+  // Fractions: "kept" (unlabeled pixels the DCRS mask keeps); "agree_teacher" (unlabeled pixels
+  // where the un-mixed student's argmax equals the teacher's, on the weak view); "acc_labeled"
+  // (labeled pixels where it equals the label).
+  std::vector<Reported> stats;
   std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
   // The step's random draws, kept when C3Step::keep_draws is set (the trainer's --dump, which
   // another implementation replays): "mix_order" i32 [N] (mixed slot k holds source k),
   // "mix_boxes" i32 [N/2, 4] (y0, x0, h, w per pair), "anchor_index" / "anchor_label" i32 [K]
   // (rows of the [N*h*w] feature maps, and their labels).
   std::vector<std::pair<std::string, Tensor>> draws;
+
+  // The value of a term or statistic by name; `absent` when the step did not report it.
+  double value(const std::string& name, double absent = 0) const;
 };
 
 // The cross-set (or within-set) mixing of one step: the shuffle of [x_l ; u_s], the pairing

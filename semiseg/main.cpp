@@ -54,7 +54,7 @@ commands:
 struct Args {
   std::vector<std::string> positional, sets;
   std::string config, out, checkpoint, dump;
-  int64_t dump_steps = 0, dump_state_steps = -1, dump_state_every = 0;
+  int64_t dump_steps = 0, dump_state_steps = -1, dump_state_every = 0, stop_after = -1;
   std::vector<std::string> checkpoints;
   bool resume = false, partial_resume = false, help = false, teacher = false, list = false;
   uint64_t seed = 0;
@@ -100,6 +100,7 @@ Args parse(int argc, char** argv, int first) {
     else if (s == "--dump-steps") a.dump_steps = int_option(s, value(), 0, int64_t(1e9));
     else if (s == "--dump-state-steps") a.dump_state_steps = int_option(s, value(), 0, int64_t(1e9));
     else if (s == "--dump-state-every") a.dump_state_every = int_option(s, value(), 1, int64_t(1e9));
+    else if (s == "--stop-after") a.stop_after = int_option(s, value(), 1, int64_t(1e12));
     else if (s == "--checkpoint") a.checkpoints.push_back(value());
     else if (s == "--seed") a.seed = uint64_t(int_option(s, value(), 0, std::numeric_limits<int64_t>::max()));
     else if (s == "--train") a.n_train = int(int_option(s, value(), 1, 1000000));
@@ -138,13 +139,14 @@ void print_final(const Config& cfg, const TrainResult& r) {
 int cmd_train(const Args& a) {
   if (a.help) {
     std::printf(R"(usage: c3semiseg train [--config FILE] [--set section.key=value ...] [--resume | --resume-partial]
-                       [--dump DIR [--dump-steps N]]
+                       [--stop-after STEP] [--dump DIR [--dump-steps N]]
 
 Trains as the config says (defaults: the reference protocol, METHOD.md). Writes the run folder
 (output.dir): config.json, labeled.txt, metrics.jsonl, latest/best checkpoints, eval tables,
 pictures. Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from output.dir.
 --resume-partial also resumes from a checkpoint that lacks the optimizer, the teacher or the
 DCRS thresholds, starting those afresh (plain --resume refuses, naming what is missing).
+--stop-after STEP stops after that step as Ctrl-C would (for a job with a time limit).
 
 --dump DIR writes the student's initial weights (DIR/init.safetensors) and the labeled list;
 with --dump-steps N also each of the first N steps' inputs, random draws, losses, gradients and
@@ -159,7 +161,7 @@ tools/torch_twin.py to replay (make twin-lockstep; torch_twin.py replay DIR).
   Config cfg = load_config(a.config, a.sets);
   Trainer t(cfg, a.resume, a.partial_resume);
   if (!a.dump.empty()) t.dump_steps(a.dump, a.dump_steps, a.dump_state_steps, a.dump_state_every);
-  TrainResult r = t.run();
+  TrainResult r = t.run(a.stop_after);
   if (r.interrupted) return 130;
   if (r.nothing_to_train) return 0;
   print_final(cfg, r);

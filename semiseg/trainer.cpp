@@ -120,6 +120,9 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   C3_CHECK(cfg_.train.batch_labeled % world == 0 && (cfg_.train.mode == TrainMode::supervised || cfg_.train.batch_unlabeled % world == 0),
            "train.batch_labeled (", cfg_.train.batch_labeled, ") and train.batch_unlabeled (", cfg_.train.batch_unlabeled,
            ") are the global batch: each must divide by the ", world, " ranks");
+  warm_ = cfg_.train.mode == TrainMode::c3 ? std::min(cfg_.train.total_steps(), cfg_.train.warmup_epochs * cfg_.train.steps_per_epoch)
+                                          : cfg_.train.total_steps();
+  tty_ = ::isatty(STDOUT_FILENO);
   if (main_) mkdirs(dir_ + "/vis");
   if (cfg_.train.threads > 0) kernels::cpu::set_threads(cfg_.train.threads);
   set_conv_benchmark(cfg_.train.cudnn_benchmark);
@@ -328,7 +331,9 @@ void Trainer::dump_step(int64_t step, const data::Batch& lb, const data::Batch* 
   for (const nn::NamedTensor& p : student_->named_parameters())  // this step's gradients
     if (Tensor g = p.tensor->grad(); g.defined() && with_grad)
       t.emplace_back("grad." + p.name, p.layout == nn::ParamLayout::conv_ohwi ? nn::ohwi_to_oihw(g).cpu() : g.cpu());
-  t.emplace_back("losses", Tensor::from_vector(std::vector<double>{loss, out.sup, out.cons, out.con}, {4}));
+  // The twin reads the losses as [loss, sup, cons, con] (0 for a term the step did not have).
+  t.emplace_back("losses", Tensor::from_vector(
+                               std::vector<double>{loss, out.value("sup"), out.value("cons"), out.value("con")}, {4}));
   t.emplace_back("lr_factor", Tensor::from_vector(std::vector<double>{lr_factor}, {1}));
   if (!out.thresholds.empty())
     t.emplace_back("dcrs_thresholds", Tensor::from_vector(out.thresholds, {int64_t(out.thresholds.size())}));
@@ -360,11 +365,213 @@ Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis
   return {r.plain, r.star};
 }
 
-TrainResult Trainer::run(int64_t stop_at_step) {
+// ---- The loop: one named function per part of a step ------------------------------------
+
+void Trainer::open_loaders() {
+  const int64_t spe = cfg_.train.steps_per_epoch;
+  make_labeled_loader(cfg_, data_, start_step_ / spe);
+  data::Batch b;
+  for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(b);  // resume mid-epoch
+  if (start_step_ >= warm_ && cfg_.train.mode == TrainMode::c3) {
+    make_unlabeled_loader(cfg_, data_, (start_step_ - warm_) / spe);
+    for (int64_t s = 0; s < (start_step_ - warm_) % spe; ++s) data_.unlabeled_loader->next(b);
+  }
+}
+
+void Trainer::enter_semi_phase(int64_t step) {
+  // The teacher is made here, not at the loader: a run resumed from a checkpoint saved
+  // exactly when the warm-up ended has the unlabeled loader already, and no teacher yet.
+  if (!teacher_) {
+    start_semi_phase();
+    if (main_)
+      std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty_ ? "\n" : "",
+                  (long long)step);
+  }
+  if (!data_.unlabeled_loader) make_unlabeled_loader(cfg_, data_, (step - warm_) / cfg_.train.steps_per_epoch);
+}
+
+StepInputs Trainer::next_inputs(bool semi) {
+  C3_CHECK(data_.labeled_loader->next(lb_), "the labeled loader ended early");
+  StepInputs in;
+  in.x_l = to_input(lb_.images, lb_.size(), lb_.h, lb_.w, device_);
+  in.y_l = to_labels(lb_.labels, lb_.size(), lb_.h, lb_.w, device_);
+  if (semi) {
+    C3_CHECK(data_.unlabeled_loader->next(ub_), "the unlabeled loader ended early");
+    in.u_w = to_input(ub_.images, ub_.size(), ub_.h, ub_.w, device_);
+    in.u_s = to_input(ub_.strong, ub_.size(), ub_.h, ub_.w, device_);
+  }
+  return in;
+}
+
+StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& in) {
+  // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
+  Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
+  try {
+    StepOutput out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm_, gen)
+                          : step_->supervised(*student_, in, step, gen);
+    opt_->zero_grad();
+    out.loss.backward();
+    return out;
+  } catch (const OutOfMemory& e) {
+    throw Error(std::string(e.what()) + " (batch " + std::to_string(cfg_.train.batch_labeled) + "+" +
+                std::to_string(cfg_.train.batch_unlabeled) + ", crop " + std::to_string(cfg_.data.crop.h) + "x" +
+                std::to_string(cfg_.data.crop.w) + ": lower train.batch_* or data.crop)");
+  }
+}
+
+double Trainer::reduce_over_ranks(StepOutput& out) {
+  double loss = out.loss.item();
+  const int world = dist::world_size();
+  if (world == 1) return loss;
+  // One all-reduce of every gradient (in buckets), after the backward. The logged values are
+  // the means over the ranks; a NaN on any rank is a NaN everywhere, so all stop.
+  dist::average_gradients(student_->parameters());
+  std::vector<double> v = {loss};
+  for (const auto* list : {&out.terms, &out.stats})
+    for (const Reported& r : *list) v.push_back(r.value);
+  dist::all_reduce_sum(v);
+  size_t i = 0;
+  loss = v[i++] / world;
+  for (auto* list : {&out.terms, &out.stats})
+    for (Reported& r : *list) r.value = v[i++] / world;
+  return loss;
+}
+
+void Trainer::check_finite(int64_t step, double loss, const StepOutput& out) const {
+  if (std::isfinite(loss)) return;
+  std::string terms;
+  for (const Reported& r : out.terms) terms += (terms.empty() ? "" : ", ") + r.name + " " + std::to_string(r.value);
+  throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step) + " (" + terms +
+              "); the last good checkpoint is " + dir_ + "/latest.safetensors");
+}
+
+void Trainer::update_weights(bool semi) {
+  opt_->step();
+  if (dist::world_size() > 1 && !cfg_.model.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
+    std::vector<Tensor> bufs;
+    for (const nn::NamedTensor& b : student_->named_buffers()) bufs.push_back(*b.tensor);
+    dist::broadcast_packed(bufs, 0);
+  }
+  if (!semi) return;
+  // The teacher follows the student: EMA of the parameters and the float buffers.
+  NoGradGuard ng;
+  const double decay = nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay);
+  std::vector<Tensor> tp, sp;
+  auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
+  for (size_t i = 0; i < tpar.size(); ++i) tp.push_back(*tpar[i].tensor), sp.push_back(*spar[i].tensor);
+  auto tbuf = teacher_->named_buffers(), sbuf = student_->named_buffers();
+  for (size_t i = 0; i < tbuf.size(); ++i)
+    if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
+  nn::ema_update(tp, sp, decay);
+}
+
+void Trainer::log_step(int64_t step, double loss, const StepOutput& out, bool semi) {
+  if (!main_) return;
+  const int64_t total = cfg_.train.total_steps();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
+  const double ips = double(images_) / std::max(secs, 1e-9);
+  const double eta = secs / double(step + 1 - start_step_) * double(total - step - 1);
+  char num[64];
+  std::snprintf(num, sizeof num, "step %lld/%lld | loss %.4f", (long long)step + 1, (long long)total, loss);
+  std::string line = num;
+  for (const Reported& r : out.terms) {
+    std::snprintf(num, sizeof num, " %s %.4f", r.name.c_str(), r.value);
+    line += num;
+  }
+  for (const Reported& r : out.stats)
+    if (r.shown) {
+      std::snprintf(num, sizeof num, " | %s %.2f", r.name.c_str(), r.value);
+      line += num;
+    }
+  std::snprintf(num, sizeof num, " | lr %.2e | %.1f img/s | ETA ", opt_->lr(1), ips);
+  line += num + fmt_time(eta);
+  if (tty_) std::printf("\r%-120s", line.c_str());
+  else std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  nlohmann::json j = {{"step", step + 1}, {"epoch", step / cfg_.train.steps_per_epoch}, {"loss", loss}};
+  for (const auto* list : {&out.terms, &out.stats})
+    for (const Reported& r : *list) j[r.name] = r.value;
+  j["lr_head"] = opt_->lr(1);
+  j["lr_backbone"] = opt_->lr(0);
+  j["images_per_s"] = ips;
+  j["phase"] = semi ? "semi" : "warmup";
+  if (cfg_.data.skip_bad_samples) j["skipped_samples"] = data_.skipped();
+  if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
+  if (!out.thresholds.empty()) {
+    j["dcrs_thresholds"] = out.thresholds;
+    j["dcrs_kept_per_class"] = out.kept_per_class;
+  }
+  log_metrics(j.dump());
+}
+
+void Trainer::evaluate_and_save(int64_t step, TrainResult& res) {
+  if (tty_ && main_) std::printf("\n");
+  char tag[32];
+  std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
+  EvalOutput ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
+  std::vector<std::pair<std::string, IoUResult>> rows = {{"student", ev.plain}};
+  if (!ev.star.iou.empty()) rows.push_back({"student*", ev.star});
+  const auto& names = class_names(int(cfg_.model.num_classes));
+  if (main_) {
+    std::ofstream(dir_ + "/" + tag + ".md") << iou_table_markdown(names, rows);
+    std::ofstream(dir_ + "/" + tag + ".csv") << iou_table_csv(names, rows);
+    std::printf("step %lld: val mIoU %.2f%% (pixel acc %.2f%%)%s\n", (long long)step + 1, 100 * ev.plain.miou,
+                100 * ev.plain.pixel_acc, ev.plain.miou > best_miou_ ? " (best so far)" : "");
+  }
+  log_metrics(nlohmann::json({{"step", step + 1}, {"val_miou", ev.plain.miou}, {"val_pixel_acc", ev.plain.pixel_acc},
+                              {"val_miou_star", ev.star.iou.empty() ? 0.0 : ev.star.miou}})
+                  .dump());
+  if (main_) {
+    try {
+      write_curves({dir_}, dir_ + "/curves.svg");
+    } catch (const std::exception& e) {  // a picture is not worth the run
+      std::fprintf(stderr, "warning: curves.svg not written: %s\n", e.what());
+    }
+  }
+  res.last = ev.plain;
+  res.last_star = ev.star;
+  if (ev.plain.miou > best_miou_) {
+    best_miou_ = ev.plain.miou;
+    best_step_ = step + 1;
+    res.best = ev.plain;
+    save_checkpoint(dir_ + "/best.safetensors", step + 1);
+  }
+  save_latest(step, res);
+}
+
+void Trainer::save_latest(int64_t step, TrainResult& res) {
+  save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+  res.saved_at.push_back(step + 1);
+  last_save_ = Clock::now();
+}
+
+bool Trainer::save_due(int64_t step) const {
+  const double minutes = std::chrono::duration<double>(Clock::now() - last_save_).count() / 60;
+  return (cfg_.output.save_every_steps > 0 && (step + 1) % cfg_.output.save_every_steps == 0) ||
+         (cfg_.output.save_every_minutes > 0 && minutes >= cfg_.output.save_every_minutes);
+}
+
+void Trainer::report_stop(int64_t step) const {
+  const char* why = g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal == SIGUSR1 ? "SIGUSR1"
+                    : g_stop_signal ? "SIGTERM" : "stop requested";  // (or another rank's signal)
+  if (main_)
+    std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n", why,
+                (long long)step + 1, dir_.c_str());
+}
+
+void Trainer::finish(TrainResult& res) {
+  res.best_step = best_step_;
+  if (res.best.iou.empty()) res.best = res.last;
+  const auto& names = class_names(int(cfg_.model.num_classes));
+  dist::barrier();  // the run ends together on every rank
+  if (main_) std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << cfg_.train.total_steps()
+                                      << ", best val mIoU " << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
+                                      << iou_table_markdown(names, {{"last", res.last}}) << skip_report(data_);
+}
+
+TrainResult Trainer::run(int64_t stop_after) {
   install_stop_handlers();
   const int64_t spe = cfg_.train.steps_per_epoch, total = cfg_.train.total_steps();
-  const int64_t warm = cfg_.train.mode == TrainMode::c3 ? std::min(total, cfg_.train.warmup_epochs * spe) : total;
-  const bool tty = ::isatty(STDOUT_FILENO);
   TrainResult res;
   res.run_dir = dir_;
   res.steps_done = start_step_;
@@ -376,178 +583,38 @@ TrainResult Trainer::run(int64_t stop_at_step) {
     res.nothing_to_train = true;
     return res;
   }
-  make_labeled_loader(cfg_, data_, start_step_ / spe);
-  data::Batch lb, ub;
-  for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(lb);  // resume mid-epoch
-  if (start_step_ >= warm && cfg_.train.mode == TrainMode::c3) {
-    make_unlabeled_loader(cfg_, data_, (start_step_ - warm) / spe);
-    for (int64_t s = 0; s < (start_step_ - warm) % spe; ++s) data_.unlabeled_loader->next(ub);
-  }
+  open_loaders();
   nn::PolySchedule sched{total, cfg_.train.poly_power, 0, 0};
-  auto t0 = Clock::now(), last_save = t0;
-  int64_t images = 0;
+  t0_ = last_save_ = Clock::now();
+  images_ = 0;
   const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
   for (int64_t step = start_step_; step < total; ++step) {
-    const bool semi = step >= warm;
-    // The teacher is made here, not at the loader: a run resumed from a checkpoint saved
-    // exactly when the warm-up ended has the unlabeled loader already, and no teacher yet.
-    if (semi && !teacher_) {
-      start_semi_phase();
-      if (main_)
-        std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty ? "\n" : "",
-                    (long long)step);
-    }
-    if (semi && !data_.unlabeled_loader) make_unlabeled_loader(cfg_, data_, (step - warm) / spe);
-    C3_CHECK(data_.labeled_loader->next(lb), "the labeled loader ended early");
-    StepInputs in;
-    in.x_l = to_input(lb.images, lb.size(), lb.h, lb.w, device_);
-    in.y_l = to_labels(lb.labels, lb.size(), lb.h, lb.w, device_);
-    if (semi) {
-      C3_CHECK(data_.unlabeled_loader->next(ub), "the unlabeled loader ended early");
-      in.u_w = to_input(ub.images, ub.size(), ub.h, ub.w, device_);
-      in.u_s = to_input(ub.strong, ub.size(), ub.h, ub.w, device_);
-    }
-    // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
-    Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
+    const bool semi = step >= warm_;
+    if (semi) enter_semi_phase(step);
+    const StepInputs in = next_inputs(semi);
     opt_->set_lr_factor(sched.factor(step));
-    StepOutput out;
-    try {
-      out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm, gen)
-                 : step_->supervised(*student_, in, step, gen);
-      opt_->zero_grad();
-      out.loss.backward();
-    } catch (const Error& e) {
-      if (std::string(e.what()).find("out of memory") != std::string::npos)
-        throw Error(std::string(e.what()) + " (batch " + std::to_string(cfg_.train.batch_labeled) + "+" +
-                    std::to_string(cfg_.train.batch_unlabeled) + ", crop " + std::to_string(cfg_.data.crop.h) + "x" +
-                    std::to_string(cfg_.data.crop.w) + ": lower train.batch_* or data.crop)");
-      throw;
-    }
-    double loss = out.loss.item();
-    const int world = dist::world_size();
-    if (world > 1) {
-      dist::debug_maybe_die();  // test-only (C3_DEBUG_KILL_RANK): a rank that dies mid-run
-      // One all-reduce of every gradient (in buckets), after the backward. The logged losses
-      // are the means over the ranks; a NaN on any rank is a NaN everywhere, so all stop.
-      dist::average_gradients(student_->parameters());
-      std::vector<double> v = {loss, out.sup, out.cons, out.con, out.kept};
-      dist::all_reduce_sum(v);
-      loss = v[0] / world, out.sup = v[1] / world, out.cons = v[2] / world, out.con = v[3] / world;
-      out.kept = v[4] / world;
-    }
-    if (!std::isfinite(loss))
-      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step) + " (sup " +
-                  std::to_string(out.sup) + ", cons " + std::to_string(out.cons) + ", con " + std::to_string(out.con) +
-                  "); the last good checkpoint is " + dir_ + "/latest.safetensors");
-    opt_->step();
-    if (world > 1 && !cfg_.model.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
-      std::vector<Tensor> bufs;
-      for (const nn::NamedTensor& b : student_->named_buffers()) bufs.push_back(*b.tensor);
-      dist::broadcast_packed(bufs, 0);
-    }
-    if (semi) {
-      NoGradGuard ng;
-      const double decay = nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay);
-      std::vector<Tensor> tp, sp;
-      auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
-      for (size_t i = 0; i < tpar.size(); ++i) { tp.push_back(*tpar[i].tensor); sp.push_back(*spar[i].tensor); }
-      auto tbuf = teacher_->named_buffers(), sbuf = student_->named_buffers();
-      for (size_t i = 0; i < tbuf.size(); ++i)
-        if (tbuf[i].tensor->dtype() == DType::f32) { tp.push_back(*tbuf[i].tensor); sp.push_back(*sbuf[i].tensor); }
-      nn::ema_update(tp, sp, decay);
-    }
-    if (step < dump_steps_) dump_step(step, lb, semi ? &ub : nullptr, out, loss, sched.factor(step));
-    images += (lb.size() + (semi ? ub.size() : 0)) * world;
-    if (world > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0) check_ranks_agree(step + 1);
+    StepOutput out = forward_backward(step, semi, in);
+    const double loss = reduce_over_ranks(out);
+    check_finite(step, loss, out);
+    update_weights(semi);
+    if (step < dump_steps_) dump_step(step, lb_, semi ? &ub_ : nullptr, out, loss, sched.factor(step));
+    images_ += (lb_.size() + (semi ? ub_.size() : 0)) * dist::world_size();
+    if (dist::world_size() > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0)
+      check_ranks_agree(step + 1);
     const bool last = step + 1 == total;
-    if (main_ && ((step + 1) % log_every == 0 || last)) {
-      const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      const double ips = images / std::max(secs, 1e-9);
-      const double eta = secs / double(step + 1 - start_step_) * double(total - step - 1);
-      char line[256];
-      std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f sup %.4f cons %.4f con %.4f | kept %.2f | lr %.2e | %.1f img/s | ETA %s",
-                    (long long)step + 1, (long long)total, loss, out.sup, out.cons, out.con, out.kept, opt_->lr(1),
-                    ips, fmt_time(eta).c_str());
-      if (tty) std::printf("\r%-120s", line);
-      else std::printf("%s\n", line);
-      std::fflush(stdout);
-      nlohmann::json j = {{"step", step + 1}, {"epoch", step / spe}, {"loss", loss}, {"sup", out.sup},
-                          {"cons", out.cons}, {"con", out.con}, {"kept", out.kept}, {"lr_head", opt_->lr(1)},
-                          {"lr_backbone", opt_->lr(0)}, {"images_per_s", ips}, {"phase", semi ? "semi" : "warmup"}};
-      if (cfg_.data.skip_bad_samples) j["skipped_samples"] = data_.skipped();
-      if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
-      if (semi) j["agree_teacher"] = out.agree_teacher, j["acc_labeled"] = out.acc_labeled;
-      if (!out.thresholds.empty()) {
-        j["dcrs_thresholds"] = out.thresholds;
-        j["dcrs_kept_per_class"] = out.kept_per_class;
-      }
-      log_metrics(j.dump());
-    }
+    if ((step + 1) % log_every == 0 || last) log_step(step, loss, out, semi);
     const bool eval_now = last || (step + 1) % (cfg_.train.eval_every_epochs * spe) == 0;
-    if (eval_now) {
-      if (tty && main_) std::printf("\n");
-      char tag[32];
-      std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
-      EvalOutput ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
-      std::vector<std::pair<std::string, IoUResult>> rows = {{"student", ev.plain}};
-      if (!ev.star.iou.empty()) rows.push_back({"student*", ev.star});
-      const auto& names = class_names(int(cfg_.model.num_classes));
-      if (main_) {
-        std::ofstream(dir_ + "/" + tag + ".md") << iou_table_markdown(names, rows);
-        std::ofstream(dir_ + "/" + tag + ".csv") << iou_table_csv(names, rows);
-      }
-      if (main_) std::printf("step %lld: val mIoU %.2f%% (pixel acc %.2f%%)%s\n", (long long)step + 1, 100 * ev.plain.miou,
-                  100 * ev.plain.pixel_acc, ev.plain.miou > best_miou_ ? " (best so far)" : "");
-      log_metrics(nlohmann::json({{"step", step + 1}, {"val_miou", ev.plain.miou}, {"val_pixel_acc", ev.plain.pixel_acc},
-                                  {"val_miou_star", ev.star.iou.empty() ? 0.0 : ev.star.miou}})
-                      .dump());
-      if (main_) {
-        try {
-          write_curves({dir_}, dir_ + "/curves.svg");
-        } catch (const std::exception& e) {  // a picture is not worth the run
-          std::fprintf(stderr, "warning: curves.svg not written: %s\n", e.what());
-        }
-      }
-      res.last = ev.plain;
-      res.last_star = ev.star;
-      if (ev.plain.miou > best_miou_) {
-        best_miou_ = ev.plain.miou;
-        best_step_ = step + 1;
-        res.best = ev.plain;
-        save_checkpoint(dir_ + "/best.safetensors", step + 1);
-      }
-      save_checkpoint(dir_ + "/latest.safetensors", step + 1);
-      res.saved_at.push_back(step + 1);
-    }
+    if (eval_now) evaluate_and_save(step, res);
     res.steps_done = step + 1;
-    const double since_save = std::chrono::duration<double>(Clock::now() - last_save).count() / 60;
-    const bool stop = dist::any(g_stop_signal || step + 1 == stop_at_step);  // every rank stops at the same step
-    if (eval_now) {
-      last_save = Clock::now();
-    } else if (stop || (cfg_.output.save_every_steps > 0 && (step + 1) % cfg_.output.save_every_steps == 0) ||
-               (cfg_.output.save_every_minutes > 0 && since_save >= cfg_.output.save_every_minutes)) {
-      save_checkpoint(dir_ + "/latest.safetensors", step + 1);
-      res.saved_at.push_back(step + 1);
-      last_save = Clock::now();
-    }
+    const bool stop = dist::any(g_stop_signal || step + 1 == stop_after);  // every rank stops at the same step
+    if (!eval_now && (stop || save_due(step))) save_latest(step, res);
     if (stop) {
-      const char* why = g_stop_signal == SIGINT ? "SIGINT" : g_stop_signal == SIGUSR1 ? "SIGUSR1"
-                        : g_stop_signal ? "SIGTERM" : "stop requested";  // (or another rank's signal)
-      if (main_)
-        std::printf("\n%s at step %lld: checkpoint saved to %s/latest.safetensors; continue with --resume\n", why,
-                    (long long)step + 1, dir_.c_str());
+      report_stop(step);
       res.interrupted = true;
       return res;
     }
   }
-  res.best_step = best_step_;
-  if (res.best.iou.empty()) res.best = res.last;
-  const auto& names = class_names(int(cfg_.model.num_classes));
-  dist::barrier();  // the run ends together on every rank
-  if (main_) std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << total << ", best val mIoU "
-                                      << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
-                                      << iou_table_markdown(names, {{"last", res.last}})
-                                      << skip_report(data_);
+  finish(res);
   return res;
 }
 

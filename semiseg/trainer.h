@@ -10,6 +10,7 @@
 // evaluation is split over the ranks and its confusion matrices summed; only rank 0 prints
 // and writes the run folder. A stop signal seen by any rank stops all at the same step.
 #pragma once
+#include <chrono>
 #include <csignal>
 #include <memory>
 #include <string>
@@ -43,8 +44,9 @@ class Trainer {
   // partial_resume starts what it lacks afresh instead (with a message).
   Trainer(Config cfg, bool resume, bool partial_resume = false);
   ~Trainer();
-  // stop_at_step >= 0 stops there as a signal would (checkpoint saved): used by the tests.
-  TrainResult run(int64_t stop_at_step = -1);
+  // Trains to the last step. stop_after >= 0: stops after that step as a signal would
+  // (latest.safetensors saved; --resume continues), `train --stop-after N`.
+  TrainResult run(int64_t stop_after = -1);
   // Writes, into `dir`, what another implementation needs to replay the first `steps` steps
   // (tools/torch_twin.py lockstep): init.safetensors (the student at step 0, before any
   // update), labeled.txt, step_NNNNNN.safetensors per step (the batch as u8 bytes, the step's
@@ -70,6 +72,20 @@ class Trainer {
   void dump_step(int64_t step, const data::Batch& lb, const data::Batch* ub, const StepOutput& out, double loss,
                  double lr_factor);
   void start_semi_phase();
+  // The parts of a step, in the order run() calls them.
+  void open_loaders();                   // at start_step_ (resume: mid-epoch)
+  void enter_semi_phase(int64_t step);   // teacher and unlabeled loader, once
+  StepInputs next_inputs(bool semi);     // the next batches, on the device
+  StepOutput forward_backward(int64_t step, bool semi, const StepInputs& in);
+  double reduce_over_ranks(StepOutput& out);  // gradients and logged values averaged; the loss
+  void check_finite(int64_t step, double loss, const StepOutput& out) const;
+  void update_weights(bool semi);        // optimizer, BatchNorm buffers, the teacher's EMA
+  void log_step(int64_t step, double loss, const StepOutput& out, bool semi);
+  void evaluate_and_save(int64_t step, TrainResult& res);
+  void save_latest(int64_t step, TrainResult& res);
+  bool save_due(int64_t step) const;     // output.save_every_steps / save_every_minutes
+  void report_stop(int64_t step) const;
+  void finish(TrainResult& res);         // summary.md
   // Data-parallel: every rank starts from rank 0's weights; hashes compared every K steps.
   void sync_from_rank0();
   void check_ranks_agree(int64_t step);
@@ -86,6 +102,11 @@ class Trainer {
   int64_t best_step_ = 0;
   int64_t start_step_ = 0;
   bool main_ = true;  // rank 0: the only rank that prints and writes files
+  int64_t warm_ = 0;     // steps of the warm-up (all of them for train.mode=supervised)
+  bool tty_ = false;     // the progress line rewrites itself on a terminal
+  data::Batch lb_, ub_;  // this step's labeled and unlabeled batches
+  std::chrono::steady_clock::time_point t0_, last_save_;
+  int64_t images_ = 0;   // images trained on since run() began (all ranks)
   std::string dump_dir_;
   int64_t dump_steps_ = 0, dump_state_steps_ = 0, dump_state_every_ = 0;
 };

@@ -100,7 +100,7 @@ TEST_CASE("caching allocator: reuse, statistics, empty_cache, out of memory") {
   void* big = a.allocate(6 << 20);
   CHECK(big != nullptr);
   CHECK(a.stats().cached == 0);
-  CHECK_THROWS_WITH_AS(a.allocate(4 << 20), doctest::Contains("out of memory"), Error);
+  CHECK_THROWS_WITH_AS(a.allocate(4 << 20), doctest::Contains("out of memory"), OutOfMemory);
   a.release(big);
   a.empty_cache();
   CHECK(hb->used == 0);

@@ -77,17 +77,27 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     CHECK_MESSAGE(exists(a + f), f);
   const std::vector<double> full = losses(a);
   REQUIRE(full.size() == 6);
-  int semi_lines = 0;  // the semi steps log the teacher agreement and the labeled accuracy
+  int semi_lines = 0, warm_lines = 0;  // the semi steps log the teacher agreement and the labeled accuracy
   std::ifstream m(a + "/metrics.jsonl");
   for (std::string line; std::getline(m, line);) {
     auto j = nlohmann::json::parse(line);
-    if (!j.contains("phase") || j["phase"] != "semi") continue;
+    if (!j.contains("phase")) continue;
+    // Each step's loss terms by their names: warm-up L_sup and L_con, semi also L_cons and the kept fraction.
+    CHECK((j.contains("sup") && j.contains("con")));
+    if (j["phase"] == "warmup") {
+      ++warm_lines;
+      CHECK((!j.contains("cons") && !j.contains("kept") && !j.contains("agree_teacher")));
+      continue;
+    }
     ++semi_lines;
+    CHECK((j.contains("cons") && j.contains("kept")));
+    CHECK(j["cons"].get<double>() >= 0);
     REQUIRE((j.contains("agree_teacher") && j.contains("acc_labeled")));
     CHECK((j["agree_teacher"].get<double>() >= 0 && j["agree_teacher"].get<double>() <= 1));
     CHECK((j["acc_labeled"].get<double>() > 0 && j["acc_labeled"].get<double>() <= 1));
   }
   CHECK(semi_lines == 4);
+  CHECK(warm_lines == 2);
   {
     Trainer t(tiny(b, "c3"), false);
     TrainResult r = t.run(3);  // interrupted inside the semi phase's first epoch

@@ -31,6 +31,7 @@ expect_error "--rare" "$BIN" make-synthetic --out "$WORK/s" --rare 2
 expect_error "--colour" "$BIN" make-synthetic --out "$WORK/s" --colour -1
 expect_error "--dump-steps needs a whole number" "$BIN" train --dump "$WORK/d" --dump-steps 1e3
 expect_error "need --dump DIR" "$BIN" train --dump-state-every 5
+expect_error "--stop-after needs a whole number" "$BIN" train --stop-after 0
 expect_error "is not a key" "$BIN" train --set .x=1
 expect_error "is not a key" "$BIN" train --set ..=1
 expect_error "train.eval_every_epochs" "$BIN" train --set train.eval_every_epochs=0
