@@ -125,14 +125,7 @@ struct Setup {
 
   void optimizer_and_ema() {
     opt->step();
-    NoGradGuard ng;
-    std::vector<Tensor> tp, sp;
-    auto tpar = teacher->named_parameters(), spar = student->named_parameters();
-    for (size_t i = 0; i < tpar.size(); ++i) tp.push_back(*tpar[i].tensor), sp.push_back(*spar[i].tensor);
-    auto tbuf = teacher->named_buffers(), sbuf = student->named_buffers();
-    for (size_t i = 0; i < tbuf.size(); ++i)
-      if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
-    nn::ema_update(tp, sp, nn::ema_decay(ema_updates++, cfg.train.ema_max_decay));
+    nn::ema_update(*teacher, *student, nn::ema_decay(ema_updates++, cfg.train.ema_max_decay));
   }
   Tensor student_loss() {  // the student's forward over all Bl + Bu images, with L_sup
     Tensor x = concat({in.x_l, in.u_s}, 0);

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "data/image_io.h"
 
 namespace c3::data {
@@ -251,7 +252,7 @@ void write_split_list(const std::string& list_file, const std::string& root, con
     const char* sep = (image + label).find(' ') != std::string::npos ? "\t" : " ";
     text += image + (label.empty() ? "" : sep + label) + "\n";
   }
-  write_file_atomic(list_file, std::vector<uint8_t>(text.begin(), text.end()));
+  write_file_atomic(list_file, text);
 }
 
 LabeledSplit split_labeled(std::vector<Sample> samples, int64_t count, uint64_t seed) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/checksum.h"
+#include "core/file.h"
 #include "core/error.h"
 
 #define STB_IMAGE_STATIC
@@ -232,28 +233,6 @@ Image read_label(const std::string& path) {
   C3_CHECK(hd.bit_depth == 8, path, ": a label map must be 8-bit grayscale, this one has ", hd.bit_depth,
            "-bit samples");
   return decode(path, bytes, 1);
-}
-
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  // A name no other writer (thread or process) uses, in the target's folder, so the rename
-  // stays inside one file system and is atomic.
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  C3_CHECK(f != nullptr, path, ": cannot create ", tmp, " (", std::strerror(errno), ")");
-  const bool wrote = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!wrote || !closed) {
-    std::remove(tmp.c_str());
-    C3_CHECK(false, path, ": write failed (", std::strerror(wrote ? errno : err), ")");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    C3_CHECK(false, path, ": cannot rename ", tmp, " over it (", ec.message(), ")");
-  }
 }
 
 void write_png(const std::string& path, const Image& img) {

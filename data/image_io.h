@@ -31,9 +31,6 @@ void write_png(const std::string& path, const Image& img);
 // The whole content of a file; throws c3::Error naming it when it is missing or unreadable.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
-// Writes bytes to `path` through a temporary file and a rename (see write_png).
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
-
 constexpr int kCityscapesClasses = 19;
 constexpr uint8_t kIgnoreLabel = 255;
 

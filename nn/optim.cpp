@@ -7,6 +7,7 @@
 #include "core/ops.h"
 #include "kernels/cpu/optim.h"
 #include "kernels/cuda/optim.h"
+#include "nn/module.h"
 
 namespace c3::nn {
 
@@ -156,6 +157,19 @@ double PolySchedule::factor(int64_t step) const {
     return warmup_start + (1.0 - warmup_start) * double(step) / double(warmup_steps);
   const double frac = 1.0 - double(step) / double(total_steps);
   return frac <= 0 ? 0.0 : std::pow(frac, power);
+}
+
+void ema_update(Module& teacher, const Module& student, double decay) {
+  NoGradGuard ng;
+  std::vector<Tensor> tp, sp;
+  auto tpar = teacher.named_parameters(), spar = student.named_parameters();
+  auto tbuf = teacher.named_buffers(), sbuf = student.named_buffers();
+  C3_CHECK(tpar.size() == spar.size() && tbuf.size() == sbuf.size(),
+           "ema_update: the teacher and the student differ in their tensors");
+  for (size_t i = 0; i < tpar.size(); ++i) tp.push_back(*tpar[i].tensor), sp.push_back(*spar[i].tensor);
+  for (size_t i = 0; i < tbuf.size(); ++i)
+    if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
+  ema_update(tp, sp, decay);
 }
 
 void ema_update(const std::vector<Tensor>& teacher, const std::vector<Tensor>& student, double decay) {

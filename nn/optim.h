@@ -13,6 +13,8 @@
 
 namespace c3::nn {
 
+class Module;
+
 struct ParamGroup {
   std::string name;  // e.g. "backbone", "head"
   std::vector<Tensor> params;
@@ -78,6 +80,9 @@ struct PolySchedule {
 
 // teacher <- decay * teacher + (1 - decay) * student, tensor by tensor (same shapes).
 void ema_update(const std::vector<Tensor>& teacher, const std::vector<Tensor>& student, double decay);
+// The teacher model follows the student model: ema_update over their parameters and their
+// float buffers (BatchNorm statistics; integer counters are left alone), without gradient.
+void ema_update(Module& teacher, const Module& student, double decay);
 // METHOD.md: decay = min(1 - 1/(k+1), 0.99) after k EMA updates.
 inline double ema_decay(int64_t k, double max_decay = 0.99) {
   const double d = 1.0 - 1.0 / double(k + 1);

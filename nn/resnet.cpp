@@ -123,17 +123,10 @@ ResNetFeatures ResNet::forward(const Tensor& x) {
 LoadReport ResNet::load_pretrained(const std::string& path) {
   SafetensorsFile file = load_safetensors(path);
   // A c3semiseg checkpoint holds "student.backbone.<name>": its student's backbone is taken.
-  const std::string ours = "student.backbone.";
-  bool checkpoint = false;
-  for (auto& [name, t] : file.tensors) checkpoint |= name.rfind(ours, 0) == 0;
-  std::vector<std::pair<std::string, Tensor>> entries;
-  for (auto& [name, t] : file.tensors) {
-    if (checkpoint) {
-      if (name.rfind(ours, 0) == 0) entries.emplace_back(name.substr(ours.size()), t);
-    } else if (name.rfind("fc.", 0) != 0) {
-      entries.emplace_back(name, t);
-    }
-  }
+  std::vector<std::pair<std::string, Tensor>> entries = file.with_prefix("student.backbone.");
+  if (entries.empty())  // torchvision's ResNet: every tensor but the classifier
+    for (auto& [name, t] : file.tensors)
+      if (name.rfind("fc.", 0) != 0) entries.emplace_back(name, t);
   try {
     return load_state_dict(entries, true);
   } catch (const Error& e) {

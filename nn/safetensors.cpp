@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/checksum.h"
+#include "core/file.h"
 
 namespace c3::nn {
 namespace {
@@ -94,6 +95,13 @@ Tensor decode(const std::string& path, const std::string& name, const std::strin
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, Tensor>> SafetensorsFile::with_prefix(const std::string& prefix) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [n, t] : tensors)
+    if (n.rfind(prefix, 0) == 0) out.emplace_back(n.substr(prefix.size()), t);
+  return out;
+}
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
   for (auto& [n, t] : tensors)
@@ -208,40 +216,6 @@ SafetensorsFile load_safetensors(const std::string& path) {
            header[y.first]["data_offsets"][0].template get<uint64_t>();
   });
   return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  C3_CHECK(fd >= 0, path, ": cannot create temporary file ", tmp, " (", std::strerror(errno), ")");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(path + ": write failed (" + why + "); the previous file is untouched");
-    }
-    done += size_t(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw Error(path + ": fsync/close failed (" + std::strerror(errno) + "); the previous file is untouched");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error(path + ": rename failed (" + why + ")");
-  }
-  const size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash ? slash : 1);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,

@@ -25,6 +25,9 @@ struct SafetensorsFile {
   std::vector<std::pair<std::string, Tensor>> tensors;  // in file order, CPU tensors
   std::map<std::string, std::string> metadata;
   const Tensor* find(const std::string& name) const;
+  // The tensors whose name starts with `prefix`, the prefix removed ("student." -> the
+  // student's state dict of a c3semiseg checkpoint), in file order.
+  std::vector<std::pair<std::string, Tensor>> with_prefix(const std::string& prefix) const;
 };
 
 // Loads F32, F64, I32, U8 as they are; I64 (PyTorch's num_batches_tracked) is narrowed to
@@ -35,8 +38,5 @@ SafetensorsFile load_safetensors(const std::string& path);
 // Tensors may live on any device (copied to the host to be written).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
-
-// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the folder).
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace c3::nn

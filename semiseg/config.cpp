@@ -307,6 +307,16 @@ json config_json(const Config& c) {
 
 json default_config() { return config_json(Config{}); }
 
+Device device_for(const TrainConfig& t) {
+  if (t.device == "cpu") return Device::cpu;
+  if (t.device == "cuda") {
+    C3_CHECK(cuda_available(), "train.device is cuda, but no GPU is usable (or the build has CUDA=0); "
+             "--set train.device=auto runs on the CPU then");
+    return Device::cuda;
+  }
+  return cuda_available() ? Device::cuda : Device::cpu;
+}
+
 std::string config_list() {
   const Config c;
   Lister v;

@@ -100,6 +100,10 @@ struct Config {
   Config();  // every key at its default (the table's)
 };
 
+// The device a run uses: train.device cpu or cuda (an error when no GPU is usable), or auto
+// (the GPU when one is usable).
+Device device_for(const TrainConfig& t);
+
 // The config as a JSON document (every key; what config.json in the run folder holds and what
 // checkpoints carry in their metadata). parse_config(config_json(c)) gives c back.
 nlohmann::json config_json(const Config& c);

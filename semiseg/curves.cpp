@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "data/image_io.h"
 #include "semiseg/metrics.h"
 
@@ -233,7 +234,7 @@ void write_curves(const std::vector<std::string>& run_dirs, const std::string& o
   std::string title = run_dirs.size() == 1 ? run_dirs[0] : "";
   for (size_t i = 0; i < run_dirs.size() && run_dirs.size() > 1; ++i) title += (i ? " vs " : "") + labels[i];
   const std::string svg = curves_svg(title, curve_panels(files, labels));
-  data::write_file_atomic(out, std::vector<uint8_t>(svg.begin(), svg.end()));
+  write_file_atomic(out, svg);
 }
 
 }  // namespace c3::semiseg

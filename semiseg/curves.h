@@ -31,7 +31,7 @@ std::string curves_svg(const std::string& title, const std::vector<CurvePanel>& 
 std::vector<CurvePanel> curve_panels(const std::vector<std::string>& metrics_files,
                                      const std::vector<std::string>& labels);
 
-// Writes `out` (data::write_file_atomic: a temporary file and a rename) with the curves of the runs in
+// Writes `out` (write_file_atomic: a temporary file and a rename) with the curves of the runs in
 // `run_dirs` (each a run folder holding metrics.jsonl).
 void write_curves(const std::vector<std::string>& run_dirs, const std::string& out);
 

@@ -28,10 +28,7 @@ std::unique_ptr<nn::DeepLab> model_from_checkpoint(const std::string& path, cons
   for (const auto& s : sets) apply_override(j, s);
   cfg = parse_config(j);
   auto model = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);
-  const std::string prefix = teacher ? "teacher." : "student.";
-  std::vector<std::pair<std::string, Tensor>> weights;
-  for (auto& [n, t] : f.tensors)
-    if (n.rfind(prefix, 0) == 0) weights.emplace_back(n.substr(prefix.size()), t);
+  const std::vector<std::pair<std::string, Tensor>> weights = f.with_prefix(teacher ? "teacher." : "student.");
   C3_CHECK(!weights.empty(), path, ": holds no ", teacher ? "teacher (saved before the semi-supervised phase?)" : "student");
   model->load_state_dict(weights);
   if (thresholds)
@@ -101,8 +98,10 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   const bool was_training = model.is_training();
   model.eval();
   ConfusionMatrix plain(opt.classes, opt.device), star(opt.classes, opt.device);
-  std::vector<float> thr = opt.thresholds.defined() ? opt.thresholds.cpu().to_vector<float>() : std::vector<float>();
-  if (thr.size() != 1 && int(thr.size()) != opt.classes) thr.clear();  // DCRS off: no "*" evaluation
+  // "*": pixels below their class's DCRS threshold count as ignore (dcrs.mode=off: no "*").
+  const int64_t n_thr = opt.thresholds.defined() ? opt.thresholds.numel() : 0;
+  const bool starred = n_thr == 1 || n_thr == opt.classes;
+  DcrsState dcrs{n_thr == 1 ? DcrsMode::global : DcrsMode::per_class, starred ? opt.thresholds.to(opt.device) : Tensor()};
   std::vector<std::vector<data::Image>> rows;
   data::Batch b;
   while (val.next(b)) {
@@ -111,15 +110,8 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
     Tensor probs = model_probs(model, x, opt.infer);
     Tensor pred = argmax_channels(probs);
     plain.add(pred, y);
+    if (starred) star.add(pred, y, dcrs_update(probs, dcrs, {0.8}, 0.9, /*update=*/false).mask);
     std::vector<int32_t> pv;
-    if (!thr.empty()) {
-      // "*": pixels below their class's DCRS threshold count as ignore.
-      pv = pred.to_vector<int32_t>();
-      auto conf = max_channels(probs).to_vector<float>();
-      std::vector<uint8_t> m(pv.size());
-      for (size_t i = 0; i < pv.size(); ++i) m[i] = conf[i] >= thr[thr.size() == 1 ? 0 : size_t(pv[i])];
-      star.add(pred, y, Tensor::from_vector(m, y.shape(), opt.device));
-    }
     if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty() && dist::is_main()) {
       if (pv.empty()) pv = pred.to_vector<int32_t>();
       const int64_t hw = int64_t(b.h) * b.w;
@@ -140,7 +132,7 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   std::vector<uint64_t> counts = plain.counts();
   dist::all_reduce_sum(counts);
   r.plain = compute_iou(counts, opt.classes);
-  if (!thr.empty()) {
+  if (starred) {
     counts = star.counts();
     dist::all_reduce_sum(counts);
     r.star = compute_iou(counts, opt.classes);
@@ -152,7 +144,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
                                Config& cfg, const InferOptions& infer) {
   Tensor thr;
   auto model = model_from_checkpoint(path, sets, cfg, &thr, teacher);
-  const Device dev = cfg.train.device == "cpu" || !cuda_available() ? Device::cpu : Device::cuda;
+  const Device dev = device_for(cfg.train);
   model->to(dev);
   RunData d;
   d.val = load_val_samples(cfg);

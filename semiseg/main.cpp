@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/dist.h"
+#include "core/file.h"
 #include "core/parse.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
@@ -215,11 +216,11 @@ text files listing one image path per line. --window HxW [--stride HxW], --scale
     return a.help ? 0 : 2;
   }
   std::vector<std::unique_ptr<nn::DeepLab>> models;
-  Device dev = cuda_available() ? Device::cuda : Device::cpu;
+  Device dev = Device::cuda;
   for (const auto& c : a.checkpoints) {
     Config cfg;
     models.push_back(model_from_checkpoint(c, a.sets, cfg, nullptr));
-    if (cfg.train.device == "cpu") dev = Device::cpu;
+    if (device_for(cfg.train) == Device::cpu) dev = Device::cpu;  // one device for all
   }
   for (auto& m : models) m->to(dev);
   std::vector<std::string> images;
@@ -233,7 +234,7 @@ text files listing one image path per line. --window HxW [--stride HxW], --scale
       images.push_back(p);
     }
   }
-  ::mkdir(a.out.c_str(), 0755);
+  make_dirs(a.out);
   for (const auto& path : images) {
     data::Image img = data::read_image(path);
     std::vector<data::Image> row{img};
@@ -357,7 +358,7 @@ Config default_run_config(const std::string& mode, const std::vector<std::string
 void ensure_synthetic() {
   if (exists("datasets/synthetic-colour/leftImg8bit/val")) return;
   std::printf("generating the synthetic dataset in datasets/synthetic-colour ...\n");
-  ::mkdir("datasets", 0755);
+  make_dirs("datasets");
   data::make_synthetic("datasets/synthetic-colour", 0, 1000, 200, 128, 256, 1.f, 0.f, 1.f);
 }
 
@@ -382,7 +383,7 @@ int cmd_run(const Args& a) {
 
 // Trains the baseline in a child process (output to <run>/train.log); returns its pid.
 pid_t train_in_child(const Config& cfg) {
-  std::filesystem::create_directories(cfg.output.dir);
+  make_dirs(cfg.output.dir);
   const std::string log = cfg.output.dir + "/train.log";
   std::fflush(stdout);
   std::fflush(stderr);
@@ -435,7 +436,7 @@ int cmd_compare(const Args& a) {
   ensure_synthetic();
   const Config sup = default_run_config("supervised", a.sets), c3 = default_run_config("c3", a.sets);
   const bool side_by_side = sup.train.threads == 1 && std::thread::hardware_concurrency() >= 2 &&
-                            (sup.train.device == "cpu" || !cuda_available());
+                            device_for(sup.train) == Device::cpu;
   std::vector<std::pair<std::string, IoUResult>> rows;
   if (side_by_side) {
     const pid_t pid = train_in_child(sup);
@@ -462,7 +463,7 @@ int cmd_compare(const Args& a) {
   const auto& names = class_names(int(c3.model.num_classes));
   std::printf("\nper-class IoU (%%), synthetic val set, same schedule and labels:\n%s",
               iou_table_terminal(names, rows).c_str());
-  ::mkdir("runs", 0755);
+  make_dirs("runs");
   std::ofstream("runs/compare.md") << iou_table_markdown(names, rows);
   write_curves({sup.output.dir, c3.output.dir}, "runs/compare.svg");
   std::printf("table written to runs/compare.md, curves of both runs to runs/compare.svg\n");

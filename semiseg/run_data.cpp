@@ -67,7 +67,7 @@ data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
   lc.shard = dist::rank();  // data-parallel: this rank's part of the global batch
   lc.shards = dist::world_size();
   lc.skip_bad = cfg.data.skip_bad_samples;
-  lc.pinned = cfg.train.device != "cpu" && cuda_available();  // batches go to the GPU: DMA from pinned memory
+  lc.pinned = device_for(cfg.train) == Device::cuda;  // batches go to the GPU: DMA from pinned memory
   return lc;
 }
 }  // namespace
@@ -118,7 +118,7 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
   lc.augment.scales = {1.0};
   lc.augment.rotate_max = 0;
   lc.augment.flip_p = 0;
-  lc.pinned = cfg.train.device != "cpu" && cuda_available();
+  lc.pinned = device_for(cfg.train) == Device::cuda;
   const int nc = int(cfg.model.num_classes);
   return std::make_unique<data::Loader>(lc, [val, nc](size_t i) { return data::load_sample(val[i], nc); });
 }

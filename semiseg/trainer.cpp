@@ -13,6 +13,7 @@
 
 #include "core/alloc.h"
 #include "core/dist.h"
+#include "core/file.h"
 #include "core/parse.h"
 #include "core/ops.h"
 #include "data/image_io.h"
@@ -30,31 +31,21 @@ namespace {
 void on_signal(int sig) { g_stop_signal = sig; }
 using Clock = std::chrono::steady_clock;
 
-void mkdirs(const std::string& path) {
-  std::string cur;
-  std::stringstream ss(path);
-  std::string part;
-  if (!path.empty() && path[0] == '/') cur = "/";
-  while (std::getline(ss, part, '/')) {
-    if (part.empty()) continue;
-    cur += part + "/";
-    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-      throw Error("cannot create folder " + cur + ": " + std::strerror(errno));
-  }
-}
 bool exists(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0;
 }
-// A kill during a checkpoint write leaves NAME.safetensors.tmp.PID behind (the rename never
-// came): remove those whose writer is no longer running.
+// A kill during a checkpoint write leaves NAME.safetensors.tmp.PID.N (or, from older
+// versions, .tmp.PID) behind (the rename never came): remove those whose writer is no longer
+// running.
 void remove_stale_temporaries(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     const size_t at = name.find(".safetensors.tmp.");
     if (at == std::string::npos) continue;
-    const std::string pid = name.substr(at + 17);
+    std::string pid = name.substr(at + 17);
+    pid = pid.substr(0, pid.find('.'));
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
     if (::kill(pid_t(std::stol(pid)), 0) == 0 || errno != ESRCH) continue;  // still being written
     std::filesystem::remove(e.path(), ec);
@@ -77,7 +68,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
       dropped = true;  // a later step, or a line cut by a kill
     }
   }
-  if (dropped) nn::write_file_atomic(path, kept);
+  if (dropped) write_file_atomic(path, kept);
 }
 std::string fmt_time(double s) {
   char b[32];
@@ -90,20 +81,6 @@ std::vector<std::pair<std::string, Tensor>> prefixed(const std::string& p, std::
   for (auto& e : v) e.first = p + e.first;
   return v;
 }
-std::vector<std::pair<std::string, Tensor>> strip(const nn::SafetensorsFile& f, const std::string& p) {
-  std::vector<std::pair<std::string, Tensor>> out;
-  for (auto& [n, t] : f.tensors)
-    if (n.rfind(p, 0) == 0) out.emplace_back(n.substr(p.size()), t);
-  return out;
-}
-Device pick_device(const std::string& want) {
-  if (want == "cpu") return Device::cpu;
-  if (want == "cuda") {
-    C3_CHECK(cuda_available(), "train.device is cuda, but no GPU is usable (or the build has CUDA=0)");
-    return Device::cuda;
-  }
-  return cuda_available() ? Device::cuda : Device::cpu;
-}
 }  // namespace
 
 void install_stop_handlers() {
@@ -115,7 +92,7 @@ void install_stop_handlers() {
 }
 
 Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
-    : cfg_(std::move(cfg)), device_((dist::init(), pick_device(cfg_.train.device))), dir_(cfg_.output.dir), main_(dist::is_main()) {
+    : cfg_(std::move(cfg)), device_((dist::init(), device_for(cfg_.train))), dir_(cfg_.output.dir), main_(dist::is_main()) {
   const int world = dist::world_size();
   C3_CHECK(cfg_.train.batch_labeled % world == 0 && (cfg_.train.mode == TrainMode::supervised || cfg_.train.batch_unlabeled % world == 0),
            "train.batch_labeled (", cfg_.train.batch_labeled, ") and train.batch_unlabeled (", cfg_.train.batch_unlabeled,
@@ -123,7 +100,7 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   warm_ = cfg_.train.mode == TrainMode::c3 ? std::min(cfg_.train.total_steps(), cfg_.train.warmup_epochs * cfg_.train.steps_per_epoch)
                                           : cfg_.train.total_steps();
   tty_ = ::isatty(STDOUT_FILENO);
-  if (main_) mkdirs(dir_ + "/vis");
+  if (main_) make_dirs(dir_ + "/vis");
   if (cfg_.train.threads > 0) kernels::cpu::set_threads(cfg_.train.threads);
   set_conv_benchmark(cfg_.train.cudnn_benchmark);
   set_conv_deterministic(cfg_.train.cudnn_deterministic);
@@ -249,7 +226,7 @@ int64_t Trainer::load_checkpoint(const std::string& path, bool partial) {
   const int64_t step = meta_count(f, path, "step"), opt_steps = meta_count(f, path, "optimizer_steps");
   const int64_t ema_updates = meta_count(f, path, "ema_updates"), best_step = meta_count(f, path, "best_step");
   const double best_miou = meta_number(f, path, "best_miou", -1, 1);
-  auto student = strip(f, "student."), teacher = strip(f, "teacher."), optim = strip(f, "optim.");
+  auto student = f.with_prefix("student."), teacher = f.with_prefix("teacher."), optim = f.with_prefix("optim.");
   const Tensor* thresholds = f.find("dcrs.thresholds");
   // What a checkpoint at this step must hold; without it the run would go on from re-made
   // state (a fresh teacher, zero Adam moments, initial thresholds) without a word.
@@ -307,7 +284,7 @@ void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_st
   dump_steps_ = steps;
   dump_state_steps_ = state_steps < 0 ? steps : std::min(steps, state_steps);
   step_->keep_draws = steps > 0;
-  mkdirs(dir);
+  make_dirs(dir);
   write_labeled_list(dir + "/labeled.txt");
   nn::save_safetensors(dir + "/init.safetensors", student_->state_dict(), {{"config", config_json(cfg_).dump()}});
 }
@@ -353,7 +330,7 @@ void Trainer::log_metrics(const std::string& line) {
   f << line << "\n";
 }
 
-Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
+EvalResult Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
   EvalOptions o;
   o.classes = int(cfg_.model.num_classes);
   o.device = device_;
@@ -361,8 +338,7 @@ Trainer::EvalOutput Trainer::evaluate(nn::DeepLab& model, const std::string& vis
   o.vis_path = main_ ? vis_path : "";
   o.thresholds = cfg_.train.mode == TrainMode::c3 ? step_->thresholds : Tensor();
   auto loader = make_val_loader(cfg_, data_);
-  EvalResult r = evaluate_model(model, *loader, o);
-  return {r.plain, r.star};
+  return evaluate_model(model, *loader, o);
 }
 
 // ---- The loop: one named function per part of a step ------------------------------------
@@ -453,16 +429,7 @@ void Trainer::update_weights(bool semi) {
     dist::broadcast_packed(bufs, 0);
   }
   if (!semi) return;
-  // The teacher follows the student: EMA of the parameters and the float buffers.
-  NoGradGuard ng;
-  const double decay = nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay);
-  std::vector<Tensor> tp, sp;
-  auto tpar = teacher_->named_parameters(), spar = student_->named_parameters();
-  for (size_t i = 0; i < tpar.size(); ++i) tp.push_back(*tpar[i].tensor), sp.push_back(*spar[i].tensor);
-  auto tbuf = teacher_->named_buffers(), sbuf = student_->named_buffers();
-  for (size_t i = 0; i < tbuf.size(); ++i)
-    if (tbuf[i].tensor->dtype() == DType::f32) tp.push_back(*tbuf[i].tensor), sp.push_back(*sbuf[i].tensor);
-  nn::ema_update(tp, sp, decay);
+  nn::ema_update(*teacher_, *student_, nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay));
 }
 
 void Trainer::log_step(int64_t step, double loss, const StepOutput& out, bool semi) {
@@ -508,7 +475,7 @@ void Trainer::evaluate_and_save(int64_t step, TrainResult& res) {
   if (tty_ && main_) std::printf("\n");
   char tag[32];
   std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
-  EvalOutput ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
+  EvalResult ev = evaluate(*student_, dir_ + "/vis/" + std::string(tag) + ".png");
   std::vector<std::pair<std::string, IoUResult>> rows = {{"student", ev.plain}};
   if (!ev.star.iou.empty()) rows.push_back({"student*", ev.star});
   const auto& names = class_names(int(cfg_.model.num_classes));

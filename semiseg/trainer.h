@@ -18,6 +18,7 @@
 #include "nn/optim.h"
 #include "semiseg/c3_step.h"
 #include "semiseg/config.h"
+#include "semiseg/eval.h"
 #include "semiseg/metrics.h"
 #include "semiseg/run_data.h"
 
@@ -59,10 +60,7 @@ class Trainer {
   void dump_steps(const std::string& dir, int64_t steps, int64_t state_steps = -1, int64_t state_every = 0);
 
   // Evaluates a model on the val set: plain and DCRS-masked ("*") confusion matrices.
-  struct EvalOutput {
-    IoUResult plain, star;
-  };
-  EvalOutput evaluate(nn::DeepLab& model, const std::string& vis_path);
+  EvalResult evaluate(nn::DeepLab& model, const std::string& vis_path);
 
  private:
   void save_checkpoint(const std::string& path, int64_t step);

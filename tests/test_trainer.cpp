@@ -294,6 +294,33 @@ TEST_CASE("trainer: evaluating a checkpoint gives the run's own last evaluation 
   CHECK(e.plain.pixel_acc == doctest::Approx(r.last.pixel_acc).epsilon(1e-12));
   REQUIRE(e.star.iou.size() == 19);  // a C3 checkpoint: the "*" evaluation with its thresholds
   CHECK(e.star.miou == doctest::Approx(r.last_star.miou).epsilon(1e-12));
+  {  // "*" against a host reference: a pixel counts when its confidence reaches its class's threshold
+    Config c2;
+    Tensor thr;
+    auto model = model_from_checkpoint(out + "/latest.safetensors", {}, c2, &thr);
+    REQUIRE(thr.numel() == 19);
+    const std::vector<float> t = thr.to_vector<float>();
+    RunData d;
+    d.val = load_val_samples(c2);
+    auto loader = make_val_loader(c2, d);
+    std::vector<uint64_t> counts(19 * 19, 0);
+    uint64_t kept = 0;
+    NoGradGuard ng;
+    model->eval();
+    for (data::Batch b; loader->next(b);) {
+      const std::vector<float> p = softmax(model->forward(to_input(b.images, b.size(), b.h, b.w, Device::cpu))).to_vector<float>();
+      for (size_t i = 0; i < b.labels.size(); ++i) {
+        const float* q = p.data() + i * 19;
+        const int arg = int(std::max_element(q, q + 19) - q);
+        if (b.labels[i] == 255 || q[arg] < t[size_t(arg)]) continue;
+        ++counts[size_t(b.labels[i]) * 19 + size_t(arg)];
+        ++kept;
+      }
+    }
+    CHECK(kept > 0);
+    CHECK(compute_iou(counts, 19).pixels == e.star.pixels);
+    CHECK(compute_iou(counts, 19).miou == doctest::Approx(e.star.miou).epsilon(1e-12));
+  }
   // Test-time inference: one window the size of the val images is the whole image; flipped
   // and multi-scale inference score the same pixels and differ in what they predict.
   InferOptions one;
