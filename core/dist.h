@@ -109,4 +109,47 @@ void nccl_broadcast(Tensor& t, int root);
 void select_gpu(int local_rank);
 }  // namespace detail
 
+// A communicator: the processes a computation spans and the collectives among them. The
+// code below the trainer (the C3 step, DCRS, SyncBN, the loaders' shards, evaluation) takes
+// one as an argument instead of asking the process-wide world, so what talks to the other
+// ranks shows at each call. Comm::world() is every process of the job (mpirun -np N; one
+// process without mpirun); Comm::self() is this process alone: rank 0 of 1, collectives
+// that return their input.
+class Comm {
+ public:
+  static Comm world() { return Comm(true); }
+  static Comm self() { return Comm(false); }
+  Comm() = default;  // self
+  int rank() const { return world_ ? dist::rank() : 0; }
+  int size() const { return world_ ? world_size() : 1; }
+  bool is_main() const { return rank() == 0; }
+  // As the free functions above, over this communicator's processes.
+  void all_reduce_sum(Tensor& t) const {
+    if (size() > 1) dist::all_reduce_sum(t);
+  }
+  template <class T>
+  void all_reduce_sum(std::vector<T>& v) const {
+    if (size() > 1) dist::all_reduce_sum(v);
+  }
+  Tensor all_reduce_sum_grad(const Tensor& t) const { return size() > 1 ? dist::all_reduce_sum_grad(t) : t; }
+  void broadcast_packed(const std::vector<Tensor>& ts, int root = 0) const {
+    if (size() > 1) dist::broadcast_packed(ts, root);
+  }
+  void average_gradients(const std::vector<Tensor>& params) const {
+    if (size() > 1) dist::average_gradients(params);
+  }
+  void barrier() const {
+    if (size() > 1) dist::barrier();
+  }
+  bool any(bool flag) const { return size() > 1 ? dist::any(flag) : flag; }
+  // Throws naming `what` and the ranks whose tensors differ from rank 0's.
+  void check_same(const std::vector<Tensor>& ts, const std::string& what) const {
+    if (size() > 1) dist::check_same_on_all_ranks(dist::hash_tensors(ts), what);
+  }
+
+ private:
+  explicit Comm(bool world) : world_(world) {}
+  bool world_ = false;
+};
+
 }  // namespace c3::dist

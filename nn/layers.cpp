@@ -73,27 +73,27 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     NoGradGuard ng;
     num_batches_tracked.copy_(cast(add(cast(num_batches_tracked, DType::f32), 1.0), DType::i32));
   }
-  if (m == BatchNormMode::train && sync && dist::world_size() > 1)
-    return sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps);
+  if (m == BatchNormMode::train && sync.size() > 1)
+    return sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, sync);
   return batch_norm(x, weight, bias, running_mean, running_var, m, momentum, eps);
 }
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                       const Tensor& running_var, double momentum, double eps) {
+                       const Tensor& running_var, double momentum, double eps, const dist::Comm& comm) {
   check_float("sync_batch_norm", x);
   C3_CHECK(x.rank() >= 2 && weight.defined() && weight.shape() == Shape{x.dim(-1)}, "sync_batch_norm: x ", x.desc(),
            " needs channels last and weight [C], got weight ", weight.defined() ? weight.desc() : "none");
   const int64_t C = x.dim(-1), M = x.numel() / C;
   std::vector<double> count = {double(M)};
-  dist::all_reduce_sum(count);
+  comm.all_reduce_sum(count);
   const double total = count[0];
   C3_CHECK(total >= 2, "sync_batch_norm: train mode needs more than one value per channel over all ranks, got ",
            total, " (x ", x.desc(), ")");
   // Two passes (mean, then squared deviations): the variance does not cancel catastrophically.
   Tensor xf = x.reshape({M, C});
-  Tensor mu = mul(dist::all_reduce_sum_grad(sum(xf, {0})), 1.0 / total);
+  Tensor mu = mul(comm.all_reduce_sum_grad(sum(xf, {0})), 1.0 / total);
   Tensor xc = sub(xf, mu);
-  Tensor var = mul(dist::all_reduce_sum_grad(sum(square(xc), {0})), 1.0 / total);
+  Tensor var = mul(comm.all_reduce_sum_grad(sum(square(xc), {0})), 1.0 / total);
   Tensor scale = div(weight, sqrt(add(var, eps)));
   Tensor y = add(mul(xc, scale), bias).reshape(x.shape());
   {
@@ -105,9 +105,9 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias
   return y;
 }
 
-void set_sync_batch_norm(Module& root, bool on) {
+void set_sync_batch_norm(Module& root, const dist::Comm& comm) {
   for (auto& [name, m] : root.named_modules())
-    if (auto* bn = dynamic_cast<const BatchNorm2d*>(m)) const_cast<BatchNorm2d*>(bn)->sync = on;
+    if (auto* bn = dynamic_cast<const BatchNorm2d*>(m)) const_cast<BatchNorm2d*>(bn)->sync = comm;
 }
 
 Tensor Dropout::forward(const Tensor& x) const {

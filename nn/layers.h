@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 
+#include "core/dist.h"
 #include "core/ops.h"
 #include "core/ops_norm.h"
 #include "core/rng.h"
@@ -38,21 +39,22 @@ class BatchNorm2d : public Module {
   double eps, momentum;
   // SyncBN (model.sync_bn): in train mode with several ranks, the batch statistics are those
   // of every rank's batch together (sync_batch_norm). Alone, the plain kernel runs.
-  bool sync = false;
+  dist::Comm sync;
 
  private:
   bool frozen_ = false;
 };
 
 // Train-mode batch normalization over the batches of all ranks (SyncBN): the per-channel
-// sum and the sum of squared deviations are all-reduced (dist::all_reduce_sum_grad), so the
+// sum and the sum of squared deviations are all-reduced (Comm::all_reduce_sum_grad), so the
 // backward all-reduces the matching gradient sums, and N ranks with batch b compute what one
 // process computes with batch N*b. Running statistics follow PyTorch's rule with the total
 // count (unbiased variance). A composite of differentiable ops: slower than the fused kernel.
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                       const Tensor& running_var, double momentum, double eps);
-// Sets BatchNorm2d::sync on every BatchNorm2d under `root`.
-void set_sync_batch_norm(Module& root, bool on);
+                       const Tensor& running_var, double momentum, double eps, const dist::Comm& comm);
+// Sets BatchNorm2d::sync on every BatchNorm2d under `root`: the statistics over `comm`'s
+// processes (Comm::self(): each its own, the plain kernel).
+void set_sync_batch_norm(Module& root, const dist::Comm& comm);
 
 // Zeroes each element with probability p in training mode and scales the rest by 1/(1-p).
 class Dropout : public Module {

@@ -64,13 +64,13 @@ SamplerOptions sampler_options(const Config& c) {
 // rows from `contrast` (same layout, no gradient). Per group of images when groups > 1 (the
 // reference computed it per GPU), averaged over the groups that have anchors. Data-parallel:
 // each rank is a group of its own, so a rank splits its images into contrast_groups / N.
-Tensor contrast_loss(const Config& c, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
+Tensor contrast_loss(const Config& c, int ranks, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
                      const Tensor& logits, Generator& gen, std::vector<std::pair<std::string, Tensor>>* draws) {
   const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3);
   Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
   AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
   if (draws) draws->insert(draws->end(), {{"anchor_index", s.index}, {"anchor_label", s.label}});
-  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.train.contrast_groups / dist::world_size(), N));
+  const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.train.contrast_groups / ranks, N));
   Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
   auto idx = s.index.to_vector<int32_t>();
   auto lab = s.label.to_vector<int32_t>();
@@ -125,7 +125,9 @@ double StepOutput::value(const std::string& name, double absent) const {
   return absent;
 }
 
-C3Step::C3Step(const Config& cfg, Device device) : cfg_(cfg), device_(device) { reset_thresholds(); }
+C3Step::C3Step(const Config& cfg, Device device, const dist::Comm& comm) : cfg_(cfg), device_(device), comm_(comm) {
+  reset_thresholds();
+}
 
 void C3Step::reset_thresholds() {
   dcrs_ = dcrs_init(cfg_.model.num_classes, cfg_.dcrs.mode,
@@ -152,7 +154,7 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
   if (cfg_.train.mode == TrainMode::c3 && cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor z = l2_normalize(student.project(f.layer4));
     Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
-    Tensor con = contrast_loss(cfg_, z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
+    Tensor con = contrast_loss(cfg_, comm_.size(), z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.terms.push_back({"con", con.item()});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
@@ -175,7 +177,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     if (cfg_.loss.contrast) e_t = l2_normalize(teacher.project(ft.layer4));
   }
   std::vector<double> s = cfg_.dcrs.s_per_class.empty() ? std::vector<double>{cfg_.dcrs.s} : cfg_.dcrs.s_per_class;
-  DcrsResult dr = dcrs_update_all_ranks(p_t, dcrs_, s, cfg_.dcrs.momentum, true);  // same thresholds on every rank
+  DcrsResult dr = dcrs_update_all_ranks(p_t, dcrs_, s, cfg_.dcrs.momentum, true, comm_);  // same on every rank
   thresholds = dcrs_.thresholds;
 
   // 3. Cross-set mixing: shuffle [x_l; u_s], pair k with k + K, both complementary mixes.
@@ -212,7 +214,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     Tensor z = l2_normalize(student.project(l4));
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs.apply_to_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
-    Tensor con = contrast_loss(cfg_, z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
+    Tensor con = contrast_loss(cfg_, comm_.size(), z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
     out.terms.push_back({"con", con.item()});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
@@ -231,14 +233,14 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   out.stats.push_back({"acc_labeled", agree(logits_l, in.y_l), false});
   out.thresholds = thresholds.cpu().to_vector<float>();
   out.kept_per_class = dr.kept_fraction.cpu().to_vector<float>();
-  if (dist::world_size() > 1) {  // the fractions over every rank's pixels (as one process logs them)
+  if (comm_.size() > 1) {  // the fractions over every rank's pixels (as one process logs them)
     const auto count = dr.count.cpu().to_vector<int32_t>();
     std::vector<double> v(size_t(2 * C), 0.0);
     for (int64_t c = 0; c < C; ++c) {
       v[size_t(c)] = count[size_t(c)];
       if (count[size_t(c)] > 0) v[size_t(C + c)] = std::round(double(out.kept_per_class[size_t(c)]) * count[size_t(c)]);
     }
-    dist::all_reduce_sum(v);
+    comm_.all_reduce_sum(v);
     for (int64_t c = 0; c < C; ++c)
       out.kept_per_class[size_t(c)] = v[size_t(c)] > 0 ? float(v[size_t(C + c)] / v[size_t(c)]) : NAN;
   }

@@ -67,7 +67,9 @@ double ramp_up(int64_t t, int64_t T);
 
 class C3Step {
  public:
-  C3Step(const Config& cfg, Device device);
+  // comm: the ranks of a data-parallel run (DCRS thresholds and logged fractions over all of
+  // them; contrast groups split among them); Comm::self() for one process.
+  C3Step(const Config& cfg, Device device, const dist::Comm& comm = dist::Comm::self());
   // Warm-up (with the contrastive loss on labeled pixels) or the supervised-only baseline.
   StepOutput supervised(nn::DeepLab& student, const StepInputs& in, int64_t step, Generator& gen);
   // The semi-supervised step. `semi_step` counts from the start of the semi phase.
@@ -83,6 +85,7 @@ class C3Step {
   DcrsState dcrs_;
   const Config& cfg_;
   Device device_;
+  dist::Comm comm_;
 };
 
 }  // namespace c3::semiseg

@@ -112,7 +112,7 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
     plain.add(pred, y);
     if (starred) star.add(pred, y, dcrs_update(probs, dcrs, {0.8}, 0.9, /*update=*/false).mask);
     std::vector<int32_t> pv;
-    if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty() && dist::is_main()) {
+    if (int(rows.size()) < opt.vis_images && !opt.vis_path.empty() && opt.comm.is_main()) {
       if (pv.empty()) pv = pred.to_vector<int32_t>();
       const int64_t hw = int64_t(b.h) * b.w;
       for (int64_t k = 0; k < b.size() && int(rows.size()) < opt.vis_images; ++k) {
@@ -130,11 +130,11 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   // Data-parallel: each rank saw its part of the val set; the sums of the confusion matrices
   // are the matrices of the whole set (every rank gets them).
   std::vector<uint64_t> counts = plain.counts();
-  dist::all_reduce_sum(counts);
+  opt.comm.all_reduce_sum(counts);
   r.plain = compute_iou(counts, opt.classes);
   if (starred) {
     counts = star.counts();
-    dist::all_reduce_sum(counts);
+    opt.comm.all_reduce_sum(counts);
     r.star = compute_iou(counts, opt.classes);
   }
   return r;
@@ -148,8 +148,10 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
   model->to(dev);
   RunData d;
   d.val = load_val_samples(cfg);
-  auto loader = make_val_loader(cfg, d);
+  const dist::Comm comm = dist::Comm::world();  // under mpirun each rank evaluates its part
+  auto loader = make_val_loader(cfg, d, comm);
   EvalOptions o;
+  o.comm = comm;
   o.classes = int(cfg.model.num_classes);
   o.device = dev;
   o.infer = infer;

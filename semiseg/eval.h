@@ -29,6 +29,9 @@ struct EvalOptions {
   int vis_images = 0;      // rows in the picture (image | ground truth | prediction)
   std::string vis_path;    // where to write it (PNG); empty = none
   InferOptions infer;      // whole image by default; sliding window, scales, flip
+  // Data-parallel: the loader holds this rank's part of the val set; the confusion matrices
+  // are summed over `comm` and only its rank 0 draws the picture.
+  dist::Comm comm;
 };
 
 struct EvalResult {

@@ -39,7 +39,7 @@ std::vector<double> group_fractions(const std::vector<double>& s, int64_t T, Dcr
 // pixels that match the bits chosen so far, summed over the ranks (an all-reduce of
 // T x 2048 counts: the confidences themselves never travel).
 std::vector<float> quantiles_all_ranks(const std::vector<float>& conf, const std::vector<int32_t>& label, int64_t T,
-                                       const std::vector<double>& fr) {
+                                       const std::vector<double>& fr, const dist::Comm& comm) {
   constexpr int kShift[3] = {21, 10, 0}, kWidth[3] = {11, 11, 10};
   std::vector<uint32_t> bits(conf.size());
   std::memcpy(bits.data(), conf.data(), conf.size() * sizeof(float));
@@ -54,7 +54,7 @@ std::vector<float> quantiles_all_ranks(const std::vector<float>& conf, const std
       if (pass > 0 && (above >= 32 ? 0 : bits[i] >> above) != prefix[size_t(t)]) continue;
       ++hist[size_t(t * bins + int((bits[i] >> kShift[pass]) & uint32_t(bins - 1)))];
     }
-    dist::all_reduce_sum(hist);
+    comm.all_reduce_sum(hist);
     for (int64_t t = 0; t < T; ++t) {
       const int32_t* h = &hist[size_t(t * bins)];
       if (pass == 0) {
@@ -135,8 +135,8 @@ DcrsResult dcrs_update(const Tensor& probs, DcrsState& state, const std::vector<
 }
 
 DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const std::vector<double>& s,
-                                 double momentum, bool update) {
-  if (dist::world_size() == 1 || state.mode == DcrsMode::off || !update)
+                                 double momentum, bool update, const dist::Comm& comm) {
+  if (comm.size() == 1 || state.mode == DcrsMode::off || !update)
     return dcrs_update(probs, state, s, momentum, update);
   // This rank's confidences and labels (thresholds untouched).
   DcrsResult local = dcrs_update(probs, state, s, momentum, false);
@@ -144,7 +144,7 @@ DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const st
   const std::vector<double> fr = group_fractions(s, T, state.mode);
   const auto conf = local.confidence.cpu().to_vector<float>();
   const auto label = local.label.cpu().to_vector<int32_t>();
-  const std::vector<float> q = quantiles_all_ranks(conf, label, T, fr);
+  const std::vector<float> q = quantiles_all_ranks(conf, label, T, fr, comm);
   std::vector<float> thr = state.thresholds.cpu().to_vector<float>();
   for (int64_t t = 0; t < T; ++t)
     if (!std::isnan(q[size_t(t)])) thr[size_t(t)] = kernels::dcrs_ema(thr[size_t(t)], q[size_t(t)], float(momentum));

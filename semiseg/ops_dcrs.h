@@ -18,6 +18,7 @@
 #pragma once
 #include <vector>
 
+#include "core/dist.h"
 #include "core/tensor.h"
 
 namespace c3::semiseg {
@@ -53,8 +54,8 @@ DcrsResult dcrs_update(const Tensor& probs, DcrsState& state, const std::vector<
 // the ranks (3 all-reduces of C x 2048 counts; the confidences never travel), so every rank
 // gets the same thresholds, bit for bit those of one process on the whole batch.
 // mask, confidence, label, count and kept_fraction are this rank's; quantile is global.
-// At world size 1 (or mode off, or update = false) this is dcrs_update.
-DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const std::vector<double>& s = {0.8},
-                                 double momentum = 0.9, bool update = true);
+// Over one process (Comm::self(), or mode off, or update = false) this is dcrs_update.
+DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const std::vector<double>& s,
+                                 double momentum, bool update, const dist::Comm& comm);
 
 }  // namespace c3::semiseg

@@ -53,7 +53,7 @@ RunData load_run_data(const Config& cfg) {
 }
 
 namespace {
-data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
+data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch, const dist::Comm& comm) {
   data::LoaderConfig lc;
   lc.batch_size = cfg.train.batch_labeled;
   lc.sampling = data::Sampling::with_replacement;  // the reference protocol: a fixed number of draws
@@ -64,24 +64,24 @@ data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch) {
   lc.stream = 1;
   lc.first_epoch = epoch;
   lc.augment = augment_for(cfg);
-  lc.shard = dist::rank();  // data-parallel: this rank's part of the global batch
-  lc.shards = dist::world_size();
+  lc.shard = comm.rank();  // data-parallel: this rank's part of the global batch
+  lc.shards = comm.size();
   lc.skip_bad = cfg.data.skip_bad_samples;
   lc.pinned = device_for(cfg.train) == Device::cuda;  // batches go to the GPU: DMA from pinned memory
   return lc;
 }
 }  // namespace
 
-void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
-  data::LoaderConfig lc = train_loader_config(cfg, epoch);
+void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch, const dist::Comm& comm) {
+  data::LoaderConfig lc = train_loader_config(cfg, epoch, comm);
   lc.dataset_size = d.labeled.size();
   auto lab = d.labeled;
   const int nc = int(cfg.model.num_classes);
   d.labeled_loader = std::make_unique<data::Loader>(lc, [lab, nc](size_t i) { return data::load_sample(lab[i], nc); });
 }
 
-void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
-  data::LoaderConfig lc = train_loader_config(cfg, epoch);
+void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch, const dist::Comm& comm) {
+  data::LoaderConfig lc = train_loader_config(cfg, epoch, comm);
   lc.dataset_size = d.unlabeled.size();
   lc.batch_size = cfg.train.batch_unlabeled;
   lc.samples_per_epoch = size_t(cfg.train.steps_per_epoch) * size_t(cfg.train.batch_unlabeled);
@@ -96,11 +96,11 @@ void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch) {
   });
 }
 
-std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d) {
+std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d, const dist::Comm& comm) {
   // Data-parallel: rank r evaluates the r-th contiguous part of the val set (rank 0 the
   // first images, so its pictures are those of a single process); the trainer sums the
   // confusion matrices.
-  const size_t n = dist::world_size(), r = dist::rank(), N = d.val.size();
+  const size_t n = size_t(comm.size()), r = size_t(comm.rank()), N = d.val.size();
   C3_CHECK(N >= n, "the val set has ", N, " images, fewer than the ", n, " ranks");
   const std::vector<data::Sample> val(d.val.begin() + r * N / n, d.val.begin() + (r + 1) * N / n);
   data::LoaderConfig lc;

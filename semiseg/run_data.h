@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dist.h"
 #include "core/tensor.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -32,10 +33,10 @@ RunData load_run_data(const Config& cfg);
 std::vector<data::Sample> load_val_samples(const Config& cfg, data::LoadStats* stats = nullptr);
 // The labeled loader, starting at `epoch` (for resume), and the unlabeled loader (weak and
 // strong views), started separately when the semi phase begins.
-void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch);
-void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch);
+void make_labeled_loader(const Config& cfg, RunData& d, int64_t epoch, const dist::Comm& comm = dist::Comm::self());
+void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch, const dist::Comm& comm = dist::Comm::self());
 // A val loader: sequential, resized to data.val_size, no augmentation.
-std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d);
+std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d, const dist::Comm& comm = dist::Comm::self());
 
 // u8 NHWC -> f32 NHWC normalized with the ImageNet mean and std (RGB in [0,1]), on `dev`.
 Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev);

@@ -92,8 +92,9 @@ void install_stop_handlers() {
 }
 
 Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
-    : cfg_(std::move(cfg)), device_((dist::init(), device_for(cfg_.train))), dir_(cfg_.output.dir), main_(dist::is_main()) {
-  const int world = dist::world_size();
+    : cfg_(std::move(cfg)), device_((dist::init(), device_for(cfg_.train))), dir_(cfg_.output.dir), comm_(dist::Comm::world()),
+      main_(comm_.is_main()) {
+  const int world = comm_.size();
   C3_CHECK(cfg_.train.batch_labeled % world == 0 && (cfg_.train.mode == TrainMode::supervised || cfg_.train.batch_unlabeled % world == 0),
            "train.batch_labeled (", cfg_.train.batch_labeled, ") and train.batch_unlabeled (", cfg_.train.batch_unlabeled,
            ") are the global batch: each must divide by the ", world, " ranks");
@@ -108,12 +109,12 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   if (!cfg_.model.pretrained.empty()) student_->backbone->load_pretrained(cfg_.model.pretrained);
   student_->to(device_);
-  if (cfg_.model.sync_bn) nn::set_sync_batch_norm(*student_, true);
+  if (cfg_.model.sync_bn) nn::set_sync_batch_norm(*student_, comm_);
   std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.train.lr_backbone, cfg_.train.weight_decay},
                                         {"head", student_->head_parameters(), cfg_.train.lr_head, cfg_.train.weight_decay}};
   if (cfg_.train.optimizer == Optimizer::adam) opt_ = std::make_unique<nn::Adam>(groups);
   else opt_ = std::make_unique<nn::SGD>(groups, cfg_.train.momentum);
-  step_ = std::make_unique<C3Step>(cfg_, device_);
+  step_ = std::make_unique<C3Step>(cfg_, device_, comm_);
   const std::string latest = dir_ + "/latest.safetensors";
   if (resume) {
     C3_CHECK(exists(latest), "--resume: no checkpoint at ", latest);
@@ -159,14 +160,14 @@ void Trainer::start_semi_phase() {
 }
 
 void Trainer::sync_from_rank0() {
-  if (dist::world_size() == 1) return;
+  if (comm_.size() == 1) return;
   std::vector<Tensor> all = {step_->thresholds};
   for (auto* m : {student_.get(), teacher_.get()}) {
     if (!m) continue;
     for (const auto& list : {m->named_parameters(), m->named_buffers()})
       for (const nn::NamedTensor& t : list) all.push_back(*t.tensor);
   }
-  dist::broadcast_packed(all, 0);
+  comm_.broadcast_packed(all, 0);
 }
 
 void Trainer::check_ranks_agree(int64_t step) {
@@ -178,8 +179,8 @@ void Trainer::check_ranks_agree(int64_t step) {
   }
   for (const auto& [name, t] : opt_->state()) all.push_back(t);
   all.push_back(step_->thresholds);
-  dist::check_same_on_all_ranks(dist::hash_tensors(all), "after step " + std::to_string(step) +
-                                                             ", the parameters, buffers, optimizer state or DCRS thresholds");
+  comm_.check_same(all, "after step " + std::to_string(step) +
+                            ", the parameters, buffers, optimizer state or DCRS thresholds");
 }
 
 void Trainer::save_checkpoint(const std::string& path, int64_t step) {
@@ -275,7 +276,7 @@ void Trainer::write_labeled_list(const std::string& path) const {
 }
 
 void Trainer::dump_steps(const std::string& dir, int64_t steps, int64_t state_steps, int64_t state_every) {
-  C3_CHECK(dist::world_size() == 1, "--dump replays one process: run it without mpirun");
+  C3_CHECK(comm_.size() == 1, "--dump replays one process: run it without mpirun");
   C3_CHECK(steps >= 0, "--dump-steps must be >= 0, got ", steps);
   C3_CHECK(state_every >= 0, "--dump-state-every must be >= 0, got ", state_every);
   dump_state_every_ = state_every;
@@ -337,7 +338,8 @@ EvalResult Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
   o.vis_images = cfg_.output.vis_images;
   o.vis_path = main_ ? vis_path : "";
   o.thresholds = cfg_.train.mode == TrainMode::c3 ? step_->thresholds : Tensor();
-  auto loader = make_val_loader(cfg_, data_);
+  o.comm = comm_;
+  auto loader = make_val_loader(cfg_, data_, comm_);
   return evaluate_model(model, *loader, o);
 }
 
@@ -345,11 +347,11 @@ EvalResult Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
 
 void Trainer::open_loaders() {
   const int64_t spe = cfg_.train.steps_per_epoch;
-  make_labeled_loader(cfg_, data_, start_step_ / spe);
+  make_labeled_loader(cfg_, data_, start_step_ / spe, comm_);
   data::Batch b;
   for (int64_t s = 0; s < start_step_ % spe; ++s) data_.labeled_loader->next(b);  // resume mid-epoch
   if (start_step_ >= warm_ && cfg_.train.mode == TrainMode::c3) {
-    make_unlabeled_loader(cfg_, data_, (start_step_ - warm_) / spe);
+    make_unlabeled_loader(cfg_, data_, (start_step_ - warm_) / spe, comm_);
     for (int64_t s = 0; s < (start_step_ - warm_) % spe; ++s) data_.unlabeled_loader->next(b);
   }
 }
@@ -363,7 +365,7 @@ void Trainer::enter_semi_phase(int64_t step) {
       std::printf("%sstep %lld: semi-supervised phase begins (teacher = copy of the student)\n", tty_ ? "\n" : "",
                   (long long)step);
   }
-  if (!data_.unlabeled_loader) make_unlabeled_loader(cfg_, data_, (step - warm_) / cfg_.train.steps_per_epoch);
+  if (!data_.unlabeled_loader) make_unlabeled_loader(cfg_, data_, (step - warm_) / cfg_.train.steps_per_epoch, comm_);
 }
 
 StepInputs Trainer::next_inputs(bool semi) {
@@ -381,7 +383,7 @@ StepInputs Trainer::next_inputs(bool semi) {
 
 StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& in) {
   // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
-  Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(dist::rank()) * 0x632BE59BD9B4E019ull);
+  Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(comm_.rank()) * 0x632BE59BD9B4E019ull);
   try {
     StepOutput out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm_, gen)
                           : step_->supervised(*student_, in, step, gen);
@@ -397,15 +399,15 @@ StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& 
 
 double Trainer::reduce_over_ranks(StepOutput& out) {
   double loss = out.loss.item();
-  const int world = dist::world_size();
+  const int world = comm_.size();
   if (world == 1) return loss;
   // One all-reduce of every gradient (in buckets), after the backward. The logged values are
   // the means over the ranks; a NaN on any rank is a NaN everywhere, so all stop.
-  dist::average_gradients(student_->parameters());
+  comm_.average_gradients(student_->parameters());
   std::vector<double> v = {loss};
   for (const auto* list : {&out.terms, &out.stats})
     for (const Reported& r : *list) v.push_back(r.value);
-  dist::all_reduce_sum(v);
+  comm_.all_reduce_sum(v);
   size_t i = 0;
   loss = v[i++] / world;
   for (auto* list : {&out.terms, &out.stats})
@@ -423,10 +425,10 @@ void Trainer::check_finite(int64_t step, double loss, const StepOutput& out) con
 
 void Trainer::update_weights(bool semi) {
   opt_->step();
-  if (dist::world_size() > 1 && !cfg_.model.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
+  if (comm_.size() > 1 && !cfg_.model.sync_bn) {  // per-rank BatchNorm statistics: rank 0's are kept (as DDP)
     std::vector<Tensor> bufs;
     for (const nn::NamedTensor& b : student_->named_buffers()) bufs.push_back(*b.tensor);
-    dist::broadcast_packed(bufs, 0);
+    comm_.broadcast_packed(bufs, 0);
   }
   if (!semi) return;
   nn::ema_update(*teacher_, *student_, nn::ema_decay(ema_updates_++, cfg_.train.ema_max_decay));
@@ -530,7 +532,7 @@ void Trainer::finish(TrainResult& res) {
   res.best_step = best_step_;
   if (res.best.iou.empty()) res.best = res.last;
   const auto& names = class_names(int(cfg_.model.num_classes));
-  dist::barrier();  // the run ends together on every rank
+  comm_.barrier();  // the run ends together on every rank
   if (main_) std::ofstream(dir_ + "/summary.md") << "# Run summary\n\nSteps: " << cfg_.train.total_steps()
                                       << ", best val mIoU " << 100 * best_miou_ << "% at step " << best_step_ << "\n\n"
                                       << iou_table_markdown(names, {{"last", res.last}}) << skip_report(data_);
@@ -565,15 +567,15 @@ TrainResult Trainer::run(int64_t stop_after) {
     check_finite(step, loss, out);
     update_weights(semi);
     if (step < dump_steps_) dump_step(step, lb_, semi ? &ub_ : nullptr, out, loss, sched.factor(step));
-    images_ += (lb_.size() + (semi ? ub_.size() : 0)) * dist::world_size();
-    if (dist::world_size() > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0)
+    images_ += (lb_.size() + (semi ? ub_.size() : 0)) * comm_.size();
+    if (comm_.size() > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0)
       check_ranks_agree(step + 1);
     const bool last = step + 1 == total;
     if ((step + 1) % log_every == 0 || last) log_step(step, loss, out, semi);
     const bool eval_now = last || (step + 1) % (cfg_.train.eval_every_epochs * spe) == 0;
     if (eval_now) evaluate_and_save(step, res);
     res.steps_done = step + 1;
-    const bool stop = dist::any(g_stop_signal || step + 1 == stop_after);  // every rank stops at the same step
+    const bool stop = comm_.any(g_stop_signal || step + 1 == stop_after);  // every rank stops at the same step
     if (!eval_now && (stop || save_due(step))) save_latest(step, res);
     if (stop) {
       report_stop(step);

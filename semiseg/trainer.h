@@ -91,6 +91,7 @@ class Trainer {
   Config cfg_;
   Device device_;
   std::string dir_;
+  dist::Comm comm_;  // the ranks of the run (mpirun -np N), passed to the step, the loaders and evaluation
   RunData data_;
   std::unique_ptr<nn::DeepLab> student_, teacher_;
   std::unique_ptr<nn::Optimizer> opt_;

@@ -181,7 +181,7 @@ TEST_CASE("dist: SyncBN forward, backward and running statistics equal BatchNorm
   Tensor xs = my_rows(x).set_requires_grad(), ws = w.detach().clone().set_requires_grad(),
          bs = bias.detach().clone().set_requires_grad();
   Tensor rm_s = Tensor::zeros({C}, DType::f64), rv_s = Tensor::full({C}, 1.0, DType::f64);
-  Tensor ys = nn::sync_batch_norm(xs, ws, bs, rm_s, rv_s, 0.1, 1e-5);
+  Tensor ys = nn::sync_batch_norm(xs, ws, bs, rm_s, rv_s, 0.1, 1e-5, dist::Comm::world());
   sum(mul(ys, my_rows(coef))).backward();
   Tensor dw = ws.grad().detach().clone(), db = bs.grad().detach().clone();
   dist::all_reduce_sum(dw);  // the data-parallel gradient sum (the trainer averages dL_r)
@@ -201,7 +201,7 @@ TEST_CASE("dist: SyncBN gradient check in double") {
   Tensor b = c3test::random_tensor({2}, 23, DType::f64), coef = c3test::random_tensor({2, 2, 3, 2}, 24, DType::f64);
   CHECK(c3test::gradcheck("sync_batch_norm", [&](const std::vector<Tensor>& in) {
     Tensor rm = Tensor::zeros({2}, DType::f64), rv = Tensor::full({2}, 1.0, DType::f64);
-    return sum(mul(nn::sync_batch_norm(in[0], in[1], in[2], rm, rv, 0.1, 1e-5), coef));
+    return sum(mul(nn::sync_batch_norm(in[0], in[1], in[2], rm, rv, 0.1, 1e-5, dist::Comm::world()), coef));
   }, {x, w, b}));
 }
 
@@ -226,7 +226,7 @@ TEST_CASE("dist: DCRS thresholds from every rank's confidences agree across rank
         dist::LocalScope alone;
         rr = semiseg::dcrs_update(probs, ref, s, 0.9, true);
       }
-      rm = semiseg::dcrs_update_all_ranks(my_rows(probs), mine, s, 0.9, true);
+      rm = semiseg::dcrs_update_all_ranks(my_rows(probs), mine, s, 0.9, true, dist::Comm::world());
     }
     CHECK(ref.thresholds.to_vector<float>() == mine.thresholds.to_vector<float>());
     CHECK(c3test::close_tensors("quantile", rm.quantile, rr.quantile, 0, 0));
