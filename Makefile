@@ -174,7 +174,9 @@ $(LIB): $(LIB_OBJ) $(CU_OBJ)
 $(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(TEST_BIN): $(TEST_OBJ) $(EMU_OBJ) $(LIB)
+# The test binary links the kernel lab's registry (bench/lab): every entry's check runs in
+# make test (tests/test_kernel_lab.cpp), an op's check written once for both.
+$(TEST_BIN): $(TEST_OBJ) $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)

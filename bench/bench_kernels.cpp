@@ -58,22 +58,23 @@ std::string label(const Kernel& k) { return k.name + " v" + std::to_string(k.ver
 // The emulated kernels against the CPU kernels, forward and reverse fiber order.
 bool emulated_checks(const std::vector<const Kernel*>& ks, std::vector<Row>& rows, nlohmann::json& js) {
   bool ok = true;
-  for (const Kernel* k : ks) {
-    Case c = k->setup(Backend::emu, Scale::tiny());
-    std::string msg;
-    for (emu::FiberOrder o : {emu::FiberOrder::forward, emu::FiberOrder::reverse}) {
-      emu::set_fiber_order(o);
-      std::string m = c.check();
-      if (!m.empty()) msg += std::string(o == emu::FiberOrder::forward ? "forward: " : "reverse: ") + m;
+  for (const Kernel* k : ks)
+    for (const Scale& s : Scale::checks()) {
+      Case c = k->setup(Backend::emu, s);
+      std::string msg;
+      for (emu::FiberOrder o : {emu::FiberOrder::forward, emu::FiberOrder::reverse}) {
+        emu::set_fiber_order(o);
+        std::string m = c.check();
+        if (!m.empty()) msg += std::string(o == emu::FiberOrder::forward ? "forward: " : "reverse: ") + m;
+      }
+      emu::set_fiber_order(emu::FiberOrder::forward);
+      std::printf("  %-12s %-22s %-26s emulated vs CPU, both fiber orders: %s\n", k->family.c_str(), label(*k).c_str(),
+                  c.shape.c_str(), msg.empty() ? "ok" : msg.c_str());
+      ok &= msg.empty();
+      rows.push_back({k->family, label(*k), c.shape, msg.empty() ? "ok" : "FAILED: " + msg});
+      js.push_back({{"family", k->family}, {"kernel", k->name}, {"version", k->version}, {"shape", c.shape},
+                    {"backend", "emu"}, {"check", msg.empty() ? "ok" : msg}});
     }
-    emu::set_fiber_order(emu::FiberOrder::forward);
-    std::printf("  %-12s %-22s %-26s emulated vs CPU, both fiber orders: %s\n", k->family.c_str(), label(*k).c_str(),
-                c.shape.c_str(), msg.empty() ? "ok" : msg.c_str());
-    ok &= msg.empty();
-    rows.push_back({k->family, label(*k), c.shape, msg.empty() ? "ok" : "FAILED: " + msg});
-    js.push_back({{"family", k->family}, {"kernel", k->name}, {"version", k->version}, {"shape", c.shape},
-                  {"backend", "emu"}, {"check", msg.empty() ? "ok" : msg}});
-  }
   return ok;
 }
 

@@ -1,13 +1,8 @@
 // Optimizers, schedules, EMA, and the module tree (names, state_dict layout conversion).
-//
-// CUDA kernels run here in emulation, through their kernels::emu entry points, against
-// the CPU kernels:
-//   adam_kernel, sgd_kernel, ema_kernel.
-#include "kernels/cpu/optim.h"
-#include "kernels/cuda/optim.h"
+// The Adam, SGD and EMA kernels' emulated-vs-CPU checks are the kernel lab's entries
+// (bench/lab/k_elementwise.cpp, run by tests/test_kernel_lab.cpp).
 #include "nn/module.h"
 #include "nn/optim.h"
-#include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -87,29 +82,6 @@ TEST_CASE("optim: poly schedule with warm-up, EMA decay and update") {
   Tensor t = Tensor::from_vector<float>({1, 2}, {2}), st = Tensor::from_vector<float>({3, 6}, {2});
   ema_update({t}, {st}, 0.75);  // 0.75 * t + 0.25 * s
   CHECK(t.to_vector<float>() == std::vector<float>{1.5f, 3.0f});
-}
-
-TEST_CASE("optim kernels: emulated Adam, SGD and EMA match the CPU") {
-  for_each_fiber_order([](const char* order) {
-    for (int64_t n : {1, 255, 257, 70001}) {
-      auto p0 = random_floats(n, 1), g = random_floats(n, 2), m0 = random_floats(n, 3), v0 = random_floats(n, 4, 0, 1);
-      kernels::AdamParams a{1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.1f, 0.001f};
-      auto p1 = p0, p2 = p0, m1 = m0, m2 = m0, v1 = v0, v2 = v0;
-      kernels::cpu::adam_step(p1.data(), g.data(), m1.data(), v1.data(), n, a);
-      kernels::emu::adam_step_f32(p2.data(), g.data(), m2.data(), v2.data(), n, a);
-      CHECK(close_arrays(std::string("adam p ") + order, p2.data(), p1.data(), n, 1e-7, 1e-6));
-      CHECK(close_arrays(std::string("adam v ") + order, v2.data(), v1.data(), n, 1e-7, 1e-6));
-      kernels::SgdParams s{0.1f, 0.9f, 0.f, 1e-4f, true, false};
-      p1 = p0; p2 = p0; m1 = m0; m2 = m0;
-      kernels::cpu::sgd_step(p1.data(), g.data(), m1.data(), n, s);
-      kernels::emu::sgd_step_f32(p2.data(), g.data(), m2.data(), n, s);
-      CHECK(close_arrays(std::string("sgd p ") + order, p2.data(), p1.data(), n, 1e-7, 1e-6));
-      p1 = p0; p2 = p0;
-      kernels::cpu::ema_step(p1.data(), g.data(), n, 0.99f);
-      kernels::emu::ema_step_f32(p2.data(), g.data(), n, 0.99f);
-      CHECK(close_arrays(std::string("ema ") + order, p2.data(), p1.data(), n, 1e-7, 1e-6));
-    }
-  });
 }
 
 namespace {

@@ -20,6 +20,10 @@ Scale Scale::full() { return {16, 256, 512, 33, 65, 2048, 19, 44'500'000, 19 * 2
 // Not multiples of any block size; at most ~300k elements per kernel keeps each emulated launch
 // well under a second (the emulator runs ~30x slower than plain loops).
 Scale Scale::tiny() { return {2, 61, 125, 9, 17, 131, 19, 300'001, 403, true}; }
+// One cell per image at layer4 is not a DeepLab shape; two images (CutMix pairs them), 1x3
+// features, 257 channels (one past a 256-thread block), 3 classes, 257 parameters.
+Scale Scale::edge() { return {2, 7, 11, 1, 3, 257, 3, 257, 7, true}; }
+std::vector<Scale> Scale::checks() { return {tiny(), edge()}; }
 
 Case make_case(Backend b, std::string shape, double bytes, std::function<void()> cpu, std::function<void()> dev,
                std::function<std::string()> cmp) {

@@ -24,7 +24,8 @@ enum class Backend { cpu, emu, cuda };
 const char* backend_name(Backend b);
 
 // The reference protocol (16 images of 256x512, OS8 features 2048 x 33 x 65, 19 classes),
-// or small shapes whose sizes are not multiples of the block size, for the emulator.
+// or small shapes whose sizes are not multiples of the block size, for the emulator. A
+// Kernel's setup must accept every scale of Scale::checks().
 struct Scale {
   int64_t N, H, W;     // images
   int64_t h, w, C;     // layer4 features (output stride 8)
@@ -34,6 +35,9 @@ struct Scale {
   bool small;
   static Scale full();
   static Scale tiny();
+  static Scale edge();  // the smallest meaningful sizes, channels just past a block of 256
+  // The small scales every check runs at (make test and bench_kernels --cpu): tiny and edge.
+  static std::vector<Scale> checks();
 };
 
 struct Case {

@@ -1,0 +1,42 @@
+// The kernel lab's registry (bench/lab/lab.h) as tests: each entry's check (the device
+// kernel against the CPU kernel on the same inputs) at every small scale, in both fiber
+// orders on the emulator, and on a GPU when there is one (small scales and the reference
+// protocol's). A kernel added to the lab is tested here without another harness.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "bench/lab/lab.h"
+#include "kernels/cuda/emu/emu.h"
+#include "tests/emu_helpers.h"
+#include "tests/helpers.h"
+
+namespace {
+std::string describe(const lab::Kernel& k, const lab::Case& c, const char* where) {
+  return k.family + " " + k.name + " v" + std::to_string(k.version) + " at " + c.shape + " (" + where + ")";
+}
+}  // namespace
+
+TEST_CASE("kernel lab: every registered emulated kernel equals its CPU kernel at the small scales, both fiber orders") {
+  REQUIRE(lab::registry().size() >= 20);
+  for (const lab::Kernel& k : lab::registry())
+    for (const lab::Scale& s : lab::Scale::checks()) {
+      lab::Case c = k.setup(lab::Backend::emu, s);
+      c3test::for_each_fiber_order([&](const char* order) {
+        const std::string msg = c.check();
+        CHECK_MESSAGE(msg.empty(), describe(k, c, order), ": ", msg);
+      });
+    }
+}
+
+GPU_TEST_CASE("kernel lab: every registered CUDA kernel equals its CPU kernel, small scales and the reference shapes") {
+  for (const lab::Kernel& k : lab::registry()) {
+    std::vector<lab::Scale> scales = lab::Scale::checks();
+    scales.push_back(lab::Scale::full());
+    for (const lab::Scale& s : scales) {
+      lab::Case c = k.setup(lab::Backend::cuda, s);
+      const std::string msg = c.check();
+      CHECK_MESSAGE(msg.empty(), describe(k, c, "cuda"), ": ", msg);
+    }
+  }
+}
