@@ -149,6 +149,8 @@ def main():
     p.add_argument("--set", action="append", default=[], help="applied to every run of both engines")
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
+    # The commit the runs were trained at (the tree --bin was built from), taken before they start.
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     results = []
     t0 = time.time()
     for setting, sets in SETTINGS:
@@ -203,7 +205,6 @@ def main():
                      f"apart after them.")
     else:
         lock_text = "Lock-step: not run (make twin-lockstep)."
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     import torch
     head = (f"# c3semiseg vs its PyTorch twin (tools/torch_twin.py)\n\n"
             f"Date {datetime.date.today()}, commit {rev}, CPU ({os.cpu_count()} cores, one thread per run, two runs "
