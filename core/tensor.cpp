@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <atomic>
+
 #include <cstring>
 #include <sstream>
 
@@ -110,22 +112,35 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
 
 Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 
+namespace {
+std::atomic<uint64_t> g_host_syncs{0};
+}
+uint64_t host_syncs() { return g_host_syncs.load(std::memory_order_relaxed); }
+
 template <class T>
-Tensor Tensor::from_host(std::span<const T> v, const Shape& shape, Device device) {
+Tensor Tensor::from_pinned(std::span<const T> v, const Shape& shape, Device device) {
   C3_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_host: ", v.size(),
            " values for shape ", shape_str(shape));
   Tensor t = empty(shape, dtype_of<T>(), device);
   copy_bytes(t.raw(), device, v.data(), Device::cpu, t.nbytes());
   return t;
 }
+template <class T>
+Tensor Tensor::from_host(std::span<const T> v, const Shape& shape, Device device) {
+  g_host_syncs.fetch_add(1, std::memory_order_relaxed);
+  return from_pinned(v, shape, device);
+}
 template Tensor Tensor::from_host(std::span<const float>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const double>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const int32_t>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const uint8_t>, const Shape&, Device);
+template Tensor Tensor::from_pinned(std::span<const float>, const Shape&, Device);
+template Tensor Tensor::from_pinned(std::span<const uint8_t>, const Shape&, Device);
 
 template <class T> std::vector<T> Tensor::to_vector() const {
   C3_CHECK(dtype() == dtype_of<T>(), "to_vector<", dtype_name(dtype_of<T>()), ">() on ", desc());
   std::vector<T> v(static_cast<size_t>(numel()));
+  g_host_syncs.fetch_add(1, std::memory_order_relaxed);
   copy_bytes(v.data(), Device::cpu, raw(), device(), nbytes());
   return v;
 }
@@ -201,6 +216,7 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 Tensor Tensor::to(Device d) const {
+  if (d == Device::cpu) g_host_syncs.fetch_add(1, std::memory_order_relaxed);
   if (d == device()) return *this;
   Tensor out = empty(shape(), dtype(), d);
   out.copy_(*this);

@@ -35,6 +35,14 @@ int64_t shape_numel(const Shape& s);
 // True when this build has the CUDA backend and a GPU is present.
 bool cuda_available();
 
+// Host synchronisation points: each read of tensor memory by the host (to_vector, item,
+// to(Device::cpu) / cpu()) and each upload from ordinary host memory (from_host,
+// from_vector), counted at these API points on every device, so that a CPU run counts what
+// the same code makes a GPU wait for. Uploads of loader batches from page-locked memory
+// (from_pinned) are asynchronous on a GPU and not counted. The total since the process
+// started (the trainer logs its difference per training line: metrics.jsonl host_syncs).
+uint64_t host_syncs();
+
 struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
@@ -71,9 +79,13 @@ class Tensor {
   static Tensor from_vector(const std::vector<T>& v, const Shape& shape, Device device = Device::cpu) {
     return from_host(std::span<const T>(v), shape, device);
   }
-  // A copy of host values (any contiguous buffer: pinned batch memory, a vector, an array).
+  // A copy of host values (any contiguous buffer: a vector, an array); counted in host_syncs().
   template <class T>
   static Tensor from_host(std::span<const T> v, const Shape& shape, Device device = Device::cpu);
+  // The same from a loader's batch memory, page-locked on a GPU run (an asynchronous DMA
+  // there): not counted in host_syncs().
+  template <class T>
+  static Tensor from_pinned(std::span<const T> v, const Shape& shape, Device device);
   static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }
   static Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype(), t.device()); }
 

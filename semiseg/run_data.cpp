@@ -140,7 +140,7 @@ std::vector<std::string> RunData::skip_examples() const {
 
 Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev) {
   C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
-  Tensor u8 = Tensor::from_host(images, {n, h, w, 3}, dev);
+  Tensor u8 = Tensor::from_pinned(images, {n, h, w, 3}, dev);
   static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   std::vector<float> scale(3), shift(3);
   for (int c = 0; c < 3; ++c) {
@@ -153,7 +153,7 @@ Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device
 
 Tensor to_labels(std::span<const uint8_t> labels, int64_t n, int h, int w, Device dev) {
   C3_CHECK(int64_t(labels.size()) == n * h * w, "to_labels: ", labels.size(), " bytes for ", n, "x", h, "x", w);
-  return Tensor::from_host(labels, {n, h, w}, dev);
+  return Tensor::from_pinned(labels, {n, h, w}, dev);
 }
 
 }  // namespace c3::semiseg

@@ -463,6 +463,10 @@ void Trainer::log_step(int64_t step, double loss, const StepOutput& out, bool se
   j["lr_head"] = opt_->lr(1);
   j["lr_backbone"] = opt_->lr(0);
   j["images_per_s"] = ips;
+  // Host synchronisation points of the steps since the previous training line (this line's
+  // reads included; evaluations and checkpoint writes are not counted).
+  j["host_syncs"] = host_syncs() - sync_mark_;
+  sync_mark_ = host_syncs();
   j["phase"] = semi ? "semi" : "warmup";
   if (cfg_.data.skip_bad_samples) j["skipped_samples"] = data_.skipped();
   if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
@@ -512,6 +516,7 @@ void Trainer::save_latest(int64_t step, TrainResult& res) {
   save_checkpoint(dir_ + "/latest.safetensors", step + 1);
   res.saved_at.push_back(step + 1);
   last_save_ = Clock::now();
+  sync_mark_ = host_syncs();  // evaluations and saves are not the steps' syncs
 }
 
 bool Trainer::save_due(int64_t step) const {
@@ -555,6 +560,7 @@ TrainResult Trainer::run(int64_t stop_after) {
   open_loaders();
   nn::PolySchedule sched{total, cfg_.train.poly_power, 0, 0};
   t0_ = last_save_ = Clock::now();
+  sync_mark_ = host_syncs();
   images_ = 0;
   const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
   for (int64_t step = start_step_; step < total; ++step) {

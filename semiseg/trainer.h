@@ -106,6 +106,7 @@ class Trainer {
   data::Batch lb_, ub_;  // this step's labeled and unlabeled batches
   std::chrono::steady_clock::time_point t0_, last_save_;
   int64_t images_ = 0;   // images trained on since run() began (all ranks)
+  uint64_t sync_mark_ = 0;  // host_syncs() after the last training line, evaluation or save
   std::string dump_dir_;
   int64_t dump_steps_ = 0, dump_state_steps_ = 0, dump_state_every_ = 0;
 };

@@ -123,3 +123,28 @@ TEST_CASE("tensor: views share storage, copies do not") {
   CHECK_THROWS_WITH_AS(t.data<double>(), doctest::Contains("f32[4,2] cpu"), Error);
   if (!has_gpu()) CHECK_THROWS_WITH_AS(t.cuda(), doctest::Contains("CUDA"), Error);
 }
+
+// host_syncs(): the host reads and pageable uploads a GPU would wait for, counted at the same
+// API points on the CPU.
+TEST_CASE("tensor: host_syncs counts reads by the host and uploads, not pinned batch uploads") {
+  const std::vector<float> v = {1, 2, 3, 4};
+  uint64_t before = host_syncs();
+  Tensor t = Tensor::from_vector(v, {4});
+  CHECK(host_syncs() - before == 1);  // an upload from ordinary memory
+  before = host_syncs();
+  Tensor p = Tensor::from_pinned(std::span<const float>(v), {2, 2}, Device::cpu);
+  CHECK(host_syncs() - before == 0);  // a loader batch from page-locked memory
+  before = host_syncs();
+  (void)t.to_vector<float>();
+  CHECK(host_syncs() - before == 1);
+  before = host_syncs();
+  (void)sum(t).item();
+  CHECK(host_syncs() - before == 1);
+  before = host_syncs();
+  (void)t.cpu();
+  CHECK(host_syncs() - before == 1);
+  before = host_syncs();
+  (void)add(t, t);  // device work only
+  (void)p.reshape({4});
+  CHECK(host_syncs() - before == 0);
+}

@@ -84,6 +84,8 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     if (!j.contains("phase")) continue;
     // Each step's loss terms by their names: warm-up L_sup and L_con, semi also L_cons and the kept fraction.
     CHECK((j.contains("sup") && j.contains("con")));
+    REQUIRE(j.contains("host_syncs"));  // the host synchronisation points since the previous line
+    CHECK(j["host_syncs"].get<uint64_t>() > 0);
     if (j["phase"] == "warmup") {
       ++warm_lines;
       CHECK((!j.contains("cons") && !j.contains("kept") && !j.contains("agree_teacher")));
