@@ -1,5 +1,7 @@
 #include "semiseg/run_data.h"
 
+#include <mutex>
+
 #include "core/dist.h"
 #include "core/ops.h"
 
@@ -141,14 +143,28 @@ std::vector<std::string> RunData::skip_examples() const {
 Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev) {
   C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
   Tensor u8 = Tensor::from_pinned(images, {n, h, w, 3}, dev);
-  static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-  std::vector<float> scale(3), shift(3);
-  for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.0f / (255.0f * std[c]);
-    shift[c] = -mean[c] / std[c];
+  // ImageNet normalisation as one multiply-add per channel; the two [3] constants are uploaded
+  // once per device (not once per batch: an upload is a host synchronisation point).
+  struct Norm {
+    Tensor scale, shift;
+  };
+  // Never destroyed: a device tensor must not be freed after the CUDA runtime shut down at exit.
+  static Norm* const norms = new Norm[2];
+  static std::mutex mu;
+  std::unique_lock<std::mutex> lock(mu);
+  Norm& nm = norms[dev == Device::cpu ? 0 : 1];
+  if (!nm.scale.defined()) {
+    static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    std::vector<float> scale(3), shift(3);
+    for (int c = 0; c < 3; ++c) {
+      scale[c] = 1.0f / (255.0f * std[c]);
+      shift[c] = -mean[c] / std[c];
+    }
+    nm = {Tensor::from_vector(scale, {3}, dev), Tensor::from_vector(shift, {3}, dev)};
   }
-  Tensor x = cast(u8, DType::f32);
-  return add(mul(x, Tensor::from_vector(scale, {3}, dev)), Tensor::from_vector(shift, {3}, dev));
+  const Norm use = nm;
+  lock.unlock();
+  return add(mul(cast(u8, DType::f32), use.scale), use.shift);
 }
 
 Tensor to_labels(std::span<const uint8_t> labels, int64_t n, int h, int w, Device dev) {
