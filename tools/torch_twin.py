@@ -511,7 +511,7 @@ class Step:
         l4 = student.features(x_l)
         logits = student.logits(l4, x_l.shape[2:])
         sup = cross_entropy(logits, y_l)
-        out = {"sup": sup.item(), "cons": 0.0, "con": 0.0, "kept": 1.0}
+        out = {"sup": sup.item()}  # the terms a step has, by name (as ours logs them)
         loss = sup
         if cfg["train"]["mode"] == "c3" and cfg["loss"]["contrast"] and cfg["loss"]["w_con"] > 0:
             z = l2n(student.proj_head(l4))
@@ -555,7 +555,7 @@ class Step:
         sup = cross_entropy(logits_l, y_l)
         cons = soft_ce(logits_u, p_t, mask)
         loss = sup + cfg["loss"]["w_cons"] * ramp(semi_step, l["ramp_cons"]) * cons
-        out = {"sup": sup.item(), "cons": cons.item(), "con": 0.0}
+        out = {"sup": sup.item(), "cons": cons.item()}
         if l["contrast"] and l["w_con"] > 0:
             z = l2n(student.proj_head(back(l4)))
             zc = torch.cat([z[:Bl].detach(), e_t], 0)
@@ -737,18 +737,19 @@ def cmd_train(a):
         last_step = step + 1 == total
         if (step + 1) % log_every == 0 or last_step:
             secs = time.time() - t0
-            j = {"step": step + 1, "epoch": step // spe, "loss": loss, "sup": out["sup"], "cons": out["cons"],
-                 "con": out["con"], "kept": out["kept"], "lr_head": opt.param_groups[1]["lr"],
+            j = {"step": step + 1, "epoch": step // spe, "loss": loss, "lr_head": opt.param_groups[1]["lr"],
                  "lr_backbone": opt.param_groups[0]["lr"], "images_per_s": images / secs,
                  "phase": "semi" if semi else "warmup"}
-            for k in ("agree_teacher", "acc_labeled", "dcrs_thresholds", "dcrs_kept_per_class"):
+            for k in ("sup", "cons", "con", "kept", "agree_teacher", "acc_labeled", "dcrs_thresholds",
+                      "dcrs_kept_per_class"):
                 if k in out:
                     j[k] = out[k]
             metrics.write(json.dumps(j) + "\n")
             metrics.flush()
             eta = secs / (step + 1) * (total - step - 1)
-            print(f"step {step + 1}/{total} | loss {loss:.4f} sup {out['sup']:.4f} cons {out['cons']:.4f} "
-                  f"con {out['con']:.4f} | kept {out['kept']:.2f} | lr {opt.param_groups[1]['lr']:.2e} | "
+            terms = "".join(f" {k} {out[k]:.4f}" for k in ("sup", "cons", "con") if k in out)
+            kept = f" | kept {out['kept']:.2f}" if "kept" in out else ""
+            print(f"step {step + 1}/{total} | loss {loss:.4f}{terms}{kept} | lr {opt.param_groups[1]['lr']:.2e} | "
                   f"{images / secs:.1f} img/s | ETA {int(eta // 60)}m{int(eta % 60):02d}s", flush=True)
         if last_step or (step + 1) % (t["eval_every_epochs"] * spe) == 0:
             plain, star = evaluate(student, val_data, C, step_fn.thr if t["mode"] == "c3" else None)
@@ -906,7 +907,7 @@ def replay(cfg, dump, forced, f64=False):
             ema_update(teacher, student, ema_k, t["ema_max_decay"])
             ema_k += 1
         ours = [float(v) for v in d["losses"]]
-        twin = [out["loss"].item(), out["sup"], out["cons"], out["con"]]
+        twin = [out["loss"].item(), out["sup"], out.get("cons", 0.0), out.get("con", 0.0)]
         state_path = os.path.join(dump, f"state_{step + 1:06d}.safetensors")
         ps, ps_name, pt, pt_name = 0.0, "", 0.0, ""
         if os.path.exists(state_path):  # (--dump-state-steps may have left it out)
