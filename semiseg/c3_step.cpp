@@ -118,10 +118,23 @@ Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W,
   return m;
 }
 
+double StepOutput::read_values() {
+  std::vector<Tensor> parts = {loss.detach().reshape({1}).cast(DType::f32)};
+  for (auto* list : {&terms, &stats})
+    for (Reported& r : *list)
+      if (r.pending.defined()) parts.push_back(r.pending.reshape({1}).cast(DType::f32));
+  const std::vector<float> v = concat(parts, 0).to_vector<float>();
+  size_t i = 1;
+  for (auto* list : {&terms, &stats})
+    for (Reported& r : *list)
+      if (r.pending.defined()) r.value = v[i++], r.pending = Tensor();
+  return v[0];
+}
+
 double StepOutput::value(const std::string& name, double absent) const {
   for (const auto* list : {&terms, &stats})
     for (const Reported& r : *list)
-      if (r.name == name) return r.value;
+      if (r.name == name) return r.pending.defined() ? r.pending.item() : r.value;
   return absent;
 }
 
@@ -148,14 +161,14 @@ StepOutput C3Step::supervised(nn::DeepLab& student, const StepInputs& in, int64_
   nn::ResNetFeatures f = student.features(in.x_l);
   Tensor logits = student.upsample(student.classify(f), H, W);
   Tensor sup = cross_entropy(logits, in.y_l);
-  out.terms.push_back({"sup", sup.item()});
+  out.terms.push_back({"sup", sup});
   out.loss = sup;
   // Warm-up: L_sup plus the contrastive loss on labeled pixels (no teacher yet).
   if (cfg_.train.mode == TrainMode::c3 && cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor z = l2_normalize(student.project(f.layer4));
     Tensor lf = feature_labels(in.y_l, Tensor(), Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, comm_.size(), z, z.detach(), lf, logits, gen, keep_draws ? &out.draws : nullptr);
-    out.terms.push_back({"con", con.item()});
+    out.terms.push_back({"con", con});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   return out;
@@ -206,8 +219,8 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
   Tensor sup = cross_entropy(logits_l, in.y_l);
   Tensor mask = cfg_.dcrs.mode == DcrsMode::off ? Tensor() : dr.mask;
   Tensor cons = mul(soft_cross_entropy(logits_u, p_t, mask), 1.0 / double(C));
-  out.terms.push_back({"sup", sup.item()});
-  out.terms.push_back({"cons", cons.item()});
+  out.terms.push_back({"sup", sup});
+  out.terms.push_back({"cons", cons});
   out.loss = add(sup, mul(cons, cfg_.loss.w_cons * ramp_up(semi_step, cfg_.loss.ramp_cons)));
   if (cfg_.loss.contrast && cfg_.loss.w_con > 0) {
     Tensor l4 = unmix(f.layer4);
@@ -215,7 +228,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     Tensor contrast = concat({slice(z, 0, 0, Bl).detach(), e_t}, 0);
     Tensor lf = feature_labels(in.y_l, dr.label, cfg_.dcrs.apply_to_contrast ? mask : Tensor(), z.dim(1), z.dim(2));
     Tensor con = contrast_loss(cfg_, comm_.size(), z, contrast, lf, logits, gen, keep_draws ? &out.draws : nullptr);
-    out.terms.push_back({"con", con.item()});
+    out.terms.push_back({"con", con});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
   // Statistics for the log.

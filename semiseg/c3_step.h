@@ -21,11 +21,15 @@ struct StepInputs {
 
 // A value a step reports by name: the trainer averages it over the ranks, logs it to
 // metrics.jsonl under its name and (when `shown`) prints it on the progress line, knowing no
-// name; a new loss term is one push_back in the step.
+// name; a new loss term is one push_back in the step. A term given as a scalar tensor stays
+// on the device until StepOutput::read_values reads every one in a single transfer.
 struct Reported {
   std::string name;
   double value = 0;
   bool shown = true;
+  Tensor pending;  // the scalar not read yet (detached)
+  Reported(std::string n, double v, bool s = true) : name(std::move(n)), value(v), shown(s) {}
+  Reported(std::string n, const Tensor& t, bool s = true) : name(std::move(n)), shown(s), pending(t.detach()) {}
 };
 
 struct StepOutput {
@@ -43,6 +47,9 @@ struct StepOutput {
   // (rows of the [N*h*w] feature maps, and their labels).
   std::vector<std::pair<std::string, Tensor>> draws;
 
+  // The loss and every pending term in one read from the device (one host synchronisation
+  // point); returns the loss.
+  double read_values();
   // The value of a term or statistic by name; `absent` when the step did not report it.
   double value(const std::string& name, double absent = 0) const;
 };

@@ -398,7 +398,7 @@ StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& 
 }
 
 double Trainer::reduce_over_ranks(StepOutput& out) {
-  double loss = out.loss.item();
+  double loss = out.read_values();
   const int world = comm_.size();
   if (world == 1) return loss;
   // One all-reduce of every gradient (in buckets), after the backward. The logged values are
