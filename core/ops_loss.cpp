@@ -120,7 +120,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& w
                          : (f32 ? cross_entropy_run<int32_t, float>(logits, labels, weight, ignore_index, grad, out)
                                 : cross_entropy_run<int32_t, double>(logits, labels, weight, ignore_index, grad, out));
   if (bad >= 0) {
-    const double value = labels.reshape({labels.numel()}).narrow0(bad, 1).cpu().item();
+    const double value = labels.reshape({labels.numel()}).narrow0(bad, 1).item();
     throw Error(detail::concat(op, ": label ", value, " at ", position(bad, labels.shape()), " of labels ",
                                labels.desc(), " is outside [0, ", logits.dim(-1), ") and is not ignore_index ",
                                ignore_index));

@@ -37,13 +37,13 @@ Tensor take_images(const Tensor& x, const std::vector<int64_t>& order) {
 // images, the teacher's pseudo-labels (ignore where the DCRS mask is 0) for the rest.
 Tensor feature_labels(const Tensor& y_l, const Tensor& pseudo, const Tensor& mask, int64_t h, int64_t w) {
   std::vector<int32_t> out;
-  auto lab = resize_nearest(y_l, h, w).cpu().to_vector<uint8_t>();
+  auto lab = resize_nearest(y_l, h, w).to_vector<uint8_t>();
   out.insert(out.end(), lab.begin(), lab.end());
   int64_t n = y_l.dim(0);
   if (pseudo.defined()) {
-    auto pl = resize_nearest(pseudo, h, w).cpu().to_vector<int32_t>();
+    auto pl = resize_nearest(pseudo, h, w).to_vector<int32_t>();
     std::vector<uint8_t> m(pl.size(), 1);
-    if (mask.defined()) m = resize_nearest(mask, h, w).cpu().to_vector<uint8_t>();
+    if (mask.defined()) m = resize_nearest(mask, h, w).to_vector<uint8_t>();
     for (size_t i = 0; i < pl.size(); ++i) out.push_back(m[i] ? pl[i] : 255);
     n += pseudo.dim(0);
   }
@@ -238,16 +238,16 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     const IoUResult r = compute_iou(cm.counts(), int(C));
     return r.pixels ? r.pixel_acc : 0.0;
   };
-  auto m = dr.mask.cpu().to_vector<uint8_t>();
+  auto m = dr.mask.to_vector<uint8_t>();
   double kept = 0;
   for (uint8_t v : m) kept += v;
   out.stats.push_back({"kept", m.empty() ? 1.0 : kept / double(m.size())});
   out.stats.push_back({"agree_teacher", agree(logits_u, dr.label), false});
   out.stats.push_back({"acc_labeled", agree(logits_l, in.y_l), false});
-  out.thresholds = thresholds.cpu().to_vector<float>();
-  out.kept_per_class = dr.kept_fraction.cpu().to_vector<float>();
+  out.thresholds = thresholds.to_vector<float>();
+  out.kept_per_class = dr.kept_fraction.to_vector<float>();
   if (comm_.size() > 1) {  // the fractions over every rank's pixels (as one process logs them)
-    const auto count = dr.count.cpu().to_vector<int32_t>();
+    const auto count = dr.count.to_vector<int32_t>();
     std::vector<double> v(size_t(2 * C), 0.0);
     for (int64_t c = 0; c < C; ++c) {
       v[size_t(c)] = count[size_t(c)];
@@ -257,7 +257,7 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     for (int64_t c = 0; c < C; ++c)
       out.kept_per_class[size_t(c)] = v[size_t(c)] > 0 ? float(v[size_t(C + c)] / v[size_t(c)]) : NAN;
   }
-  out.quantiles = dr.quantile.cpu().to_vector<float>();
+  out.quantiles = dr.quantile.to_vector<float>();
   return out;
 }
 

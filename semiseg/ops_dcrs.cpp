@@ -142,10 +142,10 @@ DcrsResult dcrs_update_all_ranks(const Tensor& probs, DcrsState& state, const st
   DcrsResult local = dcrs_update(probs, state, s, momentum, false);
   const int64_t T = state.thresholds.numel();
   const std::vector<double> fr = group_fractions(s, T, state.mode);
-  const auto conf = local.confidence.cpu().to_vector<float>();
-  const auto label = local.label.cpu().to_vector<int32_t>();
+  const auto conf = local.confidence.to_vector<float>();
+  const auto label = local.label.to_vector<int32_t>();
   const std::vector<float> q = quantiles_all_ranks(conf, label, T, fr, comm);
-  std::vector<float> thr = state.thresholds.cpu().to_vector<float>();
+  std::vector<float> thr = state.thresholds.to_vector<float>();
   for (int64_t t = 0; t < T; ++t)
     if (!std::isnan(q[size_t(t)])) thr[size_t(t)] = kernels::dcrs_ema(thr[size_t(t)], q[size_t(t)], float(momentum));
   state.thresholds.copy_(Tensor::from_vector(thr, {T}, probs.device()));
