@@ -238,10 +238,9 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     const IoUResult r = compute_iou(cm.counts(), int(C));
     return r.pixels ? r.pixel_acc : 0.0;
   };
-  auto m = dr.mask.to_vector<uint8_t>();
-  double kept = 0;
-  for (uint8_t v : m) kept += v;
-  out.stats.push_back({"kept", m.empty() ? 1.0 : kept / double(m.size())});
+  // The kept fraction on the device (read with the loss terms), not a copy of the whole mask.
+  if (dr.mask.numel() > 0) out.stats.push_back({"kept", mean(cast(dr.mask, DType::f32))});
+  else out.stats.push_back({"kept", 1.0});
   out.stats.push_back({"agree_teacher", agree(logits_u, dr.label), false});
   out.stats.push_back({"acc_labeled", agree(logits_l, in.y_l), false});
   out.thresholds = thresholds.to_vector<float>();
