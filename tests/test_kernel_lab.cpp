@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bench/lab/lab.h"
 #include "kernels/cuda/emu/emu.h"
@@ -27,6 +29,22 @@ TEST_CASE("kernel lab: every registered emulated kernel equals its CPU kernel at
         CHECK_MESSAGE(msg.empty(), describe(k, c, order), ": ", msg);
       });
     }
+}
+
+// CUDA kernels whose emulated-vs-CPU check is only the lab's (no other test calls them): the
+// lab entry that runs each. If an entry is renamed or dropped, this fails instead of the
+// kernel silently losing its check.
+TEST_CASE("kernel lab: the kernels checked only here have their entries") {
+  const std::vector<std::pair<const char*, const char*>> only_here = {
+      {"adam_kernel", "adam"},  // kernels/cuda/optim.cu, through adam_step_f32
+      {"sgd_kernel", "sgd"},    // sgd_step_f32
+      {"ema_kernel", "ema"},    // ema_step_f32
+  };
+  for (const auto& [kernel, entry] : only_here) {
+    bool found = false;
+    for (const lab::Kernel& k : lab::registry()) found |= k.family == "optim" && k.name == entry && k.version == 1;
+    CHECK_MESSAGE(found, kernel, ": no lab entry optim/", entry, " v1");
+  }
 }
 
 GPU_TEST_CASE("kernel lab: every registered CUDA kernel equals its CPU kernel, small scales and the reference shapes") {
