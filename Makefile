@@ -10,7 +10,7 @@
 #   make CUDA=0 ... CPU-only build;  CUDA=1 requires nvcc;  MPI=0 without MPI (no data-parallel runs)
 #   make SANITIZE=1 test  the same tests under AddressSanitizer + UBSan (build-asan, CPU, emulated kernels)
 #   make gpu-check  on a GPU machine: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one report
-#   make race-check the emulated kernels under ThreadSanitizer: shared-memory races reported by the emulator
+#   make race-check every emulated test under the race detector (make test runs a short list of them)
 #   make fuzz       libFuzzer on the safetensors, image, config and split-list readers (FUZZ_SECONDS=30 each)
 #   make DEPS_PREFIX=/path ...  use -dev packages unpacked (dpkg -x) under that prefix
 #   make BUILD=dir  put objects and binaries in another folder (default build, or build-cpu with CUDA=0)
@@ -35,10 +35,10 @@ ifeq ($(FUZZ),1)
   CXX := clang++
 endif
 ifeq ($(origin CUDA),undefined)
-  CUDA := $(if $(filter 1 thread,$(SANITIZE))$(filter 1,$(FUZZ)),0,$(if $(NVCC),1,0))
+  CUDA := $(if $(filter 1,$(SANITIZE))$(filter 1,$(FUZZ)),0,$(if $(NVCC),1,0))
 endif
 # CPU-only objects differ (no -DC3_HAVE_CUDA), so they live in their own folder.
-BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter thread,$(SANITIZE)),build-tsan,$(if $(filter 1,$(CUDA)),build,build-cpu))))$(if $(filter 0,$(MPI)),-nompi)
+BUILD ?= $(if $(filter 1,$(FUZZ)),build-fuzz,$(if $(filter 1,$(SANITIZE)),build-asan,$(if $(filter 1,$(CUDA)),build,build-cpu)))$(if $(filter 0,$(MPI)),-nompi)
 
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
@@ -70,10 +70,6 @@ LDFLAGS  ?=
 ifeq ($(FUZZ),1)
   CXXFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=fuzzer,address,undefined
-endif
-ifeq ($(SANITIZE),thread)  # make race-check: the emulator reports races between barriers
-  CXXFLAGS += -fsanitize=thread
-  LDFLAGS  += -fsanitize=thread
 endif
 ifeq ($(SANITIZE),1)
   SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -110,17 +106,23 @@ CU_SRC    := $(wildcard kernels/cuda/*.cu)
 TEST_SRC  := $(wildcard tests/*.cpp) tests/fuzz/targets.cpp
 LIB_OBJ   := $(LIB_SRC:%.cpp=$(BUILD)/obj/%.o)
 CU_OBJ    := $(if $(filter 1,$(CUDA)),$(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o))
-EMU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/kernels/cuda/emu/emu.o
+# Kernel files compiled against the emulator: ours, and the emulator's own test kernels.
+EMU_SRC   := $(CU_SRC) $(wildcard tests/emu_kernels/*.cu)
+EMU_OBJ   := $(EMU_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/kernels/cuda/emu/emu.o
+EMU_RACE_OBJ := $(EMU_OBJ:$(BUILD)/emu/%=$(BUILD)/emu-race/%)
 TEST_OBJ  := $(TEST_SRC:%.cpp=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libc3.a
 BIN       := $(BUILD)/c3semiseg
 TEST_BIN  := $(BUILD)/c3tests
+RACE_BIN  := $(BUILD)/c3tests-race
 BENCH_SRC := $(wildcard bench/*.cpp)
 BENCH_BIN := $(BENCH_SRC:bench/%.cpp=$(BUILD)/%)
 BENCH_LAB_OBJ := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(wildcard bench/lab/*.cpp))
 BENCH_PYTHON ?= /usr/bin/python3
 BENCH_OUT ?= bench/results
 
+# A recipe that fails leaves no half-made target behind.
+.DELETE_ON_ERROR:
 .PHONY: all test test-dist run compare deps clean help bench bench-gpu twin twin-lockstep twin-deps fuzz gpu-check gpu-deps race-check
 all: deps $(BIN)
 
@@ -159,13 +161,27 @@ $(BUILD)/obj/%.cu.o: %.cu | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# The same kernel sources, compiled by g++ against the emulator (kernels::emu namespace).
+# The same kernel sources, compiled by g++ against the emulator (kernels::emu namespace), and
+# once more with ThreadSanitizer into emu-race/ for the race-detecting test binary. A plain
+# CUDA file compiles unchanged: the emulator is force-included, and each "extern __shared__
+# T name[]" (the only undefined thread-local symbols such an object has) is renamed to the
+# block's dynamic shared memory, emu_dynamic_smem (kernels/cuda/emu/emu.h).
+EMU_EXTERN_SHARED = for s in $$(readelf -sW $@ | awk '$$4 == "TLS" && $$7 == "UND" && $$8 != "emu_dynamic_smem" \
+                      { print $$8 }' | sort -u); do objcopy --redefine-sym "$$s=emu_dynamic_smem" $@ || exit 1; done
 $(BUILD)/emu/%.o: %.cu | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -x c++ -c $< -o $@
+	$(CXX) $(CXXFLAGS) -x c++ -include kernels/cuda/compat.h -c $< -o $@
+	@$(EMU_EXTERN_SHARED)
 $(BUILD)/emu/%.o: %.cpp | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+$(BUILD)/emu-race/%.o: %.cu | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -fsanitize=thread -x c++ -include kernels/cuda/compat.h -c $< -o $@
+	@$(EMU_EXTERN_SHARED)
+$(BUILD)/emu-race/%.o: %.cpp | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -fsanitize=thread -c $< -o $@
 
 $(LIB): $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
@@ -179,6 +195,14 @@ $(BIN): $(BUILD)/obj/semiseg/main.o $(LIB)
 $(TEST_BIN): $(TEST_OBJ) $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The race-detecting test binary: the same tests, with the emulated kernels and the emulator
+# built with ThreadSanitizer (the rest uninstrumented). Each CUDA thread is a TSan fiber and
+# barriers and warp exchanges are its ordering points, so two threads of a block touching one
+# address between two barriers, one writing, fail the launch with an emu::Error naming the
+# kernel, the offset and both threads, whatever the fiber order.
+$(RACE_BIN): $(TEST_OBJ) $(BENCH_LAB_OBJ) $(EMU_RACE_OBJ) $(LIB)
+	$(CXX) $(LDFLAGS) -fsanitize=thread $^ -o $@ $(LDLIBS)
+
 $(BUILD)/bench_%: $(BUILD)/obj/bench/bench_%.o $(BENCH_LAB_OBJ) $(EMU_OBJ) $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -191,9 +215,17 @@ $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/driver_%.o $(BUILD)/obj/tests/fuzz/targ
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # --- commands -------------------------------------------------------------------------------
+# After the suite, the race detector runs the emulator's tests and every kernel lab entry
+# (RACE_TESTS; make race-check runs every emulated test under it).
+# (Not under SANITIZE=1: AddressSanitizer and ThreadSanitizer do not mix.)
+RACE_TESTS := emu:*,kernel lab: no registered emulated kernel races*
+RACE_RUN   := $(if $(filter 1,$(SANITIZE)),,$(RACE_BIN))
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN) $(RACE_RUN)
 	./$(TEST_BIN) $(TEST_ARGS)
+	@if [ -z "$(TEST_ARGS)" ] && [ -n "$(RACE_RUN)" ]; then \
+	  echo "race detector: ./$(RACE_BIN) -tc='$(RACE_TESTS)' (ThreadSanitizer's own reports: $(BUILD)/race-log.*)"; \
+	  OMP_NUM_THREADS=1 TSAN_OPTIONS=log_path=$(BUILD)/race-log ./$(RACE_BIN) -tc='$(RACE_TESTS)'; fi
 	@if [ -n "$(TEST_ARGS)" ]; then echo "(TEST_ARGS given: the command-line and MPI tests did not run)"; \
 	elif [ "$(MPI)" != 1 ]; then tools/test_cli.sh ./$(BIN) && echo "(MPI=0: the data-parallel tests were skipped)"; \
 	else tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); fi
@@ -224,12 +256,11 @@ fuzz: deps
 	if [ -n "$$failed" ]; then echo "fuzz: findings for:$$failed (saved under tests/fuzz/regressions/)"; exit 1; fi; \
 	echo "fuzz: no finding in $(FUZZ_SECONDS) s per target"
 
-# make race-check: the emulated kernels under ThreadSanitizer (build-tsan), where the emulator
-# turns every data race between two barriers (shared or global memory) into an error naming
-# the kernel, the byte offset and both threads, whatever the fiber order (about 5 minutes).
+# make race-check: every emulated test (both fiber orders, all their shapes) under the race
+# detector (c3tests-race; make test runs its short list).
 race-check: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) SANITIZE=thread build-tsan/c3tests
-	OMP_NUM_THREADS=1 ./build-tsan/c3tests -tc='emu*,*emulated*'
+	@$(MAKE) --no-print-directory -j$(JOBS) $(RACE_BIN)
+	OMP_NUM_THREADS=1 TSAN_OPTIONS=log_path=$(BUILD)/race-log ./$(RACE_BIN) -tc='emu*,*emulated*,kernel lab*'
 
 # make gpu-check: build, GPU tests, compute-sanitizer, 10 reference steps, bench-gpu; one
 # report (tools/gpu_check.sh). Here, without a GPU, the GPU parts are reported as skipped.

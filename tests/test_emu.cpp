@@ -6,143 +6,19 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/compat.h"
+#include "emu_kernels/kernels.h"
 
-// Plain CUDA kernels ("extern __shared__" dynamic shared memory, global namespace), included
-// unchanged; the emulator only needs their extern shared arrays named once.
-#include "emu_foreign/reverse_sum.cu"
-EMU_EXTERN_SHARED(s_rev)
-EMU_EXTERN_SHARED(s_sum)
+using namespace emu_test;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kTsan = true;  // the ThreadSanitizer flavour: shared-memory races are errors
-#else
-constexpr bool kTsan = false;
-#endif
+// The race-detecting build (c3tests-race): a data race between barriers is an emu::Error.
+const bool kTsan = emu::race_detector();
 
 struct OrderGuard {
   explicit OrderGuard(emu::FiberOrder o) { emu::set_fiber_order(o); }
   ~OrderGuard() { emu::set_fiber_order(emu::FiberOrder::forward); }
 };
-
-// Shared-memory tree reduction, one partial sum per block.
-__global__ void block_sum(const int* in, int* out, int n) {
-  __shared__ int buf[256];
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  buf[threadIdx.x] = i < n ? in[i] : 0;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = buf[0];
-}
-
-// Warp-shuffle reduction, then one atomic per warp.
-__global__ void warp_sum(const int* in, int* out, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  int v = i < n ? in[i] : 0;
-  for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(0xffffffffu, v, d);
-  if (threadIdx.x % 32 == 0) atomicAdd(out, v);
-}
-
-__global__ void histogram(const int* in, unsigned* bins, int n, int nbins) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    atomicAdd(&bins[in[i] % nbins], 1);
-}
-
-// Inclusive Hillis-Steele scan of one block in dynamic shared memory (double buffered).
-__global__ void block_scan(const int* in, int* out, int n) {
-  int* buf = dynamic_shared<int>();
-  int t = threadIdx.x, pout = 0, pin = 1;
-  buf[t] = t < n ? in[t] : 0;
-  __syncthreads();
-  for (int off = 1; off < (int)blockDim.x; off <<= 1) {
-    pout = 1 - pout; pin = 1 - pout;
-    int v = buf[pin * blockDim.x + t];
-    if (t >= off) v += buf[pin * blockDim.x + t - off];
-    buf[pout * blockDim.x + t] = v;
-    __syncthreads();
-  }
-  if (t < n) out[t] = buf[pout * blockDim.x + t];
-}
-
-// Missing barrier: each thread reads its neighbour's slot without waiting for it.
-__global__ void neighbour_no_sync(const int* in, int* out, int n) {
-  __shared__ int buf[64];
-  int t = threadIdx.x;
-  buf[t] = in[blockIdx.x * blockDim.x + t];
-  int next = buf[(t + 1) % blockDim.x];  // BUG: needs __syncthreads() before this read
-  out[blockIdx.x * blockDim.x + t] = next;
-}
-
-// Thread i writes slot i, then reads slot i+1 with no barrier between: a race.
-__global__ void race_missing_barrier(int* out) {
-  __shared__ int slots[128];
-  unsigned t = threadIdx.x;
-  slots[t] = int(t) * 2;
-  out[t] = slots[(t + 1) % blockDim.x];
-}
-// The same exchange with the barrier: no race.
-__global__ void neighbour_after_barrier(int* out) {
-  __shared__ int slots[128];
-  unsigned t = threadIdx.x;
-  slots[t] = int(t) * 2;
-  __syncthreads();
-  out[t] = slots[(t + 1) % blockDim.x];
-}
-
-__global__ void divergent_barrier(int* out) {
-  if (threadIdx.x < 16) {
-    __syncthreads();
-  }
-  out[threadIdx.x] = 1;
-}
-
-__global__ void shuffle_outside_mask(int* out) {
-  int v = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 0);  // lanes 16..31 are not in the mask
-  out[threadIdx.x] = v;
-}
-
-__global__ void votes(const int* in, unsigned* ballot, int* any, int* all) {
-  int p = in[threadIdx.x];
-  unsigned b = __ballot_sync(0xffffffffu, p);
-  int a = __any_sync(0xffffffffu, p), l = __all_sync(0xffffffffu, p);
-  if (threadIdx.x == 0) { *ballot = b; *any = a; *all = l; }
-}
-
-__global__ void xor_and_width(const float* in, float* out) {
-  float v = in[threadIdx.x];
-  for (int m = 4; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m, 8);  // sum over 8-lane groups
-  out[threadIdx.x] = v;
-}
-
-__global__ void read_dynamic_unwritten(float* out) {
-  float* s = dynamic_shared<float>();
-  out[threadIdx.x] = s[threadIdx.x];
-}
-
-// Writes (and reads back) every byte of its dynamic shared memory.
-__global__ void fill_dynamic(int* out, int words) {
-  int* s = dynamic_shared<int>();
-  for (int i = threadIdx.x; i < words; i += blockDim.x) s[i] = i;
-  __syncthreads();
-  if (threadIdx.x == 0) out[0] = s[words - 1];
-}
-__global__ void fill_dynamic_opt_in(int* out, int words) {
-  int* s = dynamic_shared<int>();
-  for (int i = threadIdx.x; i < words; i += blockDim.x) s[i] = i;
-  __syncthreads();
-  if (threadIdx.x == 0) out[0] = s[words - 1];
-}
-
-__global__ void coordinates(int* out) {
-  int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
-  int w = gridDim.x * blockDim.x;
-  out[y * w + x] = y * 1000 + x;
-}
 
 }  // namespace
 
@@ -273,11 +149,12 @@ TEST_CASE("emu: plain CUDA with extern __shared__ runs unchanged, both fiber ord
       }
     }
   }
-  // The extern array is the block's dynamic shared memory, as dynamic_shared<T>() sees it.
-  extern __shared__ int s_rev[];
-  extern __shared__ float s_sum[];
-  CHECK(static_cast<void*>(s_rev) == static_cast<void*>(dynamic_shared<int>()));
-  CHECK(static_cast<void*>(s_sum) == emu::dynamic_shared_ptr());
+  // An extern array in a namespace (a mangled name) is the block's dynamic shared memory too,
+  // as dynamic_shared<T>() sees it.
+  CHECK(static_cast<void*>(extern_in_namespace_base()) == emu::dynamic_shared_ptr());
+  std::vector<float> r(96, -1.f);
+  REQUIRE(launch(extern_in_namespace, dim3(1), dim3(96), 96 * sizeof(float), nullptr, r.data()) == cudaSuccess);
+  for (int t = 0; t < 96; ++t) REQUIRE(r[t] == float(95 - t));
 }
 
 namespace {
@@ -300,7 +177,7 @@ TEST_CASE("emu: launches a GPU rejects raise errors naming the kernel and the la
 
   int l = __LINE__ + 1;
   std::string e = launch_error([&] { launch(coordinates, dim3(1), dim3(1025), 0, nullptr, o); });
-  CHECK(e.find("'(anonymous namespace)::coordinates(int*)'") != std::string::npos);
+  CHECK(e.find("'emu_test::coordinates(int*)'") != std::string::npos);
   CHECK(e.find(line_of(l)) != std::string::npos);
   CHECK(e.find("not 1..1024 threads") != std::string::npos);
   CHECK(launch_error([&] { launch(coordinates, dim3(1), dim3(32, 33), 0, nullptr, o); }).find("1..1024") !=
@@ -343,16 +220,17 @@ TEST_CASE("emu: launches a GPU rejects raise errors naming the kernel and the la
   CHECK(e.find("exceed the 232448-byte limit of the device, even with allow_dynamic_shared") != std::string::npos);
 }
 
-// Needs the ThreadSanitizer flavour (g++ -fsanitize=thread, see emu.cpp): no access hook on
-// plain __shared__ arrays exists in the normal build. Skipped there.
-TEST_CASE("emu: a shared-memory race is reported with the offset and both threads (TSan flavour)" *
+// Needs the race-detecting build (c3tests-race, which make test runs after c3tests: the kernels
+// and emu.cpp compiled with -fsanitize=thread): the normal build has no hook on plain
+// __shared__ array accesses. Skipped in c3tests.
+TEST_CASE("emu: a shared-memory race is reported with the offset and both threads (c3tests-race)" *
           doctest::skip(!kTsan)) {
   std::vector<int> out(128, -1);
   for (auto order : {emu::FiberOrder::forward, emu::FiberOrder::reverse}) {
     OrderGuard g(order);
     CAPTURE(int(order));
     std::string e = launch_error([&] { launch(race_missing_barrier, dim3(2), dim3(64), 0, nullptr, out.data()); });
-    CHECK(e.find("kernel '(anonymous namespace)::race_missing_barrier(int*)'") != std::string::npos);
+    CHECK(e.find("kernel 'emu_test::race_missing_barrier(int*)'") != std::string::npos);
     CHECK(e.find("test_emu.cpp:") != std::string::npos);
     CHECK(e.find("data race on byte offset ") != std::string::npos);
     CHECK(e.find("race_missing_barrier(int*)::slots'") != std::string::npos);
@@ -377,4 +255,52 @@ TEST_CASE("emu: reading a neighbour's slot after __syncthreads is not a race, bo
       for (unsigned t = 0; t < bs; ++t) REQUIRE(out[t] == int((t + 1) % bs) * 2);
     }
   }
+}
+
+// The issue's case: a plain CUDA file, compiled unchanged, with "extern __shared__" and a
+// missing barrier. The race detector names the kernel, the offset into dynamic shared memory
+// and both threads, in either fiber order.
+TEST_CASE("emu: a plain CUDA file's missing barrier on extern __shared__ is reported (c3tests-race)" *
+          doctest::skip(!kTsan)) {
+  const int n = 64;
+  std::vector<float> in(n, 1.f), out(n, 0.f);
+  for (auto order : {emu::FiberOrder::forward, emu::FiberOrder::reverse}) {
+    OrderGuard g(order);
+    std::string e = launch_error(
+        [&] { launch(plain_rotate_no_barrier, dim3(1), dim3(n), n * sizeof(float), nullptr, in.data(), out.data(), n); });
+    CHECK(e.find("kernel 'plain_rotate_no_barrier(float const*, float*, int)'") != std::string::npos);
+    CHECK(e.find("of dynamic shared memory") != std::string::npos);
+    bool pair_named = false;
+    for (unsigned t = 0; t + 1 < n; ++t) {
+      std::string a = "thread (" + std::to_string(t) + ",0,0)", b = "thread (" + std::to_string(t + 1) + ",0,0)";
+      std::string off = "byte offset " + std::to_string(4 * (t + 1)) + " of dynamic";
+      if (e.find(a) != std::string::npos && e.find(b) != std::string::npos && e.find(off) != std::string::npos)
+        pair_named = true;
+    }
+    CHECK_MESSAGE(pair_named, e);
+  }
+}
+
+TEST_CASE("emu: static __shared__ arrays count against the shared-memory limits") {
+  std::vector<int> out(64, 0);
+  int* o = out.data();
+  CHECK(emu::static_shared_bytes(reinterpret_cast<const void*>(&static_32k)) == 32 * 1024);
+  CHECK(emu::static_shared_bytes(reinterpret_cast<const void*>(&static_50k)) == 50 * 1024);
+  CHECK(emu::static_shared_bytes(reinterpret_cast<const void*>(&fill_dynamic)) == 0);
+  // 32 KB static + 16 KB dynamic = 48 KB: allowed; 4 bytes more are not.
+  const int words = 16 * 1024 / 4;
+  CHECK(launch_error([&] { launch(static_32k, dim3(1), dim3(128), words * 4, nullptr, o, words); }) == "");
+  CHECK(out[0] == 4096 + words - 1);
+  std::string e = launch_error([&] { launch(static_32k, dim3(1), dim3(128), words * 4 + 4, nullptr, o, words); });
+  CHECK(e.find("'emu_test::static_32k(int*, int)'") != std::string::npos);
+  CHECK(e.find("16388 bytes of dynamic shared memory plus 32768 bytes of static __shared__ arrays exceed the "
+               "49152-byte limit") != std::string::npos);
+  e = launch_error([&] { launch(static_50k, dim3(1), dim3(32), 0, nullptr, o); });
+  CHECK(e.find("51200 bytes of static __shared__ arrays exceed the 49152-byte limit") != std::string::npos);
+  // Opting in raises the dynamic limit to what is left of 227 KB beside the static arrays.
+  const size_t k227 = 227 * 1024, left = k227 - 32 * 1024;
+  CHECK(allow_dynamic_shared(static_32k, left + 4) == cudaErrorInvalidValue);
+  REQUIRE(allow_dynamic_shared(static_32k, left) == cudaSuccess);
+  CHECK(launch_error([&] { launch(static_32k, dim3(1), dim3(128), left, nullptr, o, int(left / 4)); }) == "");
+  CHECK(out[0] == 4096 + int(left / 4) - 1);
 }

@@ -31,6 +31,24 @@ TEST_CASE("kernel lab: every registered emulated kernel equals its CPU kernel at
     }
 }
 
+// The race detector (c3tests-race, run by make test) over every entry at the edge scale, one
+// fiber order (it finds a race in any order): a kernel whose threads touch one address between
+// two barriers, one of them writing, fails here naming the kernel, the offset and both threads.
+// make race-check runs the case above under it as well (the tiny scale too, a few minutes).
+TEST_CASE("kernel lab: no registered emulated kernel races at the edge scale (c3tests-race)" *
+          doctest::skip(!emu::race_detector())) {
+  for (const lab::Kernel& k : lab::registry()) {
+    lab::Case c = k.setup(lab::Backend::emu, lab::Scale::edge());
+    std::string msg;
+    try {
+      msg = c.check();
+    } catch (const emu::Error& e) {  // a race fails the launch; the other entries still run
+      msg = e.what();
+    }
+    CHECK_MESSAGE(msg.empty(), describe(k, c, "race detector"), ": ", msg);
+  }
+}
+
 // CUDA kernels whose emulated-vs-CPU check is only the lab's (no other test calls them): the
 // lab entry that runs each. If an entry is renamed or dropped, this fails instead of the
 // kernel silently losing its check.

@@ -26,10 +26,6 @@ template <class... KArgs>
 cudaError_t allow_dynamic_shared(void (*kernel)(KArgs...), size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
-// Emulation names a plain kernel's "extern __shared__ T name[]" once per file (emu/emu.h);
-// nvcc needs nothing.
-#define EMU_EXTERN_SHARED(name)
-#define EMU_EXTERN_SHARED_SYMBOL(sym)
 #define KERNELS_NS cuda
 #else
 #include "emu/emu.h"

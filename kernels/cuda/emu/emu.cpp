@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/context/detail/fcontext.hpp>
 #include <cstdlib>
@@ -17,8 +18,8 @@
 #include <vector>
 
 // The block's dynamic shared memory: a fixed thread_local buffer at the largest size a launch
-// may ask for (227 KB), with C linkage so that EMU_EXTERN_SHARED can alias a kernel's
-// "extern __shared__ T name[]" to it.
+// may ask for (227 KB), with C linkage: the build renames each kernel file's
+// "extern __shared__ T name[]" (an undefined thread-local symbol) to it (see emu.h).
 extern "C" {
 alignas(16) thread_local unsigned char emu_dynamic_smem[emu::kOptInSharedLimit];
 }
@@ -286,8 +287,8 @@ std::string elf_symbol(const char* path, uintptr_t addr, uintptr_t base) {
   return "";
 }
 
-#ifdef C3_EMU_TSAN
-// Thread-local symbols of the executable (the __shared__ arrays among them), for race messages.
+// Thread-local symbols of the executable (the __shared__ arrays among them), for the static
+// shared memory of a launch and for race messages.
 struct TlsSym { uint64_t value, size; std::string name; };
 std::vector<TlsSym> elf_tls_symbols(const char* path) {
   std::vector<TlsSym> out;
@@ -315,7 +316,6 @@ std::vector<TlsSym> elf_tls_symbols(const char* path) {
   }
   return out;
 }
-#endif
 
 std::string kernel_name(const LaunchSpec& spec) {
   if (spec.name) return spec.name;
@@ -560,7 +560,9 @@ std::string race_message(const LaunchSpec& spec, const RaceRecord& r) {
 }  // namespace
 #endif
 
-std::string function_name(const void* fn) {
+namespace {
+// The symbol (mangled) of a function in the program, or "" when none is found.
+std::string raw_function_symbol(const void* fn) {
   static std::mutex m;
   static std::map<const void*, std::string> cache;
   std::lock_guard<std::mutex> lock(m);
@@ -574,18 +576,49 @@ std::string function_name(const void* fn) {
     if (raw.empty() && info.dli_fname && info.dli_fname[0]) raw = elf_symbol(info.dli_fname, addr, base);
     if (raw.empty()) raw = elf_symbol("/proc/self/exe", addr, base);
   }
-  std::string name = raw;
-  if (!raw.empty()) {
-    int status = 0;
-    char* d = abi::__cxa_demangle(raw.c_str(), nullptr, nullptr, &status);
-    if (status == 0 && d) name = d;
-    std::free(d);
-  } else {
+  return cache[fn] = raw;
+}
+}  // namespace
+
+std::string function_name(const void* fn) {
+  const std::string raw = raw_function_symbol(fn);
+  if (raw.empty()) {
     std::ostringstream s;
     s << "kernel at " << fn;
-    name = s.str();
+    return s.str();
   }
-  return cache[fn] = name;
+  int status = 0;
+  char* d = abi::__cxa_demangle(raw.c_str(), nullptr, nullptr, &status);
+  std::string name = status == 0 && d ? d : raw;
+  std::free(d);
+  return name;
+}
+
+// A function's block-scope statics are named _ZZ<its mangled name without _Z>E<name>[_n]:
+// the kernel's __shared__ arrays are those that are thread-local.
+size_t static_shared_bytes(const void* kernel) {
+  static std::mutex m;
+  static std::map<const void*, size_t> cache;
+  const std::string raw = raw_function_symbol(kernel);
+  std::lock_guard<std::mutex> lock(m);
+  auto it = cache.find(kernel);
+  if (it != cache.end()) return it->second;
+  size_t bytes = 0;
+  if (raw.size() > 2 && raw.compare(0, 2, "_Z") == 0) {
+    static const std::vector<TlsSym> syms = elf_tls_symbols("/proc/self/exe");
+    const std::string prefix = "_ZZ" + raw.substr(2) + "E";
+    for (const TlsSym& y : syms)
+      if (y.name.compare(0, prefix.size(), prefix) == 0) bytes += y.size;
+  }
+  return cache[kernel] = bytes;
+}
+
+bool race_detector() {
+#ifdef C3_EMU_TSAN
+  return true;
+#else
+  return false;
+#endif
 }
 
 void set_fiber_order(FiberOrder o) { g_order = o; }
@@ -601,6 +634,12 @@ size_t max_dynamic_shared(const void* k) {
   return it == g_max_dyn.end() ? kDefaultSharedLimit : it->second;
 }
 
+namespace {
+std::string static_part(size_t bytes) {
+  return bytes ? " plus " + std::to_string(bytes) + " bytes of static __shared__ arrays" : std::string();
+}
+}  // namespace
+
 C3_EMU_NO_TSAN void run(const LaunchSpec& spec) {
   const dim3 &g = spec.grid, &bl = spec.block;
   const unsigned long long nthreads = 1ull * bl.x * bl.y * bl.z;
@@ -611,11 +650,16 @@ C3_EMU_NO_TSAN void run(const LaunchSpec& spec) {
   else if (g.x == 0 || g.y == 0 || g.z == 0 || g.x > 2147483647u || g.y > 65535 || g.z > 65535)
     bad << "grid (" << g.x << "," << g.y << "," << g.z << ") is out of range"
         << " (x 1..2^31-1, y and z 1..65535)";
-  else if (spec.dynamic_shared_bytes > kOptInSharedLimit)
-    bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory exceed the "
+  else if (const size_t st = spec.kernel ? static_shared_bytes(spec.kernel) : 0; st > kDefaultSharedLimit)
+    bad << st << " bytes of static __shared__ arrays exceed the " << kDefaultSharedLimit
+        << "-byte limit (nvcc refuses such a kernel; use dynamic shared memory and allow_dynamic_shared)";
+  else if (st + spec.dynamic_shared_bytes > kOptInSharedLimit)
+    bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory" << static_part(st) << " exceed the "
         << kOptInSharedLimit << "-byte limit of the device, even with allow_dynamic_shared";
-  else if (spec.dynamic_shared_bytes > spec.max_dynamic_shared_bytes)
-    bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory exceed the "
+  else if (spec.max_dynamic_shared_bytes == kDefaultSharedLimit  // not opted in: static + dynamic <= 48 KB
+               ? st + spec.dynamic_shared_bytes > kDefaultSharedLimit
+               : spec.dynamic_shared_bytes > spec.max_dynamic_shared_bytes)
+    bad << spec.dynamic_shared_bytes << " bytes of dynamic shared memory" << static_part(st) << " exceed the "
         << spec.max_dynamic_shared_bytes << "-byte limit (opt in with allow_dynamic_shared)";
   if (!bad.str().empty())
     throw Error("emu: launch of kernel '" + kernel_name(spec) + "' at " + site_name(spec) + ": " + bad.str());

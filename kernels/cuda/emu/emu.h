@@ -32,7 +32,7 @@
 #define __launch_bounds__(...)
 // thread_local, not "static thread_local": at block scope thread_local alone gives the same
 // per-OS-thread static storage (one copy per running block), and "extern __shared__ T x[];"
-// then still parses (as an extern thread_local declaration; see EMU_EXTERN_SHARED below).
+// then still parses (as an extern thread_local declaration; see "dynamic shared memory").
 #define __shared__ thread_local
 #define __constant__ static
 #define __restrict__ __restrict
@@ -59,6 +59,11 @@ namespace emu {
 struct Error : std::runtime_error { using std::runtime_error::runtime_error; };
 
 enum class FiberOrder { forward, reverse };
+// True in the race-detecting build (emu.cpp compiled with -fsanitize=thread: c3tests-race),
+// where a data race between two barriers is an emu::Error whatever the fiber order.
+bool race_detector();
+// Bytes of the kernel's own static __shared__ arrays (0 when none or not found).
+size_t static_shared_bytes(const void* kernel);
 void set_fiber_order(FiberOrder o);
 FiberOrder fiber_order();
 
@@ -203,24 +208,19 @@ EMU_MINMAX(long) EMU_MINMAX(unsigned long) EMU_MINMAX(float) EMU_MINMAX(double)
 // ---- dynamic shared memory --------------------------------------------------------------
 template <class T> T* dynamic_shared() { return static_cast<T*>(emu::dynamic_shared_ptr()); }
 
-// Standard CUDA's "extern __shared__ T name[];" compiles unchanged (as an extern thread_local
-// array), but the linker must be told that `name` is the block's dynamic shared memory: one
-// line at file scope of the translation unit that contains the kernel, e.g.
-//   EMU_EXTERN_SHARED(sdata)   // kernel in the global namespace, as in plain CUDA files
-//   EMU_EXTERN_SHARED_SYMBOL("_ZN3foo5sdataE")   // kernel in namespace foo: the mangled name
-// It makes the symbol an assembler alias of emu_dynamic_smem (a 227 KB thread_local buffer
-// in emu.cpp, the same memory dynamic_shared<T>() returns, poisoned with 0xFF per block).
-// Without it the link fails with "undefined reference to `sdata'" (no generic way exists:
-// C++ gives a block-scope extern declaration no hook for its name).
-#define EMU_EXTERN_SHARED(name) asm(".set " #name ", emu_dynamic_smem");
-#define EMU_EXTERN_SHARED_SYMBOL(sym) asm(".set " sym ", emu_dynamic_smem");
+// Standard CUDA's "extern __shared__ T name[];" compiles unchanged: it is an extern
+// thread_local array, which the build turns into the block's dynamic shared memory. After g++
+// compiles a .cu file for emulation, the Makefile renames each undefined thread-local symbol
+// of the object (only such declarations make one) to emu_dynamic_smem, a 227 KB thread_local
+// buffer in emu.cpp: the same memory dynamic_shared<T>() returns, filled with 0xFF per block.
 
 // ---- launch ------------------------------------------------------------------------------
 // launch(kernel, grid, block, shmem, stream, args...): the one way kernels are started.
 // A launch the GPU would reject (block over 1024 threads, grid.y/z over 65535, grid.x over
 // 2^31-1, dynamic shared memory over the kernel's limit) throws emu::Error naming the kernel
-// and this call's file:line. Static __shared__ bytes cannot be measured in emulation (they
-// are ordinary thread_local arrays), so only the dynamic part is checked against the limit.
+// and this call's file:line. The kernel's static __shared__ arrays (its own, read from the
+// executable's symbol table; not those of __device__ functions it calls) count against the
+// same limits as on a GPU: static + dynamic <= 48 KB, or <= 227 KB when opted in.
 template <class... KArgs, class... Args>
 cudaError_t launch(void (*kernel)(KArgs...), emu::GridArg grid, dim3 block, size_t shmem, cudaStream_t,
                    Args&&... args) {
@@ -236,10 +236,12 @@ cudaError_t launch(void (*kernel)(KArgs...), emu::GridArg grid, dim3 block, size
   return cudaSuccess;
 }
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes): as on an
-// H100, more than 227 KB is refused (cudaErrorInvalidValue) and the old limit stays.
+// H100, more than 227 KB minus the kernel's static __shared__ bytes is refused
+// (cudaErrorInvalidValue) and the old limit stays.
 template <class... KArgs>
 cudaError_t allow_dynamic_shared(void (*kernel)(KArgs...), size_t bytes) {
-  if (bytes > emu::kOptInSharedLimit) return cudaErrorInvalidValue;
-  emu::set_max_dynamic_shared(reinterpret_cast<const void*>(kernel), bytes);
+  const void* k = reinterpret_cast<const void*>(kernel);
+  if (bytes + emu::static_shared_bytes(k) > emu::kOptInSharedLimit) return cudaErrorInvalidValue;
+  emu::set_max_dynamic_shared(k, bytes);
   return cudaSuccess;
 }

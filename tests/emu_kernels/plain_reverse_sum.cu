@@ -1,7 +1,6 @@
-// Plain CUDA, written as for nvcc alone (no project helpers): dynamic shared memory through
-// "extern __shared__", kernels in the global namespace. tests/test_emu.cpp includes this file
-// after kernels/cuda/compat.h and names the extern arrays with EMU_EXTERN_SHARED, which is
-// all the emulator needs; the file itself is not edited for emulation.
+// Plain CUDA, written as for nvcc alone (no include, no project helper): dynamic shared memory
+// through "extern __shared__", kernels in the global namespace. The Makefile compiles every
+// tests/emu_kernels/*.cu against the emulator as it stands; tests/test_emu.cpp launches them.
 
 // Reverses each block's slice of `in` through shared memory.
 __global__ void foreign_reverse(const int* in, int* out, int n) {
