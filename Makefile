@@ -229,6 +229,9 @@ test: deps
 	@if [ -n "$(TEST_ARGS)" ]; then echo "(TEST_ARGS given: the command-line and MPI tests did not run)"; \
 	elif [ "$(MPI)" != 1 ]; then tools/test_cli.sh ./$(BIN) && echo "(MPI=0: the data-parallel tests were skipped)"; \
 	else tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); fi
+	@if [ -z "$(TEST_ARGS)" ] && [ "$(BUILD)" = build ]; then echo "== make gpu-check, GPU parts skipped (tools/gpu_check.sh --dry)"; \
+	  tools/gpu_check.sh --dry > build/gpu-check-dry.log 2>&1 || { cat build/gpu-check-dry.log; exit 1; }; \
+	  grep -E '^gpu-check: (build|gpu-tests)' build/gpu-check-dry.log; fi
 
 # make fuzz: each target for FUZZ_SECONDS (default 30) under libFuzzer with ASan + UBSan,
 # from the seeds in tests/fuzz/corpus/<target> (new inputs go to build-fuzz/corpus, not the
