@@ -49,9 +49,11 @@ TEST_CASE("metrics: confusion matrix and IoU computed by hand") {
   CHECK(iou_table_csv({"a", "b", "c"}, {{"ours", r}}).find("ours,33.3,66.7,0.0,33.3,60.0") != std::string::npos);
 }
 
-TEST_CASE("metrics kernels: emulated confusion matrix equals the CPU one exactly") {
+// The lab's confusion entry checks 19 classes with ignore labels and no mask; here the edge
+// cases: one pixel, a mask, sizes around a block.
+TEST_CASE("metrics kernels: emulated confusion matrix edge cases equal the CPU one (one pixel, a mask)") {
   for_each_fiber_order([](const char* order) {
-    for (int64_t n : {1, 257, 70001}) {
+    for (int64_t n : {1, 257, 4099}) {
       std::vector<int32_t> pred(n);
       std::vector<uint8_t> label(n), mask(n);
       for (int64_t i = 0; i < n; ++i) {

@@ -150,15 +150,16 @@ TEST_CASE("contrast: errors name the op and the shapes") {
                        doctest::Contains("similarities must be square"), Error);
 }
 
-TEST_CASE("contrast kernels: emulated row kernel and finalize match the CPU") {
+// The lab's contrast_rows entry checks 403 and 7 anchors of random similarities; here the
+// edge cases on real cosine similarities: one anchor (no positive), and 37 anchors with a
+// singleton class (a row with no positive; not a multiple of the block size).
+TEST_CASE("contrast kernels: emulated row kernel and finalize edge cases match the CPU (one anchor, singleton class)") {
   const int64_t D = 256;
   for_each_fiber_order([&](const char* order) {
-    // One anchor; 37 anchors with a singleton class (not a multiple of the block size); the
-    // realistic 19 classes x 20 positions.
-    for (int64_t M : {1, 37, 380}) {
+    for (int64_t M : {1, 37}) {
       const std::string tag = std::string(order) + " M" + std::to_string(M);
       std::vector<int32_t> y(M);
-      for (int64_t i = 0; i < M; ++i) y[i] = M == 380 ? int32_t(i / 20) : int32_t(i % 5);
+      for (int64_t i = 0; i < M; ++i) y[i] = int32_t(i % 5);
       if (M == 37) y[36] = 9;
       auto z = unit_rows(M, D, uint32_t(31 + M)), zc = unit_rows(M, D, uint32_t(32 + M));
       std::vector<float> S(M * M);

@@ -158,12 +158,12 @@ TEST_CASE("cutmix: cutmix_box covers half the image, inside it, deterministic fo
   CHECK(x0_left > 0);
 }
 
-TEST_CASE("cutmix kernels: emulated routing matches the CPU kernel bit for bit") {
+// The lab's cutmix entries check f32 images and logits at the scales' shapes; here the edge
+// cases: one pixel per image, odd sizes, box resolutions of other aspects, u8 crops.
+TEST_CASE("cutmix kernels: emulated routing edge cases match the CPU kernel bit for bit (one pixel, other aspects, u8)") {
   struct S { int64_t K, H, W, C, bh, bw; };
   for_each_fiber_order([](const char* order) {
-    // One pixel per image; odd sizes and a box resolution of another aspect; the realistic
-    // logits (8 images of 33x65 with 19 classes from 257x513 boxes) and u8 image crops.
-    for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{4, 33, 65, 19, 257, 513}, S{2, 5, 3, 1, 5, 3}}) {
+    for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{2, 5, 3, 1, 5, 3}}) {
       const std::string tag = std::string(order) + " K" + std::to_string(s.K) + " " + std::to_string(s.H) + "x" +
                               std::to_string(s.W) + "x" + std::to_string(s.C);
       Generator gen(uint64_t(s.K * 100 + s.H));
@@ -175,13 +175,11 @@ TEST_CASE("cutmix kernels: emulated routing matches the CPU kernel bit for bit")
       kernels::cpu::cutmix_swap(x.data(), want.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
       kernels::emu::cutmix_swap_b4(x.data(), got.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
       CHECK_MESSAGE(got == want, tag);
-      if (n < 5000) {
-        std::vector<uint8_t> xb(n), wb(n), gb(n, 7);
-        for (int64_t i = 0; i < n; ++i) xb[i] = uint8_t(i * 37);
-        kernels::cpu::cutmix_swap(xb.data(), wb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
-        kernels::emu::cutmix_swap_b1(xb.data(), gb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
-        CHECK_MESSAGE(gb == wb, (tag + " u8"));
-      }
+      std::vector<uint8_t> xb(n), wb(n), gb(n, 7);
+      for (int64_t i = 0; i < n; ++i) xb[i] = uint8_t(i * 37);
+      kernels::cpu::cutmix_swap(xb.data(), wb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      kernels::emu::cutmix_swap_b1(xb.data(), gb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      CHECK_MESSAGE(gb == wb, (tag + " u8"));
     }
   });
 }

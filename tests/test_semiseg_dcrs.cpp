@@ -204,22 +204,21 @@ TEST_CASE("dcrs: the CPU step equals a plain std::sort reference") {
   }
 }
 
-TEST_CASE("dcrs kernels: emulated histogram search equals the CPU step bit for bit") {
+// The lab's dcrs entry checks 19 and 3 classes of random probabilities at the scales' sizes;
+// here the edge cases: one pixel, one class with thousands of pixels in one bin (C = 3:
+// class 0 only, class 1 a single pixel, class 2 absent), one or no threshold, no update.
+TEST_CASE("dcrs kernels: emulated histogram search edge cases equal the CPU step bit for bit (one pixel, piled bins)") {
   struct S { int64_t P; int C; };
   for_each_fiber_order([](const char* order) {
-    // One pixel; odd sizes; one class with thousands of pixels in one bin (C = 3: class 0
-    // only, class 1 a single pixel, class 2 absent); a realistic teacher batch of
-    // 2 x 128 x 256 pixels and 19 classes.
-    for (S sz : {S{1, 3}, S{333, 5}, S{4099, 3}, S{2 * 128 * 256, 19}}) {
+    for (S sz : {S{1, 3}, S{333, 5}, S{4099, 3}}) {
       auto p = stress_probs(sz.P, sz.C, uint32_t(sz.P * 7 + sz.C));
       for (int T : {sz.C, 1, 0}) {
-        if (sz.P > 5000 && T != sz.C) continue;  // keep the emulated run short
         std::vector<double> s(static_cast<size_t>(T));
         for (int t = 0; t < T; ++t) s[t] = t % 3 == 0 ? 0.8 : (t % 3 == 1 ? 0.5 : 0.97);
         const std::string tag = std::string(order) + " P" + std::to_string(sz.P) + " C" + std::to_string(sz.C) +
                                 " T" + std::to_string(T);
         check_same(run_step(true, p, sz.P, sz.C, T, s, true), run_step(false, p, sz.P, sz.C, T, s, true), tag);
-        if (sz.P < 5000) check_same(run_step(true, p, sz.P, sz.C, T, s, false), run_step(false, p, sz.P, sz.C, T, s, false), tag + " no update");
+        check_same(run_step(true, p, sz.P, sz.C, T, s, false), run_step(false, p, sz.P, sz.C, T, s, false), tag + " no update");
       }
     }
   });
