@@ -154,10 +154,14 @@ TEST_CASE("elementwise kernels: emulated CUDA matches the CPU kernels") {
   });
 }
 
-TEST_CASE("reduce kernels: emulated sum_mid and broadcast_mid match the CPU") {
+// The common shapes ([1, pixels, channels] and [images, pixels, 1]) are the kernel lab's
+// reduce entries (bench/lab/k_reduce.cpp); below, the ones its scales miss, on signed values.
+TEST_CASE("reduce kernels: emulated sum_mid and broadcast_mid edge cases match the CPU (one element, several outer slices)") {
   struct R { int64_t outer, mid, inner; };
   for_each_fiber_order([](const char* order) {
-    for (R r : {R{1, 1, 1}, R{1, 1000, 1}, R{3, 257, 1}, R{1, 300, 19}, R{2, 33 * 65, 19}, R{5, 7, 33}, R{2, 100, 256}}) {
+    // One element; several outer slices with inner > 1 (sum_cols_kernel's grid in y, and
+    // broadcast_mid's outer index), mid below the 8 rows of threads.
+    for (R r : {R{1, 1, 1}, R{5, 7, 33}}) {
       const std::string tag = std::string(order) + " [" + std::to_string(r.outer) + "," + std::to_string(r.mid) + "," +
                               std::to_string(r.inner) + "]";
       const int64_t n = r.outer * r.mid * r.inner, m = r.outer * r.inner;

@@ -217,11 +217,15 @@ TEST_CASE("normalize: errors") {
   CHECK_THROWS_WITH_AS(l2_normalize(Tensor::zeros({2}, DType::i32)), doctest::Contains("l2_normalize"), Error);
 }
 
-TEST_CASE("index kernels: emulated copy_rows matches the CPU") {
+// The common configurations (the layer4 channel concat, the anchors' gather and scatter with
+// valid indices, l2_normalize of embedding rows) are the kernel lab's index and normalize
+// entries (bench/lab/k_index.cpp, run by test_kernel_lab.cpp); the cases below are the ones
+// its scales miss.
+
+TEST_CASE("index kernels: emulated copy_rows edge cases match the CPU (one element, a slice out of wider rows)") {
   struct Copy { int64_t rows, len, src_stride, dst_stride, src_off; };
-  // One element; a slice out of wider rows; a piece written into wider rows; the decoder's
-  // channel concat (48 of 304 channels of 2 x 33 x 65 pixels).
-  const Copy cases[] = {{1, 1, 1, 1, 0}, {257, 19, 40, 19, 3}, {257, 19, 19, 50, 0}, {2 * 33 * 65, 48, 48, 304, 0}};
+  // One element; a slice out of wider rows (src_stride > len, at an offset).
+  const Copy cases[] = {{1, 1, 1, 1, 0}, {257, 19, 40, 19, 3}};
   for_each_fiber_order([&](const char* order) {
     for (const Copy& c : cases) {
       const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " len=" + std::to_string(c.len);
@@ -229,23 +233,22 @@ TEST_CASE("index kernels: emulated copy_rows matches the CPU") {
       std::vector<float> want(c.rows * c.dst_stride, -7.f), got(want);
       kernels::cpu::copy_rows(src.data() + c.src_off, c.src_stride, want.data(), c.dst_stride, c.rows, c.len);
       kernels::emu::copy_rows_f32(src.data() + c.src_off, c.src_stride, got.data(), c.dst_stride, c.rows, c.len);
-      // Bit-exact, including the untouched gaps between the rows.
       CHECK(close_arrays("copy_rows " + tag, got.data(), want.data(), int64_t(want.size()), 0, 0));
     }
   });
 }
 
-TEST_CASE("index kernels: emulated gather_rows and scatter_add_rows match the CPU") {
+TEST_CASE("index kernels: emulated gather and scatter edge cases match the CPU (bad and repeated indices, one row)") {
   struct G { int64_t R, K, C; };
-  // One element; sizes off the block size; contrastive sampling (300 of 2 x 33 x 65 pixels, 256 channels).
-  const G cases[] = {{1, 1, 1}, {300, 257, 19}, {2 * 33 * 65, 300, 256}};
+  // One element; 300 indices into 7 rows (~43 additions to each row of the scatter).
+  const G cases[] = {{1, 1, 1}, {7, 300, 19}};
   for_each_fiber_order([&](const char* order) {
     for (const G& c : cases) {
       const std::string tag = std::string(order) + " R=" + std::to_string(c.R) + " K=" + std::to_string(c.K) +
                               " C=" + std::to_string(c.C);
       auto x = random_floats(c.R * c.C, 150);
       std::vector<int32_t> idx(c.K);
-      for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R / 2);  // repeats when K > R / 2
+      for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R);
       std::vector<float> want(c.K * c.C), got(c.K * c.C, -7.f);
       int32_t bad = 0;
       kernels::cpu::gather_rows(x.data(), idx.data(), want.data(), c.K, c.C);
@@ -256,13 +259,13 @@ TEST_CASE("index kernels: emulated gather_rows and scatter_add_rows match the CP
       kernels::cpu::scatter_add_rows(want.data(), idx.data(), sw.data(), c.K, c.C);
       kernels::emu::scatter_add_rows_f32(want.data(), idx.data(), sg.data(), c.R, c.K, c.C, &bad);
       CHECK(bad == 0);
-      // Repeated rows are summed in another order: a few float roundings apart.
-      CHECK(close_arrays("scatter_add_rows " + tag, sg.data(), sw.data(), c.R * c.C, 1e-6, 1e-6));
+      // ~43 values of magnitude <= 1 summed into a row in another order: a few roundings of
+      // partial sums up to ~10 apart.
+      CHECK(close_arrays("scatter_add_rows " + tag, sg.data(), sw.data(), c.R * c.C, 1e-5, 1e-5));
     }
   });
-}
-
-TEST_CASE("index kernels: emulated gather and scatter flag bad indices") {
+  // Bad indices (-1 and R): the device kernels flag them; gather writes their rows as zeros,
+  // scatter skips them.
   const int64_t R = 4, C = 3;
   auto x = random_floats(R * C, 160);
   std::vector<int32_t> idx{1, -1, 4, 3};
@@ -272,7 +275,7 @@ TEST_CASE("index kernels: emulated gather and scatter flag bad indices") {
   CHECK(bad == 1);
   for (int64_t c = 0; c < C; ++c) {
     CHECK(out[c] == x[1 * C + c]);
-    CHECK(out[1 * C + c] == 0.f);  // bad rows are written as zeros
+    CHECK(out[1 * C + c] == 0.f);
     CHECK(out[2 * C + c] == 0.f);
     CHECK(out[3 * C + c] == x[3 * C + c]);
   }
@@ -281,30 +284,27 @@ TEST_CASE("index kernels: emulated gather and scatter flag bad indices") {
   kernels::emu::scatter_add_rows_f32(out.data(), idx.data(), acc.data(), R, 4, C, &bad);
   CHECK(bad == 1);
   for (int64_t c = 0; c < C; ++c) {
-    CHECK(acc[1 * C + c] == x[1 * C + c]);  // the bad rows were skipped
+    CHECK(acc[1 * C + c] == x[1 * C + c]);
     CHECK(acc[0 * C + c] == 0.f);
   }
 }
 
-TEST_CASE("normalize kernels: emulated l2_normalize forward and backward match the CPU") {
+TEST_CASE("normalize kernels: emulated l2_normalize edge cases match the CPU (one element, short rows, a zero row, norms near eps)") {
   struct N { int64_t rows, C; double eps; };
-  // One element; a row shorter than a warp; rows off the block size; embeddings of 256
-  // channels for 2 x 17 x 11 pixels (~100k elements: the emulator's budget); and eps = 3.6,
-  // near the typical norm of 40 values in [-1, 1] (sqrt(40 / 3)), so rows fall on both sides.
-  const N cases[] = {{1, 1, 1e-12}, {1, 19, 1e-12}, {257, 19, 1e-12}, {5, 33, 1e-12}, {2 * 17 * 11, 256, 1e-12}, {64, 40, 3.6}};
+  // One element; a row shorter than a warp; and eps = 3.6, near the typical norm of 40 values
+  // in [-1, 1] (sqrt(40 / 3)), so rows fall on both sides. With more than one row, the first
+  // is zero: y = 0, gx = g / eps.
+  const N cases[] = {{1, 1, 1e-12}, {1, 19, 1e-12}, {64, 40, 3.6}};
   for_each_fiber_order([&](const char* order) {
     for (const N& c : cases) {
       const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " C=" + std::to_string(c.C);
       const int64_t n = c.rows * c.C;
       auto x = random_floats(n, 170), g = random_floats(n, 171);
-      if (c.rows > 1) std::fill(x.begin(), x.begin() + c.C, 0.f);  // a zero row: y = 0, gx = g / eps
+      if (c.rows > 1) std::fill(x.begin(), x.begin() + c.C, 0.f);
       std::vector<float> want(n), got(n, -7.f);
       kernels::cpu::l2_normalize_rows(x.data(), want.data(), c.rows, c.C, c.eps);
       kernels::emu::l2_normalize_rows_f32(x.data(), got.data(), c.rows, c.C, float(c.eps));
       CHECK(close_arrays("l2_normalize " + tag, got.data(), want.data(), n, 1e-6, 1e-5));
-      if (c.eps < 1e-6) {  // the zero row's gradient is g / 1e-12: huge, compare elsewhere
-        std::fill(g.begin(), g.begin() + c.C, 0.f);
-      }
       std::vector<float> gw(n), gg(n, -7.f);
       kernels::cpu::l2_normalize_rows_backward(x.data(), g.data(), gw.data(), c.rows, c.C, c.eps);
       kernels::emu::l2_normalize_rows_backward_f32(x.data(), g.data(), gg.data(), c.rows, c.C, float(c.eps));
