@@ -127,15 +127,16 @@ struct PoolCase {
   int k, s, p;
   bool ceil;
 };
-// A single element; odd sizes with ties (values quantized to eighths) in both modes; a window
-// wider than the stride; a realistic stem shape (2 x 65 x 65 x 64, 3/2/1 ceil).
+// What the lab's max_pool entries (bench/lab/k_norm.cpp: the stem's 3/2/1 ceil-mode pool of
+// distinct values) leave out: a single element; a window larger than the input; ties (values
+// quantized to eighths) in floor mode; 2/2/1 in ceil mode, where the last window is dropped;
+// a window wider than the stride.
 const PoolCase kPoolCases[] = {{1, 1, 1, 1, 1, 1, 0, false}, {1, 1, 1, 3, 3, 2, 1, true},
-                               {2, 7, 9, 5, 3, 2, 1, false}, {2, 7, 9, 5, 3, 2, 1, true},
-                               {3, 17, 5, 19, 2, 2, 1, true}, {1, 10, 11, 33, 5, 1, 2, false},
-                               {2, 65, 65, 64, 3, 2, 1, true}};
+                               {2, 7, 9, 5, 3, 2, 1, false}, {3, 17, 5, 19, 2, 2, 1, true},
+                               {1, 10, 11, 33, 5, 1, 2, false}};
 }  // namespace
 
-TEST_CASE("pool kernels: emulated max pool forward and backward match the CPU exactly") {
+TEST_CASE("pool kernels: emulated max pool edge cases match the CPU exactly (one element, ties, floor mode, other windows)") {
   for_each_fiber_order([](const char* order) {
     for (const PoolCase& pc : kPoolCases) {
       PoolGeom g{pc.n, pc.h, pc.w, pc.c, 0, 0, pc.k, pc.s, pc.p};
@@ -161,10 +162,12 @@ TEST_CASE("pool kernels: emulated max pool forward and backward match the CPU ex
   });
 }
 
-TEST_CASE("pool kernels: emulated global average pool forward and backward match the CPU") {
+// The lab's global_avg_pool entries (bench/lab/k_pool.cpp) run the layer4 features, with
+// hundreds of channels; left here: one element, and fewer channels than a block's 32 columns.
+TEST_CASE("pool kernels: emulated global average pool edge cases match the CPU (one element, few channels)") {
   struct A { int64_t n, hw, c; };
   for_each_fiber_order([](const char* order) {
-    for (A a : {A{1, 1, 1}, A{2, 63, 5}, A{3, 85, 19}, A{1, 9, 100}, A{2, 33 * 65, 64}}) {
+    for (A a : {A{1, 1, 1}, A{2, 63, 5}, A{3, 85, 19}}) {
       const std::string tag = std::string(order) + " [" + std::to_string(a.n) + "," + std::to_string(a.hw) + "," +
                               std::to_string(a.c) + "]";
       CAPTURE(tag);

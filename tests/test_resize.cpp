@@ -196,21 +196,25 @@ TEST_CASE("resize: gradient checks in double") {
 }
 
 namespace {
-// Emulated kernel sizes: one element; odd sizes that are not multiples of the block (2x5x7x3
-// -> 9x4 is 216 outputs, 210 inputs); DeepLab's 8x decoder upsampling 33x65 -> 257x513
-// (align_corners) with 2 channels, so the emulator launches ~263k threads; and the label
-// downsampling 257x513 -> 33x65 of one channel.
-const ResizeShape kEmu[] = {{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 3, 2}, {2, 5, 7, 3, 9, 4}, {1, 33, 65, 2, 257, 513},
-                            {1, 257, 513, 1, 33, 65}};
+// The lab (bench/lab/k_norm.cpp, k_pool.cpp) runs the logits' upsampling from the feature
+// resolution to the input size (bilinear with aligned corners, nearest f32, both backwards)
+// and the label maps' nearest downsampling (u8, i32). Left here: one element; one input pixel
+// to 3x2; odd sizes up in H and down in W (2x5x7x3 -> 9x4 is 216 outputs, 210 inputs; nearest
+// leaves 3 of the 7 input columns without an output); for bilinear, both modes and an 8x downsampling 257x513 -> 33x65
+// (no bilinear entry downsamples, none runs half-pixel centres); for nearest, the exact
+// copies out == in and out == 2 in (their own branch of nearest_src).
+const ResizeShape kEmu[] = {{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 3, 2}, {2, 5, 7, 3, 9, 4}};
+const ResizeShape kBilinearDown = {1, 257, 513, 1, 33, 65};
+const ResizeShape kNearestCopy = {1, 3, 4, 2, 3, 8};
 std::string emu_tag(const char* order, const ResizeShape& s) {
   return std::string(order) + " " + shape_str({s.n, s.h, s.w, s.c}) + " -> " + std::to_string(s.oh) + "x" +
          std::to_string(s.ow);
 }
 }  // namespace
 
-TEST_CASE("resize kernels: emulated bilinear matches the CPU kernel") {
+TEST_CASE("resize kernels: emulated bilinear edge cases match the CPU kernel (tiny sizes, half-pixel, downsampling)") {
   for_each_fiber_order([](const char* order) {
-    for (const ResizeShape& s : kEmu) {
+    for (const ResizeShape& s : {kEmu[0], kEmu[1], kEmu[2], kBilinearDown}) {
       const int64_t nin = s.n * s.h * s.w * s.c, nout = s.n * s.oh * s.ow * s.c;
       const auto x = random_floats(nin, 61), g = random_floats(nout, 62);
       for (bool ac : {false, true}) {
@@ -228,9 +232,9 @@ TEST_CASE("resize kernels: emulated bilinear matches the CPU kernel") {
   });
 }
 
-TEST_CASE("resize kernels: emulated nearest matches the CPU kernel (f32, i32, u8, backward)") {
+TEST_CASE("resize kernels: emulated nearest edge cases match the CPU kernel (tiny sizes, copies; f32, i32, u8, backward)") {
   for_each_fiber_order([](const char* order) {
-    for (const ResizeShape& s : kEmu) {
+    for (const ResizeShape& s : {kEmu[0], kEmu[1], kEmu[2], kNearestCopy}) {
       const std::string tag = emu_tag(order, s);
       const int64_t nin = s.n * s.h * s.w * s.c, nout = s.n * s.oh * s.ow * s.c;
       const auto x = random_floats(nin, 71), g = random_floats(nout, 72);

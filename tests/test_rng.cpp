@@ -284,15 +284,19 @@ TEST_CASE("rng: scalars lie in range; randint_scalar matches randint at the same
   CHECK_THROWS_WITH_AS(g.normal({2}, 0, -1), doctest::Contains("normal: needs a finite mean and std >= 0"), Error);
 }
 
-TEST_CASE("rng kernels: emulated CUDA matches the CPU kernels bit for bit") {
-  // The carry draw starts just below 2^32 blocks: the group counter carries into word 1
-  // inside the draw. The realistic size runs once per order (the emulator is ~30x slower).
+TEST_CASE("rng kernels: emulated CUDA edge cases match the CPU kernels bit for bit (n < 4, counter carry, stream, wide ranges)") {
+  // The lab's rng entries (bench/lab/k_rng.cpp) fill hundreds to hundreds of thousands of
+  // values from a mid-run offset on stream 0, integers in [0, classes). Left here: fills
+  // shorter than one Philox block (1 and 3 values) from offset 0; a draw on stream 3 that
+  // starts just below 2^32 blocks, so the group counter carries into word 1 inside it (n = 257
+  // crosses the carry); integer ranges where rejection retries often (3 * 2^30) and the full
+  // 2^32 range from INT32_MIN.
   struct Case {
     PhiloxDraw d;
     int64_t n;
   };
   const PhiloxDraw plain{12345, 0, 0}, carry{0xfeedfacecafebeefull, 0xffffffffull - 7, 3};
-  const Case cases[] = {{plain, 1}, {plain, 3}, {plain, 257}, {carry, 1}, {carry, 3}, {carry, 257}, {carry, 100003}};
+  const Case cases[] = {{plain, 1}, {plain, 3}, {carry, 1}, {carry, 3}, {carry, 257}};
   for_each_fiber_order([&](const char* order) {
     for (const Case& c : cases) {
       const PhiloxDraw& d = c.d;
