@@ -29,6 +29,14 @@ TEST_CASE("elementwise: values computed by hand, four broadcast modes") {
   CHECK(div(a, Tensor::from_vector<float>({1, 2}, {2, 1, 1, 1})).to_vector<float>() ==
         std::vector<float>{1, 2, 3, 2, 2.5f, 3});
   CHECK(relu(Tensor::from_vector<float>({-1, 0, 2}, {3})).to_vector<float>() == std::vector<float>{0, 0, 2});
+  // A NaN goes through relu (as in PyTorch): a diverging run must not turn it into zeros,
+  // which hid a NaN weight from the loss and the run's non-finite check.
+  for (float x : {NAN, -NAN}) {
+    CHECK(std::isnan(relu(Tensor::from_vector<float>({x}, {1})).item()));
+    float y = 0;
+    kernels::emu::unary_f32(Unary::relu, &x, &y, 1, 0.f, 0.f);
+    CHECK(std::isnan(y));
+  }
   CHECK(clamp(Tensor::from_vector<float>({-5, 0.5f, 7}, {3}), 0, 1).to_vector<float>() ==
         std::vector<float>{0, 0.5f, 1});
   auto s = sigmoid(Tensor::from_vector<float>({0, 2}, {2})).to_vector<float>();
