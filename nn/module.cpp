@@ -57,6 +57,23 @@ void Module::to(Device d) {
   for (const NamedTensor& p : named_buffers()) move(p);
 }
 
+void Module::copy_from(const Module& other) {
+  NoGradGuard ng;
+  for (bool buffers : {false, true}) {
+    const std::vector<NamedTensor> mine = buffers ? named_buffers() : named_parameters();
+    const std::vector<NamedTensor> theirs = buffers ? other.named_buffers() : other.named_parameters();
+    C3_CHECK(mine.size() == theirs.size(), "copy_from: ", theirs.size(), " ", buffers ? "buffers" : "parameters",
+             " into a module with ", mine.size());
+    for (size_t i = 0; i < mine.size(); ++i) {
+      C3_CHECK(mine[i].name == theirs[i].name && mine[i].tensor->shape() == theirs[i].tensor->shape() &&
+                   mine[i].tensor->dtype() == theirs[i].tensor->dtype(),
+               "copy_from: ", theirs[i].name, " ", theirs[i].tensor->desc(), " into ", mine[i].name, " ",
+               mine[i].tensor->desc());
+      mine[i].tensor->copy_(*theirs[i].tensor);
+    }
+  }
+}
+
 void Module::zero_grad() {
   for (const NamedTensor& p : named_parameters()) p.tensor->zero_grad();
 }

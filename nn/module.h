@@ -52,6 +52,9 @@ class Module {
   bool is_training() const { return training_; }
 
   void to(Device d);  // moves every parameter and buffer (keeps requires_grad)
+  // Copies every parameter and buffer of `other` (a module of the same structure) into this
+  // one's tensors, where they are (device to device on a GPU: no host round trip).
+  void copy_from(const Module& other);
   void zero_grad();
   int64_t num_parameters() const;
 

@@ -23,31 +23,40 @@ double ramp_up(int64_t t, int64_t T) {
 
 namespace {
 
-// Rows of a [N, ...] tensor reordered: out[i] = x[idx[i]] (differentiable).
-Tensor take_images(const Tensor& x, const std::vector<int64_t>& order) {
+// Rows of a [N, ...] tensor reordered: out[i] = x[idx[i]] (differentiable); idx i32 on x's device.
+Tensor take_images(const Tensor& x, const Tensor& idx) {
   const int64_t n = x.dim(0), row = x.numel() / n;
-  std::vector<int32_t> idx(order.begin(), order.end());
-  Tensor out = gather_rows(x.reshape({n, row}), Tensor::from_vector(idx, {int64_t(idx.size())}, x.device()));
+  Tensor out = gather_rows(x.reshape({n, row}), idx);
   Shape s = x.shape();
-  s[0] = int64_t(idx.size());
+  s[0] = idx.numel();
   return out.reshape(s);
 }
 
-// Feature-resolution labels for the contrastive loss: ground truth for the first `n_lab`
-// images, the teacher's pseudo-labels (ignore where the DCRS mask is 0) for the rest.
+// Feature-resolution labels (i32, on the device) for the contrastive loss: ground truth for
+// the labeled images, the teacher's pseudo-labels (255, ignored, where the DCRS mask is 0) for
+// the rest.
 Tensor feature_labels(const Tensor& y_l, const Tensor& pseudo, const Tensor& mask, int64_t h, int64_t w) {
-  std::vector<int32_t> out;
-  auto lab = resize_nearest(y_l, h, w).to_vector<uint8_t>();
-  out.insert(out.end(), lab.begin(), lab.end());
-  int64_t n = y_l.dim(0);
-  if (pseudo.defined()) {
-    auto pl = resize_nearest(pseudo, h, w).to_vector<int32_t>();
-    std::vector<uint8_t> m(pl.size(), 1);
-    if (mask.defined()) m = resize_nearest(mask, h, w).to_vector<uint8_t>();
-    for (size_t i = 0; i < pl.size(); ++i) out.push_back(m[i] ? pl[i] : 255);
-    n += pseudo.dim(0);
+  NoGradGuard ng;
+  Tensor lab = cast(resize_nearest(y_l, h, w), DType::i32);
+  if (!pseudo.defined()) return lab;
+  Tensor pl = resize_nearest(pseudo, h, w);
+  if (mask.defined()) {  // class ids and 255 are exact in f32
+    const Tensor plf = cast(pl, DType::f32);
+    pl = cast(where(resize_nearest(mask, h, w), plf, Tensor::full(plf.shape(), 255.0, DType::f32, plf.device())),
+              DType::i32);
   }
-  return Tensor::from_vector(out, {n, h, w});
+  return concat({lab, pl}, 0);
+}
+
+// Pixel accuracy of the argmax of `logits` against `target` (255: ignored; no such pixel: 0),
+// as a device scalar. Both maps hold small integers, exact in f32: |p - t| is 0 exactly where
+// they agree and >= 1 elsewhere, and 255 - t is >= 1 exactly where t is not ignored.
+Tensor pixel_accuracy(const Tensor& logits, const Tensor& target) {
+  NoGradGuard ng;
+  const Tensor p = cast(argmax_channels(logits.detach()), DType::f32), t = cast(target, DType::f32);
+  const Tensor valid = clamp(add(neg(t), 255.0), 0, 1);
+  const Tensor hit = mul(clamp(add(neg(abs(sub(p, t))), 1.0), 0, 1), valid);
+  return div(sum(hit), clamp(sum(valid), 1, 1e30));
 }
 
 SamplerOptions sampler_options(const Config& c) {
@@ -66,25 +75,39 @@ SamplerOptions sampler_options(const Config& c) {
 // each rank is a group of its own, so a rank splits its images into contrast_groups / N.
 Tensor contrast_loss(const Config& c, int ranks, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
                      const Tensor& logits, Generator& gen, std::vector<std::pair<std::string, Tensor>>* draws) {
-  const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3);
-  Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false)).cpu();
-  AnchorSample s = sample_anchors(labels_feat, pred, gen, sampler_options(c));
-  if (draws) draws->insert(draws->end(), {{"anchor_index", s.index}, {"anchor_label", s.label}});
+  const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3), hw = h * w;
+  // The sampler runs on the host: the label and prediction maps come over in one read, the
+  // sampled rows and labels of every group go back in one upload.
+  const Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false));
+  const std::vector<int32_t> maps = concat({labels_feat.reshape({N * hw}), pred.reshape({N * hw})}, 0).to_vector<int32_t>();
+  std::vector<int32_t> idx, lab;
+  sample_anchors_host(maps.data(), maps.data() + N * hw, N, hw, gen, sampler_options(c), idx, lab);
+  if (draws) {
+    const int64_t K = int64_t(idx.size());
+    draws->insert(draws->end(), {{"anchor_index", Tensor::from_vector(idx, {K})}, {"anchor_label", Tensor::from_vector(lab, {K})}});
+  }
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.train.contrast_groups / ranks, N));
-  Tensor zr = z.reshape({N * h * w, D}), cr = contrast.reshape({N * h * w, D});
-  auto idx = s.index.to_vector<int32_t>();
-  auto lab = s.label.to_vector<int32_t>();
-  Tensor total;
-  int used = 0;
+  Tensor zr = z.reshape({N * hw, D}), cr = contrast.reshape({N * hw, D});
+  // Per group with at least two anchors: its rows, then its labels, all groups in one vector.
+  std::vector<int32_t> packed;
+  std::vector<std::pair<int64_t, int64_t>> spans;  // (offset in packed, anchors)
   for (int64_t g = 0; g < groups; ++g) {
-    const int64_t lo = g * N / groups * h * w, hi = (g + 1) * N / groups * h * w;
+    const int64_t lo = g * N / groups * hw, hi = (g + 1) * N / groups * hw;
     std::vector<int32_t> gi, gl;
     for (size_t k = 0; k < idx.size(); ++k)
       if (idx[k] >= lo && idx[k] < hi) gi.push_back(idx[k]), gl.push_back(lab[k]);
     if (gi.size() < 2) continue;
-    Tensor ti = Tensor::from_vector(gi, {int64_t(gi.size())}, z.device());
-    Tensor l = contrastive_loss(gather_rows(zr, ti), gather_rows(cr, ti),
-                                Tensor::from_vector(gl, {int64_t(gl.size())}, z.device()), c.loss.tau, c.loss.tau_b);
+    spans.emplace_back(int64_t(packed.size()), int64_t(gi.size()));
+    packed.insert(packed.end(), gi.begin(), gi.end());
+    packed.insert(packed.end(), gl.begin(), gl.end());
+  }
+  if (spans.empty()) return Tensor::zeros({}, z.dtype(), z.device());
+  const Tensor rows = Tensor::from_vector(packed, {int64_t(packed.size())}, z.device());
+  Tensor total;
+  int used = 0;
+  for (const auto& [off, k] : spans) {
+    const Tensor ti = slice(rows, 0, off, k), tl = slice(rows, 0, off + k, k);
+    Tensor l = contrastive_loss(gather_rows(zr, ti), gather_rows(cr, ti), tl, c.loss.tau, c.loss.tau_b);
     total = total.defined() ? add(total, l) : l;
     ++used;
   }
@@ -94,8 +117,21 @@ Tensor contrast_loss(const Config& c, int ranks, const Tensor& z, const Tensor& 
 
 }  // namespace
 
-Tensor Mixing::mix(const Tensor& sources) const { return cutmix_mix(take_images(sources, order), boxes, H, W); }
-Tensor Mixing::unmix(const Tensor& outputs) const { return take_images(cutmix_unmix(outputs, boxes, H, W), inverse); }
+Tensor Mixing::mix(const Tensor& sources) const {
+  return cutmix_mix(take_images(sources, slice(indices_on(sources.device()), 0, 0, int64_t(order.size()))), boxes, H, W);
+}
+Tensor Mixing::unmix(const Tensor& outputs) const {
+  const int64_t n = int64_t(order.size());
+  return take_images(cutmix_unmix(outputs, boxes, H, W), slice(indices_on(outputs.device()), 0, n, n));
+}
+const Tensor& Mixing::indices_on(Device d) const {
+  if (!indices.defined() || indices.device() != d) {
+    std::vector<int32_t> v(order.begin(), order.end());
+    v.insert(v.end(), inverse.begin(), inverse.end());
+    indices = Tensor::from_vector(v, {int64_t(v.size())}, d);
+  }
+  return indices;
+}
 
 Mixing draw_mixing(bool cross_set, int64_t Bl, int64_t Bu, int64_t H, int64_t W, Generator& gen) {
   const int64_t N = Bl + Bu;
@@ -123,11 +159,19 @@ double StepOutput::read_values() {
   for (auto* list : {&terms, &stats})
     for (Reported& r : *list)
       if (r.pending.defined()) parts.push_back(r.pending.reshape({1}).cast(DType::f32));
+  for (const Tensor& t : dcrs) parts.push_back(cast(t.reshape({t.numel()}), DType::f32));  // counts < 2^24: exact
   const std::vector<float> v = concat(parts, 0).to_vector<float>();
   size_t i = 1;
   for (auto* list : {&terms, &stats})
     for (Reported& r : *list)
       if (r.pending.defined()) r.value = v[i++], r.pending = Tensor();
+  std::vector<float>* outs[] = {&thresholds, &kept_per_class, &quantiles, &class_counts};
+  for (size_t k = 0; k < dcrs.size() && k < 4; ++k) {
+    const size_t n = size_t(dcrs[k].numel());
+    outs[k]->assign(v.begin() + long(i), v.begin() + long(i + n));
+    i += n;
+  }
+  dcrs.clear();
   return v[0];
 }
 
@@ -231,32 +275,12 @@ StepOutput C3Step::semi(nn::DeepLab& student, nn::DeepLab& teacher, const StepIn
     out.terms.push_back({"con", con});
     out.loss = add(out.loss, mul(con, cfg_.loss.w_con * ramp_up(step, cfg_.loss.ramp_con)));
   }
-  // Statistics for the log.
-  auto agree = [&](const Tensor& logits, const Tensor& target) {  // pixel accuracy; target 255 = ignore
-    ConfusionMatrix cm(int(C), logits.device());
-    cm.add(argmax_channels(logits.detach()), target.cast(DType::u8));
-    const IoUResult r = compute_iou(cm.counts(), int(C));
-    return r.pixels ? r.pixel_acc : 0.0;
-  };
-  // The kept fraction on the device (read with the loss terms), not a copy of the whole mask.
+  // Statistics for the log, on the device until read_values (no copy of a map to the host).
   if (dr.mask.numel() > 0) out.stats.push_back({"kept", mean(cast(dr.mask, DType::f32))});
   else out.stats.push_back({"kept", 1.0});
-  out.stats.push_back({"agree_teacher", agree(logits_u, dr.label), false});
-  out.stats.push_back({"acc_labeled", agree(logits_l, in.y_l), false});
-  out.thresholds = thresholds.to_vector<float>();
-  out.kept_per_class = dr.kept_fraction.to_vector<float>();
-  if (comm_.size() > 1) {  // the fractions over every rank's pixels (as one process logs them)
-    const auto count = dr.count.to_vector<int32_t>();
-    std::vector<double> v(size_t(2 * C), 0.0);
-    for (int64_t c = 0; c < C; ++c) {
-      v[size_t(c)] = count[size_t(c)];
-      if (count[size_t(c)] > 0) v[size_t(C + c)] = std::round(double(out.kept_per_class[size_t(c)]) * count[size_t(c)]);
-    }
-    comm_.all_reduce_sum(v);
-    for (int64_t c = 0; c < C; ++c)
-      out.kept_per_class[size_t(c)] = v[size_t(c)] > 0 ? float(v[size_t(C + c)] / v[size_t(c)]) : NAN;
-  }
-  out.quantiles = dr.quantile.to_vector<float>();
+  out.stats.push_back({"agree_teacher", pixel_accuracy(logits_u, dr.label), false});
+  out.stats.push_back({"acc_labeled", pixel_accuracy(logits_l, in.y_l), false});
+  out.dcrs = {thresholds.detach(), dr.kept_fraction, dr.quantile, dr.count};
   return out;
 }
 

@@ -40,15 +40,20 @@ struct StepOutput {
   // where the un-mixed student's argmax equals the teacher's, on the weak view); "acc_labeled"
   // (labeled pixels where it equals the label).
   std::vector<Reported> stats;
-  std::vector<float> thresholds, kept_per_class, quantiles;  // DCRS, per class (semi phase)
+  // DCRS per class (semi phase): the thresholds after the step, the fraction of each class's
+  // unlabeled pixels kept, the quantile of this step and the pixel count of each class. The
+  // step leaves them on the device (`dcrs`: thresholds, kept, quantiles, counts, each [T] or
+  // [C]); read_values() reads them with the loss terms into the vectors.
+  std::vector<Tensor> dcrs;
+  std::vector<float> thresholds, kept_per_class, quantiles, class_counts;
   // The step's random draws, kept when C3Step::keep_draws is set (the trainer's --dump, which
   // another implementation replays): "mix_order" i32 [N] (mixed slot k holds source k),
   // "mix_boxes" i32 [N/2, 4] (y0, x0, h, w per pair), "anchor_index" / "anchor_label" i32 [K]
   // (rows of the [N*h*w] feature maps, and their labels).
   std::vector<std::pair<std::string, Tensor>> draws;
 
-  // The loss and every pending term in one read from the device (one host synchronisation
-  // point); returns the loss.
+  // The loss, every pending term and the DCRS vectors in one read from the device (one host
+  // synchronisation point); returns the loss.
   double read_values();
   // The value of a term or statistic by name; `absent` when the step did not report it.
   double value(const std::string& name, double absent = 0) const;
@@ -64,6 +69,10 @@ struct Mixing {
   int64_t H = 0, W = 0;                 // image size the boxes refer to
   Tensor mix(const Tensor& sources) const;
   Tensor unmix(const Tensor& outputs) const;
+  // [order; inverse] as i32 on device d, uploaded once (one transfer for the step's mix and
+  // both un-mixes).
+  const Tensor& indices_on(Device d) const;
+  mutable Tensor indices;
 };
 // Draws the shuffle (cross_set: any pairing; else labeled with labeled, unlabeled with
 // unlabeled) and the boxes for Bl labeled + Bu unlabeled images of H x W.

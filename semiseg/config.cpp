@@ -131,6 +131,8 @@ void config_keys(C& c, V& v) {
   auto& o = c.output;
   v.text("output.dir", o.dir, "runs/default", "the run folder");
   v.number("output.vis_images", o.vis_images, 4, 0, 1000, "validation images drawn as predictions at each evaluation");
+  v.number("output.log_every", o.log_every, 20, 1, 1e9,
+           "a progress line and a metrics.jsonl line every N steps; the host reads the step's values only then");
   v.number("output.save_every_steps", o.save_every_steps, 0, 0, 1e9, "also write latest.safetensors every N steps (0: off)");
   v.number("output.save_every_minutes", o.save_every_minutes, 10.0, 0, 1e6,
            "also write latest.safetensors every N minutes (0: off)");

@@ -85,6 +85,7 @@ struct DcrsConfig {  // dcrs.*
 struct OutputConfig {  // output.*
   std::string dir;
   int vis_images = 0;
+  int64_t log_every = 0;
   int64_t save_every_steps = 0;
   double save_every_minutes = 0;
 };

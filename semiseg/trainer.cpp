@@ -152,7 +152,7 @@ void Trainer::start_semi_phase() {
   // The teacher starts as a copy of the student (METHOD.md), then follows it by EMA.
   teacher_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   teacher_->to(device_);
-  teacher_->load_state_dict(student_->state_dict());
+  teacher_->copy_from(*student_);  // device to device
   teacher_->eval();
   for (const nn::NamedTensor& p : teacher_->named_parameters()) *p.tensor = p.tensor->detach();
   ema_updates_ = 0;
@@ -397,21 +397,43 @@ StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& 
   }
 }
 
-double Trainer::reduce_over_ranks(StepOutput& out) {
+void Trainer::reduce_gradients() {
+  // One all-reduce of every gradient (in buckets), after the backward.
+  if (comm_.size() > 1) comm_.average_gradients(student_->parameters());
+}
+
+void Trainer::watch_finite(const StepOutput& out) {
+  NoGradGuard ng;
+  const Tensor l = out.loss.detach();
+  finite_watch_ = finite_watch_.defined() ? add(finite_watch_, sub(l, l)) : sub(l, l);
+}
+
+double Trainer::read_step(int64_t step, StepOutput& out) {
+  if (finite_watch_.defined()) {  // loss + 0 is the loss, to the bit; loss + NaN is NaN
+    out.loss = add(out.loss.detach(), finite_watch_);
+    finite_watch_ = Tensor();
+  }
   double loss = out.read_values();
   const int world = comm_.size();
-  if (world == 1) return loss;
-  // One all-reduce of every gradient (in buckets), after the backward. The logged values are
-  // the means over the ranks; a NaN on any rank is a NaN everywhere, so all stop.
-  comm_.average_gradients(student_->parameters());
-  std::vector<double> v = {loss};
-  for (const auto* list : {&out.terms, &out.stats})
-    for (const Reported& r : *list) v.push_back(r.value);
-  comm_.all_reduce_sum(v);
-  size_t i = 0;
-  loss = v[i++] / world;
-  for (auto* list : {&out.terms, &out.stats})
-    for (Reported& r : *list) r.value = v[i++] / world;
+  if (world > 1) {
+    // The logged values are the means over the ranks; a NaN on any rank is a NaN everywhere,
+    // so all stop. The DCRS kept fractions are over every rank's pixels (as one process logs).
+    std::vector<double> v = {loss};
+    for (const auto* list : {&out.terms, &out.stats})
+      for (const Reported& r : *list) v.push_back(r.value);
+    const size_t C = out.class_counts.size();
+    for (size_t c = 0; c < C; ++c) v.push_back(out.class_counts[c]);
+    for (size_t c = 0; c < C; ++c)
+      v.push_back(out.class_counts[c] > 0 ? std::round(double(out.kept_per_class[c]) * out.class_counts[c]) : 0.0);
+    comm_.all_reduce_sum(v);
+    size_t i = 0;
+    loss = v[i++] / world;
+    for (auto* list : {&out.terms, &out.stats})
+      for (Reported& r : *list) r.value = v[i++] / world;
+    for (size_t c = 0; c < C; ++c) out.kept_per_class[c] = v[i + c] > 0 ? float(v[i + C + c] / v[i + c]) : NAN;
+  }
+  check_finite(step, loss, out);
+  read_from_ = step + 1;
   return loss;
 }
 
@@ -419,8 +441,27 @@ void Trainer::check_finite(int64_t step, double loss, const StepOutput& out) con
   if (std::isfinite(loss)) return;
   std::string terms;
   for (const Reported& r : out.terms) terms += (terms.empty() ? "" : ", ") + r.name + " " + std::to_string(r.value);
-  throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step) + " (" + terms +
-              "); the last good checkpoint is " + dir_ + "/latest.safetensors");
+  const std::string when = read_from_ == step ? "at step " + std::to_string(step)
+                                              : "at a step from " + std::to_string(read_from_) + " to " +
+                                                    std::to_string(step) + " (read every output.log_every steps)";
+  throw Error("loss is not finite " + when + " (at step " + std::to_string(step) + ": loss " + std::to_string(loss) +
+              ", " + terms + "); " + last_good());
+}
+
+std::string Trainer::last_good() const {
+  if (saved_step_ < 0) return "no checkpoint was written";
+  return "the last good checkpoint is " + dir_ + "/latest.safetensors (step " + std::to_string(saved_step_) + ")";
+}
+
+void Trainer::check_finite_before_save(int64_t step) {
+  if (!finite_watch_.defined()) return;
+  std::vector<double> v = {double(finite_watch_.item())};
+  finite_watch_ = Tensor();
+  if (comm_.size() > 1) comm_.all_reduce_sum(v);
+  if (!std::isfinite(v[0]))
+    throw Error("loss is not finite at a step from " + std::to_string(read_from_) + " to " + std::to_string(step) +
+                " (found before writing a checkpoint, which was not written); " + last_good());
+  read_from_ = step + 1;
 }
 
 void Trainer::update_weights(bool semi) {
@@ -478,6 +519,7 @@ void Trainer::log_step(int64_t step, double loss, const StepOutput& out, bool se
 }
 
 void Trainer::evaluate_and_save(int64_t step, TrainResult& res) {
+  check_finite_before_save(step);
   if (tty_ && main_) std::printf("\n");
   char tag[32];
   std::snprintf(tag, sizeof tag, "eval_%06lld", (long long)step + 1);
@@ -513,7 +555,9 @@ void Trainer::evaluate_and_save(int64_t step, TrainResult& res) {
 }
 
 void Trainer::save_latest(int64_t step, TrainResult& res) {
+  check_finite_before_save(step);
   save_checkpoint(dir_ + "/latest.safetensors", step + 1);
+  saved_step_ = step + 1;
   res.saved_at.push_back(step + 1);
   last_save_ = Clock::now();
   sync_mark_ = host_syncs();  // evaluations and saves are not the steps' syncs
@@ -561,23 +605,32 @@ TrainResult Trainer::run(int64_t stop_after) {
   nn::PolySchedule sched{total, cfg_.train.poly_power, 0, 0};
   t0_ = last_save_ = Clock::now();
   sync_mark_ = host_syncs();
+  read_from_ = start_step_;
+  saved_step_ = start_step_ > 0 ? start_step_ : -1;  // a resumed run starts from a checkpoint
   images_ = 0;
-  const int64_t log_every = std::max<int64_t>(1, std::min<int64_t>(50, spe / 5));
+  const int64_t log_every = cfg_.output.log_every;
   for (int64_t step = start_step_; step < total; ++step) {
     const bool semi = step >= warm_;
-    if (semi) enter_semi_phase(step);
+    if (semi) {
+      const bool first = !teacher_;
+      enter_semi_phase(step);
+      if (first) sync_mark_ = host_syncs();  // the teacher's creation (once) is not a step's, as evaluations
+    }
     const StepInputs in = next_inputs(semi);
     opt_->set_lr_factor(sched.factor(step));
     StepOutput out = forward_backward(step, semi, in);
-    const double loss = reduce_over_ranks(out);
-    check_finite(step, loss, out);
+    reduce_gradients();
+    watch_finite(out);
+    // The host reads the step's values only on the steps it logs (and dumps): the others
+    // leave everything on the device.
+    const bool last = step + 1 == total, log_now = (step + 1) % log_every == 0 || last;
+    const double loss = log_now || step < dump_steps_ ? read_step(step, out) : 0.0;
     update_weights(semi);
     if (step < dump_steps_) dump_step(step, lb_, semi ? &ub_ : nullptr, out, loss, sched.factor(step));
     images_ += (lb_.size() + (semi ? ub_.size() : 0)) * comm_.size();
     if (comm_.size() > 1 && cfg_.train.dist_check_every > 0 && (step + 1) % cfg_.train.dist_check_every == 0)
       check_ranks_agree(step + 1);
-    const bool last = step + 1 == total;
-    if ((step + 1) % log_every == 0 || last) log_step(step, loss, out, semi);
+    if (log_now) log_step(step, loss, out, semi);
     const bool eval_now = last || (step + 1) % (cfg_.train.eval_every_epochs * spe) == 0;
     if (eval_now) evaluate_and_save(step, res);
     res.steps_done = step + 1;

@@ -75,8 +75,14 @@ class Trainer {
   void enter_semi_phase(int64_t step);   // teacher and unlabeled loader, once
   StepInputs next_inputs(bool semi);     // the next batches, on the device
   StepOutput forward_backward(int64_t step, bool semi, const StepInputs& in);
-  double reduce_over_ranks(StepOutput& out);  // gradients and logged values averaged; the loss
+  void reduce_gradients();               // data-parallel: gradients averaged over the ranks
+  void watch_finite(const StepOutput& out);  // adds the loss's finiteness to a device flag
+  // On the steps that log (or dump): reads the loss, the terms and the finiteness flag in one
+  // transfer, averages them over the ranks and stops the run on a non-finite loss.
+  double read_step(int64_t step, StepOutput& out);
   void check_finite(int64_t step, double loss, const StepOutput& out) const;
+  void check_finite_before_save(int64_t step);  // reads the flag if steps are unread
+  std::string last_good() const;                // where the last checkpoint is, for the errors
   void update_weights(bool semi);        // optimizer, BatchNorm buffers, the teacher's EMA
   void log_step(int64_t step, double loss, const StepOutput& out, bool semi);
   void evaluate_and_save(int64_t step, TrainResult& res);
@@ -107,6 +113,12 @@ class Trainer {
   std::chrono::steady_clock::time_point t0_, last_save_;
   int64_t images_ = 0;   // images trained on since run() began (all ranks)
   uint64_t sync_mark_ = 0;  // host_syncs() after the last training line, evaluation or save
+  // Device scalar: the sum of (loss - loss) over the steps not read yet: exactly 0 while every
+  // loss is finite, NaN once one is not. Added to the loss at the next read, so that read
+  // shows it; read_from_ is the first step not read yet.
+  Tensor finite_watch_;
+  int64_t read_from_ = 0;
+  int64_t saved_step_ = -1;  // the step of latest.safetensors (-1: none written)
   std::string dump_dir_;
   int64_t dump_steps_ = 0, dump_state_steps_ = 0, dump_state_every_ = 0;
 };

@@ -56,7 +56,7 @@ semiseg::Config tiny(const std::string& out, const std::vector<std::string>& ext
       "data.crop=[32,64]", "data.val_size=[64,128]", "data.workers=0", "data.rotate=0", "data.scales=[1.0]",
       "train.batch_labeled=4", "train.batch_unlabeled=4", "train.epochs=1", "train.steps_per_epoch=2",
       "train.optimizer=\"sgd\"", "train.lr_head=0.01", "train.lr_backbone=0.01", "train.device=cpu",
-      "train.dist_check_every=1", "output.vis_images=1", "output.dir=\"" + out + "\""};
+      "train.dist_check_every=1", "output.vis_images=1", "output.log_every=1", "output.dir=\"" + out + "\""};
   sets.insert(sets.end(), extra.begin(), extra.end());
   return semiseg::load_config("", sets);
 }

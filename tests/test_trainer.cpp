@@ -40,7 +40,7 @@ Config tiny(const std::string& out, const std::string& mode) {
                           "train.warmup_epochs=1", "train.lr_head=0.001", "train.lr_backbone=0.001",
                           "train.eval_every_epochs=3", "train.device=cpu", "train.mode=" + mode,
                           "loss.ramp_cons=2", "loss.samples_per_class=4", "loss.min_pixels=4", "dcrs.init=0.2",
-                          "output.dir=\"" + out + "\"", "output.vis_images=2"});
+                          "output.dir=\"" + out + "\"", "output.vis_images=2", "output.log_every=1"});
 }
 
 std::vector<double> losses(const std::string& dir) {
@@ -85,7 +85,12 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     // Each step's loss terms by their names: warm-up L_sup and L_con, semi also L_cons and the kept fraction.
     CHECK((j.contains("sup") && j.contains("con")));
     REQUIRE(j.contains("host_syncs"));  // the host synchronisation points since the previous line
-    CHECK(j["host_syncs"].get<uint64_t>() > 0);
+    // Logged every step (output.log_every=1): the packed read of the values, the label and
+    // prediction maps read for the anchor sampler and its rows uploaded; the semi step also
+    // uploads the mixing order. The first line also uploads the input normalisation once.
+    const uint64_t syncs = j["host_syncs"].get<uint64_t>();
+    CHECK(syncs > 0);
+    if (j["step"].get<int>() > 1) CHECK_MESSAGE(syncs <= (j["phase"] == "warmup" ? 3u : 4u), line);
     if (j["phase"] == "warmup") {
       ++warm_lines;
       CHECK((!j.contains("cons") && !j.contains("kept") && !j.contains("agree_teacher")));
@@ -471,6 +476,41 @@ TEST_CASE("trainer: output.save_every_steps writes the checkpoint between evalua
     CHECK(t.run().saved_at == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
   }
   CHECK_THROWS_WITH_AS(load_config("", {"output.save_every_steps=-1"}), doctest::Contains("output.save_every_steps"), Error);
+}
+
+// The host reads a step's loss only every output.log_every steps: a loss that is no longer
+// finite is found there (a device flag accumulates every step's), or before a checkpoint is
+// written, and the run stops naming the steps; no checkpoint of the broken weights is written.
+TEST_CASE("trainer: a loss that stops being finite ends the run naming the steps, before a checkpoint of it") {
+  for (bool save_each_step : {false, true}) {
+    CAPTURE(save_each_step);
+    const std::string dir = tmp_dir() + "/run_nan" + std::to_string(save_each_step);
+    Config c = tiny(dir, "supervised");
+    // A pretrained backbone with a NaN weight: the loss is NaN from the first step.
+    nn::DeepLab m(c.model, 1);
+    auto entries = m.backbone->state_dict();
+    Tensor w = entries[0].second.clone();
+    std::vector<float> v = w.to_vector<float>();
+    v[0] = NAN;
+    entries[0].second = Tensor::from_vector(v, w.shape());
+    const std::string nan_file = tmp_dir() + "/nan_backbone.safetensors";
+    nn::save_safetensors(nan_file, entries);
+    c.model.pretrained = nan_file;
+    c.output.log_every = save_each_step ? 100 : 2;
+    c.output.save_every_steps = save_each_step ? 1 : 0;
+    Trainer t(c, false);
+    std::string err;
+    try {
+      t.run();
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    CHECK_MESSAGE(err.find("loss is not finite at a step from 0 to ") != std::string::npos, err);
+    CHECK_MESSAGE(err.find("no checkpoint was written") != std::string::npos, err);
+    CHECK_FALSE(exists(dir + "/latest.safetensors"));  // the broken weights were not saved
+    if (save_each_step) CHECK_MESSAGE(err.find("found before writing a checkpoint") != std::string::npos, err);
+    else CHECK_MESSAGE(err.find("to 1 (read every output.log_every steps)") != std::string::npos, err);
+  }
 }
 
 // A checkpoint whose config metadata nests 10^5 levels deep overflowed the stack in eval and

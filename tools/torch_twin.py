@@ -74,7 +74,8 @@ DEFAULTS = {
              "hard_easy": True, "cross_set": True, "mix_labeled": True},
     "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
              "global_threshold": 0.95, "apply_to_contrast": True},
-    "output": {"dir": "runs/default", "vis_images": 4, "save_every_steps": 0, "save_every_minutes": 10},
+    "output": {"dir": "runs/default", "vis_images": 4, "log_every": 20, "save_every_steps": 0,
+               "save_every_minutes": 10},
 }
 
 
@@ -701,7 +702,7 @@ def cmd_train(a):
     aug = Augment(cfg, rng)
     spe, total = t["steps_per_epoch"], t["epochs"] * t["steps_per_epoch"]
     warm = min(total, t["warmup_epochs"] * spe) if t["mode"] == "c3" else total
-    log_every = max(1, min(50, spe // 5))
+    log_every = cfg["output"]["log_every"]
     teacher, ema_k, images, t0 = None, 0, 0, time.time()
     metrics = open(os.path.join(out_dir, "metrics.jsonl"), "w")
     print(f"torch_twin: run folder {out_dir} | {len(labeled)} labeled, {len(unlabeled)} unlabeled, {len(val)} val "
