@@ -118,9 +118,13 @@ DcrsResult dcrs_update(const Tensor& probs, DcrsState& state, const std::vector<
   }
   // CUDA tensors have no f64: the fractions travel as their bytes, so the rank floor(N * s)
   // is computed in double on the device exactly as on the CPU.
-  std::vector<uint8_t> bytes(fr.size() * sizeof(double) + 8);
-  std::memcpy(bytes.data(), fr.data(), fr.size() * sizeof(double));
-  Tensor s_dev = Tensor::from_vector(bytes, {int64_t(bytes.size())}, dev);
+  if (!state.fractions_dev.defined() || state.fractions_host != fr || state.fractions_dev.device() != dev) {
+    std::vector<uint8_t> bytes(fr.size() * sizeof(double) + 8);
+    std::memcpy(bytes.data(), fr.data(), fr.size() * sizeof(double));
+    state.fractions_dev = Tensor::from_vector(bytes, {int64_t(bytes.size())}, dev);
+    state.fractions_host = fr;
+  }
+  const Tensor& s_dev = state.fractions_dev;
   C3_CHECK(C <= kernels::kDcrsMaxClasses, "dcrs_update: the CUDA kernels take at most ", kernels::kDcrsMaxClasses,
            " classes, got ", probs.desc());
   const int64_t G = T > 0 ? T : 1;

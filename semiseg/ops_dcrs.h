@@ -28,6 +28,10 @@ enum class DcrsMode { per_class, global, off };
 struct DcrsState {
   DcrsMode mode = DcrsMode::per_class;
   Tensor thresholds;  // f32 [C] (per_class), [1] (global) or [0] (off), on the probs' device
+  // The CUDA kernels' copy of the group fractions s (as bytes), uploaded when they change, not
+  // every step.
+  Tensor fractions_dev;
+  std::vector<double> fractions_host;
 };
 
 // Thresholds initialised to `init` (0.9 when the semi phase starts).
