@@ -1,6 +1,9 @@
 #include "core/ops_index.h"
 
+#include <string>
+
 #include "core/autograd.h"
+#include "core/deferred_checks.h"
 #include "core/dispatch.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cuda/index.h"
@@ -152,13 +155,20 @@ Tensor l2_normalize(const Tensor& x, double eps) {
 namespace {
 
 // On the CPU the indices are checked before any work; on the GPU the kernel raises a device
-// flag, read back here (one synchronization per call).
+// flag, read back here (one synchronization per call: counted on the CPU too) unless the
+// checks are deferred (core/deferred_checks.h).
 void check_cpu_indices(const char* op, const Tensor& idx, int64_t R, const Tensor& x) {
   const int32_t* p = idx.data<int32_t>();
   const int64_t k = kernels::cpu::first_bad_index(p, idx.numel(), R);
   C3_CHECK(k < 0, op, ": index idx[", k, "] = ", k < 0 ? 0 : p[k], " outside [0, ", R, ") for ", x.desc());
+  if (!checks_deferred()) note_host_sync();  // where the GPU path reads its flag
+}
+// The flag a GPU kernel raises: a fresh one, or word 0 of the deferred flags.
+Tensor gpu_flag(Device d) {
+  return checks_deferred() ? deferred_flags(d).narrow0(0, 1) : Tensor::zeros({1}, DType::i32, d);
 }
 void check_gpu_flag(const char* op, const Tensor& flag, int64_t R, const Tensor& x, const Tensor& idx) {
+  if (checks_deferred()) return;
   C3_CHECK(flag.item() == 0, op, ": an index of ", idx.desc(), " is outside [0, ", R, ") for ", x.desc());
 }
 
@@ -172,7 +182,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
   const int64_t C = x.shape().back(), R = dim_view(x.shape(), x.rank() - 1).outer, K = idx.numel();
   Tensor out = Tensor::empty({K, C}, x.dtype(), x.device());
   if (x.is_cuda()) {
-    Tensor flag = Tensor::zeros({1}, DType::i32, x.device());
+    Tensor flag = gpu_flag(x.device());
     C3_CUDA("gather_rows", kernels::cuda::gather_rows_f32(x.data<float>(), idx.data<int32_t>(), out.data<float>(), R,
                                                           K, C, flag.data<int32_t>()));
     check_gpu_flag("gather_rows", flag, R, x, idx);
@@ -200,7 +210,7 @@ Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t R) {
   const int64_t K = src.dim(0), C = src.dim(1);
   Tensor out = Tensor::zeros({R, C}, src.dtype(), src.device());
   if (src.is_cuda()) {
-    Tensor flag = Tensor::zeros({1}, DType::i32, src.device());
+    Tensor flag = gpu_flag(src.device());
     C3_CUDA("scatter_add_rows", kernels::cuda::scatter_add_rows_f32(src.data<float>(), idx.data<int32_t>(),
                                                                     out.data<float>(), R, K, C, flag.data<int32_t>()));
     check_gpu_flag("scatter_add_rows", flag, R, out, idx);

@@ -23,4 +23,7 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx);
 // indices repeat. Backward: gather_rows.
 Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t R);
 
+// Out-of-range indices are errors; inside a DeferChecks scope a GPU call defers its check
+// (core/deferred_checks.h).
+
 }  // namespace c3

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "core/autograd.h"
+#include "core/deferred_checks.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/cpu/softmax.h"
@@ -87,12 +88,18 @@ int64_t cross_entropy_run(const Tensor& logits, const Tensor& labels, const Tens
     C3_CUDA("cross_entropy", {
       if constexpr (std::is_same_v<T, float>) {
         Tensor scratch = Tensor::empty({int64_t(kernels::cuda::loss_scratch_bytes())}, DType::u8, Device::cuda);
+        // Deferred: the first bad pixel goes into words 2..3 of the device's deferred flags.
+        unsigned long long* defer =
+            checks_deferred()
+                ? reinterpret_cast<unsigned long long*>(deferred_flags(logits.device()).data<int32_t>() + 2)
+                : nullptr;
         bad = kernels::cuda::cross_entropy_f32(logits.data<float>(), labels.data<L>(), w, ignore, npix, C, gp,
-                                               out.data<float>(), scratch.raw());
+                                               out.data<float>(), scratch.raw(), defer);
       }
     });
     return bad;
   }
+  if (!checks_deferred()) note_host_sync();  // where the GPU path reads its flag back
   return kernels::cpu::cross_entropy(logits.data<T>(), labels.data<L>(), w, ignore, npix, C, gp, out.data<T>());
 }
 

@@ -114,11 +114,10 @@ Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}
 
 namespace {
 std::atomic<uint64_t> g_host_syncs{0};
-// One host synchronisation point (a function of its own: a debugger's breakpoint on it shows
-// where each one comes from).
-[[gnu::noinline]] void note_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
 }  // namespace
 uint64_t host_syncs() { return g_host_syncs.load(std::memory_order_relaxed); }
+// A function of its own: a debugger's breakpoint on it shows where each sync comes from.
+[[gnu::noinline]] void note_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
 
 template <class T>
 Tensor Tensor::from_pinned(std::span<const T> v, const Shape& shape, Device device) {

@@ -42,6 +42,9 @@ bool cuda_available();
 // (from_pinned) are asynchronous on a GPU and not counted. The total since the process
 // started (the trainer logs its difference per training line: metrics.jsonl host_syncs).
 uint64_t host_syncs();
+// Counts one host synchronisation point made outside the API points above: where the CPU path
+// of an op checks on the host what its GPU path reads back from the device.
+void note_host_sync();
 
 struct Storage {
   void* data = nullptr;

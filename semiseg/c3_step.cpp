@@ -118,16 +118,21 @@ Tensor contrast_loss(const Config& c, int ranks, const Tensor& z, const Tensor& 
 }  // namespace
 
 Tensor Mixing::mix(const Tensor& sources) const {
-  return cutmix_mix(take_images(sources, slice(indices_on(sources.device()), 0, 0, int64_t(order.size()))), boxes, H, W);
+  const Tensor& all = indices_on(sources.device());
+  const int64_t n = int64_t(order.size()), k = int64_t(boxes.size());
+  return cutmix_mix(take_images(sources, slice(all, 0, 0, n)), boxes, H, W, slice(all, 0, 2 * n, 4 * k).reshape({k, 4}));
 }
 Tensor Mixing::unmix(const Tensor& outputs) const {
-  const int64_t n = int64_t(order.size());
-  return take_images(cutmix_unmix(outputs, boxes, H, W), slice(indices_on(outputs.device()), 0, n, n));
+  const Tensor& all = indices_on(outputs.device());
+  const int64_t n = int64_t(order.size()), k = int64_t(boxes.size());
+  return take_images(cutmix_unmix(outputs, boxes, H, W, slice(all, 0, 2 * n, 4 * k).reshape({k, 4})),
+                     slice(all, 0, n, n));
 }
 const Tensor& Mixing::indices_on(Device d) const {
   if (!indices.defined() || indices.device() != d) {
     std::vector<int32_t> v(order.begin(), order.end());
     v.insert(v.end(), inverse.begin(), inverse.end());
+    for (const data::Box& b : boxes) v.insert(v.end(), {b.y0, b.x0, b.h, b.w});
     indices = Tensor::from_vector(v, {int64_t(v.size())}, d);
   }
   return indices;
@@ -160,6 +165,7 @@ double StepOutput::read_values() {
     for (Reported& r : *list)
       if (r.pending.defined()) parts.push_back(r.pending.reshape({1}).cast(DType::f32));
   for (const Tensor& t : dcrs) parts.push_back(cast(t.reshape({t.numel()}), DType::f32));  // counts < 2^24: exact
+  for (const Tensor& t : flags) parts.push_back(cast(t.reshape({t.numel()}), DType::f32));
   const std::vector<float> v = concat(parts, 0).to_vector<float>();
   size_t i = 1;
   for (auto* list : {&terms, &stats})
@@ -172,6 +178,10 @@ double StepOutput::read_values() {
     i += n;
   }
   dcrs.clear();
+  flag_values.clear();
+  for (const Tensor& t : flags)
+    for (int64_t k = 0; k < t.numel(); ++k) flag_values.push_back(v[i++]);
+  flags.clear();
   return v[0];
 }
 

@@ -46,6 +46,10 @@ struct StepOutput {
   // [C]); read_values() reads them with the loss terms into the vectors.
   std::vector<Tensor> dcrs;
   std::vector<float> thresholds, kept_per_class, quantiles, class_counts;
+  // Device flags the trainer reads with the values (e.g. the deferred index checks), as
+  // flag_values after read_values().
+  std::vector<Tensor> flags;
+  std::vector<float> flag_values;
   // The step's random draws, kept when C3Step::keep_draws is set (the trainer's --dump, which
   // another implementation replays): "mix_order" i32 [N] (mixed slot k holds source k),
   // "mix_boxes" i32 [N/2, 4] (y0, x0, h, w per pair), "anchor_index" / "anchor_label" i32 [K]
@@ -69,8 +73,8 @@ struct Mixing {
   int64_t H = 0, W = 0;                 // image size the boxes refer to
   Tensor mix(const Tensor& sources) const;
   Tensor unmix(const Tensor& outputs) const;
-  // [order; inverse] as i32 on device d, uploaded once (one transfer for the step's mix and
-  // both un-mixes).
+  // [order; inverse; boxes (y0, x0, h, w each)] as i32 on device d, uploaded once (one
+  // transfer for the step's mix, both un-mixes and their backward).
   const Tensor& indices_on(Device d) const;
   mutable Tensor indices;
 };

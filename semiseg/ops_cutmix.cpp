@@ -34,13 +34,15 @@ std::vector<int32_t> pack_boxes(const char* op, const Tensor& x, const std::vect
   return packed;
 }
 
-Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed, int64_t box_h, int64_t box_w) {
+// `dev`: the packed boxes on x's device when the caller uploaded them; else they are uploaded.
+Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed, int64_t box_h, int64_t box_w,
+             const Tensor& dev) {
   const int64_t K = x.dim(0) / 2, H = x.dim(1), W = x.dim(2), C = x.rank() == 4 ? x.dim(3) : 1;
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (x.numel() == 0) return out;
   if (x.is_cuda()) {
     C3_CHECK(x.dtype() != DType::f64, op, ": f64 tensors are CPU-only, got ", x.desc());
-    Tensor boxes = Tensor::from_vector(packed, {K, 4}, x.device());
+    Tensor boxes = dev.defined() ? dev : Tensor::from_vector(packed, {K, 4}, x.device());
     C3_CUDA(op, {
       const int32_t* bp = boxes.data<int32_t>();
       if (x.dtype() == DType::u8)
@@ -52,6 +54,7 @@ Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed
     });
     return out;
   }
+  if (!dev.defined()) note_host_sync();  // where the GPU path uploads the boxes
   const int32_t* bp = packed.data();
   switch (dtype_size(x.dtype())) {
     case 1: kernels::cpu::cutmix_swap(static_cast<const uint8_t*>(x.raw()), static_cast<uint8_t*>(out.raw()), bp, K, H, W, C, box_h, box_w); break;
@@ -62,12 +65,20 @@ Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed
 }
 
 // The routing is a symmetric permutation: its adjoint is itself.
-Tensor cutmix_route(const char* op, const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w) {
+Tensor cutmix_route(const char* op, const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w,
+                    const Tensor& dev) {
   const std::vector<int32_t> packed = pack_boxes(op, x, boxes, box_h, box_w);
-  Tensor out = route(op, x, packed, box_h, box_w);
+  C3_CHECK(!dev.defined() || (dev.dtype() == DType::i32 && dev.numel() == int64_t(packed.size()) &&
+                              dev.device() == x.device()),
+           op, ": packed boxes ", dev.defined() ? dev.desc() : "", " must be i32 [", boxes.size(), ", 4] on ",
+           device_name(x.device()));
+  // The backward routes with the same boxes: on the device once, for both directions.
+  const Tensor on_dev = dev.defined() || !x.is_cuda() ? dev
+                                                      : Tensor::from_vector(packed, {int64_t(boxes.size()), 4}, x.device());
+  Tensor out = route(op, x, packed, box_h, box_w, on_dev);
   if (x.dtype() == DType::f32 || x.dtype() == DType::f64) {
-    record(out, op, {x}, [op, packed, box_h, box_w](const Tensor& g, const Needs&) {
-      return std::vector<Tensor>{route(op, g, packed, box_h, box_w)};
+    record(out, op, {x}, [op, packed, box_h, box_w, on_dev](const Tensor& g, const Needs&) {
+      return std::vector<Tensor>{route(op, g, packed, box_h, box_w, on_dev)};
     });
   }
   return out;
@@ -75,12 +86,13 @@ Tensor cutmix_route(const char* op, const Tensor& x, const std::vector<Box>& box
 
 }  // namespace
 
-Tensor cutmix_mix(const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w) {
-  return cutmix_route("cutmix_mix", x, boxes, box_h, box_w);
+Tensor cutmix_mix(const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w, const Tensor& packed) {
+  return cutmix_route("cutmix_mix", x, boxes, box_h, box_w, packed);
 }
 
-Tensor cutmix_unmix(const Tensor& pred, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w) {
-  return cutmix_route("cutmix_unmix", pred, boxes, box_h, box_w);
+Tensor cutmix_unmix(const Tensor& pred, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w,
+                    const Tensor& packed) {
+  return cutmix_route("cutmix_unmix", pred, boxes, box_h, box_w, packed);
 }
 
 Tensor cutmix_mask(const std::vector<Box>& boxes, int64_t h, int64_t w, int64_t box_h, int64_t box_w) {

@@ -27,8 +27,13 @@ namespace c3::semiseg {
 
 using Box = c3::data::Box;
 
-Tensor cutmix_mix(const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w);
-Tensor cutmix_unmix(const Tensor& pred, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w);
+// `packed`: the same boxes as i32 [K, 4] (y0, x0, h, w) already on x's device, uploaded once by
+// the caller for several calls; without it a GPU call uploads them (a host sync, which the
+// CPU path counts too).
+Tensor cutmix_mix(const Tensor& x, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w,
+                  const Tensor& packed = Tensor());
+Tensor cutmix_unmix(const Tensor& pred, const std::vector<Box>& boxes, int64_t box_h, int64_t box_w,
+                    const Tensor& packed = Tensor());
 
 // m itself, u8 [K, h, w] (1 outside the box), at resolution h x w; CPU. For tests, pictures
 // and losses that need the mask explicitly.

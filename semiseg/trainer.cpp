@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/alloc.h"
+#include "core/deferred_checks.h"
 #include "core/dist.h"
 #include "core/file.h"
 #include "core/parse.h"
@@ -385,6 +386,7 @@ StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& 
   // Per step (resume is exact) and per rank (rank 0 draws what a single process draws).
   Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(comm_.rank()) * 0x632BE59BD9B4E019ull);
   try {
+    DeferChecks defer;  // index and label checks: device flags, read with the logged values
     StepOutput out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm_, gen)
                           : step_->supervised(*student_, in, step, gen);
     opt_->zero_grad();
@@ -413,7 +415,9 @@ double Trainer::read_step(int64_t step, StepOutput& out) {
     out.loss = add(out.loss.detach(), finite_watch_);
     finite_watch_ = Tensor();
   }
+  out.flags = {deferred_flags(device_)};
   double loss = out.read_values();
+  check_deferred(device_, out.flag_values, steps_since_read(step));
   const int world = comm_.size();
   if (world > 1) {
     // The logged values are the means over the ranks; a NaN on any rank is a NaN everywhere,
@@ -441,10 +445,7 @@ void Trainer::check_finite(int64_t step, double loss, const StepOutput& out) con
   if (std::isfinite(loss)) return;
   std::string terms;
   for (const Reported& r : out.terms) terms += (terms.empty() ? "" : ", ") + r.name + " " + std::to_string(r.value);
-  const std::string when = read_from_ == step ? "at step " + std::to_string(step)
-                                              : "at a step from " + std::to_string(read_from_) + " to " +
-                                                    std::to_string(step) + " (read every output.log_every steps)";
-  throw Error("loss is not finite " + when + " (at step " + std::to_string(step) + ": loss " + std::to_string(loss) +
+  throw Error("loss is not finite " + steps_since_read(step) + " (at step " + std::to_string(step) + ": loss " + std::to_string(loss) +
               ", " + terms + "); " + last_good());
 }
 
@@ -453,8 +454,15 @@ std::string Trainer::last_good() const {
   return "the last good checkpoint is " + dir_ + "/latest.safetensors (step " + std::to_string(saved_step_) + ")";
 }
 
+std::string Trainer::steps_since_read(int64_t step) const {
+  return read_from_ == step ? "at step " + std::to_string(step)
+                            : "at a step from " + std::to_string(read_from_) + " to " + std::to_string(step) +
+                                  " (read every output.log_every steps)";
+}
+
 void Trainer::check_finite_before_save(int64_t step) {
   if (!finite_watch_.defined()) return;
+  check_deferred(device_, steps_since_read(step));
   std::vector<double> v = {double(finite_watch_.item())};
   finite_watch_ = Tensor();
   if (comm_.size() > 1) comm_.all_reduce_sum(v);

@@ -83,6 +83,7 @@ class Trainer {
   void check_finite(int64_t step, double loss, const StepOutput& out) const;
   void check_finite_before_save(int64_t step);  // reads the flag if steps are unread
   std::string last_good() const;                // where the last checkpoint is, for the errors
+  std::string steps_since_read(int64_t step) const;  // "at step N" or "at a step from A to N (...)"
   void update_weights(bool semi);        // optimizer, BatchNorm buffers, the teacher's EMA
   void log_step(int64_t step, double loss, const StepOutput& out, bool semi);
   void evaluate_and_save(int64_t step, TrainResult& res);

@@ -8,6 +8,7 @@
 //   l2_normalize_backward_kernel.
 #include <cmath>
 
+#include "core/deferred_checks.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cuda/index.h"
 #include "tests/emu_helpers.h"
@@ -183,6 +184,61 @@ TEST_CASE("index: gather_rows and scatter_add_rows reject bad indices and shapes
   CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::zeros({2, 1}, DType::i32)), doctest::Contains("indices must be 1-D"), Error);
   CHECK_THROWS_WITH_AS(scatter_add_rows(x, Tensor::zeros({2}, DType::i32), 4),
                        doctest::Contains("src must be [K, C] with K = 2 (the number of indices)"), Error);
+}
+
+// On a GPU each gather/scatter and each cross_entropy reads its flag back (a host sync), and
+// the CPU path counts the same point; inside a DeferChecks scope (the trainer's step) neither
+// waits, and the flags are read with the logged values.
+TEST_CASE("deferred checks: gather, scatter and cross_entropy count their flag read, not inside DeferChecks") {
+  Tensor x = Tensor::zeros({3, 2}), idx = Tensor::from_vector<int32_t>({2, 0}, {2});
+  Tensor logits = Tensor::zeros({1, 1, 2, 3}), labels = Tensor::from_vector<uint8_t>({1, 255}, {1, 1, 2});
+  uint64_t before = host_syncs();
+  Tensor g = gather_rows(x, idx);
+  Tensor s = scatter_add_rows(g, idx, 3);
+  cross_entropy(logits, labels);
+  CHECK(host_syncs() - before == 3);
+  {
+    DeferChecks defer;
+    before = host_syncs();
+    gather_rows(x, idx);
+    scatter_add_rows(g, idx, 3);
+    cross_entropy(logits, labels);
+    CHECK(host_syncs() - before == 0);
+    // The CPU still checks every call on the host: a bad index or label is an error at once.
+    CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::from_vector<int32_t>({3}, {1})), doctest::Contains("idx[0] = 3"), Error);
+    CHECK_THROWS_WITH_AS(cross_entropy(logits, Tensor::from_vector<uint8_t>({7, 0}, {1, 1, 2})),
+                         doctest::Contains("label 7 at [0,0,0]"), Error);
+  }
+  before = host_syncs();
+  gather_rows(x, idx);
+  CHECK(host_syncs() - before == 1);  // the scope ended
+  CHECK_NOTHROW(check_deferred(Device::cpu, "at step 3"));
+  CHECK_NOTHROW(check_deferred(Device::cpu, {0, 0, -1, -1}, "at step 3"));
+  CHECK_THROWS_WITH_AS(check_deferred(Device::cpu, {1, 0, -1, -1}, "at a step from 2 to 5"),
+                       doctest::Contains("an index was outside its range at a step from 2 to 5"), Error);
+  CHECK_THROWS_WITH_AS(check_deferred(Device::cpu, {0, 0, 17, 0}, "at step 4"),
+                       doctest::Contains("cross_entropy: a label that is neither a class nor ignore_index, at step 4"),
+                       Error);
+}
+
+GPU_TEST_CASE("gpu: a bad index or label inside DeferChecks is reported by the next check, then cleared") {
+  Tensor x = Tensor::zeros({3, 2}, DType::f32, Device::cuda);
+  Tensor logits = Tensor::zeros({1, 1, 2, 3}, DType::f32, Device::cuda);
+  {
+    DeferChecks defer;
+    CHECK_NOTHROW(gather_rows(x, Tensor::from_vector<int32_t>({0, 7}, {2}, Device::cuda)));
+  }
+  CHECK_THROWS_WITH_AS(check_deferred(Device::cuda, "at step 4"),
+                       doctest::Contains("an index was outside its range at step 4"), Error);
+  CHECK_NOTHROW(check_deferred(Device::cuda, "at step 5"));  // cleared by the report
+  {
+    DeferChecks defer;
+    CHECK_NOTHROW(cross_entropy(logits, Tensor::from_vector<uint8_t>({9, 0}, {1, 1, 2}, Device::cuda)));
+  }
+  CHECK_THROWS_WITH_AS(check_deferred(Device::cuda, "at step 6"), doctest::Contains("cross_entropy: a label"), Error);
+  CHECK_NOTHROW(check_deferred(Device::cuda, "at step 7"));
+  CHECK_THROWS_WITH_AS(gather_rows(x, Tensor::from_vector<int32_t>({9}, {1}, Device::cuda)),
+                       doctest::Contains("outside [0, 3)"), Error);  // immediate outside the scope
 }
 
 TEST_CASE("normalize: values computed by hand") {

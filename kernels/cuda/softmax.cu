@@ -187,15 +187,17 @@ void finish_mean(void* scratch, dim3 grid, float* out) {
 
 template <class L>
 int64_t cross_entropy_impl(const float* logits, const L* labels, const float* weight, int64_t ignore_index,
-                           int64_t npix, int64_t C, float* grad, float* out, void* scratch) {
+                           int64_t npix, int64_t C, float* grad, float* out, void* scratch,
+                           unsigned long long* defer) {
   const int G = lanes_for(C);
   const dim3 grid = row_grid(npix, G);
-  unsigned long long* flag = flag_of(scratch);
-  memset_device(flag, 0xff, sizeof(*flag));
+  unsigned long long* flag = defer ? defer : flag_of(scratch);
+  if (!defer) memset_device(flag, 0xff, sizeof(*flag));
   auto kernel = G == 8 ? cross_entropy_kernel<L, 8> : cross_entropy_kernel<L, 32>;
   LAUNCH_CHECK(launch(kernel, grid, dim3(kBlock), 0, nullptr, logits, labels, weight, ignore_index, npix, C, grad,
                       partials_of(scratch), flag));
   finish_mean(scratch, grid, out);
+  if (defer) return -1;  // checked later, with other values
   unsigned long long first = 0;
   memcpy_d2h(&first, flag, sizeof(first));  // the one synchronization: invalid labels must throw
   return first == ~0ull ? -1 : static_cast<int64_t>(first);
@@ -229,12 +231,14 @@ void softmax_backward_f32(const float* y, const float* g, float* gx, int64_t row
 size_t loss_scratch_bytes() { return 8 * kMaxBlocks + 8; }
 
 int64_t cross_entropy_f32(const float* logits, const uint8_t* labels, const float* weight, int64_t ignore_index,
-                          int64_t npix, int64_t C, float* grad, float* out, void* scratch) {
-  return cross_entropy_impl(logits, labels, weight, ignore_index, npix, C, grad, out, scratch);
+                          int64_t npix, int64_t C, float* grad, float* out, void* scratch,
+                          unsigned long long* defer) {
+  return cross_entropy_impl(logits, labels, weight, ignore_index, npix, C, grad, out, scratch, defer);
 }
 int64_t cross_entropy_f32(const float* logits, const int32_t* labels, const float* weight, int64_t ignore_index,
-                          int64_t npix, int64_t C, float* grad, float* out, void* scratch) {
-  return cross_entropy_impl(logits, labels, weight, ignore_index, npix, C, grad, out, scratch);
+                          int64_t npix, int64_t C, float* grad, float* out, void* scratch,
+                          unsigned long long* defer) {
+  return cross_entropy_impl(logits, labels, weight, ignore_index, npix, C, grad, out, scratch, defer);
 }
 void soft_cross_entropy_f32(const float* logits, const float* target, const uint8_t* mask, int64_t npix, int64_t C,
                             float* grad, float* out, void* scratch) {
