@@ -5,7 +5,10 @@
 #include <cmath>
 #include <set>
 
+#include "kernels/cpu/semiseg_sampler.h"
+#include "kernels/cuda/semiseg_sampler.h"
 #include "semiseg/ops_sampler.h"
+#include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -135,6 +138,76 @@ TEST_CASE("contrast: sampler is deterministic for a seed and uniform within a gr
   }
   const double sigma = std::sqrt(draws * 0.25);
   for (int i = 0; i < 30; ++i) CHECK(std::abs(hits[i] - draws / 2.0) < 6 * sigma);
+}
+
+// The device sampler's kernels (kernels/semiseg_sampler_math.h; CUDA: sampler_count_kernel,
+// sampler_draw_kernel): a fixed number of rows per image, blocks of per_class rows for the
+// qualifying classes in order, hard picks then easy ones, empty rows index 0 label -1.
+TEST_CASE("sampler kernels: rows per class and side as the recipe says; emulated = CPU, both fiber orders") {
+  std::vector<int32_t> y, p;
+  image_a(y, p);
+  image_b(y, p);
+  kernels::SamplerParams sp;
+  sp.N = 2, sp.hw = 80, sp.C = 5, sp.per_class = 20, sp.hard = 10, sp.min_pixels = 20, sp.seed = 77;
+  const int64_t S = kernels::sampler_slots_per_image(sp);
+  REQUIRE(S == 3 * 20);  // 4 classes besides class 0, but at most 80 / 21 = 3 can have > 20 pixels
+  std::vector<int32_t> idx(2 * S, 5), lab(2 * S, 5);
+  kernels::cpu::sample_anchors(y.data(), p.data(), sp, idx.data(), lab.data());
+  // Image a: class 1 (21 pixels, 8 hard): all 8 hard (25-32), 12 of the 13 easy (33-45);
+  // class 0 skipped, class 2 has exactly 20 pixels: not sampled.
+  CHECK(sorted(idx, 0, 8) == range(25, 33));
+  CHECK(all_in(idx, 8, 20, 33, 46));
+  for (int64_t k = 0; k < 20; ++k) CHECK(lab[size_t(k)] == 1);
+  for (int64_t k = 20; k < S; ++k) CHECK((idx[size_t(k)] == 0 && lab[size_t(k)] == -1));
+  // Image b (rows of the batch 80-159): class 1 with 30 hard and 5 easy takes 15 hard (the
+  // easy side is short) and all 5 easy; class 4, all easy, takes 20.
+  CHECK(all_in(idx, S, S + 15, 80, 110));
+  CHECK(sorted(idx, S + 15, S + 20) == range(110, 115));
+  CHECK(all_in(idx, S + 20, S + 40, 115, 160));
+  for (int64_t k = 0; k < 40; ++k) CHECK(lab[size_t(S + k)] == (k < 20 ? 1 : 4));
+  for (int64_t k = 40; k < S; ++k) CHECK((idx[size_t(S + k)] == 0 && lab[size_t(S + k)] == -1));
+  // Random mode (hard_easy = false): 20 of class 1's 21 pixels of image a, any side.
+  kernels::SamplerParams rnd = sp;
+  rnd.hard_easy = false;
+  std::vector<int32_t> ri(2 * S), rl(2 * S);
+  kernels::cpu::sample_anchors(y.data(), p.data(), rnd, ri.data(), rl.data());
+  CHECK(all_in(ri, 0, 20, 25, 46));
+  // The emulated kernels draw exactly the CPU's anchors (both fiber orders), in both modes.
+  for (const kernels::SamplerParams& q : {sp, rnd}) {
+    std::vector<int32_t> want_i(2 * S), want_l(2 * S);
+    kernels::cpu::sample_anchors(y.data(), p.data(), q, want_i.data(), want_l.data());
+    c3test::for_each_fiber_order([&](const char* order) {
+      std::vector<int32_t> gi(2 * S, 9), gl(2 * S, 9), counts(2 * 2 * 5);
+      kernels::emu::sample_anchors(y.data(), p.data(), q, gi.data(), gl.data(), counts.data());
+      CHECK_MESSAGE(gi == want_i, order);
+      CHECK_MESSAGE(gl == want_l, order);
+    });
+  }
+  // No class can qualify (min_pixels >= hw): no rows at all.
+  kernels::SamplerParams none = sp;
+  none.min_pixels = 80;
+  CHECK(kernels::sampler_slots_per_image(none) == 0);
+}
+
+TEST_CASE("sampler kernels: another seed draws another subset, each position equally often") {
+  std::vector<int32_t> y, p;
+  image_b(y, p);
+  kernels::SamplerParams sp;
+  sp.N = 1, sp.hw = 80, sp.C = 5, sp.per_class = 20, sp.hard = 10, sp.min_pixels = 20;
+  const int64_t S = kernels::sampler_slots_per_image(sp);
+  std::vector<int32_t> idx(S), lab(S), first;
+  // 15 of the 30 hard class-1 pixels each time: each is picked with probability 1/2.
+  const int draws = 800;
+  std::vector<int> hits(30, 0);
+  for (int d = 0; d < draws; ++d) {
+    sp.seed = uint64_t(d) * 0x9E3779B97F4A7C15ull + 1;
+    kernels::cpu::sample_anchors(y.data(), p.data(), sp, idx.data(), lab.data());
+    if (d == 0) first = idx;
+    if (d == 1) CHECK(sorted(idx, 0, 15) != sorted(first, 0, 15));
+    for (int k = 0; k < 15; ++k) ++hits[size_t(idx[size_t(k)])];
+  }
+  const double sigma = std::sqrt(draws * 0.25);
+  for (int i = 0; i < 30; ++i) CHECK(std::abs(hits[size_t(i)] - draws / 2.0) < 6 * sigma);
 }
 
 TEST_CASE("contrast: sampler errors name the op and the shapes") {

@@ -7,9 +7,11 @@
 #include "kernels/cpu/metrics.h"
 #include "kernels/cpu/semiseg_cutmix.h"
 #include "kernels/cpu/semiseg_dcrs.h"
+#include "kernels/cpu/semiseg_sampler.h"
 #include "kernels/cuda/metrics.h"
 #include "kernels/cuda/semiseg_cutmix.h"
 #include "kernels/cuda/semiseg_dcrs.h"
+#include "kernels/cuda/semiseg_sampler.h"
 
 namespace lab {
 namespace {
@@ -123,12 +125,48 @@ Case confusion_case(Backend b, const Scale& s) {
       [&v, st] { return compare_exact("counts", v.counts.download(), v.counts.vec()); });
 }
 
+struct SamplerState {
+  Buf<int32_t> labels, pred, idx, lab, counts;
+  kernels::SamplerParams p;
+};
+
+// The anchor sampler of L_con on the layer4 label maps of all 32 images (16 x 33 x 65 at the
+// reference protocol): random labels with 255 every 13th pixel, predictions right 1 time in 3;
+// min_pixels scaled so that classes qualify at every scale.
+Case sampler_case(Backend b, const Scale& s) {
+  auto st = std::make_shared<SamplerState>();
+  SamplerState& v = *st;
+  const int64_t n = 2 * s.N * s.h * s.w;
+  v.p.N = 2 * s.N, v.p.hw = s.h * s.w, v.p.C = int(s.classes);
+  v.p.min_pixels = int(v.p.hw / (3 * s.classes)), v.p.seed = 0x5EED;
+  const int64_t slots = v.p.N * kernels::sampler_slots_per_image(v.p);
+  v.labels = Buf<int32_t>(b, n), v.pred = Buf<int32_t>(b, n);
+  std::vector<uint8_t> l8(static_cast<size_t>(n));
+  fill_labels(l8, int(s.classes), 5, 13);
+  for (int64_t i = 0; i < n; ++i) {
+    v.labels.vec()[size_t(i)] = l8[size_t(i)];
+    v.pred.vec()[size_t(i)] = i % 3 == 0 ? l8[size_t(i)] : int32_t((i * 7) % s.classes);
+  }
+  v.labels.upload(), v.pred.upload();
+  v.idx = Buf<int32_t>(b, slots), v.lab = Buf<int32_t>(b, slots), v.counts = Buf<int32_t>(b, v.p.N * 2 * v.p.C);
+  return make_case(
+      b, dims({v.p.N, s.h, s.w}) + " -> " + std::to_string(slots), double(2 * n + 2 * slots) * 4,
+      [&v, st] { kernels::cpu::sample_anchors(v.labels.host(), v.pred.host(), v.p, v.idx.host(), v.lab.host()); },
+      [&v, st, b] { LAB_DEV(b, sample_anchors, v.labels.dev(), v.pred.dev(), v.p, v.idx.dev(), v.lab.dev(), v.counts.dev()); },
+      [&v, st] {
+        return all_of({compare_exact("index", v.idx.download(), v.idx.vec()),
+                       compare_exact("label", v.lab.download(), v.lab.vec())});
+      });
+}
+
 const Register r1({"semiseg", "dcrs", 1, "DCRS step: histogram, bin scan, radix select, mask", dcrs_case});
 const Register r2({"semiseg", "cutmix_images", 1, "cross-set CutMix of 32 images (mix)",
                    [](Backend b, const Scale& s) { return cutmix_case(b, s, 3); }});
 const Register r3({"semiseg", "cutmix_logits", 1, "un-mix of the 32 images' logits",
                    [](Backend b, const Scale& s) { return cutmix_case(b, s, s.classes); }});
 const Register r4({"metrics", "confusion", 1, "confusion matrix, 19 classes, ignore 255", confusion_case});
+const Register r5({"semiseg", "sample_anchors", 1, "L_con anchors: per image and class, hard then easy, Philox keys",
+                   sampler_case});
 
 }  // namespace
 }  // namespace lab
