@@ -2,7 +2,7 @@
 // by the CPU loops and the CUDA kernels.
 //
 // Row i of the similarity matrix S [M, M] (raw dot products <z_i, z'_j>) with s_ij = S_ij/tau:
-//   P(i) = { j != i : y_j == y_i },  N(i) = { j : y_j != y_i }
+//   P(i) = { j != i : y_j == y_i },  N(i) = { j : y_j != y_i }  (rows with y < 0 left out)
 //   row_i = (1/|P|) sum_{p in P} log( e^{s_ip} / (e^{s_ip} + sum_{n in N} e^{s_in}) )
 // defined when |P| > 0 and |N| > 0 (a "qualifying" anchor; other rows give 0).
 // Stable form: m = max_{j != i} s_ij, a_j = s_ij - m, neg = sum_n e^{a_n};
@@ -18,8 +18,9 @@ namespace kernels {
 
 enum ContrastRole : int { kContrastNone = 0, kContrastPos = 1, kContrastNeg = 2 };
 
+// A negative label marks an empty row (a fixed-size anchor sample): no role, either way.
 C3_HD int contrast_role(int64_t i, int64_t j, int32_t yi, int32_t yj) {
-  return j == i ? kContrastNone : (yi == yj ? kContrastPos : kContrastNeg);
+  return j == i || yi < 0 || yj < 0 ? kContrastNone : (yi == yj ? kContrastPos : kContrastNeg);
 }
 
 // A positive's log-ratio term and its 1 / (e^{a_p} + neg).

@@ -1,6 +1,7 @@
 #include "semiseg/c3_step.h"
 
 #include <cmath>
+#include <limits>
 
 #include "core/dist.h"
 #include "core/ops.h"
@@ -76,43 +77,36 @@ SamplerOptions sampler_options(const Config& c) {
 Tensor contrast_loss(const Config& c, int ranks, const Tensor& z, const Tensor& contrast, const Tensor& labels_feat,
                      const Tensor& logits, Generator& gen, std::vector<std::pair<std::string, Tensor>>* draws) {
   const int64_t N = z.dim(0), h = z.dim(1), w = z.dim(2), D = z.dim(3), hw = h * w;
-  // The sampler runs on the host: the label and prediction maps come over in one read, the
-  // sampled rows and labels of every group go back in one upload.
+  // The sampler runs where the maps are, into a fixed number of rows per image (empty rows
+  // have label -1 and take no part in the loss): nothing is read back or uploaded.
   const Tensor pred = argmax_channels(resize_bilinear(logits.detach(), h, w, false));
-  const std::vector<int32_t> maps = concat({labels_feat.reshape({N * hw}), pred.reshape({N * hw})}, 0).to_vector<int32_t>();
-  std::vector<int32_t> idx, lab;
-  sample_anchors_host(maps.data(), maps.data() + N * hw, N, hw, gen, sampler_options(c), idx, lab);
-  if (draws) {
-    const int64_t K = int64_t(idx.size());
-    draws->insert(draws->end(), {{"anchor_index", Tensor::from_vector(idx, {K})}, {"anchor_label", Tensor::from_vector(lab, {K})}});
+  const uint64_t seed = uint64_t(gen.randint_scalar(0, std::numeric_limits<int64_t>::max()));
+  const AnchorRows s = sample_anchor_rows(labels_feat, pred, int(c.model.num_classes), seed, sampler_options(c));
+  if (draws) {  // the dump: the anchors only (read here; dumping waits anyway)
+    const auto idx = s.index.to_vector<int32_t>(), lab = s.label.to_vector<int32_t>();
+    std::vector<int32_t> vi, vl;
+    for (size_t k = 0; k < idx.size(); ++k)
+      if (lab[k] >= 0) vi.push_back(idx[k]), vl.push_back(lab[k]);
+    const int64_t K = int64_t(vi.size());
+    draws->insert(draws->end(), {{"anchor_index", Tensor::from_vector(vi, {K})}, {"anchor_label", Tensor::from_vector(vl, {K})}});
   }
   const int64_t groups = std::max<int64_t>(1, std::min<int64_t>(c.train.contrast_groups / ranks, N));
   Tensor zr = z.reshape({N * hw, D}), cr = contrast.reshape({N * hw, D});
-  // Per group with at least two anchors: its rows, then its labels, all groups in one vector.
-  std::vector<int32_t> packed;
-  std::vector<std::pair<int64_t, int64_t>> spans;  // (offset in packed, anchors)
+  if (s.per_image == 0) return mul(sum(z), 0.0);  // no class can qualify at this size
+  // Per group of images (their rows are contiguous): the loss, and whether the group has two
+  // anchors or more (the groups averaged over), both on the device.
+  Tensor total, used;
   for (int64_t g = 0; g < groups; ++g) {
-    const int64_t lo = g * N / groups * hw, hi = (g + 1) * N / groups * hw;
-    std::vector<int32_t> gi, gl;
-    for (size_t k = 0; k < idx.size(); ++k)
-      if (idx[k] >= lo && idx[k] < hi) gi.push_back(idx[k]), gl.push_back(lab[k]);
-    if (gi.size() < 2) continue;
-    spans.emplace_back(int64_t(packed.size()), int64_t(gi.size()));
-    packed.insert(packed.end(), gi.begin(), gi.end());
-    packed.insert(packed.end(), gl.begin(), gl.end());
-  }
-  if (spans.empty()) return Tensor::zeros({}, z.dtype(), z.device());
-  const Tensor rows = Tensor::from_vector(packed, {int64_t(packed.size())}, z.device());
-  Tensor total;
-  int used = 0;
-  for (const auto& [off, k] : spans) {
-    const Tensor ti = slice(rows, 0, off, k), tl = slice(rows, 0, off + k, k);
+    const int64_t n0 = g * N / groups, n1 = (g + 1) * N / groups;
+    const Tensor ti = slice(s.index, 0, n0 * s.per_image, (n1 - n0) * s.per_image);
+    const Tensor tl = slice(s.label, 0, n0 * s.per_image, (n1 - n0) * s.per_image);
     Tensor l = contrastive_loss(gather_rows(zr, ti), gather_rows(cr, ti), tl, c.loss.tau, c.loss.tau_b);
+    Tensor anchors = sum(clamp(add(cast(tl, DType::f32), 1.0), 0, 1));  // labels >= 0
+    Tensor has = clamp(add(anchors, -1.0), 0, 1);                          // 1 when >= 2
     total = total.defined() ? add(total, l) : l;
-    ++used;
+    used = used.defined() ? add(used, has) : has;
   }
-  if (!used) return Tensor::zeros({}, z.dtype(), z.device());
-  return used == 1 ? total : mul(total, 1.0 / used);
+  return groups == 1 ? total : div(total, clamp(used, 1, 1e30));
 }
 
 }  // namespace

@@ -1,5 +1,9 @@
 #include "semiseg/ops_sampler.h"
 
+#include "core/dispatch.h"
+#include "kernels/cpu/semiseg_sampler.h"
+#include "kernels/cuda/semiseg_sampler.h"
+
 #include <algorithm>
 #include <map>
 #include <vector>
@@ -69,6 +73,38 @@ AnchorSample sample_anchors(const Tensor& labels, const Tensor& pred, Generator&
   sample_anchors_host(y.data(), p.data(), labels.dim(0), labels.dim(1) * labels.dim(2), gen, opt, idx, lab);
   const int64_t K = int64_t(idx.size());
   return {Tensor::from_vector(idx, {K}, labels.device()), Tensor::from_vector(lab, {K}, labels.device())};
+}
+
+AnchorRows sample_anchor_rows(const Tensor& labels, const Tensor& pred, int classes, uint64_t seed,
+                              const SamplerOptions& opt) {
+  const char* op = "sample_anchor_rows";
+  for (const Tensor* t : {&labels, &pred}) check_dtype(op, *t, DType::i32);
+  C3_CHECK(labels.rank() == 3 && labels.shape() == pred.shape(), op, ": labels and predictions must be [N,h,w] of ",
+           "the same shape, got ", labels.desc(), " and ", pred.desc());
+  check_same_device(op, labels, pred);
+  C3_CHECK(opt.per_class >= 1 && opt.hard >= 0 && opt.hard <= opt.per_class && opt.min_pixels >= 0 && classes >= 1 &&
+               classes <= 256 && opt.ignore_index == 255,
+           op, ": bad options per_class ", opt.per_class, ", hard ", opt.hard, ", min_pixels ", opt.min_pixels,
+           ", classes ", classes, ", ignore_index ", opt.ignore_index);
+  C3_CHECK(labels.numel() <= INT32_MAX, op, ": too many positions for i32 indices: ", labels.desc());
+  kernels::SamplerParams p;
+  p.N = labels.dim(0), p.hw = labels.dim(1) * labels.dim(2), p.C = classes;
+  p.per_class = opt.per_class, p.hard = opt.hard, p.min_pixels = opt.min_pixels;
+  p.skip_class0 = opt.skip_class0, p.hard_easy = opt.hard_easy, p.seed = seed;
+  AnchorRows r;
+  r.per_image = kernels::sampler_slots_per_image(p);
+  const Device dev = labels.device();
+  r.index = Tensor::empty({p.N * r.per_image}, DType::i32, dev);
+  r.label = Tensor::empty({p.N * r.per_image}, DType::i32, dev);
+  if (labels.is_cuda()) {
+    Tensor counts = Tensor::empty({std::max<int64_t>(1, p.N * 2 * p.C)}, DType::i32, dev);
+    C3_CUDA(op, kernels::cuda::sample_anchors(labels.data<int32_t>(), pred.data<int32_t>(), p,
+                                              r.index.data<int32_t>(), r.label.data<int32_t>(), counts.data<int32_t>()));
+  } else {
+    kernels::cpu::sample_anchors(labels.data<int32_t>(), pred.data<int32_t>(), p, r.index.data<int32_t>(),
+                                 r.label.data<int32_t>());
+  }
+  return r;
 }
 
 void sample_anchors_host(const int32_t* y, const int32_t* p, int64_t N, int64_t hw, Generator& gen,

@@ -37,6 +37,17 @@ struct AnchorSample {
 AnchorSample sample_anchors(const Tensor& labels, const Tensor& pred, Generator& gen,
                             const SamplerOptions& opt = {});
 
+// The sampler of the training step, on the maps' device with nothing read back: the same
+// recipe with its randomness from Philox keys under `seed` (kernels/semiseg_sampler_math.h),
+// into `per_image` rows per image: index [N * per_image] (rows of the [N*h*w] maps) and label
+// (-1 on an empty row, which contrastive_loss leaves out). labels, pred: i32 [N, h, w].
+struct AnchorRows {
+  Tensor index, label;
+  int64_t per_image = 0;
+};
+AnchorRows sample_anchor_rows(const Tensor& labels, const Tensor& pred, int classes, uint64_t seed,
+                              const SamplerOptions& opt = {});
+
 // The same sample from label and prediction maps already on the host (N maps of hw each):
 // index and label are appended to `idx` and `lab`.
 void sample_anchors_host(const int32_t* labels, const int32_t* pred, int64_t N, int64_t hw, Generator& gen,

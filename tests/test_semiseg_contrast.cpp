@@ -122,6 +122,52 @@ TEST_CASE("contrast: equals the formula computed directly in double") {
   }
 }
 
+// A fixed-size anchor sample marks its empty rows with label -1: they take no part, so the
+// loss and the gradient of the kept rows are those of the sample without them, and the empty
+// rows get no gradient.
+TEST_CASE("contrast: rows labeled -1 are left out (loss and gradient of the rest unchanged)") {
+  const int64_t M = 40, D = 8;
+  std::vector<int32_t> y(M);
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < M; ++i) {
+    y[size_t(i)] = i % 5 == 2 ? -1 : int32_t(i % 3);
+    if (y[size_t(i)] >= 0) kept.push_back(i);
+  }
+  auto zv = unit_rows(M, D, 21), cv = unit_rows(M, D, 22);
+  std::vector<double> z(zv.begin(), zv.end()), zc(cv.begin(), cv.end()), zs, cs;
+  std::vector<int32_t> ys;
+  for (int64_t i : kept) {
+    zs.insert(zs.end(), z.begin() + i * D, z.begin() + (i + 1) * D);
+    cs.insert(cs.end(), zc.begin() + i * D, zc.begin() + (i + 1) * D);
+    ys.push_back(y[size_t(i)]);
+  }
+  const int64_t K = int64_t(kept.size());
+  Tensor a = Tensor::from_vector(z, {M, D}).set_requires_grad(), b = Tensor::from_vector(zs, {K, D}).set_requires_grad();
+  Tensor la = contrastive_loss(a, Tensor::from_vector(zc, {M, D}), labels_of(y));
+  Tensor lb = contrastive_loss(b, Tensor::from_vector(cs, {K, D}), labels_of(ys));
+  CHECK(la.item() == doctest::Approx(lb.item()).epsilon(1e-12));
+  CHECK(la.item() > 0);
+  la.backward();
+  lb.backward();
+  const auto ga = vec<double>(a.grad()), gb = vec<double>(b.grad());
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t d = 0; d < D; ++d) CHECK(ga[size_t(kept[size_t(k)] * D + d)] == doctest::Approx(gb[size_t(k * D + d)]).epsilon(1e-10));
+  for (int64_t i = 0; i < M; ++i)
+    if (y[size_t(i)] < 0)
+      for (int64_t d = 0; d < D; ++d) CHECK(ga[size_t(i * D + d)] == 0.0);
+  // The emulated kernels agree with the CPU's on such rows (f32).
+  std::vector<float> S(size_t(M * M));
+  kernels::cpu::gemm(false, true, M, M, D, zv.data(), cv.data(), S.data());
+  std::vector<float> lw(M), lg(M), gw(M * M), gg(M * M);
+  std::vector<int32_t> ow(M), og(M);
+  kernels::cpu::contrast_rows(S.data(), y.data(), M, 1 / 0.15, lw.data(), ow.data(), gw.data());
+  kernels::emu::contrast_rows_f32(S.data(), y.data(), M, float(1 / 0.15), lg.data(), og.data(), gg.data());
+  CHECK(og == ow);
+  for (int64_t i = 0; i < M; ++i) CHECK((y[size_t(i)] >= 0 || ow[size_t(i)] == 0));
+  CHECK(close_arrays("row loss", lg.data(), lw.data(), M, 1e-6, 1e-5));
+  CHECK(close_arrays("dS", gg.data(), gw.data(), M * M, 1e-7, 1e-5));
+}
+
 TEST_CASE("contrast: gradient checks in double") {
   const int64_t M = 9, D = 4;
   Tensor zc = unit_rows_f64(M, D, 21);
