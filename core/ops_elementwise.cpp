@@ -1,5 +1,8 @@
 #include "core/ops_elementwise.h"
+#include <algorithm>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -227,6 +230,21 @@ void axpy_(const Tensor& y, double alpha, const Tensor& x) {
   if (y.is_cuda()) C3_CUDA("axpy_", kernels::cuda::axpy_f32(float(alpha), x.data<float>(), y.data<float>(), y.numel()));
   else if (y.dtype() == DType::f32) kernels::cpu::axpy(float(alpha), x.data<float>(), y.data<float>(), y.numel());
   else kernels::cpu::axpy(alpha, x.data<double>(), y.data<double>(), y.numel());
+}
+
+Tensor small_i32(const std::vector<int32_t>& values, Device device) {
+  const int64_t n = int64_t(values.size());
+  if (device == Device::cuda && n > kernels::kSmallValues) return Tensor::from_vector(values, {n}, device);
+  Tensor out = Tensor::empty({n}, DType::i32, device);
+  if (device == Device::cpu) {
+    std::copy(values.begin(), values.end(), out.data<int32_t>());
+    return out;
+  }
+  auto small = std::make_unique<kernels::SmallI32>();
+  small->n = int32_t(n);
+  std::copy(values.begin(), values.end(), small->v);
+  C3_CUDA("small_i32", kernels::cuda::write_small_i32(out.data<int32_t>(), *small));
+  return out;
 }
 
 Tensor cast(const Tensor& x, DType to) {

@@ -32,6 +32,10 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
 void fill_(const Tensor& t, double value);
 void axpy_(const Tensor& y, double alpha, const Tensor& x);  // y += alpha * x
 Tensor cast(const Tensor& x, DType to);                      // not differentiable
+// A 1-D i32 tensor of a few host values (up to 1000) on `device`, carried to a GPU in a
+// kernel's arguments: no wait for the device, no page-locked memory, not a host sync. More
+// values go as an ordinary upload (counted in host_syncs()).
+Tensor small_i32(const std::vector<int32_t>& values, Device device);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

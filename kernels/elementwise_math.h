@@ -19,6 +19,13 @@ enum class Binary : int { add, sub, mul, div };
 // How the second operand of a binary op maps onto the first (a has n elements):
 //   same: b[i]; scalar: b[0]; channel: b[i % inner] (inner = C, NHWC); sample: b[i / inner].
 enum class Bcast : int { same, scalar, channel, sample };
+// A few i32 values passed to a kernel by value (kernel arguments: at most 4 KB).
+constexpr int kSmallValues = 1000;
+struct SmallI32 {
+  int32_t n = 0;
+  int32_t v[kSmallValues];
+};
+
 enum class Unary : int { neg, exp, log, relu, sigmoid, clamp, scale, add_scalar, sqrt, square, abs };
 
 C3_HD int64_t bcast_index(Bcast bc, int64_t i, int64_t inner) {

@@ -144,7 +144,7 @@ const Tensor& Mixing::indices_on(Device d) const {
     std::vector<int32_t> v(order.begin(), order.end());
     v.insert(v.end(), inverse.begin(), inverse.end());
     for (const data::Box& b : boxes) v.insert(v.end(), {b.y0, b.x0, b.h, b.w});
-    indices = Tensor::from_vector(v, {int64_t(v.size())}, d);
+    indices = small_i32(v, d);  // in a kernel's arguments: no wait (a few hundred values at most)
   }
   return indices;
 }

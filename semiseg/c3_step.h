@@ -73,8 +73,8 @@ struct Mixing {
   int64_t H = 0, W = 0;                 // image size the boxes refer to
   Tensor mix(const Tensor& sources) const;
   Tensor unmix(const Tensor& outputs) const;
-  // [order; inverse; boxes (y0, x0, h, w each)] as i32 on device d, uploaded once (one
-  // transfer for the step's mix, both un-mixes and their backward).
+  // [order; inverse; boxes (y0, x0, h, w each)] as i32 on device d, made once for the step's
+  // mix, both un-mixes and their backward, through a kernel's arguments (small_i32).
   const Tensor& indices_on(Device d) const;
   mutable Tensor indices;
 };

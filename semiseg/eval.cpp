@@ -101,7 +101,9 @@ EvalResult evaluate_model(nn::DeepLab& model, data::Loader& val, const EvalOptio
   // "*": pixels below their class's DCRS threshold count as ignore (dcrs.mode=off: no "*").
   const int64_t n_thr = opt.thresholds.defined() ? opt.thresholds.numel() : 0;
   const bool starred = n_thr == 1 || n_thr == opt.classes;
-  DcrsState dcrs{n_thr == 1 ? DcrsMode::global : DcrsMode::per_class, starred ? opt.thresholds.to(opt.device) : Tensor()};
+  DcrsState dcrs;
+  dcrs.mode = n_thr == 1 ? DcrsMode::global : DcrsMode::per_class;
+  if (starred) dcrs.thresholds = opt.thresholds.to(opt.device);
   std::vector<std::vector<data::Image>> rows;
   data::Batch b;
   while (val.next(b)) {

@@ -140,18 +140,17 @@ std::vector<std::string> RunData::skip_examples() const {
   return out;
 }
 
-Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev) {
-  C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
-  Tensor u8 = Tensor::from_pinned(images, {n, h, w, 3}, dev);
-  // ImageNet normalisation as one multiply-add per channel; the two [3] constants are uploaded
-  // once per device (not once per batch: an upload is a host synchronisation point).
-  struct Norm {
-    Tensor scale, shift;
-  };
+namespace {
+// ImageNet normalisation as one multiply-add per channel; the two [3] constants are uploaded
+// once per device (not once per batch: an upload is a host synchronisation point).
+struct Norm {
+  Tensor scale, shift;
+};
+Norm input_norm(Device dev) {
   // Never destroyed: a device tensor must not be freed after the CUDA runtime shut down at exit.
   static Norm* const norms = new Norm[2];
   static std::mutex mu;
-  std::unique_lock<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(mu);
   Norm& nm = norms[dev == Device::cpu ? 0 : 1];
   if (!nm.scale.defined()) {
     static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
@@ -162,8 +161,16 @@ Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device
     }
     nm = {Tensor::from_vector(scale, {3}, dev), Tensor::from_vector(shift, {3}, dev)};
   }
-  const Norm use = nm;
-  lock.unlock();
+  return nm;
+}
+}  // namespace
+
+void prepare_to_input(Device dev) { input_norm(dev); }
+
+Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev) {
+  C3_CHECK(int64_t(images.size()) == n * h * w * 3, "to_input: ", images.size(), " bytes for ", n, "x", h, "x", w, "x3");
+  Tensor u8 = Tensor::from_pinned(images, {n, h, w, 3}, dev);
+  const Norm use = input_norm(dev);
   return add(mul(cast(u8, DType::f32), use.scale), use.shift);
 }
 

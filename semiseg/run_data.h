@@ -40,6 +40,9 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
 
 // u8 NHWC -> f32 NHWC normalized with the ImageNet mean and std (RGB in [0,1]), on `dev`.
 Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev);
+// Makes to_input's normalisation constants on `dev` now (two small uploads, once per process),
+// so that a training loop's first step does not wait for them.
+void prepare_to_input(Device dev);
 Tensor to_labels(std::span<const uint8_t> labels, int64_t n, int h, int w, Device dev);
 
 }  // namespace c3::semiseg

@@ -612,6 +612,7 @@ TrainResult Trainer::run(int64_t stop_after) {
   open_loaders();
   nn::PolySchedule sched{total, cfg_.train.poly_power, 0, 0};
   t0_ = last_save_ = Clock::now();
+  prepare_to_input(device_);  // once, before the steps are counted
   sync_mark_ = host_syncs();
   read_from_ = start_step_;
   saved_step_ = start_step_ > 0 ? start_step_ : -1;  // a resumed run starts from a checkpoint

@@ -6,6 +6,7 @@
 //   binary_kernel, unary_kernel, unary_backward_kernel, select_kernel, axpy_kernel, fill4_kernel,
 //   fill1_kernel, cast_kernel, sum_rows_kernel, sum_cols_kernel, broadcast_mid_kernel.
 #include <cstring>
+#include <memory>
 
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/reduce.h"
@@ -116,6 +117,41 @@ int64_t b_len(const Case& c) {
   return c.n;
 }
 }  // namespace
+
+// small_i32: a step's few values (mixing order, boxes) carried to the device in a kernel's
+// arguments, not a host sync; the emulated kernel writes exactly the values given.
+TEST_CASE("elementwise kernels: small_i32 writes its values through kernel arguments, no host sync") {
+  std::vector<int32_t> v;
+  for (int i = 0; i < 777; ++i) v.push_back(i * 37 - 5000);
+  const uint64_t before = host_syncs();
+  Tensor t = small_i32(v, Device::cpu);
+  CHECK(host_syncs() == before);
+  CHECK(t.shape() == Shape{777});
+  CHECK(t.to_vector<int32_t>() == v);
+  for (int n : {1, 255, 256, kernels::kSmallValues}) {
+    auto small = std::make_unique<kernels::SmallI32>();
+    small->n = n;
+    for (int i = 0; i < n; ++i) small->v[i] = i ^ 0x5a5a;
+    std::vector<int32_t> out(size_t(n) + 1, -7);
+    c3test::for_each_fiber_order([&](const char* order) {
+      kernels::emu::write_small_i32(out.data(), *small);
+      for (int i = 0; i < n; ++i) REQUIRE_MESSAGE(out[size_t(i)] == (i ^ 0x5a5a), order);
+      CHECK(out[size_t(n)] == -7);  // nothing past n
+    });
+  }
+  static_assert(sizeof(kernels::SmallI32) <= 4096, "kernel arguments are limited to 4 KB");
+}
+
+GPU_TEST_CASE("gpu: small_i32 carries its values to the device without a host sync") {
+  std::vector<int32_t> v(300);
+  for (int i = 0; i < 300; ++i) v[size_t(i)] = 3 * i - 11;
+  const uint64_t before = host_syncs();
+  Tensor t = small_i32(v, Device::cuda);
+  CHECK(host_syncs() == before);
+  CHECK(t.to_vector<int32_t>() == v);
+  std::vector<int32_t> big(2000, 4);
+  CHECK(small_i32(big, Device::cuda).to_vector<int32_t>() == big);  // more than 1000: an upload
+}
 
 TEST_CASE("elementwise kernels: emulated CUDA matches the CPU kernels") {
   for_each_fiber_order([](const char* order) {

@@ -27,6 +27,9 @@ __global__ void select_kernel(const uint8_t* mask, const float* a, const float* 
 }
 __global__ void fill4_kernel(uint32_t* out, int64_t n, uint32_t bits) { C3_GRID_STRIDE(i, n) out[i] = bits; }
 __global__ void fill1_kernel(uint8_t* out, int64_t n, uint8_t v) { C3_GRID_STRIDE(i, n) out[i] = v; }
+__global__ void write_small_kernel(int32_t* out, SmallI32 values) {
+  for (int i = threadIdx.x; i < values.n; i += blockDim.x) out[i] = values.v[i];
+}
 __global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
   C3_GRID_STRIDE(i, n) y[i] += alpha * x[i];
 }
@@ -65,6 +68,10 @@ void select_f32(const uint8_t* mask, const float* a, const float* b, float* out,
 void fill_bytes4(void* out, int64_t n, uint32_t bits) {
   if (n == 0) return;
   LAUNCH_CHECK(launch(fill4_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, (uint32_t*)out, n, bits));
+}
+void write_small_i32(int32_t* out, const SmallI32& values) {
+  if (values.n <= 0) return;
+  LAUNCH_CHECK(launch(write_small_kernel, dim3(1), dim3(kBlock), 0, nullptr, out, values));
 }
 void fill_u8(uint8_t* out, int64_t n, uint8_t v) {
   if (n == 0) return;

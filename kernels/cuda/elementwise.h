@@ -14,4 +14,7 @@ C3_KERNELS_DECLARE(
   void fill_u8(uint8_t* out, int64_t n, uint8_t v);
   void axpy_f32(float alpha, const float* x, float* y, int64_t n);
   void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
+  // Writes up to kSmallValues i32 values carried in the launch's own arguments: a small
+  // upload that neither waits for the device nor needs page-locked memory.
+  void write_small_i32(int32_t* out, const kernels::SmallI32& values);
 )
