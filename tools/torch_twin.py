@@ -53,30 +53,20 @@ import make_golden as mg  # noqa: E402
 import st_io  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
-# Config: the documented defaults of every key (README / semiseg/config.cpp), a JSON file with
-# // comments, then --set section.key=value overrides. Unknown keys are errors, as in ours.
-DEFAULTS = {
-    "model": {"head": "deeplab_v2", "depth": 101, "width": 1.0, "output_stride": 8, "stride_on_1x1": True,
-              "frozen_bn": True, "aspp_two_branches": False, "aspp_dilations": [], "num_classes": 19,
-              "proj_dim": 256, "aspp_channels": 256, "dropout": 0.1, "pretrained": "", "sync_bn": False},
-    "data": {"root": "", "train_list": "", "val_list": "", "labeled_list": "", "labeled_count": 372,
-             "unlabeled_all": False, "split_seed": 0, "base_size": [512, 1024], "crop": [256, 512],
-             "scales": [1.0], "rotate": 10, "flip": 0.5, "workers": 2, "cache": False, "val_size": [512, 1024],
-             "val_limit": 0, "skip_bad_samples": False, "strong_jitter": True, "strong_randaugment": True},
-    "train": {"mode": "c3", "batch_labeled": 4, "batch_unlabeled": 4, "epochs": 100, "steps_per_epoch": 250,
-              "warmup_epochs": 9, "optimizer": "adam", "lr_head": 1.2e-4, "lr_backbone": 1.2e-5,
-              "weight_decay": 0.0, "momentum": 0.9, "poly_power": 0.9, "ema_max_decay": 0.99, "seed": 0,
-              "eval_every_epochs": 1, "device": "auto", "contrast_groups": 1, "dist_check_every": 0,
-              "threads": 0, "cudnn_benchmark": False,
-              "cudnn_deterministic": False},
-    "loss": {"w_con": 0.1, "w_cons": 50.0, "ramp_cons": 4000, "ramp_con": 250, "tau": 0.15, "tau_b": 0.1,
-             "samples_per_class": 20, "min_pixels": 20, "skip_class0": True, "contrast": True,
-             "hard_easy": True, "cross_set": True, "mix_labeled": True},
-    "dcrs": {"mode": "dcrs", "s": 0.8, "s_per_class": [], "init": 0.9, "momentum": 0.9,
-             "global_threshold": 0.95, "apply_to_contrast": True},
-    "output": {"dir": "runs/default", "vis_images": 4, "log_every": 20, "save_every_steps": 0,
-               "save_every_minutes": 10},
-}
+# Config: the default of every key, from the engine's own key table (`c3semiseg config` prints
+# them as JSON: one table, nothing copied by hand), a JSON file with // comments, then --set
+# section.key=value overrides. Unknown keys are errors, as in ours.
+def defaults():
+    exe = os.environ.get("C3SEMISEG", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build",
+                                                   "c3semiseg"))
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"torch_twin: {exe} not found: build it with make (the twin reads the config keys' defaults "
+                 f"from it), or point C3SEMISEG at the binary")
+    import subprocess
+    out = subprocess.run([exe, "config"], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"torch_twin: {exe} config failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
 
 
 def merge(base, overlay, where, prefix=""):
@@ -91,7 +81,7 @@ def merge(base, overlay, where, prefix=""):
 
 
 def load_config(path, sets):
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = defaults()
     if path:
         text = "\n".join(line for line in open(path) if not line.lstrip().startswith("//"))
         merge(cfg, json.loads(text), path)
@@ -931,7 +921,7 @@ def cmd_replay(a):
     """The twin's own chain over every step a whole run of ours dumped (its batches, mixing and
     anchors), then the final evaluation: what the twin's training reaches with our data draws."""
     init = os.path.join(a.dump, "init.safetensors")
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = defaults()
     merge(cfg, json.loads(st_io.load_metadata(init)["config"]), init)
     rows, _, student, step_fn = replay(cfg, a.dump, False)
     t, d = cfg["train"], cfg["data"]
@@ -971,7 +961,7 @@ def cmd_lockstep(a):
     init = os.path.join(a.dump, "init.safetensors")
     if not os.path.exists(init) or not glob.glob(os.path.join(a.dump, "step_*.safetensors")):
         sys.exit(f"{a.dump}: no init.safetensors / step_*.safetensors (c3semiseg train --dump DIR --dump-steps N)")
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = defaults()
     merge(cfg, json.loads(st_io.load_metadata(init)["config"]), init)
     print(f"lockstep: {a.dump}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     forced, warm, _, _ = replay(cfg, a.dump, True, f64=True)
@@ -992,10 +982,12 @@ def cmd_lockstep(a):
     # from float64, ours no further from float64 than 1.5x PyTorch's and the two within 2x it.
     floor = worst["grad_f64_twin"]
     grad_tol_eff = max(a.grad_tol, 2 * floor)
-    # Parameters after an Adam step inherit the gradients' rounding (a bias near zero takes a
-    # gradient's relative error nearly whole): their tolerance widens by the same factor.
-    param_tol_eff = a.param_tol * grad_tol_eff / a.grad_tol
-    ok = (worst["rel"] <= a.loss_tol and worst["param"] <= param_tol_eff and worst["grad"] <= grad_tol_eff
+    # Parameters after a step: within param_tol, or within that step's own gradient difference
+    # (itself held to the gradient tolerance above): Adam's update of an element whose gradient
+    # is near zero takes the gradient's rounding nearly whole (a bias of the first steps, where
+    # float64 shows PyTorch's fp32 gradient, not ours, off by 1e-2).
+    param_ok = all(r["param"] <= max(a.param_tol, r["grad"]) for r in forced)
+    ok = (worst["rel"] <= a.loss_tol and param_ok and worst["grad"] <= grad_tol_eff
           and worst["grad_f64_ours"] <= max(a.grad_tol, 1.5 * floor) and worst["thr"] <= a.thr_tol and mism == 0
           and worst["lr_factor"] < 1e-12)
     free_last = free[-1] if free else {"param": 0.0, "param_tensor": "", "rel": [0.0]}
@@ -1003,7 +995,7 @@ def cmd_lockstep(a):
                "max_grad_rel": worst["grad"], "max_grad_f64_ours": worst["grad_f64_ours"],
                "max_grad_f64_twin": worst["grad_f64_twin"], "max_param_rel": worst["param"], "max_threshold_abs": worst["thr"],
                "anchor_label_mismatches": mism, "loss_tol": a.loss_tol, "grad_tol": a.grad_tol,
-               "param_tol": param_tol_eff, "thr_tol": a.thr_tol,
+               "param_tol": a.param_tol, "thr_tol": a.thr_tol,
                "free_chain": {"max_loss_rel": max((max(r["rel"]) for r in free), default=0.0),
                               "last_param_rel": free_last["param"],
                               "last_param_tensor": free_last["param_tensor"]},
@@ -1013,7 +1005,7 @@ def cmd_lockstep(a):
     print(f"\nstep by step from our state: losses within {worst['rel']:.1e} relative (tolerance {a.loss_tol:.0e}), "
           f"gradients {worst['grad']:.1e} (tolerance {grad_tol_eff:.1e}; against float64: ours {worst['grad_f64_ours']:.1e}, "
           f"PyTorch's {worst['grad_f64_twin']:.1e}, ours held to {max(a.grad_tol, 1.5 * floor):.1e}), parameters and buffers after each step "
-          f"{worst['param']:.1e} (tolerance {param_tol_eff:.1e}), DCRS thresholds {worst['thr']:.1e} absolute "
+          f"{worst['param']:.1e} (tolerance {a.param_tol:.0e} or the step's gradient difference), DCRS thresholds {worst['thr']:.1e} absolute "
           f"(tolerance {a.thr_tol:.0e}), replayed anchors with another label in the twin: {mism}")
     if free:
         print(f"free chain: losses within {summary['free_chain']['max_loss_rel']:.1e} relative over {len(free)} steps, "
