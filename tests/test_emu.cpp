@@ -169,6 +169,20 @@ template <class F> std::string launch_error(F f) {
 }
 }  // namespace
 
+namespace {
+// Whether a race message names threads t and t+1 of a block of n meeting on 4-byte slot t+1
+// (byte offset 4(t+1), followed by `where`), for some t.
+bool names_neighbours(const std::string& e, unsigned n, const std::string& offset, const std::string& where = " of") {
+  for (unsigned t = 0; t + 1 < n; ++t) {
+    const std::string a = "thread (" + std::to_string(t) + ",0,0)", b = "thread (" + std::to_string(t + 1) + ",0,0)";
+    const std::string off = offset + std::to_string(4 * (t + 1)) + where;
+    if (e.find(a) != std::string::npos && e.find(b) != std::string::npos && e.find(off) != std::string::npos)
+      return true;
+  }
+  return false;
+}
+}  // namespace
+
 TEST_CASE("emu: launches a GPU rejects raise errors naming the kernel and the launch site") {
   std::vector<int> out(64, 0);
   int* o = out.data();
@@ -234,15 +248,7 @@ TEST_CASE("emu: a shared-memory race is reported with the offset and both thread
     CHECK(e.find("test_emu.cpp:") != std::string::npos);
     CHECK(e.find("data race on byte offset ") != std::string::npos);
     CHECK(e.find("race_missing_barrier(int*)::slots'") != std::string::npos);
-    // Threads t and t+1 meet on slot t+1: byte offset 4(t+1).
-    bool pair_named = false;
-    for (unsigned t = 0; t + 1 < 64; ++t) {
-      std::string a = "thread (" + std::to_string(t) + ",0,0)", b = "thread (" + std::to_string(t + 1) + ",0,0)";
-      std::string off = "byte offset " + std::to_string(4 * (t + 1)) + " of";
-      if (e.find(a) != std::string::npos && e.find(b) != std::string::npos && e.find(off) != std::string::npos)
-        pair_named = true;
-    }
-    CHECK_MESSAGE(pair_named, e);
+    CHECK_MESSAGE(names_neighbours(e, 64, "byte offset "), e);
   }
 }
 
@@ -270,14 +276,7 @@ TEST_CASE("emu: a plain CUDA file's missing barrier on extern __shared__ is repo
         [&] { launch(plain_rotate_no_barrier, dim3(1), dim3(n), n * sizeof(float), nullptr, in.data(), out.data(), n); });
     CHECK(e.find("kernel 'plain_rotate_no_barrier(float const*, float*, int)'") != std::string::npos);
     CHECK(e.find("of dynamic shared memory") != std::string::npos);
-    bool pair_named = false;
-    for (unsigned t = 0; t + 1 < n; ++t) {
-      std::string a = "thread (" + std::to_string(t) + ",0,0)", b = "thread (" + std::to_string(t + 1) + ",0,0)";
-      std::string off = "byte offset " + std::to_string(4 * (t + 1)) + " of dynamic";
-      if (e.find(a) != std::string::npos && e.find(b) != std::string::npos && e.find(off) != std::string::npos)
-        pair_named = true;
-    }
-    CHECK_MESSAGE(pair_named, e);
+    CHECK_MESSAGE(names_neighbours(e, n, "byte offset ", " of dynamic"), e);
   }
 }
 

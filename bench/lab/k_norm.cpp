@@ -101,7 +101,9 @@ struct Pair {
   Buf<float> in, out;
 };
 
-Case resize_case(Backend b, const Scale& s, bool backward) {
+// Class maps at the feature resolution to the input size (bilinear, align_corners, as the
+// logits; or nearest), and the backward.
+Case resize_case(Backend b, const Scale& s, bool backward, bool nearest) {
   const kernels::ResizeShape r{s.N, s.h, s.w, s.classes, s.H, s.W};
   const int64_t small = r.n * r.h * r.w * r.c, big = r.n * r.oh * r.ow * r.c;
   auto st = std::make_shared<Pair>();
@@ -112,15 +114,24 @@ Case resize_case(Backend b, const Scale& s, bool backward) {
   const std::string shape = dims({r.n, r.h, r.w, r.c}) + " -> " + dims({r.oh, r.ow});
   return make_case(
       b, shape, double(small + big) * 4,
-      [&v, st, r, backward] {
-        if (backward) kernels::cpu::resize_bilinear_backward(v.in.host(), v.out.host(), r, true);
+      [&v, st, r, backward, nearest] {
+        if (nearest && backward) kernels::cpu::resize_nearest_backward(v.in.host(), v.out.host(), r);
+        else if (nearest) kernels::cpu::resize_nearest(v.in.host(), v.out.host(), r);
+        else if (backward) kernels::cpu::resize_bilinear_backward(v.in.host(), v.out.host(), r, true);
         else kernels::cpu::resize_bilinear(v.in.host(), v.out.host(), r, true);
       },
-      [&v, st, r, backward, b] {
-        if (backward) LAB_DEV(b, resize_bilinear_backward_f32, v.in.dev(), v.out.dev(), r, true);
+      [&v, st, r, backward, nearest, b] {
+        if (nearest && backward) LAB_DEV(b, resize_nearest_backward_f32, v.in.dev(), v.out.dev(), r);
+        else if (nearest) LAB_DEV(b, resize_nearest_f32, v.in.dev(), v.out.dev(), r);
+        else if (backward) LAB_DEV(b, resize_bilinear_backward_f32, v.in.dev(), v.out.dev(), r, true);
         else LAB_DEV(b, resize_bilinear_f32, v.in.dev(), v.out.dev(), r, true);
       },
-      [&v, st] { return compare("out", v.out.download(), v.out.vec(), 1e-5, 1e-5); });
+      // Nearest: a copy forward; backward, both add the same gradients in the same order (rows,
+      // then columns of the output range), so the sums agree bit for bit.
+      [&v, st, nearest] {
+        return nearest ? compare_exact("out", v.out.download(), v.out.vec())
+                       : compare("out", v.out.download(), v.out.vec(), 1e-5, 1e-5);
+      });
 }
 
 struct PoolState {
@@ -167,9 +178,13 @@ const Register r1({"batchnorm", "bn_batch_stats", 1, "per-channel mean/var, runn
 const Register r2({"batchnorm", "bn_apply", 1, "y = (x - mean) * scale + bias", bn_apply_case});
 const Register r3({"batchnorm", "bn_backward", 1, "dx, dweight, dbias (batch statistics)", bn_backward_case});
 const Register r4({"resize", "bilinear", 1, "logits to input size, align_corners",
-                   [](Backend b, const Scale& s) { return resize_case(b, s, false); }});
+                   [](Backend b, const Scale& s) { return resize_case(b, s, false, false); }});
 const Register r5({"resize", "bilinear_backward", 1, "gather over the output ranges (no atomics)",
-                   [](Backend b, const Scale& s) { return resize_case(b, s, true); }});
+                   [](Backend b, const Scale& s) { return resize_case(b, s, true, false); }});
+const Register r5n({"resize", "nearest", 1, "f32 maps to the input size",
+                    [](Backend b, const Scale& s) { return resize_case(b, s, false, true); }});
+const Register r5nb({"resize", "nearest_backward", 1, "gather over the output ranges (no atomics)",
+                     [](Backend b, const Scale& s) { return resize_case(b, s, true, true); }});
 const Register r6({"pool", "max_pool", 1, "3x3 s2 p1 ceil, with argmax",
                    [](Backend b, const Scale& s) { return max_pool_case(b, s, false); }});
 const Register r7({"pool", "max_pool_backward", 1, "gather from the argmax",

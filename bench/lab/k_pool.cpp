@@ -81,35 +81,6 @@ template <class T> Case nearest_labels_case(Backend b, const Scale& s) {
       [&v, st] { return compare_exact("labels", v.out.download(), v.out.vec()); });
 }
 
-struct FloatPair {
-  Buf<float> in, out;
-};
-
-// Features-resolution maps (one channel per class) to the input size, and the backward.
-Case nearest_f32_case(Backend b, const Scale& s, bool backward) {
-  const kernels::ResizeShape r{s.N, s.h, s.w, s.classes, s.H, s.W};
-  const int64_t small = r.n * r.h * r.w * r.c, big = r.n * r.oh * r.ow * r.c;
-  auto st = std::make_shared<FloatPair>();
-  FloatPair& v = *st;
-  v.in = Buf<float>(b, backward ? big : small), v.out = Buf<float>(b, backward ? small : big);
-  fill_uniform(v.in.vec(), -1.f, 1.f, 1);
-  v.in.upload();
-  const std::string shape = dims({r.n, r.h, r.w, r.c}) + " -> " + dims({r.oh, r.ow});
-  return make_case(
-      b, shape, backward ? double(small + big) * 4 : nearest_bytes(small, big, 4),
-      [&v, st, r, backward] {
-        if (backward) kernels::cpu::resize_nearest_backward(v.in.host(), v.out.host(), r);
-        else kernels::cpu::resize_nearest(v.in.host(), v.out.host(), r);
-      },
-      [&v, st, r, backward, b] {
-        if (backward) LAB_DEV(b, resize_nearest_backward_f32, v.in.dev(), v.out.dev(), r);
-        else LAB_DEV(b, resize_nearest_f32, v.in.dev(), v.out.dev(), r);
-      },
-      // A copy forward; backward, both add the same gradients in the same order (rows, then
-      // columns of the output range), so the sums agree bit for bit.
-      [&v, st] { return compare_exact("out", v.out.download(), v.out.vec()); });
-}
-
 const Register r1({"pool", "global_avg_pool", 1, "ASPP image pooling: mean over h x w per channel",
                    [](Backend b, const Scale& s) { return avg_pool_case(b, s, false); }});
 const Register r2({"pool", "global_avg_pool_backward", 1, "dy / HW broadcast over h x w",
@@ -117,10 +88,7 @@ const Register r2({"pool", "global_avg_pool_backward", 1, "dy / HW broadcast ove
 const Register r3({"resize", "nearest_u8", 1, "u8 label map to the feature resolution", nearest_labels_case<uint8_t>});
 const Register r4({"resize", "nearest_i32", 1, "i32 pseudo-labels to the feature resolution",
                    nearest_labels_case<int32_t>});
-const Register r5({"resize", "nearest", 1, "f32 maps to the input size",
-                   [](Backend b, const Scale& s) { return nearest_f32_case(b, s, false); }});
-const Register r6({"resize", "nearest_backward", 1, "gather over the output ranges (no atomics)",
-                   [](Backend b, const Scale& s) { return nearest_f32_case(b, s, true); }});
+// The f32 nearest resize and its backward share the bilinear entries' setup (k_norm.cpp).
 
 }  // namespace
 }  // namespace lab
