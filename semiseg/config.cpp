@@ -62,7 +62,9 @@ void config_keys(C& c, V& v) {
   v.numbers("data.scales", d.scales, {1.0}, 0.05, 8, "random rescale factors applied before the crop");
   v.number("data.rotate", d.rotate, 10, 0, 180, "random rotation by an integer angle in [-rotate, rotate] degrees");
   v.number("data.flip", d.flip, 0.5, 0, 1, "probability of a horizontal flip");
-  v.number("data.workers", d.workers, 2, 0, 256, "loader threads (0: load in the training thread)");
+  v.number("data.workers", d.workers, -1, -1, 256,
+           "loader threads per loader (0: load in the training thread; -1: the cores available, at most 16, "
+           "shared by the labeled and unlabeled loaders)");
   v.flag("data.cache", d.cache, false, "keep the decoded, base-resized images in memory after their first use");
   v.size("data.val_size", d.val_size, {512, 1024}, 1, 16384, "validation images and labels resized to this");
   v.number("data.val_limit", d.val_limit, 0, 0, 1e9, "evaluate on the first N validation images (0: all)");

@@ -1,6 +1,10 @@
 #include "semiseg/run_data.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <mutex>
+#include <thread>
 
 #include "core/dist.h"
 #include "core/ops.h"
@@ -54,13 +58,22 @@ RunData load_run_data(const Config& cfg) {
   return d;
 }
 
+int loader_workers(const Config& cfg, int loaders) {
+  if (cfg.data.workers >= 0) return cfg.data.workers;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : int(std::thread::hardware_concurrency());
+  cores = std::clamp(cores, 1, 16);
+  return std::max(1, cores / std::max(1, loaders));
+}
+
 namespace {
 data::LoaderConfig train_loader_config(const Config& cfg, int64_t epoch, const dist::Comm& comm) {
   data::LoaderConfig lc;
   lc.batch_size = cfg.train.batch_labeled;
   lc.sampling = data::Sampling::with_replacement;  // the reference protocol: a fixed number of draws
   lc.samples_per_epoch = size_t(cfg.train.steps_per_epoch) * size_t(cfg.train.batch_labeled);
-  lc.workers = cfg.data.workers;
+  lc.workers = loader_workers(cfg, cfg.train.mode == TrainMode::c3 ? 2 : 1);  // labeled and unlabeled at once
   lc.cache = cfg.data.cache;
   lc.seed = cfg.train.seed;
   lc.stream = 1;
@@ -110,7 +123,7 @@ std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& 
   lc.batch_size = 1;
   lc.sampling = data::Sampling::sequential;
   lc.drop_last = false;
-  lc.workers = cfg.data.workers;
+  lc.workers = loader_workers(cfg, 1);
   lc.num_epochs = 1;
   lc.augment = data::AugmentConfig{};
   lc.augment.base_h = cfg.data.val_size.h;

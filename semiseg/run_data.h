@@ -38,6 +38,10 @@ void make_unlabeled_loader(const Config& cfg, RunData& d, int64_t epoch, const d
 // A val loader: sequential, resized to data.val_size, no augmentation.
 std::unique_ptr<data::Loader> make_val_loader(const Config& cfg, const RunData& d, const dist::Comm& comm = dist::Comm::self());
 
+// data.workers, with -1 resolved: the cores this process may use (at most 16) shared by
+// `loaders` loaders running at once.
+int loader_workers(const Config& cfg, int loaders);
+
 // u8 NHWC -> f32 NHWC normalized with the ImageNet mean and std (RGB in [0,1]), on `dev`.
 Tensor to_input(std::span<const uint8_t> images, int64_t n, int h, int w, Device dev);
 // Makes to_input's normalisation constants on `dev` now (two small uploads, once per process),

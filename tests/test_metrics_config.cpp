@@ -14,6 +14,7 @@
 #include "kernels/cuda/metrics.h"
 #include "semiseg/config.h"
 #include "semiseg/metrics.h"
+#include "semiseg/run_data.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -131,6 +132,23 @@ TEST_CASE("config: defaults, files, overrides, and errors that name the key") {
 
 // Every numeric key carries its range; values outside it were accepted and cast, wrapped or
 // divided by (train.threads 4294967297 became 1, eval_every_epochs 0 was a SIGFPE).
+// data.workers = -1 (the default): the cores this process may use, at most 16, shared by the
+// loaders that run at once (labeled and unlabeled in C3); an explicit count is kept as given.
+TEST_CASE("config: data.workers -1 resolves to the available cores shared by the loaders") {
+  Config c = load_config("", {});
+  CHECK(c.data.workers == -1);
+  const int one = semiseg::loader_workers(c, 1), two = semiseg::loader_workers(c, 2);
+  CHECK((one >= 1 && one <= 16));
+  CHECK((two >= 1 && two <= 8));
+  CHECK(two <= one);
+  CHECK(two >= one / 2);
+  c = load_config("", {"data.workers=3"});
+  CHECK(semiseg::loader_workers(c, 2) == 3);
+  c = load_config("", {"data.workers=0"});
+  CHECK(semiseg::loader_workers(c, 2) == 0);
+  CHECK_THROWS_WITH_AS(load_config("", {"data.workers=-2"}), doctest::Contains("data.workers"), Error);
+}
+
 TEST_CASE("config: every numeric key has a range, and a value outside it is an error naming the key") {
   // The table's defaults are inside their own ranges and names (parse_config checks each).
   const nlohmann::json defaults = default_config();
