@@ -263,7 +263,7 @@ TEST_CASE("emu: reading a neighbour's slot after __syncthreads is not a race, bo
   }
 }
 
-// The issue's case: a plain CUDA file, compiled unchanged, with "extern __shared__" and a
+// A plain CUDA file from elsewhere, compiled unchanged, with "extern __shared__" and a
 // missing barrier. The race detector names the kernel, the offset into dynamic shared memory
 // and both threads, in either fiber order.
 TEST_CASE("emu: a plain CUDA file's missing barrier on extern __shared__ is reported (c3tests-race)" *
