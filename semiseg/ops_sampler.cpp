@@ -69,8 +69,12 @@ AnchorSample sample_anchors(const Tensor& labels, const Tensor& pred, Generator&
            ": bad options per_class ", opt.per_class, ", hard ", opt.hard, ", min_pixels ", opt.min_pixels);
   C3_CHECK(labels.numel() <= INT32_MAX, op, ": too many positions for i32 indices: ", labels.desc());
   const std::vector<int32_t> y = as_i32(labels), p = as_i32(pred);
+  for (size_t i = 0; i < y.size(); ++i)
+    C3_CHECK(y[i] >= 0 || y[i] == opt.ignore_index, op, ": label ", y[i], " at position ", i,
+             " is neither a class (>= 0) nor the ignore index ", opt.ignore_index);
+  const int64_t N = labels.dim(0), hw = labels.dim(1) * labels.dim(2);
   std::vector<int32_t> idx, lab;
-  sample_anchors_host(y.data(), p.data(), labels.dim(0), labels.dim(1) * labels.dim(2), gen, opt, idx, lab);
+  for (int64_t n = 0; n < N; ++n) sample_image(y.data() + n * hw, p.data() + n * hw, hw, n * hw, gen, opt, idx, lab);
   const int64_t K = int64_t(idx.size());
   return {Tensor::from_vector(idx, {K}, labels.device()), Tensor::from_vector(lab, {K}, labels.device())};
 }
@@ -107,12 +111,5 @@ AnchorRows sample_anchor_rows(const Tensor& labels, const Tensor& pred, int clas
   return r;
 }
 
-void sample_anchors_host(const int32_t* y, const int32_t* p, int64_t N, int64_t hw, Generator& gen,
-                         const SamplerOptions& opt, std::vector<int32_t>& idx, std::vector<int32_t>& lab) {
-  for (int64_t i = 0; i < N * hw; ++i)
-    C3_CHECK(y[i] >= 0 || y[i] == opt.ignore_index, "sample_anchors: label ", y[i], " at position ", i,
-             " is neither a class (>= 0) nor the ignore index ", opt.ignore_index);
-  for (int64_t n = 0; n < N; ++n) sample_image(y + n * hw, p + n * hw, hw, n * hw, gen, opt, idx, lab);
-}
 
 }  // namespace c3::semiseg

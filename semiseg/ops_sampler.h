@@ -48,9 +48,5 @@ struct AnchorRows {
 AnchorRows sample_anchor_rows(const Tensor& labels, const Tensor& pred, int classes, uint64_t seed,
                               const SamplerOptions& opt = {});
 
-// The same sample from label and prediction maps already on the host (N maps of hw each):
-// index and label are appended to `idx` and `lab`.
-void sample_anchors_host(const int32_t* labels, const int32_t* pred, int64_t N, int64_t hw, Generator& gen,
-                         const SamplerOptions& opt, std::vector<int32_t>& idx, std::vector<int32_t>& lab);
 
 }  // namespace c3::semiseg

@@ -119,7 +119,8 @@ int64_t b_len(const Case& c) {
 }  // namespace
 
 // small_i32: a step's few values (mixing order, boxes) carried to the device in a kernel's
-// arguments, not a host sync; the emulated kernel writes exactly the values given.
+// arguments, not a host sync; the emulated kernel (write_small_kernel, through
+// write_small_i32) writes exactly the values given, in both fiber orders.
 TEST_CASE("elementwise kernels: small_i32 writes its values through kernel arguments, no host sync") {
   std::vector<int32_t> v;
   for (int i = 0; i < 777; ++i) v.push_back(i * 37 - 5000);
