@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "emu_kernels/kernels.h"
+#include "kernels/launch_counter.h"
 
 using namespace emu_test;
 
@@ -38,6 +39,16 @@ TEST_CASE("emu: block reduction and warp-shuffle reduction are exact, both fiber
       CHECK(total == expect);
     }
   }
+}
+
+TEST_CASE("emu: every launch counts one in kernels::launches()") {
+  std::vector<int> in(300, 1), part(2, 0);
+  const uint64_t before = kernels::launches();
+  launch(block_sum, dim3(2), dim3(256), 0, nullptr, in.data(), part.data(), 300);
+  CHECK(kernels::launches() - before == 1);
+  launch(block_sum, dim3(2), dim3(256), 0, nullptr, in.data(), part.data(), 300);
+  launch(block_sum, dim3(1), dim3(256), 0, nullptr, in.data(), part.data(), 256);
+  CHECK(kernels::launches() - before == 3);
 }
 
 TEST_CASE("emu: histogram with atomics and dynamic-shared scan are exact") {

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/launch_counter.h"
+
 #ifdef __CUDACC__
 #include <cuda_runtime.h>
 
@@ -19,6 +21,7 @@ template <class T> __device__ __forceinline__ T* dynamic_shared() {
 template <class... KArgs, class... Args>
 cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shmem, cudaStream_t stream,
                    Args&&... args) {
+  kernels::count_launch();
   kernel<<<grid, block, shmem, stream>>>(static_cast<KArgs>(args)...);
   return cudaGetLastError();
 }

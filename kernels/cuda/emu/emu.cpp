@@ -1,6 +1,8 @@
 // The emulator's scheduler: fibers per CUDA thread, barriers, warp exchanges, stacks.
 #include "emu.h"
 
+#include "kernels/launch_counter.h"
+
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <elf.h>
@@ -641,6 +643,7 @@ std::string static_part(size_t bytes) {
 }  // namespace
 
 C3_EMU_NO_TSAN void run(const LaunchSpec& spec) {
+  kernels::count_launch();
   const dim3 &g = spec.grid, &bl = spec.block;
   const unsigned long long nthreads = 1ull * bl.x * bl.y * bl.z;
   std::ostringstream bad;

@@ -1,0 +1,13 @@
+// A count of kernel launches, so tests can hold launch budgets (the optimizer step and the
+// teacher's EMA: one launch each over the parameter arena).
+//
+// Counted at one point per backend: launch() on the GPU (kernels/cuda/compat.h), the
+// emulator's run() in emulation, and on the CPU at the entry of each kernel function that
+// stands for a GPU launch. cuDNN and cuBLAS calls count one each (the library may start more).
+#pragma once
+#include <cstdint>
+
+namespace kernels {
+uint64_t launches();  // since the process started
+void count_launch();
+}  // namespace kernels
