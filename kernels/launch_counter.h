@@ -3,7 +3,9 @@
 //
 // Counted at one point per backend: launch() on the GPU (kernels/cuda/compat.h), the
 // emulator's run() in emulation, and on the CPU at the entry of each kernel function that
-// stands for a GPU launch. cuDNN and cuBLAS calls count one each (the library may start more).
+// stands for a GPU launch: one per call, also where the GPU takes two kernels (a two-pass
+// reduction), except the convolution, which counts the GPU's calls (cuDNN's, the bias add,
+// one per gradient). cuDNN and cuBLAS calls count one each (the library may start more).
 #pragma once
 #include <cstdint>
 

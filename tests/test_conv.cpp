@@ -1,6 +1,7 @@
 // 2-D convolution: hand-computed values, a direct convolution in double as the reference for
 // a sweep of configurations (forward and every gradient), the im2col kernels and their
-// chunking, gradient checks, error messages, and cuDNN against the CPU on a GPU.
+// chunking, gradient checks, error messages, the launch count on the CPU, and cuDNN against
+// the CPU on a GPU.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -12,6 +13,7 @@
 #include "kernels/conv_algo.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cuda/conv_cudnn.h"
+#include "kernels/launch_counter.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -274,6 +276,28 @@ TEST_CASE("conv kernels: the emulated build of the cuDNN wrapper refuses to run"
                     doctest::Contains("cuDNN is not emulated"));
   CHECK_THROWS_WITH(kernels::emu::conv2d_backward_filter_f32(x.data(), y.data(), w.data(), g, {}, ws),
                     doctest::Contains("cuDNN is not emulated"));
+}
+
+// A CPU run counts the launches the same ops make on a GPU (kernels/launch_counter.h).
+TEST_CASE("conv: CPU ops count the GPU launches they stand for") {
+  Tensor x = random_tensor({1, 5, 5, 2}, 1).set_requires_grad(), w = random_tensor({3, 3, 3, 2}, 2).set_requires_grad();
+  Tensor b = random_tensor({3}, 3).set_requires_grad();
+  REQUIRE(x.device() == Device::cpu);
+  uint64_t before = kernels::launches();
+  Tensor r = relu(x.detach());
+  CHECK(kernels::launches() - before == 1);  // one elementwise kernel
+  before = kernels::launches();
+  Tensor y0 = conv2d(x.detach(), w.detach());
+  CHECK(kernels::launches() - before == 1);  // the cuDNN convolution
+  before = kernels::launches();
+  Tensor y = conv2d(x, w, b, 1, 1);
+  CHECK(kernels::launches() - before == 2);  // the convolution, then the bias add
+  Tensor loss = sum(relu(y));
+  before = kernels::launches();
+  loss.backward();
+  CHECK(kernels::launches() - before >= 2);  // the conv's two gradients and the rest of the graph
+  CHECK(x.grad().defined());
+  CHECK(w.grad().defined());
 }
 
 TEST_CASE("conv: process switches for the GPU math mode and workspace") {

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 namespace {
 
@@ -103,6 +105,9 @@ template <class T> void col2im_add(const T* cols, T* dx, const ConvGeom& g, int6
 
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, size_t cols_budget) {
+  // The GPU's launches for this op: the cuDNN convolution, then the bias add.
+  count_launch();
+  if (bias) count_launch();
   const int64_t P = g.out_pixels(), taps = g.taps(), K = g.K;
   if (P == 0 || K == 0) return;
   // The GEMM adds onto y (beta = 1) when it starts as the bias.
@@ -129,6 +134,9 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom&
 
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const ConvGeom& g, size_t cols_budget) {
+  // The GPU's launches: one cuDNN call per wanted gradient (backward data, backward filter).
+  if (dx) count_launch();
+  if (dw) count_launch();
   const int64_t P = g.out_pixels(), taps = g.taps(), K = g.K;
   const int64_t nx = g.N * g.H * g.W * g.C, nw = K * taps;
   if (P == 0 || K == 0) {  // no output pixel: both gradients are zero

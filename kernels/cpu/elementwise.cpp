@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 
 // The op (and the broadcast) are chosen once per call, outside the loop: each gets a loop of
@@ -82,6 +84,7 @@ template <class F> void with_unary(Unary op, F&& f) {
 
 template <class T>
 void binary(Binary op, const T* a, const T* b, T* out, int64_t n, Bcast bc, int64_t inner) {
+  count_launch();
   if ((bc == Bcast::channel || bc == Bcast::sample) && (inner <= 0 || n % inner != 0)) {
 #pragma omp parallel for schedule(static) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) out[i] = binary_apply(op, a[i], b[bcast_index(bc, i, inner)]);
@@ -96,25 +99,30 @@ void binary(Binary op, const T* a, const T* b, T* out, int64_t n, Bcast bc, int6
 }
 
 template <class T> void unary(Unary op, const T* x, T* y, int64_t n, T p0, T p1) {
+  count_launch();
   with_unary(op, [&]<Unary OP>() { unary_loop<OP>(x, y, n, p0, p1); });
 }
 
 template <class T>
 void unary_backward(Unary op, const T* x, const T* y, const T* g, T* gx, int64_t n, T p0, T p1) {
+  count_launch();
   with_unary(op, [&]<Unary OP>() { unary_grad_op<OP>(x, y, g, gx, n, p0, p1); });
 }
 
 template <class T> void select(const uint8_t* mask, const T* a, const T* b, T* out, int64_t n) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) out[i] = mask[i] ? a[i] : b[i];
 }
 
 template <class T> void fill(T* out, int64_t n, T v) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) out[i] = v;
 }
 
 template <class T> void axpy(T alpha, const T* x, T* y, int64_t n) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
@@ -135,6 +143,7 @@ template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
 }  // namespace
 
 void cast(const void* src, int st, void* dst, int dt, int64_t n) {
+  count_launch();
   switch (st) {
     case 0: cast_from(static_cast<const float*>(src), dst, dt, n); break;
     case 1: cast_from(static_cast<const double*>(src), dst, dt, n); break;

@@ -3,11 +3,13 @@
 #include <cstring>
 
 #include "kernels/index_math.h"
+#include "kernels/launch_counter.h"
 
 namespace kernels::cpu {
 
 template <class T>
 void copy_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t len) {
+  count_launch();
   const size_t bytes = size_t(len) * sizeof(T);
 #pragma omp parallel for schedule(static) if (rows * len > 65536)
   for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * dst_stride, src + r * src_stride, bytes);
@@ -20,11 +22,13 @@ int64_t first_bad_index(const int32_t* idx, int64_t K, int64_t R) {
 }
 
 template <class T> void gather_rows(const T* x, const int32_t* idx, T* out, int64_t K, int64_t C) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (K * C > 65536)
   for (int64_t k = 0; k < K; ++k) std::memcpy(out + k * C, x + int64_t(idx[k]) * C, size_t(C) * sizeof(T));
 }
 
 template <class T> void scatter_add_rows(const T* src, const int32_t* idx, T* out, int64_t K, int64_t C) {
+  count_launch();
   for (int64_t k = 0; k < K; ++k) {
     T* o = out + int64_t(idx[k]) * C;
     const T* s = src + k * C;
@@ -33,6 +37,7 @@ template <class T> void scatter_add_rows(const T* src, const int32_t* idx, T* ou
 }
 
 template <class T> void l2_normalize_rows(const T* x, T* y, int64_t rows, int64_t C, double eps) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = x + r * C;
@@ -45,6 +50,7 @@ template <class T> void l2_normalize_rows(const T* x, T* y, int64_t rows, int64_
 
 template <class T>
 void l2_normalize_rows_backward(const T* x, const T* g, T* gx, int64_t rows, int64_t C, double eps) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const T *p = x + r * C, *q = g + r * C;

@@ -3,12 +3,14 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/launch_counter.h"
 #include "kernels/metrics_math.h"
 
 namespace kernels::cpu {
 
 int64_t confusion_add(const int32_t* pred, const uint8_t* label, const uint8_t* mask, int64_t n, int C, int ignore,
                       uint64_t* counts) {
+  count_launch();
   int64_t bad = 0;
   const int64_t cc = int64_t(C) * C;
 #pragma omp parallel reduction(+ : bad)

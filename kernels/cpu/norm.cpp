@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/launch_counter.h"
 #include "kernels/norm_math.h"
 
 namespace kernels::cpu {
@@ -27,11 +28,23 @@ template <int K, class F> std::vector<double> channel_sums(int64_t M, int64_t C,
   return total;
 }
 
+// y = (x - mean) * scale + bias: bn_apply's loop, also run by bn_backward (each counts its own launch).
+template <class T>
+void apply_affine(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y) {
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+  for (int64_t r = 0; r < M; ++r) {
+    const T* p = x + r * C;
+    T* q = y + r * C;
+    for (int64_t c = 0; c < C; ++c) q[c] = (p[c] - (mean ? mean[c] : T(0))) * scale[c] + (bias ? bias[c] : T(0));
+  }
+}
+
 }  // namespace
 
 template <class T>
 void bn_batch_stats(const T* x, int64_t M, int64_t C, const T* weight, T eps, T momentum, T* running_mean,
                     T* running_var, T* mean, T* invstd, T* scale) {
+  count_launch();
   // Two passes in double: the mean, then the squared deviations from it (no cancellation).
   std::vector<double> s = channel_sums<1>(M, C, [&](int64_t r, double* acc) {
     const T* p = x + r * C;
@@ -58,6 +71,7 @@ void bn_batch_stats(const T* x, int64_t M, int64_t C, const T* weight, T eps, T 
 template <class T>
 void bn_running_stats(const T* running_mean, const T* running_var, const T* weight, int64_t C, T eps, T* mean,
                       T* invstd, T* scale) {
+  count_launch();
   for (int64_t c = 0; c < C; ++c) {
     mean[c] = running_mean[c];
     invstd[c] = bn_invstd(running_var[c], eps);
@@ -67,19 +81,16 @@ void bn_running_stats(const T* running_mean, const T* running_var, const T* weig
 
 template <class T>
 void bn_apply(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y) {
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-  for (int64_t r = 0; r < M; ++r) {
-    const T* p = x + r * C;
-    T* q = y + r * C;
-    for (int64_t c = 0; c < C; ++c) q[c] = (p[c] - (mean ? mean[c] : T(0))) * scale[c] + (bias ? bias[c] : T(0));
-  }
+  count_launch();
+  apply_affine(x, M, C, mean, scale, bias, y);
 }
 
 template <class T>
 void bn_backward(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, const T* invstd, const T* scale,
                  bool batch_stats, T* dx, T* dweight, T* dbias) {
+  count_launch();
   if (!batch_stats && !dweight && !dbias) {  // fixed statistics, dx only: dx = scale * dy
-    if (dx) bn_apply(dy, M, C, static_cast<const T*>(nullptr), scale, static_cast<const T*>(nullptr), dx);
+    if (dx) apply_affine(dy, M, C, static_cast<const T*>(nullptr), scale, static_cast<const T*>(nullptr), dx);
     return;
   }
   // [sum dy | sum dy*(x - mean)] per channel

@@ -3,9 +3,12 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 
 template <class T> void max_pool2d(const T* x, const PoolGeom& g, T* y, int32_t* argmax) {
+  count_launch();
 #pragma omp parallel for collapse(2) schedule(static) if (g.N * g.Ho * g.Wo * g.C > 32768)
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t oh = 0; oh < g.Ho; ++oh)
@@ -16,6 +19,7 @@ template <class T> void max_pool2d(const T* x, const PoolGeom& g, T* y, int32_t*
 }
 
 template <class T> void max_pool2d_backward(const T* dy, const int32_t* argmax, const PoolGeom& g, T* dx) {
+  count_launch();
 #pragma omp parallel for collapse(2) schedule(static) if (g.N * g.H * g.W * g.C > 32768)
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t ih = 0; ih < g.H; ++ih)
@@ -26,6 +30,7 @@ template <class T> void max_pool2d_backward(const T* dy, const int32_t* argmax, 
 }
 
 template <class T> void global_avg_pool(const T* x, int64_t N, int64_t HW, int64_t C, T* y) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (N * HW * C > 65536)
   for (int64_t n = 0; n < N; ++n) {
     std::vector<double> acc(static_cast<size_t>(C), 0.0);
@@ -38,6 +43,7 @@ template <class T> void global_avg_pool(const T* x, int64_t N, int64_t HW, int64
 }
 
 template <class T> void global_avg_pool_backward(const T* dy, int64_t N, int64_t HW, int64_t C, T* dx) {
+  count_launch();
 #pragma omp parallel for collapse(2) schedule(static) if (N * HW * C > 65536)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t m = 0; m < HW; ++m) {

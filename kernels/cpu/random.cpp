@@ -1,5 +1,7 @@
 #include "kernels/cpu/random.h"
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 namespace {
 // Runs a group functor of philox_math.h over the ceil(n/4) groups; the last group writes
@@ -16,17 +18,24 @@ template <class T, class Group> void fill_groups(T* out, int64_t n, const Philox
 }
 }  // namespace
 
-void random_bits(uint32_t* out, int64_t n, PhiloxDraw d) { fill_groups(out, n, d, BitsGroup{}); }
+void random_bits(uint32_t* out, int64_t n, PhiloxDraw d) {
+  count_launch();
+  fill_groups(out, n, d, BitsGroup{});
+}
 void random_uniform(float* out, int64_t n, PhiloxDraw d, float lo, float hi) {
+  count_launch();
   fill_groups(out, n, d, UniformGroup{lo, hi});
 }
 void random_normal(float* out, int64_t n, PhiloxDraw d, float mean, float std) {
+  count_launch();
   fill_groups(out, n, d, NormalGroup{mean, std});
 }
 void random_int(int32_t* out, int64_t n, PhiloxDraw d, int64_t lo, uint64_t range) {
+  count_launch();
   fill_groups(out, n, d, RandintGroup{lo, range});
 }
 void random_bernoulli(uint8_t* out, int64_t n, PhiloxDraw d, uint64_t threshold) {
+  count_launch();
   fill_groups(out, n, d, BernoulliGroup{threshold});
 }
 

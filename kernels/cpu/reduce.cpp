@@ -3,11 +3,13 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/launch_counter.h"
 #include "kernels/reduce_math.h"
 
 namespace kernels::cpu {
 
 template <class T> void sum_mid(const T* x, T* out, int64_t outer, int64_t mid, int64_t inner) {
+  count_launch();
   if (inner == 1) {
 #pragma omp parallel for schedule(static) if (outer * mid > 65536)
     for (int64_t o = 0; o < outer; ++o) {
@@ -30,6 +32,7 @@ template <class T> void sum_mid(const T* x, T* out, int64_t outer, int64_t mid, 
 }
 
 template <class T> void broadcast_mid(const T* x, T* out, int64_t outer, int64_t mid, int64_t inner) {
+  count_launch();
 #pragma omp parallel for collapse(2) schedule(static) if (outer * mid * inner > 65536)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t m = 0; m < mid; ++m) {
@@ -40,6 +43,7 @@ template <class T> void broadcast_mid(const T* x, T* out, int64_t outer, int64_t
 }
 
 template <class T> void max_channels(const T* x, T* vals, int32_t* idx, int64_t rows, int64_t C) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = x + r * C;
@@ -53,6 +57,7 @@ template <class T> void max_channels(const T* x, T* vals, int32_t* idx, int64_t 
 }
 
 template <class T> void max_channels_backward(const T* g, const int32_t* idx, T* gx, int64_t rows, int64_t C) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < C; ++c) gx[r * C + c] = c == idx[r] ? g[r] : T(0);

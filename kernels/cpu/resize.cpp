@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 namespace {
 
@@ -34,6 +36,7 @@ Ranges nearest_ranges(int64_t in, int64_t out) {
 }  // namespace
 
 template <class T> void resize_bilinear(const T* x, T* y, const ResizeShape& s, bool align_corners) {
+  count_launch();
   const auto ty = taps<T>(s.h, s.oh, align_corners), tx = taps<T>(s.w, s.ow, align_corners);
   const int64_t C = s.c;
 #pragma omp parallel for collapse(2) schedule(static) if (s.n * s.oh * s.ow * C > kParallelMin)
@@ -55,6 +58,7 @@ template <class T> void resize_bilinear(const T* x, T* y, const ResizeShape& s, 
 // Gather: gx[n,iy,ix,c] = sum over the outputs that read (iy,ix) of wy * wx * gy[n,oy,ox,c],
 // summed oy-major like the CUDA kernel, so the two agree to the last bits.
 template <class T> void resize_bilinear_backward(const T* gy, T* gx, const ResizeShape& s, bool align_corners) {
+  count_launch();
   const auto ty = taps<T>(s.h, s.oh, align_corners), tx = taps<T>(s.w, s.ow, align_corners);
   const Ranges ry = linear_ranges<T>(s.h, s.oh, align_corners), rx = linear_ranges<T>(s.w, s.ow, align_corners);
   const int64_t C = s.c;
@@ -80,6 +84,7 @@ template <class T> void resize_bilinear_backward(const T* gy, T* gx, const Resiz
 }
 
 template <class T> void resize_nearest(const T* x, T* y, const ResizeShape& s) {
+  count_launch();
   std::vector<int64_t> sx(static_cast<size_t>(s.ow));
   for (int64_t ox = 0; ox < s.ow; ++ox) sx[ox] = nearest_src(ox, s.w, s.ow);
   const int64_t C = s.c;
@@ -96,6 +101,7 @@ template <class T> void resize_nearest(const T* x, T* y, const ResizeShape& s) {
 }
 
 template <class T> void resize_nearest_backward(const T* gy, T* gx, const ResizeShape& s) {
+  count_launch();
   const Ranges ry = nearest_ranges(s.h, s.oh), rx = nearest_ranges(s.w, s.ow);
   const int64_t C = s.c;
 #pragma omp parallel for collapse(2) schedule(static) if (s.n * s.oh * s.ow * C > kParallelMin)

@@ -3,12 +3,14 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/launch_counter.h"
 #include "kernels/semiseg_contrast_math.h"
 
 namespace kernels::cpu {
 
 template <class T>
 void contrast_rows(const T* S, const int32_t* labels, int64_t M, double inv_tau, T* row_loss, int32_t* ok, T* dS) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (M * M > 65536)
   for (int64_t i = 0; i < M; ++i) {
     const T* row = S + i * M;
@@ -49,6 +51,7 @@ void contrast_rows(const T* S, const int32_t* labels, int64_t M, double inv_tau,
 
 template <class T>
 void contrast_finalize(const T* row_loss, const int32_t* ok, int64_t M, double scale, T* loss, T* coef) {
+  count_launch();
   double sum = 0;
   int64_t q = 0;
   for (int64_t i = 0; i < M; ++i) sum += row_loss[i], q += ok[i];

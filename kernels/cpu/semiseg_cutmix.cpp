@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "kernels/launch_counter.h"
 #include "kernels/semiseg_cutmix_math.h"
 
 namespace kernels::cpu {
@@ -9,6 +10,7 @@ namespace kernels::cpu {
 template <class T>
 void cutmix_swap(const T* x, T* out, const int32_t* boxes, int64_t K, int64_t H, int64_t W, int64_t C, int64_t box_h,
                  int64_t box_w) {
+  count_launch();
   const int64_t HW = H * W;
 #pragma omp parallel for collapse(2) schedule(static) if (2 * K * HW * C > 65536)
   for (int64_t b = 0; b < 2 * K; ++b)

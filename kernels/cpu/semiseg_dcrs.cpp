@@ -4,9 +4,12 @@
 #include <functional>
 #include <vector>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 
 void dcrs_step(const DcrsIo& io) {
+  count_launch();
   const int64_t P = io.P;
 #pragma omp parallel for schedule(static) if (P * io.C > 65536)
   for (int64_t i = 0; i < P; ++i) {

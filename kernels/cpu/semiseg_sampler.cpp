@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/launch_counter.h"
+
 namespace kernels::cpu {
 
 void sample_anchors(const int32_t* labels, const int32_t* pred, const SamplerParams& p, int32_t* idx, int32_t* lab) {
+  count_launch();
   const int64_t S = sampler_slots_per_image(p), blocks = sampler_class_blocks(p);
 #pragma omp parallel for schedule(static) if (p.N > 1)
   for (int64_t n = 0; n < p.N; ++n) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/launch_counter.h"
 #include "kernels/softmax_math.h"
 
 namespace kernels::cpu {
@@ -52,6 +53,7 @@ template <class T> int64_t finish(const std::vector<Partial>& parts, T* out) {
 }  // namespace
 
 template <class T> void softmax(const T* x, T* y, int64_t rows, int64_t C, bool log) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const T* z = x + r * C;
@@ -68,6 +70,7 @@ template <class T> void softmax(const T* x, T* y, int64_t rows, int64_t C, bool 
 }
 
 template <class T> void softmax_backward(const T* y, const T* g, T* gx, int64_t rows, int64_t C, bool log) {
+  count_launch();
 #pragma omp parallel for schedule(static) if (rows * C > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const T *yr = y + r * C, *gr = g + r * C;
@@ -81,6 +84,7 @@ template <class T> void softmax_backward(const T* y, const T* g, T* gx, int64_t 
 template <class T, class L>
 int64_t cross_entropy(const T* logits, const L* labels, const T* weight, int64_t ignore_index, int64_t npix,
                       int64_t C, T* grad, T* out) {
+  count_launch();
   auto parts = chunked(npix, C, [&](int64_t i, Partial& part) {
     const T* z = logits + i * C;
     const int64_t y = static_cast<int64_t>(labels[i]);
@@ -103,6 +107,7 @@ int64_t cross_entropy(const T* logits, const L* labels, const T* weight, int64_t
 
 template <class T, class M>
 void soft_cross_entropy(const T* logits, const T* target, const M* mask, int64_t npix, int64_t C, T* grad, T* out) {
+  count_launch();
   auto parts = chunked(npix, C, [&](int64_t i, Partial& part) {
     const T mi = mask ? static_cast<T>(mask[i]) : T(1);
     if (mi == T(0)) {  // skipped: contributes nothing, even where the logits are not finite
