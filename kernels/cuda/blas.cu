@@ -7,6 +7,7 @@
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/check.h"
+#include "kernels/launch_counter.h"
 
 #ifdef __CUDACC__
 #include <cublas_v2.h>
@@ -66,6 +67,7 @@ void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
   // K == 0 is legal for cuBLAS (C = beta * C); lda/ldb must still be >= 1.
   const int lda_ = int(lda > 0 ? lda : 1), ldb_ = int(ldb > 0 ? ldb : 1);
   const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  count_launch();
   CUBLAS_CHECK(cublasGemmEx(thread_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                             int(N), int(M), int(K), &alpha, B, CUDA_R_32F, ldb_, A, CUDA_R_32F, lda_, &beta, C,
                             CUDA_R_32F, int(ldc), compute, CUBLAS_GEMM_DEFAULT));

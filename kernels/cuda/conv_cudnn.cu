@@ -10,6 +10,7 @@
 
 #include "kernels/conv_algo.h"
 #include "kernels/cuda/check.h"
+#include "kernels/launch_counter.h"
 
 #ifdef __CUDACC__
 #include <cudnn.h>
@@ -263,6 +264,7 @@ void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom
   ConvDescs d(g, opt.allow_tf32);
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::forward, g, opt, d, {x, w, y}, workspace, [&](int algo, void* ws, size_t bytes) {
+    count_launch();
     return cudnnConvolutionForward(handle(), &one, d.x.get(), x, d.w.get(), w, d.conv.get(),
                                    cudnnConvolutionFwdAlgo_t(algo), ws, bytes, &zero, d.y.get(), y);
   });
@@ -275,6 +277,7 @@ void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const 
   ConvDescs d(g, opt.allow_tf32);
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::backward_data, g, opt, d, {w, dy, dx}, workspace, [&](int algo, void* ws, size_t bytes) {
+    count_launch();
     return cudnnConvolutionBackwardData(handle(), &one, d.w.get(), w, d.y.get(), dy, d.conv.get(),
                                         cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &zero, d.x.get(), dx);
   });
@@ -291,6 +294,7 @@ void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, cons
   ConvDescs d(g, opt.allow_tf32);
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::backward_filter, g, opt, d, {x, dy, dw}, workspace, [&](int algo, void* ws, size_t bytes) {
+    count_launch();
     return cudnnConvolutionBackwardFilter(handle(), &one, d.x.get(), x, d.y.get(), dy, d.conv.get(),
                                           cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes, &zero, d.w.get(), dw);
   });
