@@ -9,12 +9,25 @@ namespace c3 {
 namespace {
 thread_local bool t_grad_mode = true;
 
-// Adds an arriving gradient into a leaf's .grad (a fresh tensor, never an alias of it).
+// Adds an arriving gradient into a leaf's .grad (a fresh tensor, never an alias of it), or
+// into its gradient slot when it has one (a view into the model's gradient arena).
 struct AccumulateGrad : Node {
   std::weak_ptr<TensorImpl> leaf;
   void apply(const Tensor& g, std::vector<Tensor>&) override {
     auto impl = leaf.lock();
     if (!impl) return;
+    if (impl->grad_slot) {
+      Tensor slot(impl->grad_slot);
+      if (impl->grad == impl->grad_slot) {
+        axpy_(slot, 1.0, g);
+      } else if (impl->grad) {  // a gradient set before the slot (or by hand): fold it in
+        slot.copy_(add(Tensor(impl->grad), g));
+      } else {
+        slot.copy_(g);
+      }
+      impl->grad = impl->grad_slot;
+      return;
+    }
     if (impl->grad) impl->grad = add(Tensor(impl->grad), g).impl_ptr();
     else impl->grad = g.clone().impl_ptr();
   }

@@ -200,21 +200,39 @@ void broadcast(Tensor& t, int root) {
   MPI_Bcast(t.raw(), int(t.numel()), mpi_type(t.dtype(), "broadcast"), root, MPI_COMM_WORLD);
 }
 
+std::vector<Tensor> contiguous_runs(const std::vector<Tensor>& ts) {
+  std::vector<Storage*> order;
+  std::map<Storage*, std::vector<Tensor>> by;
+  for (const Tensor& t : ts) {
+    if (!t.defined() || t.numel() == 0) continue;
+    Storage* st = t.impl().storage.get();
+    if (!by.count(st)) order.push_back(st);
+    by[st].push_back(t);
+  }
+  std::vector<Tensor> runs;
+  for (Storage* st : order) {
+    std::vector<Tensor>& list = by[st];
+    std::stable_sort(list.begin(), list.end(), [](const Tensor& a, const Tensor& b) {
+      return a.storage_offset() < b.storage_offset();
+    });
+    const int64_t gap = st->arena_align > 0 ? st->arena_align - 1 : 0;
+    for (size_t i = 0; i < list.size();) {
+      const int64_t begin = list[i].storage_offset();
+      int64_t end = begin + list[i].numel();
+      size_t j = i + 1;
+      while (j < list.size() && list[j].dtype() == list[i].dtype() && list[j].storage_offset() >= end &&
+             list[j].storage_offset() - end <= gap)
+        end = list[j].storage_offset() + list[j].numel(), ++j;
+      runs.push_back(list[i].storage_range(begin, end - begin));
+      i = j;
+    }
+  }
+  return runs;
+}
+
 void broadcast_packed(const std::vector<Tensor>& ts, int root) {
   if (world_size() == 1) return;
-  std::map<std::pair<int, int>, std::vector<Tensor>> groups;  // (device, dtype) -> tensors, in order
-  for (const Tensor& t : ts)
-    if (t.defined() && t.numel() > 0) groups[{int(t.device()), int(t.dtype())}].push_back(t);
-  for (auto& [key, list] : groups) {
-    int64_t total = 0;
-    for (const Tensor& t : list) total += t.numel();
-    Tensor buf = Tensor::empty({total}, list[0].dtype(), list[0].device());
-    int64_t off = 0;
-    for (const Tensor& t : list) buf.narrow0(off, t.numel()).copy_(t.detach().reshape({t.numel()})), off += t.numel();
-    broadcast(buf, root);
-    off = 0;
-    for (const Tensor& t : list) t.detach().reshape({t.numel()}).copy_(buf.narrow0(off, t.numel())), off += t.numel();
-  }
+  for (Tensor& run : contiguous_runs(ts)) broadcast(run, root);
 }
 
 void barrier() {
@@ -286,47 +304,31 @@ void average_gradients(const std::vector<Tensor>& params, size_t bucket_bytes) {
   std::vector<int32_t> has(ps.size());
   for (size_t i = 0; i < ps.size(); ++i) has[i] = ps[i].grad().defined() ? 1 : 0;
   all_reduce_sum(has);  // a parameter used on any rank is updated on every rank
-  for (size_t i = 0; i < ps.size();) {
-    if (!has[i]) {
-      ++i;
-      continue;
+  std::vector<Tensor> slots;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (!has[i]) continue;
+    TensorImpl& p = ps[i].impl();
+    if (!p.grad_slot) p.grad_slot = Tensor::zeros(p.shape, p.dtype, ps[i].device()).impl_ptr();
+    Tensor slot(p.grad_slot);
+    if (!p.grad) fill_(slot, 0.0);  // zeros stand in for a missing local gradient
+    else if (p.grad != p.grad_slot) slot.copy_(Tensor(p.grad));
+    p.grad = p.grad_slot;
+    slots.push_back(slot);
+  }
+  const size_t per_bucket = std::max<size_t>(bucket_bytes, 1);
+  for (const Tensor& run : contiguous_runs(slots)) {
+    const int64_t step = std::max<int64_t>(1, int64_t(per_bucket / dtype_size(run.dtype())));
+    for (int64_t off = 0; off < run.numel(); off += step) {
+      Tensor bucket = run.narrow0(off, std::min(step, run.numel() - off));
+      all_reduce_avg(bucket);
     }
-    // One bucket: consecutive used parameters of one device and dtype, up to bucket_bytes.
-    const Device dev = ps[i].device();
-    const DType dt = ps[i].dtype();
-    size_t j = i, bytes = 0;
-    int64_t total = 0;
-    while (j < ps.size() && (!has[j] || (ps[j].device() == dev && ps[j].dtype() == dt &&
-                                         (j == i || bytes + ps[j].nbytes() <= bucket_bytes)))) {
-      if (has[j]) bytes += ps[j].nbytes(), total += ps[j].numel();
-      ++j;
-    }
-    Tensor buf = Tensor::zeros({total}, dt, dev);  // zeros stand in for a missing local gradient
-    int64_t off = 0;
-    for (size_t k = i; k < j; ++k) {
-      if (!has[k]) continue;
-      const Tensor g = ps[k].grad();
-      if (g.defined()) buf.narrow0(off, g.numel()).copy_(g.reshape({g.numel()}));
-      off += ps[k].numel();
-    }
-    all_reduce_avg(buf);
-    // The averaged gradients are views of the bucket (fresh storage: a gradient tensor that
-    // backward shared between leaves is never written in place).
-    off = 0;
-    for (size_t k = i; k < j; ++k) {
-      if (!has[k]) continue;
-      ps[k].impl().grad = buf.narrow0(off, ps[k].numel()).reshape(ps[k].shape()).impl_ptr();
-      off += ps[k].numel();
-    }
-    i = j;
   }
 }
 
 uint64_t hash_tensors(const std::vector<Tensor>& tensors) {
   uint64_t h = 1469598103934665603ull;
-  for (const Tensor& t : tensors) {
-    if (!t.defined()) continue;
-    Tensor c = t.detach().cpu();
+  for (const Tensor& t : contiguous_runs(tensors)) {
+    Tensor c = t.cpu();
     const auto* p = static_cast<const unsigned char*>(c.raw());
     for (size_t i = 0; i < c.nbytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
   }

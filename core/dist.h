@@ -39,9 +39,14 @@ void all_reduce_avg(Tensor& t);  // sum / world size (float dtypes)
 // Every rank's tensor (same shape everywhere) concatenated along dim 0: [N*d0, ...].
 Tensor all_gather(const Tensor& t);
 void broadcast(Tensor& t, int root = 0);
-// Broadcasts many tensors in place with one collective per device and dtype (packed into
-// one buffer): module buffers and parameters. Identity at world size 1.
+// Broadcasts many tensors in place: one collective per run of neighbours in one storage (a
+// packed module's parameters or buffers are one run: nn::Module::pack_parameters), one per
+// other tensor. Identity at world size 1.
 void broadcast_packed(const std::vector<Tensor>& ts, int root = 0);
+// The tensors as 1-D views of runs of neighbours: tensors of one storage (taken in order of
+// first appearance, then by offset) that touch, or lie apart by less than the storage's
+// arena alignment (zeros of padding), form one view; the others stay one view each.
+std::vector<Tensor> contiguous_runs(const std::vector<Tensor>& ts);
 void barrier();
 
 // Host values, always through MPI (identity at world size 1).
@@ -56,13 +61,15 @@ std::vector<uint64_t> all_gather(uint64_t v);  // one value per rank
 // ranks (SyncBN's statistics). Every rank must run the backward in the same order.
 Tensor all_reduce_sum_grad(const Tensor& t);
 
-// Data-parallel gradient step: the gradients of `params` averaged over ranks, in buckets of
-// at most `bucket_bytes` (consecutive parameters of one device and dtype are packed into one
-// buffer, one collective per bucket). A parameter with a gradient on some rank but not on
-// this one gets zeros first, so every rank updates the same parameters. Call after backward.
+// Data-parallel gradient step: the gradients of `params` averaged over ranks in place, in
+// their gradient slots (a packed module's gradient arena: one run, cut into buckets of at most
+// `bucket_bytes`, one collective each; a parameter without a slot is given one). A parameter
+// with a gradient on some rank but not on this one gets zeros first, so every rank updates
+// the same parameters. Call after backward.
 void average_gradients(const std::vector<Tensor>& params, size_t bucket_bytes = 25u << 20);
 
-// 64-bit FNV-1a over the bytes of the tensors (copied to the host).
+// 64-bit FNV-1a over the bytes of the tensors' contiguous runs (copied to the host, one
+// copy per run; the same tensors in the same layout hash the same on every rank).
 uint64_t hash_tensors(const std::vector<Tensor>& tensors);
 // Throws c3::Error naming `what` and the ranks whose hash differs from rank 0's.
 void check_same_on_all_ranks(uint64_t hash, const std::string& what);

@@ -178,7 +178,8 @@ Tensor Tensor::reshape(const Shape& s) const {
   C3_CHECK(shape_numel(s) == numel(), "reshape: cannot view ", desc(), " as ", shape_str(s));
   auto impl = std::make_shared<TensorImpl>(*impl_);
   impl->shape = s;
-  impl->grad.reset(); impl->grad_fn.reset(); impl->grad_accumulator.reset(); impl->requires_grad = false;
+  impl->grad.reset(); impl->grad_fn.reset(); impl->grad_accumulator.reset(); impl->grad_slot.reset();
+  impl->requires_grad = false;
   Tensor out(impl);
   Shape orig = shape();
   record(out, "reshape", {*this}, [orig](const Tensor& g, const Needs&) {
@@ -205,6 +206,18 @@ Tensor Tensor::narrow0(int64_t start, int64_t length) const {
     return std::vector<Tensor>{gi};
   });
   return out;
+}
+
+Tensor Tensor::storage_range(int64_t begin, int64_t n) const {
+  const size_t es = dtype_size(dtype());
+  C3_CHECK(begin >= 0 && n >= 0 && size_t(begin + n) * es <= impl().storage->bytes, "storage_range(", begin, ", ", n,
+           ") outside the storage of ", desc(), " (", impl().storage->bytes / es, " elements)");
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = impl_->storage;
+  impl->dtype = dtype();
+  impl->shape = {n};
+  impl->offset = size_t(begin) * es;
+  return Tensor(impl);
 }
 
 Tensor Tensor::select0(int64_t index) const {
@@ -244,6 +257,14 @@ Tensor& Tensor::set_requires_grad(bool on) {
   C3_CHECK(is_leaf(), "set_requires_grad on a non-leaf tensor (use detach() first)");
   impl().requires_grad = on;
   return *this;
+}
+
+void Tensor::set_grad_slot(const Tensor& slot) {
+  C3_CHECK(is_leaf(), "set_grad_slot on a non-leaf tensor ", desc());
+  C3_CHECK(slot.shape() == shape() && slot.dtype() == dtype() && slot.device() == device(), "set_grad_slot: slot ",
+           slot.desc(), " for ", desc());
+  impl().grad_slot = slot.impl_ptr();
+  impl().grad.reset();
 }
 
 Tensor Tensor::detach() const {

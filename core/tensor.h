@@ -50,6 +50,9 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device = Device::cpu;
+  // A module's arena (nn::Module::pack_parameters): between its tensors lie only zeros of
+  // alignment, fewer than `arena_align` elements, so neighbours may be handled as one range.
+  int64_t arena_align = 0;
   Storage(size_t bytes, Device device);
   ~Storage();
   Storage(const Storage&) = delete;
@@ -66,6 +69,9 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<Node> grad_fn;        // set on outputs of recorded ops
   std::shared_ptr<Node> grad_accumulator;  // created lazily for leaves
+  // Where a leaf's gradient accumulates when set: a view into a gradient arena
+  // (nn::Module::pack_parameters), so that the gradients of a model are one buffer.
+  std::shared_ptr<TensorImpl> grad_slot;
   std::string name;                     // optional, for error messages
 };
 
@@ -113,6 +119,10 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;  // differentiable
   Tensor narrow0(int64_t start, int64_t length) const;  // differentiable view of rows
   Tensor select0(int64_t index) const;  // rank - 1, differentiable
+  // A 1-D view of `n` elements of this tensor's storage from element `begin` of the storage
+  // (not of this view); no autograd.
+  Tensor storage_range(int64_t begin, int64_t n) const;
+  int64_t storage_offset() const { return int64_t(impl().offset / dtype_size(dtype())); }  // in elements
 
   Tensor to(Device device) const;  // copy (differentiable); same device returns *this
   Tensor cpu() const { return to(Device::cpu); }
@@ -128,6 +138,10 @@ class Tensor {
   Tensor& set_requires_grad(bool on = true);
   Tensor grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
   void zero_grad() { impl().grad.reset(); }
+  // Gradients of this leaf accumulate into `slot` (same shape, dtype and device): the first
+  // gradient of a backward is copied there and later ones added in place; grad() is then a
+  // view of the slot. zero_grad() keeps the slot and forgets the gradient.
+  void set_grad_slot(const Tensor& slot);
   bool is_leaf() const { return impl().grad_fn == nullptr; }
   Tensor detach() const;  // shares storage, no history
   void backward(const Tensor& grad_output = Tensor()) const;

@@ -35,4 +35,50 @@ template <class T> C3_HD void sgd_update(T& p, T g, T& buf, const SgdParams& s) 
 // Teacher <- decay * teacher + (1 - decay) * student
 template <class T> C3_HD void ema_update(T& t, T s, float decay) { t = T(decay) * t + (T(1) - T(decay)) * s; }
 
+// One optimizer launch over a parameter arena: the spans of consecutive parameters that have
+// a gradient, as offsets into the arena's buffers (parameters, gradients and each state
+// slot share the layout), each with its group (learning rate, weight decay) and, for SGD,
+// whether its momentum buffer starts this step. Passed by value as a kernel argument.
+constexpr int kMaxArenaSpans = 64, kMaxArenaGroups = 8;
+struct ArenaSpan {
+  int64_t begin, count;
+  int32_t group, first_step;
+};
+struct ArenaSpans {
+  int32_t n;
+  int64_t total;  // sum of the counts
+  ArenaSpan span[kMaxArenaSpans];
+  float lr[kMaxArenaGroups], weight_decay[kMaxArenaGroups];
+};
+
+// Walks the arena elements of `s` for compact indices i = start, start + stride, ... < total
+// (a grid-stride loop), calling f(element, span) for each; the span index only moves forward.
+template <class F> C3_HD void for_arena_elements(const ArenaSpans& s, int64_t start, int64_t stride, F&& f) {
+  int k = 0;
+  int64_t base = 0;  // compact index of span k's first element
+  for (int64_t i = start; i < s.total; i += stride) {
+    while (i >= base + s.span[k].count) base += s.span[k++].count;
+    f(s.span[k].begin + (i - base), s.span[k]);
+  }
+}
+
+// Up to kMaxEmaSpans (teacher, student) pairs of the same length for one EMA launch (the
+// parameter arena and the buffer arena of a model, or a list of tensors in chunks).
+constexpr int kMaxEmaSpans = 8;
+template <class T> struct EmaSpans {
+  int32_t n;
+  int64_t total;
+  T* teacher[kMaxEmaSpans];
+  const T* student[kMaxEmaSpans];
+  int64_t count[kMaxEmaSpans];
+};
+template <class T, class F> C3_HD void for_ema_elements(const EmaSpans<T>& s, int64_t start, int64_t stride, F&& f) {
+  int k = 0;
+  int64_t base = 0;
+  for (int64_t i = start; i < s.total; i += stride) {
+    while (i >= base + s.count[k]) base += s.count[k++];
+    f(s.teacher[k][i - base], s.student[k][i - base]);
+  }
+}
+
 }  // namespace kernels

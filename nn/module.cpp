@@ -1,5 +1,6 @@
 #include "nn/module.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -47,14 +48,71 @@ void Module::train(bool on) {
 }
 
 void Module::to(Device d) {
-  auto move = [d](const NamedTensor& p) {
+  bool moved_any = false;
+  auto move = [d, &moved_any](const NamedTensor& p) {
     const bool rg = p.tensor->requires_grad();
     Tensor moved = p.tensor->detach().to(d);
     if (moved.same_storage(*p.tensor)) return;
     *p.tensor = rg ? moved.set_requires_grad(true) : moved;
+    moved_any = true;
   };
   for (const NamedTensor& p : named_parameters()) move(p);
   for (const NamedTensor& p : named_buffers()) move(p);
+  if (moved_any) arena_ = Arena{};
+}
+
+namespace {
+int64_t arena_size(const std::vector<NamedTensor>& ts) {
+  int64_t n = 0;
+  for (const NamedTensor& t : ts) n += (t.tensor->numel() + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+  return n;
+}
+// A view of `numel` elements of the flat `arena` at `offset`, shaped as `like`.
+Tensor arena_view(const Tensor& arena, int64_t offset, const Tensor& like) {
+  return arena.narrow0(offset, like.numel()).reshape(like.shape());
+}
+}  // namespace
+
+void Module::pack_parameters() {
+  NoGradGuard ng;
+  std::vector<NamedTensor> params = named_parameters();
+  if (params.empty()) return;
+  const Device dev = params[0].tensor->device();
+  const DType dt = params[0].tensor->dtype();
+  for (const NamedTensor& p : params)
+    C3_CHECK(p.tensor->device() == dev && p.tensor->dtype() == dt, "pack_parameters: parameter ", p.name, " is ",
+             p.tensor->desc(), ", the first is ", params[0].tensor->desc(), " (one device and dtype per arena)");
+  check_float("pack_parameters", *params[0].tensor);
+  std::vector<NamedTensor> bufs;
+  for (const NamedTensor& b : named_buffers())
+    if (b.tensor->device() == dev && b.tensor->dtype() == dt) bufs.push_back(b);
+
+  Arena a;
+  a.params = Tensor::zeros({arena_size(params)}, dt, dev);
+  a.grads = Tensor::zeros({arena_size(params)}, dt, dev);
+  a.buffers = Tensor::zeros({arena_size(bufs)}, dt, dev);
+  // Trainable parameters first, so that the optimizer's spans are not cut by frozen ones.
+  std::stable_partition(params.begin(), params.end(), [](const NamedTensor& p) { return p.tensor->requires_grad(); });
+  int64_t off = 0;
+  for (const NamedTensor& p : params) {
+    Tensor view = arena_view(a.params, off, *p.tensor);
+    view.copy_(*p.tensor);
+    if (p.tensor->requires_grad()) {
+      view.set_requires_grad(true);
+      view.set_grad_slot(arena_view(a.grads, off, *p.tensor));
+    }
+    *p.tensor = view;
+    off += (view.numel() + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+  }
+  off = 0;
+  for (const NamedTensor& b : bufs) {
+    Tensor view = arena_view(a.buffers, off, *b.tensor);
+    view.copy_(*b.tensor);
+    *b.tensor = view;
+    off += (view.numel() + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+  }
+  for (const Tensor* t : {&a.params, &a.grads, &a.buffers}) t->impl().storage->arena_align = kArenaAlign;
+  arena_ = std::move(a);
 }
 
 void Module::copy_from(const Module& other) {

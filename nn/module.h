@@ -20,6 +20,18 @@ namespace c3::nn {
 
 enum class ParamLayout { plain, conv_ohwi };
 
+// Tensors in an arena start at multiples of this many elements (64 bytes of f32), so every
+// view is aligned for vector loads; the gaps are zeros and stay zeros under the optimizers.
+constexpr int64_t kArenaAlign = 16;
+
+// A model's arenas (Module::pack_parameters): flat 1-D tensors on the parameters' device.
+struct Arena {
+  Tensor params;   // every parameter: those that require grad first, each part in named_parameters() order
+  Tensor grads;    // the gradient slots, at the same offsets as the parameters
+  Tensor buffers;  // every buffer of the parameters' dtype (BatchNorm statistics), in named_buffers() order
+  bool defined() const { return params.defined(); }
+};
+
 struct NamedTensor {
   std::string name;
   Tensor* tensor;
@@ -51,7 +63,14 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  void to(Device d);  // moves every parameter and buffer (keeps requires_grad)
+  void to(Device d);  // moves every parameter and buffer (keeps requires_grad); drops the arenas
+  // Moves every parameter into one buffer and every buffer of the same dtype into another
+  // (each tensor becomes a view at a kArenaAlign-aligned offset; names, shapes and values are
+  // unchanged) and gives each parameter that requires grad a gradient slot in a third, so the
+  // optimizer, the EMA, the gradient all-reduce and the broadcasts each work on one buffer.
+  // All parameters must share one device and one float dtype. Call after to(device).
+  void pack_parameters();
+  const Arena& arena() const { return arena_; }  // undefined before pack_parameters()
   // Copies every parameter and buffer of `other` (a module of the same structure) into this
   // one's tensors, where they are (device to device on a GPU: no host round trip).
   void copy_from(const Module& other);
@@ -75,6 +94,7 @@ class Module {
  private:
   void collect(const std::string& prefix, bool buffers, std::vector<NamedTensor>& out) const;
   std::vector<NamedTensor> params_, buffers_;
+  Arena arena_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

@@ -1,15 +1,20 @@
 // Optimizers (PyTorch semantics), learning-rate schedules and the EMA teacher update.
 //
-// Each parameter tensor is updated by one fused kernel (kernels/*/optim): gradient, weight
-// decay, moments and the parameter in a single pass. Parameters without a gradient are
-// skipped, as in PyTorch. Parameter groups carry their own base learning rate; a schedule
-// gives a factor that multiplies every group's base rate.
+// One fused kernel (kernels/*/optim) reads gradient, parameter and state and writes parameter
+// and state in a single pass. When the parameters live in a model's arena
+// (Module::pack_parameters) the whole step is one launch over it: the parameters with a
+// gradient form spans of the arena, each with its group's learning rate and weight decay,
+// and the state (moments, momentum) is kept in arenas of the same layout. Otherwise each
+// parameter tensor is one launch. Parameters without a gradient are skipped, as in PyTorch.
+// Parameter groups carry their own base learning rate; a schedule gives a factor that
+// multiplies every group's base rate.
 #pragma once
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/optim_math.h"
 
 namespace c3::nn {
 
@@ -38,9 +43,29 @@ class Optimizer {
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t steps) = 0;
 
  protected:
+  // Where the parameter with index i of group gi lives in the arena (element offset).
+  struct ArenaEntry {
+    int64_t offset, numel;
+    size_t group, index;
+  };
+  // True when every parameter is a view into one buffer with its gradient slot at the same
+  // offset of another (Module::pack_parameters); fills arena_ (sorted by offset).
+  bool find_arena();
+  // The spans of the arena to update this step (parameters with a gradient; consecutive
+  // ones of a group merge), in launches of at most kMaxArenaSpans; first_step(gi, i) says
+  // whether the parameter's state starts now (SGD's momentum).
+  template <class F> std::vector<kernels::ArenaSpans> arena_spans(F&& first_step) const;
+  // The state slot of parameter (gi, i) as a view into `state` (an arena of the parameters'
+  // layout, made on first use); a slot loaded from a checkpoint is copied into it.
+  Tensor& state_view(Tensor& state, std::vector<std::vector<Tensor>>& slots, size_t gi, size_t i);
+  virtual void reset_state_arenas() = 0;  // forget the state arenas (the slots keep their values)
+
   std::vector<ParamGroup> groups_;
   double lr_factor_ = 1.0;
   int64_t steps_ = 0;
+  std::vector<ArenaEntry> arena_;
+  int64_t arena_numel_ = 0;
+  const void* arena_base_ = nullptr;  // the parameter arena's storage the state arenas belong to
 };
 
 class Adam : public Optimizer {
@@ -53,6 +78,8 @@ class Adam : public Optimizer {
  private:
   double beta1_, beta2_, eps_;
   std::vector<std::vector<Tensor>> m_, v_;  // per group, per parameter (created lazily)
+  Tensor m_arena_, v_arena_;                // their storage when the parameters are in an arena
+  void reset_state_arenas() override { m_arena_ = v_arena_ = Tensor(); }
 };
 
 class SGD : public Optimizer {
@@ -66,6 +93,8 @@ class SGD : public Optimizer {
   double momentum_, dampening_;
   bool nesterov_;
   std::vector<std::vector<Tensor>> buf_;
+  Tensor buf_arena_;
+  void reset_state_arenas() override { buf_arena_ = Tensor(); }
 };
 
 // Poly decay (1 - step/total)^power, after an optional linear warm-up from warmup_start
@@ -78,10 +107,12 @@ struct PolySchedule {
   double factor(int64_t step) const;
 };
 
-// teacher <- decay * teacher + (1 - decay) * student, tensor by tensor (same shapes).
+// teacher <- decay * teacher + (1 - decay) * student for each pair (same shapes), in one
+// launch per kMaxEmaSpans pairs.
 void ema_update(const std::vector<Tensor>& teacher, const std::vector<Tensor>& student, double decay);
 // The teacher model follows the student model: ema_update over their parameters and their
 // float buffers (BatchNorm statistics; integer counters are left alone), without gradient.
+// When both models are packed (Module::pack_parameters) it is one launch over their arenas.
 void ema_update(Module& teacher, const Module& student, double decay);
 // METHOD.md: decay = min(1 - 1/(k+1), 0.99) after k EMA updates.
 inline double ema_decay(int64_t k, double max_decay = 0.99) {

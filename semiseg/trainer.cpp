@@ -110,6 +110,7 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   if (!cfg_.model.pretrained.empty()) student_->backbone->load_pretrained(cfg_.model.pretrained);
   student_->to(device_);
+  student_->pack_parameters();  // one buffer each for parameters, gradients, buffers (nn/module.h)
   if (cfg_.model.sync_bn) nn::set_sync_batch_norm(*student_, comm_);
   std::vector<nn::ParamGroup> groups = {{"backbone", student_->backbone_parameters(), cfg_.train.lr_backbone, cfg_.train.weight_decay},
                                         {"head", student_->head_parameters(), cfg_.train.lr_head, cfg_.train.weight_decay}};
@@ -153,6 +154,7 @@ void Trainer::start_semi_phase() {
   // The teacher starts as a copy of the student (METHOD.md), then follows it by EMA.
   teacher_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   teacher_->to(device_);
+  teacher_->pack_parameters();  // the EMA is then one launch over the two models' arenas
   teacher_->copy_from(*student_);  // device to device
   teacher_->eval();
   for (const nn::NamedTensor& p : teacher_->named_parameters()) *p.tensor = p.tensor->detach();

@@ -16,6 +16,7 @@
 #include "core/ops_norm.h"
 #include "data/synthetic.h"
 #include "nn/layers.h"
+#include "nn/module.h"
 #include "nn/safetensors.h"
 #include "semiseg/ops_dcrs.h"
 #include "semiseg/trainer.h"
@@ -164,6 +165,44 @@ TEST_CASE("dist: average_gradients averages in buckets and zero-fills a gradient
   REQUIRE(q.grad().defined());
   CHECK(q.grad().to_vector<float>() == std::vector<float>{4.f / float(n), -8.f / float(n)});
   CHECK_FALSE(unused.grad().defined());
+}
+
+TEST_CASE("dist: contiguous_runs merges neighbours of one storage, across an arena's padding only") {
+  Tensor flat = Tensor::zeros({40});
+  Tensor a = flat.narrow0(0, 5), b = flat.narrow0(5, 3), c = flat.narrow0(9, 4), loose = Tensor::zeros({2});
+  auto runs = dist::contiguous_runs({c, loose, b, a});  // storage order of first appearance, then offsets
+  REQUIRE(runs.size() == 3);
+  CHECK((runs[0].storage_offset() == 0 && runs[0].numel() == 8));  // a and b touch
+  CHECK((runs[1].storage_offset() == 9 && runs[1].numel() == 4));  // one element apart: not merged
+  CHECK(runs[2].same_storage(loose));
+
+  struct Two : nn::Module {
+    Tensor w = Tensor::zeros({5}).set_requires_grad(), v = Tensor::zeros({2, 3}).set_requires_grad();
+    Tensor rm = Tensor::zeros({3});
+    Two() { register_parameter("w", &w), register_parameter("v", &v), register_buffer("rm", &rm); }
+  } m;
+  m.pack_parameters();
+  runs = dist::contiguous_runs({m.v, m.w});  // 5 elements, 11 of padding, then 6: one run
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0].numel() == 22);
+  CHECK(runs[0].same_storage(m.arena().params));
+}
+
+TEST_CASE("dist: average_gradients of a packed model averages in place in the gradient arena") {
+  const int n = dist::world_size(), r = dist::rank();
+  struct Two : nn::Module {
+    Tensor w = Tensor::zeros({5}).set_requires_grad(), v = Tensor::zeros({3}).set_requires_grad();
+    Two() { register_parameter("w", &w), register_parameter("v", &v); }
+  } m;
+  m.pack_parameters();
+  sum(mul(m.w, double(r + 1))).backward();  // dw = r + 1; v has a gradient on rank 0 only
+  if (r == 0) sum(mul(m.v, 3.0)).backward();
+  dist::average_gradients({m.w, m.v});
+  CHECK(m.w.grad().same_storage(m.arena().grads));
+  REQUIRE(m.v.grad().defined());
+  CHECK(m.v.grad().same_storage(m.arena().grads));
+  CHECK(m.w.grad().to_vector<float>() == std::vector<float>(5, float(n + 1) / 2));
+  CHECK(m.v.grad().to_vector<float>() == std::vector<float>(3, 3.f / float(n)));
 }
 
 // SyncBN over N ranks with rows of a batch equals train-mode BatchNorm of the whole batch.

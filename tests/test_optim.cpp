@@ -1,6 +1,8 @@
 // Optimizers, schedules, EMA, and the module tree (names, state_dict layout conversion).
 // The Adam, SGD and EMA kernels' emulated-vs-CPU checks are the kernel lab's entries
 // (bench/lab/k_elementwise.cpp, run by tests/test_kernel_lab.cpp).
+#include "kernels/launch_counter.h"
+#include "nn/deeplab.h"
 #include "nn/module.h"
 #include "nn/optim.h"
 #include "tests/helpers.h"
@@ -149,4 +151,162 @@ TEST_CASE("module: PyTorch names, OIHW conversion, strict and non-strict loading
   auto wrong_dtype = sd;
   wrong_dtype[1].second = wrong_dtype[1].second.cast(DType::f64);
   CHECK_THROWS_WITH_AS(other.load_state_dict(wrong_dtype), doctest::Contains("conv1.bias: file f64 vs model f32"), Error);
+}
+
+namespace {
+DeepLabConfig tiny_deeplab() {
+  DeepLabConfig cfg;
+  cfg.head = HeadKind::deeplab_v3plus;
+  cfg.num_classes = 4;
+  cfg.backbone.depth = 18;
+  cfg.backbone.width = 0.125;
+  cfg.backbone.output_stride = 16;
+  cfg.aspp_channels = 8;
+  cfg.low_level_channels = 4;
+  cfg.proj_dim = 4;
+  cfg.dropout = 0;
+  return cfg;
+}
+// A loss over the logits and, when `contrast`, the projection head too (which otherwise gets
+// no gradient, as in the warm-up phase).
+Tensor tiny_loss(DeepLab& m, const Tensor& x, bool contrast) {
+  ResNetFeatures f = m.features(x);
+  Tensor loss = sum(mul(m.classify(f), m.classify(f)));
+  if (contrast) loss = add(loss, sum(m.project(f.layer4)));
+  return loss;
+}
+std::unique_ptr<Optimizer> make_opt(DeepLab& m, bool adam) {
+  std::vector<ParamGroup> g = {{"backbone", m.backbone_parameters(), 0.01, 1e-4}, {"head", m.head_parameters(), 0.1, 1e-4}};
+  if (adam) return std::make_unique<Adam>(g);
+  return std::make_unique<SGD>(g, 0.9);
+}
+double max_diff(const std::vector<std::pair<std::string, Tensor>>& a, const std::vector<std::pair<std::string, Tensor>>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(a[i].first == b[i].first);
+    const auto x = a[i].second.cast(DType::f64).to_vector<double>(), y = b[i].second.cast(DType::f64).to_vector<double>();
+    REQUIRE(x.size() == y.size());
+    for (size_t k = 0; k < x.size(); ++k) d = std::max(d, std::abs(x[k] - y[k]));
+  }
+  return d;
+}
+}  // namespace
+
+TEST_CASE("arena: pack_parameters makes views of one buffer, keeps names and values, gradients land in the slots") {
+  DeepLab m(tiny_deeplab(), 5);
+  const auto before = m.state_dict();
+  std::vector<bool> trainable;
+  for (const NamedTensor& p : m.named_parameters()) trainable.push_back(p.tensor->requires_grad());
+  m.pack_parameters();
+  const Arena& a = m.arena();
+  REQUIRE(a.defined());
+  CHECK(max_diff(before, m.state_dict()) == 0);
+  size_t k = 0;
+  for (const NamedTensor& p : m.named_parameters()) {
+    CHECK(p.tensor->same_storage(a.params));
+    CHECK(p.tensor->requires_grad() == trainable[k++]);
+    CHECK(p.tensor->impl().offset % (kArenaAlign * 4) == 0);
+  }
+  for (const NamedTensor& b : m.named_buffers())
+    CHECK(b.tensor->same_storage(a.buffers) == (b.tensor->dtype() == DType::f32));
+  // The arenas hold the parameters (and zeros in the gaps) and nothing else.
+  int64_t n = 0;
+  for (const NamedTensor& p : m.named_parameters()) n += (p.tensor->numel() + kArenaAlign - 1) / kArenaAlign * kArenaAlign;
+  CHECK(a.params.numel() == n);
+  CHECK(a.grads.numel() == n);
+
+  Tensor x = random_tensor({2, 33, 33, 3}, 2);
+  tiny_loss(m, x, false).backward();
+  Tensor w = m.head_parameters()[0];
+  REQUIRE(w.grad().defined());
+  CHECK(w.grad().same_storage(a.grads));
+  const auto g1 = w.grad().to_vector<float>();
+  tiny_loss(m, x, false).backward();  // accumulates in place: twice the gradient
+  const auto g2 = w.grad().to_vector<float>();
+  for (size_t i = 0; i < g1.size(); i += 7) CHECK(g2[i] == doctest::Approx(2 * g1[i]).epsilon(1e-5));
+  for (const Tensor& p : m.proj_head->parameters()) CHECK_FALSE(p.grad().defined());
+  m.zero_grad();
+  CHECK_FALSE(w.grad().defined());
+  tiny_loss(m, x, false).backward();  // after zero_grad the slot is overwritten, not added to
+  const auto g3 = w.grad().to_vector<float>();
+  for (size_t i = 0; i < g1.size(); i += 7) CHECK(g3[i] == g1[i]);
+}
+
+TEST_CASE("arena: Adam and SGD over a packed model give the unpacked model's numbers exactly, in one launch a step") {
+  for (bool adam : {true, false}) {
+    CAPTURE(adam);
+    DeepLab plain(tiny_deeplab(), 5), packed(tiny_deeplab(), 5);
+    packed.pack_parameters();
+    auto op = make_opt(plain, adam), ok = make_opt(packed, adam);
+    for (int step = 0; step < 4; ++step) {
+      // Steps 0-1 leave the projection head without a gradient (skipped: its state starts at
+      // step 2, SGD's momentum buffer then starts from its gradient while the rest continue).
+      const bool contrast = step >= 2;
+      Tensor x = random_tensor({2, 33, 33, 3}, 10 + step);
+      for (DeepLab* m : {&plain, &packed}) m->zero_grad();
+      tiny_loss(plain, x, contrast).backward();
+      tiny_loss(packed, x, contrast).backward();
+      op->set_lr_factor(1.0 - 0.2 * step);  // 0.4 at the last step
+      ok->set_lr_factor(1.0 - 0.2 * step);
+      op->step();
+      const uint64_t l0 = kernels::launches();
+      ok->step();
+      CHECK(kernels::launches() - l0 == 1);
+      CHECK(max_diff(plain.state_dict(), packed.state_dict()) == 0);
+    }
+    const auto so = op->state(), sk = ok->state();
+    CHECK(max_diff(so, sk) == 0);
+    CHECK(so.size() == (adam ? 2 : 1) * (plain.backbone_parameters().size() + plain.head_parameters().size()));
+
+    // A checkpoint's state loads into a packed optimizer and continues identically.
+    DeepLab resumed(tiny_deeplab(), 5);
+    resumed.load_state_dict(packed.state_dict());
+    resumed.pack_parameters();
+    auto orr = make_opt(resumed, adam);
+    orr->load_state(sk, ok->steps());
+    orr->set_lr_factor(0.4);
+    Tensor x = random_tensor({2, 33, 33, 3}, 99);
+    for (DeepLab* m : {&plain, &resumed}) {
+      m->zero_grad();
+      tiny_loss(*m, x, true).backward();
+    }
+    op->step();
+    orr->step();
+    CHECK(max_diff(plain.state_dict(), resumed.state_dict()) == 0);
+  }
+}
+
+TEST_CASE("arena: the EMA of a packed teacher is one launch and equals the tensor-by-tensor update") {
+  DeepLab s1(tiny_deeplab(), 1), t1(tiny_deeplab(), 2), s2(tiny_deeplab(), 1), t2(tiny_deeplab(), 2);
+  s2.pack_parameters();
+  t2.pack_parameters();
+  const uint64_t l0 = kernels::launches();
+  ema_update(t2, s2, 0.9);
+  CHECK(kernels::launches() - l0 == 1);
+  ema_update(t1, s1, 0.9);
+  CHECK(max_diff(t1.state_dict(), t2.state_dict()) == 0);
+  CHECK(max_diff(t1.state_dict(), s1.state_dict()) > 0);
+}
+
+TEST_CASE("arena: the optimizer step and the EMA of ResNet-101 DeepLab-v3+ are at most 3 launches") {
+  DeepLabConfig cfg;
+  cfg.head = HeadKind::deeplab_v3plus;
+  cfg.backbone.depth = 101;
+  cfg.backbone.output_stride = 16;
+  DeepLab student(cfg, 1), teacher(cfg, 1);
+  student.pack_parameters();
+  teacher.pack_parameters();
+  SGD opt({{"backbone", student.backbone_parameters(), 0.01, 1e-4}, {"head", student.head_parameters(), 0.1, 1e-4}}, 0.9);
+  tiny_loss(student, random_tensor({2, 33, 33, 3}, 3), true).backward();
+  const uint64_t l0 = kernels::launches();
+  opt.step();
+  const uint64_t l1 = kernels::launches();
+  ema_update(teacher, student, 0.99);
+  const uint64_t n = kernels::launches() - l0;
+  MESSAGE("ResNet-101 DeepLab-v3+ (", student.num_parameters(), " parameters): optimizer step ", l1 - l0, " + EMA ",
+          n - (l1 - l0), " launches");
+  CHECK(n <= 3);
+  CHECK(l1 - l0 == 1);  // every trainable parameter has a gradient: two spans (two groups), one launch
+  CHECK(n - (l1 - l0) == 1);
 }

@@ -1,6 +1,7 @@
 // Kernel lab: elementwise kernels and the optimizer updates (Adam, SGD, EMA), on the
 // layer4 activations of the reference protocol (16 x 33 x 65 x 2048) and on the parameters
 // of DeepLab-v2 ResNet-101 with the projection head (44.5 M floats).
+#include <algorithm>
 #include <memory>
 
 #include "bench/lab/lab.h"
@@ -153,6 +154,85 @@ Case ema_case(Backend b, const Scale& s) {
       [&v, st] { return compare("teacher", v[0].download(), v[0].vec(), kRtol, kAtol); });
 }
 
+// Version 2 of the optimizer updates: one launch over an arena of n floats with three spans
+// in two groups, gaps between them left alone (checked: they must come back unchanged), and
+// SGD's first-step flag on one span.
+kernels::ArenaSpans arena_spans(int64_t n) {
+  kernels::ArenaSpans sp{};
+  const int64_t q = n / 4, b1 = std::min(q + 16, n), b2 = std::min(2 * q + 40, n);
+  sp.span[0] = {0, q, 0, 0};
+  sp.span[1] = {b1, std::min(q, n - b1), 1, 1};
+  sp.span[2] = {b2, std::max<int64_t>(n - b2 - 3, 0), 0, 0};
+  sp.n = 3;
+  sp.total = sp.span[0].count + sp.span[1].count + sp.span[2].count;
+  sp.lr[0] = 1e-4f, sp.lr[1] = 1e-3f;
+  sp.weight_decay[0] = 1e-4f, sp.weight_decay[1] = 0.f;
+  return sp;
+}
+
+Case adam_arena_case(Backend b, const Scale& s) {
+  const int64_t n = s.params;
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n, 4));  // p, g, m, v
+  auto& v = *st;
+  for (float& x : v[3].vec()) x = x * x;
+  v[3].upload();
+  const kernels::AdamParams a{0.f, 0.9f, 0.999f, 1e-8f, 0.f, 1 - 0.9f * 0.9f, 1 - 0.999f * 0.999f};
+  const kernels::ArenaSpans sp = arena_spans(n);
+  return make_case(
+      b, dims({n}), double(7 * sp.total) * 4,
+      [&v, st, sp, a] { kernels::cpu::adam_arena(v[0].host(), v[1].host(), v[2].host(), v[3].host(), sp, a); },
+      [&v, st, sp, a, b] { LAB_DEV(b, adam_arena_f32, v[0].dev(), v[1].dev(), v[2].dev(), v[3].dev(), sp, a); },
+      [&v, st] {
+        return all_of({compare("p", v[0].download(), v[0].vec(), kRtol, kAtol),
+                       compare("m", v[2].download(), v[2].vec(), kRtol, kAtol),
+                       compare("v", v[3].download(), v[3].vec(), kRtol, kAtol)});
+      });
+}
+
+Case sgd_arena_case(Backend b, const Scale& s) {
+  const int64_t n = s.params;
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n, 3));
+  auto& v = *st;
+  const kernels::SgdParams p{0.f, 0.9f, 0.f, 0.f, false, false};
+  const kernels::ArenaSpans sp = arena_spans(n);
+  return make_case(
+      b, dims({n}), double(5 * sp.total) * 4,
+      [&v, st, sp, p] { kernels::cpu::sgd_arena(v[0].host(), v[1].host(), v[2].host(), sp, p); },
+      [&v, st, sp, p, b] { LAB_DEV(b, sgd_arena_f32, v[0].dev(), v[1].dev(), v[2].dev(), sp, p); },
+      [&v, st] {
+        return all_of({compare("p", v[0].download(), v[0].vec(), kRtol, kAtol),
+                       compare("buf", v[2].download(), v[2].vec(), kRtol, kAtol)});
+      });
+}
+
+// The teacher's parameter and buffer arenas as two spans of one launch (a tenth of n for the
+// buffers), two separate allocations each.
+Case ema_spans_case(Backend b, const Scale& s) {
+  const int64_t n = s.params, nb = n / 10 + 1;
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n, 2));  // teacher, student
+  for (int i = 0; i < 2; ++i) {
+    st->emplace_back(b, nb);
+    fill_uniform(st->back().vec(), -1.f, 1.f, 200 + uint64_t(i));
+    st->back().upload();
+  }
+  auto& v = *st;
+  auto spans = [&v, n, nb](bool dev) {
+    kernels::EmaSpans<float> e{};
+    e.n = 2;
+    e.total = n + nb;
+    e.teacher[0] = dev ? v[0].dev() : v[0].host(), e.student[0] = dev ? v[1].dev() : v[1].host(), e.count[0] = n;
+    e.teacher[1] = dev ? v[2].dev() : v[2].host(), e.student[1] = dev ? v[3].dev() : v[3].host(), e.count[1] = nb;
+    return e;
+  };
+  return make_case(
+      b, dims({n}) + "+" + dims({nb}), double(3 * (n + nb)) * 4, [&v, st, spans] { kernels::cpu::ema_spans(spans(false), 0.99f); },
+      [&v, st, spans, b] { LAB_DEV(b, ema_spans_f32, spans(true), 0.99f); },
+      [&v, st] {
+        return all_of({compare("teacher", v[0].download(), v[0].vec(), kRtol, kAtol),
+                       compare("teacher buffers", v[2].download(), v[2].vec(), kRtol, kAtol)});
+      });
+}
+
 const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same); }});
 const Register r2({"elementwise", "mul_channel", 1, "a * w[c], per-channel broadcast (binary_f32)",
@@ -165,6 +245,9 @@ const Register r5({"elementwise", "axpy", 1, "y += a x (gradient accumulation)",
 const Register r6({"optim", "adam", 1, "fused Adam step, L2 weight decay", adam_case});
 const Register r7({"optim", "sgd", 1, "fused SGD step, momentum 0.9", sgd_case});
 const Register r8({"optim", "ema", 1, "teacher EMA update", ema_case});
+const Register r6b({"optim", "adam", 2, "one launch over a parameter arena: 3 spans, 2 groups (adam_arena)", adam_arena_case});
+const Register r7b({"optim", "sgd", 2, "one launch over a parameter arena, first-step span (sgd_arena)", sgd_arena_case});
+const Register r8b({"optim", "ema", 2, "parameter and buffer arenas in one launch (ema_spans)", ema_spans_case});
 
 }  // namespace
 }  // namespace lab
