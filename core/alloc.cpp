@@ -1,5 +1,6 @@
 #include "core/alloc.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -44,45 +45,70 @@ CachingAllocator::~CachingAllocator() {
 }
 
 size_t CachingAllocator::round_size(size_t bytes) {
-  if (bytes == 0) bytes = 1;
-  constexpr size_t kSmall = 512, kLarge = 2 << 20, kSplit = 1 << 20;
-  if (bytes < kSplit) return (bytes + kSmall - 1) / kSmall * kSmall;
-  return (bytes + kLarge - 1) / kLarge * kLarge;
+  constexpr size_t kMin = 512;
+  return bytes < kMin ? kMin : (bytes + kMin - 1) / kMin * kMin;
+}
+
+size_t CachingAllocator::segment_size(size_t n) {
+  if (n <= kSmallRequest) return kSmallSegment;
+  if (n < kMinLargeAlloc) return kLargeSegment;
+  return (n + kRoundLarge - 1) / kRoundLarge * kRoundLarge;
+}
+
+CachingAllocator::Block* CachingAllocator::take_free(size_t n, bool small) {
+  std::set<Block*, BySize>& free = pool(small);
+  Block key{nullptr, n};
+  auto it = free.lower_bound(&key);
+  if (it == free.end()) return nullptr;
+  Block* b = *it;
+  free.erase(it);
+  return b;
 }
 
 void* CachingAllocator::allocate(size_t bytes) {
   const size_t n = round_size(bytes);
+  const bool small = n <= kSmallRequest;
   std::lock_guard<std::mutex> lock(mu_);
-  void* p = nullptr;
-  auto it = free_.find(n);
-  if (it != free_.end()) {
-    p = it->second;
-    free_.erase(it);
-    st_.cached -= n;
+  Block* b = take_free(n, small);
+  if (b) {
     ++st_.hits;
   } else {
-    p = backend_->alloc(n);
-    if (!p && !free_.empty()) {  // give the cache back and try once more
-      for (auto& [sz, q] : free_) { backend_->free(q); ++st_.backend_frees; }
-      st_.reserved -= st_.cached;
-      st_.cached = 0;
-      free_.clear();
-      p = backend_->alloc(n);
+    const size_t seg = segment_size(n);
+    void* p = backend_->alloc(seg);
+    if (!p) {  // give the free segments back and try once more
+      free_segments();
+      p = backend_->alloc(seg);
     }
     if (!p) {
       std::ostringstream m;
-      m << backend_->name() << " out of memory: tried to allocate " << bytes << " bytes ("
-        << (bytes >> 20) << " MiB); " << (st_.in_use >> 20) << " MiB in use, peak " << (st_.peak >> 20)
-        << " MiB. Lower the batch size or the crop size.";
+      m << backend_->name() << " out of memory: tried to allocate " << bytes << " bytes (" << (bytes >> 20)
+        << " MiB, a new segment of " << (seg >> 20) << " MiB); " << (st_.in_use >> 20) << " MiB allocated, "
+        << (st_.reserved >> 20) << " MiB reserved, peak " << (st_.peak >> 20)
+        << " MiB allocated. Lower the batch size or the crop size.";
       throw OutOfMemory(m.str());
     }
     ++st_.backend_allocs;
-    st_.reserved += n;
+    st_.reserved += seg;
+    st_.peak_reserved = std::max(st_.peak_reserved, st_.reserved);
+    b = new Block{static_cast<char*>(p), seg, false, small};
   }
-  live_[p] = n;
-  st_.in_use += n;
-  if (st_.in_use > st_.peak) st_.peak = st_.in_use;
-  return p;
+  // Split off what is not needed when the rest is worth keeping (small pool: 512 bytes or
+  // more; large pool: more than 1 MiB, so large blocks do not crumble into small pieces).
+  const size_t rest = b->size - n;
+  if (small ? rest >= 512 : rest > kSmallRequest) {
+    Block* r = new Block{b->ptr + n, rest, false, small, b, b->next};
+    if (b->next) b->next->prev = r;
+    b->next = r;
+    b->size = n;
+    pool(small).insert(r);
+    ++st_.splits;
+  }
+  b->used = true;
+  live_[b->ptr] = b;
+  st_.in_use += b->size;
+  st_.cached = st_.reserved - st_.in_use;
+  st_.peak = std::max(st_.peak, st_.in_use);
+  return b->ptr;
 }
 
 void CachingAllocator::release(void* p) {
@@ -90,19 +116,54 @@ void CachingAllocator::release(void* p) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(p);
   C3_CHECK(it != live_.end(), "CachingAllocator::release: pointer was not allocated here");
-  const size_t n = it->second;
+  Block* b = it->second;
   live_.erase(it);
-  st_.in_use -= n;
-  st_.cached += n;
-  free_.emplace(n, p);
+  st_.in_use -= b->size;
+  st_.cached = st_.reserved - st_.in_use;
+  b->used = false;
+  std::set<Block*, BySize>& free = pool(b->small);
+  for (Block* nb : {b->prev, b->next}) {  // merge with free neighbours of the segment
+    if (!nb || nb->used) continue;
+    free.erase(nb);
+    if (nb == b->prev) {
+      nb->size += b->size;
+      nb->next = b->next;
+      if (b->next) b->next->prev = nb;
+      delete b;
+      b = nb;
+    } else {
+      b->size += nb->size;
+      b->next = nb->next;
+      if (nb->next) nb->next->prev = b;
+      delete nb;
+    }
+    ++st_.merges;
+  }
+  free.insert(b);
+}
+
+void CachingAllocator::free_segments() {
+  for (bool small : {true, false}) {
+    std::set<Block*, BySize>& free = pool(small);
+    for (auto it = free.begin(); it != free.end();) {
+      Block* b = *it;
+      if (b->prev || b->next) {
+        ++it;
+        continue;
+      }
+      backend_->free(b->ptr);
+      ++st_.backend_frees;
+      st_.reserved -= b->size;
+      delete b;
+      it = free.erase(it);
+    }
+  }
+  st_.cached = st_.reserved - st_.in_use;
 }
 
 void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [n, p] : free_) { backend_->free(p); ++st_.backend_frees; }
-  st_.reserved -= st_.cached;
-  st_.cached = 0;
-  free_.clear();
+  free_segments();
 }
 
 AllocStats CachingAllocator::stats() const {
@@ -112,6 +173,7 @@ AllocStats CachingAllocator::stats() const {
 void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mu_);
   st_.peak = st_.in_use;
+  st_.peak_reserved = st_.reserved;
 }
 
 namespace {
@@ -139,6 +201,46 @@ CachingAllocator& cuda_allocator() {
   // Never destroyed: tensors with static lifetime may outlive it otherwise.
   static CachingAllocator* a = new CachingAllocator(std::make_unique<CudaBackend>());
   return *a;
+}
+
+namespace {
+std::mutex g_host_mu;
+AllocStats g_host;
+std::mutex g_trace_mu;
+std::vector<AllocEvent>* g_trace = nullptr;
+}  // namespace
+
+AllocStats host_tensor_stats() {
+  std::lock_guard<std::mutex> lock(g_host_mu);
+  return g_host;
+}
+void reset_host_tensor_peak() {
+  std::lock_guard<std::mutex> lock(g_host_mu);
+  g_host.peak = g_host.in_use;
+  g_host.peak_reserved = g_host.reserved;
+}
+void note_host_tensor_alloc(size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_host_mu);
+  g_host.in_use += bytes;
+  g_host.reserved = g_host.in_use;
+  g_host.peak = std::max(g_host.peak, g_host.in_use);
+  g_host.peak_reserved = g_host.peak;
+  ++g_host.backend_allocs;
+}
+void note_host_tensor_free(size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_host_mu);
+  g_host.in_use -= bytes;
+  g_host.reserved = g_host.in_use;
+  ++g_host.backend_frees;
+}
+
+void set_alloc_trace(std::vector<AllocEvent>* trace) {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  g_trace = trace;
+}
+void note_alloc_event(const void* id, size_t bytes, bool alloc) {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  if (g_trace) g_trace->push_back({id, bytes, alloc});
 }
 
 }  // namespace c3

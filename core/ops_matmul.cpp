@@ -16,16 +16,26 @@ std::string op_desc(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   return detail::concat("matmul(", a.desc(), ta ? " (transposed)" : "", ", ", b.desc(), tb ? " (transposed)" : "", ")");
 }
 
+// cuBLAS works in 32 MiB from the caching allocator (PyTorch's size for Hopper), one per host
+// thread, made before the thread's handle so that it outlives it.
+[[maybe_unused]] void ensure_cublas_workspace() {
+  thread_local Tensor ws;
+  if (ws.defined()) return;
+  ws = Tensor::empty({32 << 20}, DType::u8, Device::cuda);
+  C3_CUDA("matmul", kernels::cuda::gemm_set_workspace(ws.raw(), ws.nbytes()));
+}
+
 // out = op(a) op(b), no autograd.
 Tensor matmul_raw(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   const int64_t M = ta ? a.dim(1) : a.dim(0), K = ta ? a.dim(0) : a.dim(1);
   const int64_t N = tb ? b.dim(0) : b.dim(1);
   Tensor out = Tensor::empty({M, N}, a.dtype(), a.device());
   const int64_t lda = a.dim(1), ldb = b.dim(1);
-  if (a.is_cuda())
-    C3_CUDA("matmul", kernels::cuda::gemm_f32(ta, tb, M, N, K, 1.f, a.data<float>(), lda, b.data<float>(), ldb, 0.f,
-                                              out.data<float>(), N, allow_tf32()));
-  else if (a.dtype() == DType::f32)
+  if (a.is_cuda()) {
+    C3_CUDA("matmul", ensure_cublas_workspace();
+            kernels::cuda::gemm_f32(ta, tb, M, N, K, 1.f, a.data<float>(), lda, b.data<float>(), ldb, 0.f, out.data<float>(),
+                                    N, allow_tf32()));
+  } else if (a.dtype() == DType::f32)
     kernels::cpu::gemm(ta, tb, M, N, K, 1.f, a.data<float>(), lda, b.data<float>(), ldb, 0.f, out.data<float>(), N);
   else
     kernels::cpu::gemm(ta, tb, M, N, K, 1.0, a.data<double>(), lda, b.data<double>(), ldb, 0.0, out.data<double>(), N);

@@ -55,8 +55,10 @@ bool cuda_available() {
 }
 
 Storage::Storage(size_t n, Device d) : bytes(n), device(d) {
-  if (d == Device::cpu) data = host_alloc(n);
-  else {
+  if (d == Device::cpu) {
+    data = host_alloc(n);
+    note_host_tensor_alloc(n);
+  } else {
     C3_CHECK(cuda_available(), "cannot allocate CUDA memory: ",
 #ifdef C3_HAVE_CUDA
              "no GPU is visible"
@@ -66,10 +68,16 @@ Storage::Storage(size_t n, Device d) : bytes(n), device(d) {
     );
     data = cuda_allocator().allocate(n);
   }
+  note_alloc_event(this, n, true);
 }
 Storage::~Storage() {
-  if (device == Device::cpu) host_free(data);
-  else cuda_allocator().release(data);
+  note_alloc_event(this, bytes, false);
+  if (device == Device::cpu) {
+    host_free(data);
+    note_host_tensor_free(bytes);
+  } else {
+    cuda_allocator().release(data);
+  }
 }
 
 namespace {

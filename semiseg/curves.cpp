@@ -152,8 +152,8 @@ RunMetrics read_metrics(const std::string& path) {
 
 bool is_loss_key(const std::string& k) {
   static const char* not_losses[] = {"images_per_s", "kept", "agree_teacher", "acc_labeled", "skipped_samples",
-                                     "gpu_peak_mib", "host_syncs"};
-  if (k.rfind("lr_", 0) == 0 || k.rfind("val_", 0) == 0 || k.rfind("dcrs_", 0) == 0) return false;
+                                     "host_syncs"};
+  if (k.rfind("lr_", 0) == 0 || k.rfind("val_", 0) == 0 || k.rfind("dcrs_", 0) == 0 || k.rfind("mem_", 0) == 0) return false;
   for (const char* n : not_losses)
     if (k == n) return false;
   return true;

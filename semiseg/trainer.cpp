@@ -520,7 +520,15 @@ void Trainer::log_step(int64_t step, double loss, const StepOutput& out, bool se
   sync_mark_ = host_syncs();
   j["phase"] = semi ? "semi" : "warmup";
   if (cfg_.data.skip_bad_samples) j["skipped_samples"] = data_.skipped();
-  if (device_ == Device::cuda) j["gpu_peak_mib"] = double(cuda_allocator().stats().peak) / (1 << 20);
+  // Tensor memory of this process on the training device: allocated now, reserved (the
+  // caching allocator's segments; on the CPU the same as allocated) and the peak allocated
+  // since the previous training line.
+  const AllocStats mem = device_ == Device::cuda ? cuda_allocator().stats() : host_tensor_stats();
+  j["mem_allocated_mib"] = double(mem.in_use) / (1 << 20);
+  j["mem_reserved_mib"] = double(mem.reserved) / (1 << 20);
+  j["mem_peak_mib"] = double(mem.peak) / (1 << 20);
+  if (device_ == Device::cuda) cuda_allocator().reset_peak();
+  else reset_host_tensor_peak();
   if (!out.thresholds.empty()) {
     j["dcrs_thresholds"] = out.thresholds;
     j["dcrs_kept_per_class"] = out.kept_per_class;

@@ -63,44 +63,79 @@ TEST_CASE("autograd: saved tensors are freed once backward has used them") {
   CHECK(saved.expired());
 }
 
-TEST_CASE("caching allocator: reuse, statistics, empty_cache, out of memory") {
-  struct HostBackend : CachingAllocator::Backend {
-    int allocs = 0, frees = 0;
-    size_t limit = 8 << 20, used = 0;
-    std::map<void*, size_t> sizes;
-    void* alloc(size_t n) override {
-      if (used + n > limit) return nullptr;
-      ++allocs; used += n;
-      void* p = std::malloc(n); sizes[p] = n; return p;
-    }
-    void free(void* p) override { ++frees; used -= sizes[p]; sizes.erase(p); std::free(p); }
-    const char* name() const override { return "test"; }
-  };
+namespace {
+struct HostBackend : CachingAllocator::Backend {
+  int allocs = 0, frees = 0;
+  size_t limit = 64 << 20, used = 0;
+  std::map<void*, size_t> sizes;
+  void* alloc(size_t n) override {
+    if (used + n > limit) return nullptr;
+    ++allocs, used += n;
+    void* p = std::malloc(n);
+    sizes[p] = n;
+    return p;
+  }
+  void free(void* p) override { ++frees, used -= sizes[p], sizes.erase(p), std::free(p); }
+  const char* name() const override { return "test"; }
+};
+}  // namespace
+
+TEST_CASE("caching allocator: segments, splitting, best fit, merging, empty_cache, out of memory") {
   auto backend = std::make_unique<HostBackend>();
   HostBackend* hb = backend.get();
   CachingAllocator a(std::move(backend));
   CHECK(CachingAllocator::round_size(1) == 512);
   CHECK(CachingAllocator::round_size(513) == 1024);
-  CHECK(CachingAllocator::round_size((1 << 20) + 1) == (2 << 20));
-  void* p = a.allocate(1000);
-  void* q = a.allocate(3 << 20);
-  CHECK(a.stats().in_use == 1024 + (4 << 20));
+  CHECK(CachingAllocator::segment_size(1 << 20) == (2 << 20));       // small pool
+  CHECK(CachingAllocator::segment_size(3 << 20) == (20 << 20));      // large, under 10 MiB
+  CHECK(CachingAllocator::segment_size((12 << 20) + 1) == (14 << 20));  // large: rounded to 2 MiB
+
+  // Small requests share one 2 MiB segment, split to size.
+  char* p = static_cast<char*>(a.allocate(1000));
+  char* q = static_cast<char*>(a.allocate(700));
+  CHECK(hb->allocs == 1);
+  CHECK(q == p + 1024);
+  CHECK(a.stats().in_use == 1024 + 1024);
+  CHECK(a.stats().reserved == (2 << 20));
+  // Freed neighbours merge: a 2 KiB request fits where the two were.
   a.release(p);
-  CHECK(a.stats().cached == 1024);
-  void* p2 = a.allocate(700);  // same 1024-byte bucket: reused, no backend call
-  CHECK(p2 == p);
-  CHECK(hb->allocs == 2);
-  CHECK(a.stats().hits == 1);
-  a.release(p2);
   a.release(q);
+  CHECK(a.stats().merges >= 1);
+  char* r = static_cast<char*>(a.allocate(2048));
+  CHECK(r == p);
+  CHECK(hb->allocs == 1);
+  a.release(r);
+
+  // Large requests: a 20 MiB segment; best fit takes the smaller of two free blocks.
+  char* l1 = static_cast<char*>(a.allocate(3 << 20));
+  char* l2 = static_cast<char*>(a.allocate(5 << 20));
+  char* l3 = static_cast<char*>(a.allocate(2 << 20));
+  CHECK(hb->allocs == 2);
+  CHECK((l2 == l1 + (3 << 20) && l3 == l2 + (5 << 20)));
+  a.release(l1);  // free: 3 MiB at l1; 10 MiB at the end of the segment
+  char* l4 = static_cast<char*>(a.allocate((2 << 20) + 512));
+  CHECK(l4 == l1);  // the 3 MiB block, not the 10 MiB one; the rest (under 1 MiB) is not split off
+  CHECK(a.stats().in_use == size_t(3 << 20) + (5 << 20) + (2 << 20));
+  for (char* x : {l2, l3, l4}) a.release(x);
   CHECK(a.stats().in_use == 0);
-  CHECK(a.stats().peak == 1024 + (4 << 20));
-  CHECK(a.stats().reserved == 1024 + (4 << 20));
-  // 6 MiB does not fit next to the cached 4 MiB block: the cache is emptied and it retries.
-  void* big = a.allocate(6 << 20);
+  CHECK(a.stats().peak == size_t(10 << 20));
+  CHECK(a.stats().reserved == size_t(22 << 20));
+  CHECK(a.stats().cached == size_t(22 << 20));
+
+  // A segment with a block in use stays; whole free segments go back.
+  void* keep = a.allocate(512);
+  a.empty_cache();
+  CHECK(a.stats().reserved == size_t(2 << 20));
+  CHECK(hb->frees == 1);
+  a.release(keep);
+
+  // Out of memory: the free segments go back and it retries once, then a clear error.
+  void* big = a.allocate(63 << 20);  // a 64 MiB segment (only without the 2 MiB one), not split: 1 MiB left
   CHECK(big != nullptr);
-  CHECK(a.stats().cached == 0);
-  CHECK_THROWS_WITH_AS(a.allocate(4 << 20), doctest::Contains("out of memory"), OutOfMemory);
+  CHECK(a.stats().reserved == size_t(64 << 20));  // the small segment was given back to make room
+  CHECK_THROWS_WITH_AS(a.allocate(8 << 20), doctest::Contains("out of memory: tried to allocate 8388608 bytes"),
+                       OutOfMemory);
+  CHECK_THROWS_WITH_AS(a.allocate(8 << 20), doctest::Contains("64 MiB allocated, 64 MiB reserved"), OutOfMemory);
   a.release(big);
   a.empty_cache();
   CHECK(hb->used == 0);

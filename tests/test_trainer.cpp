@@ -88,6 +88,12 @@ TEST_CASE("trainer: C3 trains, evaluates and writes its run folder; resume repea
     // Logged every step (output.log_every=1): the one packed read of the logged values, and
     // nothing else, warm-up and semi steps alike.
     CHECK_MESSAGE(j["host_syncs"].get<uint64_t>() == 1u, line);
+    // Tensor memory: the model's parameters alone are more than 0.1 MiB; the peak since the
+    // previous line holds at least what is allocated between steps.
+    REQUIRE((j.contains("mem_allocated_mib") && j.contains("mem_reserved_mib") && j.contains("mem_peak_mib")));
+    CHECK(j["mem_allocated_mib"].get<double>() > 0.1);
+    CHECK(j["mem_reserved_mib"].get<double>() >= j["mem_allocated_mib"].get<double>());
+    CHECK(j["mem_peak_mib"].get<double>() >= j["mem_allocated_mib"].get<double>());
     if (j["phase"] == "warmup") {
       ++warm_lines;
       CHECK((!j.contains("cons") && !j.contains("kept") && !j.contains("agree_teacher")));

@@ -138,7 +138,7 @@ fi
   echo "|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   if [ -f runs/gpu-check/train10/metrics.jsonl ]; then
-    echo; echo "train10, last lines of metrics.jsonl (images/s, gpu_peak_mib):"; echo
+    echo; echo "train10, last lines of metrics.jsonl (images/s, mem_peak_mib):"; echo
     echo '```'; grep '"loss"' runs/gpu-check/train10/metrics.jsonl | tail -n 2; echo '```'
   fi
 } > "$REPORT"

@@ -74,6 +74,8 @@ void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, co
   if (cuda_sync_debug()) CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void gemm_set_workspace(void* ws, size_t bytes) { CUBLAS_CHECK(cublasSetWorkspace(thread_handle(), ws, bytes)); }
+
 }  // namespace kernels::cuda
 
 #else  // the emulated build: nothing to run cuBLAS on
@@ -84,6 +86,7 @@ void gemm_f32(bool, bool, int64_t M, int64_t N, int64_t K, float, const float*, 
   throw std::runtime_error("gemm_f32 [" + std::to_string(M) + "x" + std::to_string(K) + "]x[" + std::to_string(K) +
                            "x" + std::to_string(N) + "]: cuBLAS is not emulated (test GEMM on a GPU)");
 }
+void gemm_set_workspace(void*, size_t) {}
 }  // namespace kernels::emu
 
 #endif

@@ -8,4 +8,7 @@
 C3_KERNELS_DECLARE(
   void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool tf32);
+  // This thread's cuBLAS handle works in `bytes` at `ws` (device memory the caller keeps
+  // alive) instead of memory cuBLAS allocates itself.
+  void gemm_set_workspace(void* ws, size_t bytes);
 )
