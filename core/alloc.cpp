@@ -21,7 +21,7 @@ void* host_alloc_pinned(size_t bytes) {
 #ifdef C3_HAVE_CUDA
   if (kernels::cuda::device_count() > 0) {
     try {
-      return kernels::cuda::host_malloc_pinned(bytes ? bytes : 1);
+      return pinned_allocator().allocate(bytes ? bytes : 1);
     } catch (const Error&) {
       return nullptr;  // page-locked memory is limited; ordinary memory still works
     }
@@ -32,7 +32,7 @@ void* host_alloc_pinned(size_t bytes) {
 }
 void host_free_pinned(void* p) {
 #ifdef C3_HAVE_CUDA
-  kernels::cuda::host_free_pinned(p);
+  pinned_allocator().release(p);
 #else
   (void)p;
 #endif
@@ -69,6 +69,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   const size_t n = round_size(bytes);
   const bool small = n <= kSmallRequest;
   std::lock_guard<std::mutex> lock(mu_);
+  if (!pending_.empty()) collect_pending();
   Block* b = take_free(n, small);
   if (b) {
     ++st_.hits;
@@ -114,16 +115,25 @@ void* CachingAllocator::allocate(size_t bytes) {
 void CachingAllocator::release(void* p) {
   if (!p) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = live_.find(p);
+  auto it = live_.find(static_cast<const char*>(p));
   C3_CHECK(it != live_.end(), "CachingAllocator::release: pointer was not allocated here");
   Block* b = it->second;
   live_.erase(it);
   st_.in_use -= b->size;
   st_.cached = st_.reserved - st_.in_use;
   b->used = false;
+  if (b->event && !backend_->event_done(b->event)) {
+    pending_.push_back(b);
+    return;
+  }
+  free_block(b);
+}
+
+void CachingAllocator::free_block(Block* b) {
+  if (b->event) backend_->destroy_event(b->event), b->event = nullptr;
   std::set<Block*, BySize>& free = pool(b->small);
   for (Block* nb : {b->prev, b->next}) {  // merge with free neighbours of the segment
-    if (!nb || nb->used) continue;
+    if (!nb || nb->used || std::find(pending_.begin(), pending_.end(), nb) != pending_.end()) continue;
     free.erase(nb);
     if (nb == b->prev) {
       nb->size += b->size;
@@ -140,6 +150,41 @@ void CachingAllocator::release(void* p) {
     ++st_.merges;
   }
   free.insert(b);
+}
+
+void CachingAllocator::collect_pending() {
+  for (size_t i = 0; i < pending_.size();) {
+    Block* b = pending_[i];
+    if (!backend_->event_done(b->event)) {
+      ++i;
+      continue;
+    }
+    pending_.erase(pending_.begin() + std::ptrdiff_t(i));
+    free_block(b);
+  }
+}
+
+CachingAllocator::Block* CachingAllocator::live_block(const void* p) const {
+  auto it = live_.upper_bound(static_cast<const char*>(p));
+  if (it == live_.begin()) return nullptr;
+  --it;
+  Block* b = it->second;
+  return static_cast<const char*>(p) < b->ptr + b->size ? b : nullptr;
+}
+
+bool CachingAllocator::owns(const void* p) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return live_block(p) != nullptr;
+}
+
+bool CachingAllocator::record_use(const void* p) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Block* b = live_block(p);
+  if (!b) return false;
+  // Work on the stream runs in order: the newest event covers the earlier uses too.
+  if (b->event) backend_->destroy_event(b->event);
+  b->event = backend_->record_event();
+  return true;
 }
 
 void CachingAllocator::free_segments() {
@@ -195,7 +240,40 @@ struct CudaBackend : CachingAllocator::Backend {
   }
   const char* name() const override { return "CUDA"; }
 };
+
+struct PinnedBackend : CachingAllocator::Backend {
+  void* alloc(size_t n) override {
+#ifdef C3_HAVE_CUDA
+    try {
+      return kernels::cuda::host_malloc_pinned(n);
+    } catch (const std::exception&) {
+      return nullptr;
+    }
+#else
+    (void)n;
+    return nullptr;
+#endif
+  }
+  void free(void* p) override {
+#ifdef C3_HAVE_CUDA
+    kernels::cuda::host_free_pinned(p);
+#else
+    (void)p;
+#endif
+  }
+#ifdef C3_HAVE_CUDA
+  void* record_event() override { return kernels::cuda::event_record(); }
+  bool event_done(void* e) override { return kernels::cuda::event_done(e); }
+  void destroy_event(void* e) override { kernels::cuda::event_destroy(e); }
+#endif
+  const char* name() const override { return "page-locked host memory"; }
+};
 }  // namespace
+
+CachingAllocator& pinned_allocator() {
+  static CachingAllocator* a = new CachingAllocator(std::make_unique<PinnedBackend>());
+  return *a;
+}
 
 CachingAllocator& cuda_allocator() {
   // Never destroyed: tensors with static lifetime may outlive it otherwise.

@@ -12,6 +12,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -22,8 +23,10 @@ namespace c3 {
 
 void* host_alloc(size_t bytes);  // 64-byte aligned; throws c3::Error when out of memory
 void host_free(void* p);
-// Page-locked ("pinned") host memory, so host-to-device copies run by DMA at full speed.
-// nullptr when no CUDA device is usable (CPU build, or no GPU): the caller falls back.
+// Page-locked ("pinned") host memory, so host-to-device copies run by DMA at full speed and
+// without waiting, from a caching pool (no cudaHostAlloc / cudaFreeHost per batch, which
+// synchronise the device). nullptr when no CUDA device is usable (CPU build, or no GPU) or
+// page-locked memory runs out: the caller falls back to ordinary memory.
 void* host_alloc_pinned(size_t bytes);
 void host_free_pinned(void* p);
 
@@ -44,6 +47,11 @@ class CachingAllocator {
     virtual void* alloc(size_t bytes) = 0;  // nullptr when out of memory
     virtual void free(void* p) = 0;
     virtual const char* name() const = 0;
+    // Events on the device's stream, for blocks a stream-ordered copy still reads (record_use):
+    // none by default (nothing is asynchronous).
+    virtual void* record_event() { return nullptr; }
+    virtual bool event_done(void*) { return true; }
+    virtual void destroy_event(void*) {}
   };
   explicit CachingAllocator(std::unique_ptr<Backend> backend);
   ~CachingAllocator();
@@ -52,6 +60,11 @@ class CachingAllocator {
   // retries once, then throws c3::OutOfMemory naming the request and the figures.
   void* allocate(size_t bytes);
   void release(void* p);
+  // The block holding `p` (anywhere inside it) is read by work queued on the device now: once
+  // released it is not handed out again before that work is done (an event recorded here).
+  // False when `p` is in no live block of this allocator.
+  bool record_use(const void* p);
+  bool owns(const void* p) const;  // `p` lies in a live block
   void empty_cache();
   AllocStats stats() const;
   void reset_peak();
@@ -66,23 +79,31 @@ class CachingAllocator {
     size_t size;
     bool used = false, small;
     Block *prev = nullptr, *next = nullptr;  // neighbours in the segment
+    void* event = nullptr;                   // record_use: the last use queued on the device
   };
   struct BySize {
     bool operator()(const Block* a, const Block* b) const { return a->size != b->size ? a->size < b->size : a->ptr < b->ptr; }
   };
   std::set<Block*, BySize>& pool(bool small) { return small ? small_free_ : large_free_; }
   Block* take_free(size_t n, bool small);
+  void free_block(Block* b);      // into its pool, merged with free neighbours
+  void collect_pending();         // released blocks whose device work is done become free
   void free_segments();  // segments that are one free block go back to the backend
+  Block* live_block(const void* p) const;
 
   std::unique_ptr<Backend> backend_;
   mutable std::mutex mu_;
   std::set<Block*, BySize> small_free_, large_free_;
-  std::unordered_map<void*, Block*> live_;
+  std::map<const char*, Block*> live_;  // by address, so that a pointer inside a block finds it
+  std::vector<Block*> pending_;         // released, still read by queued device work
   AllocStats st_;
 };
 
 // The process-wide allocator for CUDA memory (created on first use).
 CachingAllocator& cuda_allocator();
+// The pool of page-locked host memory behind host_alloc_pinned (created on first use, when a
+// GPU is present): a batch buffer freed while its upload is queued waits for it.
+CachingAllocator& pinned_allocator();
 
 // Tensor memory on the host (plain allocations, no cache): bytes in use and their high-water
 // mark, for the memory figures of a CPU run (reserved = in_use there).

@@ -11,8 +11,7 @@ namespace {
 thread_local bool t_defer = false;
 
 Tensor fresh_flags(Device d) {
-  const std::vector<int32_t> init = {0, 0, -1, -1};  // no bad index; no bad label (u64 all ones)
-  return Tensor::from_pinned(std::span<const int32_t>(init), {4}, d);
+  return small_i32({0, 0, -1, -1}, d);  // no bad index; no bad label (u64 all ones); no host sync
 }
 }  // namespace
 

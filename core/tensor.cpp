@@ -127,18 +127,37 @@ uint64_t host_syncs() { return g_host_syncs.load(std::memory_order_relaxed); }
 // A function of its own: a debugger's breakpoint on it shows where each sync comes from.
 [[gnu::noinline]] void note_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
 
-template <class T>
-Tensor Tensor::from_pinned(std::span<const T> v, const Shape& shape, Device device) {
+namespace {
+template <class T> Tensor upload(std::span<const T> v, const Shape& shape, Device device) {
   C3_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_host: ", v.size(),
            " values for shape ", shape_str(shape));
-  Tensor t = empty(shape, dtype_of<T>(), device);
+  Tensor t = Tensor::empty(shape, dtype_of<T>(), device);
   copy_bytes(t.raw(), device, v.data(), Device::cpu, t.nbytes());
   return t;
+}
+}  // namespace
+
+template <class T>
+Tensor Tensor::from_pinned(std::span<const T> v, const Shape& shape, Device device) {
+#ifdef C3_HAVE_CUDA
+  // From the page-locked pool: queued on the stream, and the buffer's block is not handed
+  // out again before the copy is done. Anything else waits for its copy (a host sync).
+  if (device == Device::cuda && !v.empty() && pinned_allocator().owns(v.data())) {
+    C3_CHECK(static_cast<int64_t>(v.size()) == shape_numel(shape), "from_pinned: ", v.size(),
+             " values for shape ", shape_str(shape));
+    Tensor t = empty(shape, dtype_of<T>(), device);
+    kernels::cuda::memcpy_h2d_async(t.raw(), v.data(), t.nbytes());
+    pinned_allocator().record_use(v.data());
+    return t;
+  }
+  if (device == Device::cuda) note_host_sync();
+#endif
+  return upload(v, shape, device);
 }
 template <class T>
 Tensor Tensor::from_host(std::span<const T> v, const Shape& shape, Device device) {
   note_host_sync();
-  return from_pinned(v, shape, device);
+  return upload(v, shape, device);
 }
 template Tensor Tensor::from_host(std::span<const float>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const double>, const Shape&, Device);

@@ -91,8 +91,9 @@ class Tensor {
   // A copy of host values (any contiguous buffer: a vector, an array); counted in host_syncs().
   template <class T>
   static Tensor from_host(std::span<const T> v, const Shape& shape, Device device = Device::cpu);
-  // The same from a loader's batch memory, page-locked on a GPU run (an asynchronous DMA
-  // there): not counted in host_syncs().
+  // The same from a loader's batch memory, page-locked on a GPU run (host_alloc_pinned): an
+  // asynchronous DMA there, not counted in host_syncs(); from ordinary memory on a GPU the
+  // copy waits and counts.
   template <class T>
   static Tensor from_pinned(std::span<const T> v, const Shape& shape, Device device);
   static Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype(), t.device()); }

@@ -19,9 +19,15 @@ C3_KERNELS_DECLARE(
   void device_free(void* p);
   void memcpy_h2d(void* dst, const void* src, size_t bytes);
   void memcpy_d2h(void* dst, const void* src, size_t bytes);
-  void memcpy_d2d(void* dst, const void* src, size_t bytes);
-  void memset_device(void* dst, int value, size_t bytes);
+  void memcpy_d2d(void* dst, const void* src, size_t bytes);  // stream-ordered (returns at once on a GPU)
+  // Stream-ordered upload from page-locked memory (returns at once on a GPU): `src` must not be
+  // reused until an event recorded after it is done.
+  void memcpy_h2d_async(void* dst, const void* src, size_t bytes);
+  void* event_record();         // an event recorded on the stream now (nullptr in emulation)
+  bool event_done(void* event); // the work before it has finished
+  void event_destroy(void* event);
+  void memset_device(void* dst, int value, size_t bytes);  // stream-ordered
   void synchronize();
-  void* host_malloc_pinned(size_t bytes);
+  void* host_malloc_pinned(size_t bytes);  // page-locked, usable by every device (portable)
   void host_free_pinned(void* p);
 )

@@ -142,6 +142,37 @@ TEST_CASE("caching allocator: segments, splitting, best fit, merging, empty_cach
   CHECK(a.stats().reserved == 0);
 }
 
+TEST_CASE("caching allocator: a block still read by queued device work is not handed out before it is done") {
+  struct EventBackend : HostBackend {
+    std::vector<int> done;  // event i (stored as i + 1) is done when done[i]
+    void* record_event() override {
+      done.push_back(0);
+      return reinterpret_cast<void*>(done.size());
+    }
+    bool event_done(void* e) override { return done[reinterpret_cast<size_t>(e) - 1] != 0; }
+  };
+  auto backend = std::make_unique<EventBackend>();
+  EventBackend* eb = backend.get();
+  CachingAllocator a(std::move(backend));
+  char* p = static_cast<char*>(a.allocate(4 << 20));
+  CHECK(a.owns(p + 100));
+  CHECK_FALSE(a.owns(p + (4 << 20)));
+  CHECK(a.record_use(p + 64));  // a pointer inside the block (a batch's payload after its header)
+  CHECK_FALSE(a.record_use(reinterpret_cast<char*>(&eb)));
+  a.release(p);
+  CHECK(a.stats().in_use == 0);
+  char* q = static_cast<char*>(a.allocate(4 << 20));
+  CHECK(q != p);  // the first block is still being read: the segment's rest serves
+  eb->done[0] = 1;
+  a.release(q);
+  char* r = static_cast<char*>(a.allocate(4 << 20));
+  CHECK(r == p);  // the copy is done: the block is free again (and merged with its neighbours)
+  a.release(r);
+  CHECK(a.stats().in_use == 0);
+  a.empty_cache();
+  CHECK(a.stats().reserved == 0);  // everything merged back into whole segments
+}
+
 TEST_CASE("tensor: views share storage, copies do not") {
   Tensor t = Tensor::from_vector<float>({0, 1, 2, 3, 4, 5, 6, 7}, {4, 2});
   Tensor v = t.narrow0(1, 2);

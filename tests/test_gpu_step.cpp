@@ -156,6 +156,29 @@ GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empti
   a.release(r);
 }
 
+GPU_TEST_CASE("gpu: uploads from the page-locked pool are queued, and their buffers are not reused before they finish") {
+  const size_t n = size_t(16) << 20;  // 64 MiB of floats: the DMA takes milliseconds
+  for (int round = 0; round < 3; ++round) {
+    float* buf = static_cast<float*>(host_alloc_pinned(n * sizeof(float)));
+    REQUIRE(buf != nullptr);
+    CHECK(pinned_allocator().owns(buf));
+    for (size_t i = 0; i < n; ++i) buf[i] = float(i % 1000);
+    const uint64_t syncs = host_syncs();
+    Tensor t = Tensor::from_pinned(std::span<const float>(buf, n), {int64_t(n)}, Device::cuda);
+    CHECK(host_syncs() == syncs);  // not a host sync: queued
+    host_free_pinned(buf);
+    // A new buffer of the same size right away: not the one the upload still reads.
+    float* next = static_cast<float*>(host_alloc_pinned(n * sizeof(float)));
+    REQUIRE(next != nullptr);
+    std::fill(next, next + n, -1.f);
+    const std::vector<float> got = t.to_vector<float>();
+    size_t bad = 0;
+    for (size_t i = 0; i < n; ++i) bad += got[i] != float(i % 1000);
+    CHECK_MESSAGE(bad == 0, bad, " elements overwritten before the upload read them");
+    host_free_pinned(next);
+  }
+}
+
 // A few trainer steps on the GPU, twice with one seed: finite losses, the same both times
 // with train.cudnn_deterministic (float atomics in a kernel would show here as differences;
 // scatter_add_rows adds with atomics, one per row, since the step's indices are distinct).
