@@ -70,6 +70,21 @@ Tensor binary_raw(const char* name, Binary op, const Tensor& a, const Tensor& b,
   return out;
 }
 
+// g where y > 0, else 0: relu's backward reading its output (y > 0 exactly where its input
+// was; a NaN gets no gradient either way).
+Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
+  Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
+  const int64_t n = g.numel();
+  if (g.is_cuda())
+    C3_CUDA("relu backward", kernels::cuda::unary_backward_f32(Unary::relu, y.data<float>(), nullptr, g.data<float>(),
+                                                                gx.data<float>(), n, 0.f, 0.f));
+  else if (g.dtype() == DType::f32)
+    kernels::cpu::unary_backward<float>(Unary::relu, y.data<float>(), nullptr, g.data<float>(), gx.data<float>(), n, 0.f, 0.f);
+  else
+    kernels::cpu::unary_backward<double>(Unary::relu, y.data<double>(), nullptr, g.data<double>(), gx.data<double>(), n, 0.0, 0.0);
+  return gx;
+}
+
 Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
   const Broadcast bc = infer_broadcast(name, a, b);
   Tensor out = binary_raw(name, op, a, b, bc);
@@ -78,7 +93,7 @@ Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
   // Save only what the backward reads: mul needs both inputs, div needs b and the output.
   Tensor sa = op == Binary::mul ? a.detach() : Tensor();
   Tensor sb = (op == Binary::mul || op == Binary::div) ? b.detach() : Tensor();
-  Tensor so = op == Binary::div ? out.detach() : Tensor();
+  Tensor so = (op == Binary::div || op == Binary::add_relu) ? out.detach() : Tensor();
   record(out, name, {a, b}, [=](const Tensor& g, const Needs& needs) {
     Tensor ga, gb;
     switch (op) {
@@ -94,6 +109,12 @@ Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
         if (needs[0]) ga = binary_raw("mul backward", Binary::mul, g, sb, bc);
         if (needs[1]) gb = reduce_to(mul(g, sa), bc, b_shape);
         break;
+      case Binary::add_relu: {  // the gradient where the output is positive, to both inputs
+        Tensor gm = relu_backward_from_output(g, so);
+        if (needs[0]) ga = gm;
+        if (needs[1]) gb = reduce_to(gm, bc, b_shape);
+        break;
+      }
       case Binary::div:
         if (needs[0]) ga = binary_raw("div backward", Binary::div, g, sb, bc);
         // d(a/b)/db = -out/b
@@ -157,6 +178,7 @@ Tensor add(const Tensor& a, const Tensor& b) { return binary("add", Binary::add,
 Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", Binary::sub, a, b); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary("mul", Binary::mul, a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary("div", Binary::div, a, b); }
+Tensor add_relu(const Tensor& a, const Tensor& b) { return binary("add_relu", Binary::add_relu, a, b); }
 Tensor add(const Tensor& a, double s) { return unary("add_scalar", Unary::add_scalar, a, s); }
 Tensor mul(const Tensor& a, double s) { return unary("scale", Unary::scale, a, s); }
 Tensor neg(const Tensor& x) { return unary("neg", Unary::neg, x); }

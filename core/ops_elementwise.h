@@ -7,6 +7,8 @@
 namespace c3 {
 
 Tensor add(const Tensor& a, const Tensor& b);
+// relu(a + b) in one pass (a residual block's end); backward reads only the output.
+Tensor add_relu(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);

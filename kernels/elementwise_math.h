@@ -15,7 +15,7 @@ C3_HD double c3_log(double x) { return ::log(x); }
 C3_HD float c3_sqrt(float x) { return sqrtf(x); }
 C3_HD double c3_sqrt(double x) { return ::sqrt(x); }
 
-enum class Binary : int { add, sub, mul, div };
+enum class Binary : int { add, sub, mul, div, add_relu };  // add_relu: relu(a + b), a residual's end
 // How the second operand of a binary op maps onto the first (a has n elements):
 //   same: b[i]; scalar: b[0]; channel: b[i % inner] (inner = C, NHWC); sample: b[i / inner].
 enum class Bcast : int { same, scalar, channel, sample };
@@ -44,6 +44,10 @@ template <class T> C3_HD T binary_apply(Binary op, T a, T b) {
     case Binary::sub: return a - b;
     case Binary::mul: return a * b;
     case Binary::div: return a / b;
+    case Binary::add_relu: {
+      const T s = a + b;
+      return s > T(0) || s != s ? s : T(0);  // NaN stays NaN, as relu
+    }
   }
   return a;
 }

@@ -42,7 +42,7 @@ Tensor ResNetBlock::forward(const Tensor& x) {
   }
   Tensor shortcut = x;
   if (downsample) shortcut = downsample->at<BatchNorm2d>(1).forward(downsample->at<Conv2d>(0).forward(x));
-  return relu(add(y, shortcut));
+  return add_relu(y, shortcut);
 }
 
 ResNet::ResNet(const ResNetConfig& cfg) : cfg_(cfg) {

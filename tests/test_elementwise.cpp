@@ -5,7 +5,9 @@
 // the CPU kernels:
 //   binary_kernel, unary_kernel, unary_backward_kernel, select_kernel, axpy_kernel, fill4_kernel,
 //   fill1_kernel, cast_kernel, sum_rows_kernel, sum_cols_kernel, broadcast_mid_kernel.
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "kernels/cpu/elementwise.h"
@@ -54,6 +56,41 @@ TEST_CASE("elementwise: values computed by hand, four broadcast modes") {
   CHECK(sum(a).item() == 21);
   CHECK(sum_mid(a, 1, 2, 3, {3}).to_vector<float>() == std::vector<float>{5, 7, 9});
   CHECK(sum_mid(a, 2, 3, 1, {2}).to_vector<float>() == std::vector<float>{6, 15});
+}
+
+TEST_CASE("elementwise: add_relu is relu(add) in one op, forward, backward and NaN") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor a = Tensor::from_vector<float>({1.f, -2.f, 0.5f, 3.f, nan, -1.f}, {2, 3}).set_requires_grad();
+  Tensor b = Tensor::from_vector<float>({-3.f, 1.f, 0.25f, -1.f, 1.f, 1.f}, {2, 3}).set_requires_grad();
+  Tensor y = add_relu(a, b);
+  const auto v = y.to_vector<float>();
+  CHECK(v[0] == 0.f);
+  CHECK(v[1] == 0.f);
+  CHECK(v[2] == 0.75f);
+  CHECK(v[3] == 2.f);
+  CHECK(std::isnan(v[4]));  // as relu(NaN)
+  CHECK(v[5] == 0.f);       // exactly zero: no gradient (as relu at 0)
+  sum(mul(y, Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}))).backward();
+  const std::vector<float> want = {0, 0, 3, 4, 0, 0};
+  CHECK(a.grad().to_vector<float>() == want);
+  CHECK(b.grad().to_vector<float>() == want);
+  // Against the two-op form on random inputs, f64 and f32: the same values and gradients.
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x1 = random_tensor({2, 5, 4, 3}, 7, dt).set_requires_grad(), x2 = random_tensor({2, 5, 4, 3}, 8, dt).set_requires_grad();
+    Tensor w = random_tensor({2, 5, 4, 3}, 9, dt);
+    Tensor fused = add_relu(x1, x2);
+    sum(mul(fused, w)).backward();
+    const Tensor g1 = x1.grad().clone(), g2 = x2.grad().clone();
+    x1.zero_grad(), x2.zero_grad();
+    Tensor plain = relu(add(x1, x2));
+    sum(mul(plain, w)).backward();
+    CHECK(close_tensors("add_relu forward", fused, plain, 0, 0));
+    CHECK(close_tensors("add_relu grad a", g1, x1.grad(), 0, 0));
+    CHECK(close_tensors("add_relu grad b", g2, x2.grad(), 0, 0));
+  }
+  Tensor c = random_tensor({4, 6}, 10, DType::f64), d = random_tensor({4, 6}, 11, DType::f64);
+  Tensor wd = random_tensor({4, 6}, 12, DType::f64);
+  CHECK(gradcheck("add_relu", [&](auto& in) { return sum(mul(add_relu(in[0], in[1]), wd)); }, {c, d}));
 }
 
 TEST_CASE("elementwise: mismatches name the op and both shapes") {

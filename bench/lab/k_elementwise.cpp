@@ -235,6 +235,8 @@ Case ema_spans_case(Backend b, const Scale& s) {
 
 const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same); }});
+const Register r1b({"elementwise", "add_relu", 1, "relu(a + b), same shapes: a residual block's end (binary_f32)",
+                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add_relu, Bcast::same); }});
 const Register r2({"elementwise", "mul_channel", 1, "a * w[c], per-channel broadcast (binary_f32)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::mul, Bcast::channel); }});
 const Register r2b({"elementwise", "mul_channel", 2, "x * w[c] through bn_apply (rows x channels, no modulo)",

@@ -95,6 +95,7 @@ void binary(Binary op, const T* a, const T* b, T* out, int64_t n, Bcast bc, int6
     case Binary::sub: return binary_bcast<Binary::sub>(a, b, out, n, bc, inner);
     case Binary::mul: return binary_bcast<Binary::mul>(a, b, out, n, bc, inner);
     case Binary::div: return binary_bcast<Binary::div>(a, b, out, n, bc, inner);
+    case Binary::add_relu: return binary_bcast<Binary::add_relu>(a, b, out, n, bc, inner);
   }
 }
 
