@@ -178,6 +178,7 @@ int main(int argc, char** argv) try {
     if (!crop.empty())
       ov.push_back("data.crop=[" + crop.substr(0, crop.find('x')) + "," + crop.substr(crop.find('x') + 1) + "]");
     semiseg::Config cfg = semiseg::load_config(config, ov);
+    semiseg::apply_numerics(cfg.train);  // the config's train.precision and cuDNN choices
     const int64_t images = cfg.train.batch_labeled + cfg.train.batch_unlabeled;
     char desc[256];
     std::snprintf(desc, sizeof desc, "DeepLab-%s ResNet-%d width %.3g, OS%d, %s BN, %dx%d crops, %d classes",

@@ -9,6 +9,8 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/ops_conv.h"
+#include "core/ops_matmul.h"
 
 namespace c3::semiseg {
 using nlohmann::json;
@@ -102,6 +104,9 @@ void config_keys(C& c, V& v) {
          "cuDNN: rank convolution algorithms by timing them (cudnn.benchmark), not by heuristics");
   v.flag("train.cudnn_deterministic", t.cudnn_deterministic, false,
          "cuDNN: only algorithms whose results repeat exactly from run to run");
+  v.choice("train.precision", t.precision, Precision::tf32, {{"tf32", Precision::tf32}, {"fp32", Precision::fp32}},
+           "GPU convolutions and matmuls: tf32 (tensor cores, inputs rounded to 10 mantissa bits) or fp32; "
+           "the CPU computes in fp32 either way");
 
   auto& l = c.loss;
   v.number("loss.w_con", l.w_con, 0.1, 0, 1e6, "weight of the contrastive loss L_con");
@@ -319,6 +324,14 @@ Device device_for(const TrainConfig& t) {
     return Device::cuda;
   }
   return cuda_available() ? Device::cuda : Device::cpu;
+}
+
+void apply_numerics(const TrainConfig& t) {
+  const bool tf32 = t.precision == Precision::tf32;
+  set_allow_tf32(tf32);
+  set_conv_allow_tf32(tf32);
+  set_conv_benchmark(t.cudnn_benchmark);
+  set_conv_deterministic(t.cudnn_deterministic);
 }
 
 std::string config_list() {

@@ -19,6 +19,9 @@
 namespace c3::semiseg {
 
 enum class TrainMode { c3, supervised };
+// Arithmetic of the convolutions and matmuls on a GPU: tf32 (tensor cores, inputs rounded to
+// 10-bit mantissas, FP32 accumulation) or fp32. The CPU computes in FP32 either way.
+enum class Precision { tf32, fp32 };
 enum class Optimizer { adam, sgd };
 
 struct Size2 {  // [height, width] in the JSON
@@ -62,6 +65,7 @@ struct TrainConfig {  // train.*
   int64_t dist_check_every = 0;
   int threads = 0;
   bool cudnn_benchmark = false, cudnn_deterministic = false;
+  Precision precision = Precision::tf32;
 
   int64_t total_steps() const { return epochs * steps_per_epoch; }
 };
@@ -104,6 +108,9 @@ struct Config {
 // The device a run uses: train.device cpu or cuda (an error when no GPU is usable), or auto
 // (the GPU when one is usable).
 Device device_for(const TrainConfig& t);
+// Sets what train.precision, train.cudnn_benchmark and train.cudnn_deterministic choose for this
+// process's convolutions and matmuls (training, eval and predict alike).
+void apply_numerics(const TrainConfig& t);
 
 // The config as a JSON document (every key; what config.json in the run folder holds and what
 // checkpoints carry in their metadata). parse_config(config_json(c)) gives c back.

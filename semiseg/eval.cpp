@@ -147,6 +147,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
   Tensor thr;
   auto model = model_from_checkpoint(path, sets, cfg, &thr, teacher);
   const Device dev = device_for(cfg.train);
+  apply_numerics(cfg.train);
   model->to(dev);
   RunData d;
   d.val = load_val_samples(cfg);

@@ -221,6 +221,7 @@ text files listing one image path per line. --window HxW [--stride HxW], --scale
     Config cfg;
     models.push_back(model_from_checkpoint(c, a.sets, cfg, nullptr));
     if (device_for(cfg.train) == Device::cpu) dev = Device::cpu;  // one device for all
+    apply_numerics(cfg.train);  // the last checkpoint's settings
   }
   for (auto& m : models) m->to(dev);
   std::vector<std::string> images;

@@ -104,8 +104,7 @@ Trainer::Trainer(Config cfg, bool resume, bool partial_resume)
   tty_ = ::isatty(STDOUT_FILENO);
   if (main_) make_dirs(dir_ + "/vis");
   if (cfg_.train.threads > 0) kernels::cpu::set_threads(cfg_.train.threads);
-  set_conv_benchmark(cfg_.train.cudnn_benchmark);
-  set_conv_deterministic(cfg_.train.cudnn_deterministic);
+  apply_numerics(cfg_.train);
   data_ = load_run_data(cfg_);
   student_ = std::make_unique<nn::DeepLab>(cfg_.model, cfg_.train.seed);
   if (!cfg_.model.pretrained.empty()) student_->backbone->load_pretrained(cfg_.model.pretrained);

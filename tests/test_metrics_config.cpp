@@ -10,6 +10,8 @@
 #include <fstream>
 #include <set>
 
+#include "core/ops_conv.h"
+#include "core/ops_matmul.h"
 #include "kernels/cpu/metrics.h"
 #include "kernels/cuda/metrics.h"
 #include "semiseg/config.h"
@@ -147,6 +149,20 @@ TEST_CASE("config: data.workers -1 resolves to the available cores shared by the
   c = load_config("", {"data.workers=0"});
   CHECK(semiseg::loader_workers(c, 2) == 0);
   CHECK_THROWS_WITH_AS(load_config("", {"data.workers=-2"}), doctest::Contains("data.workers"), Error);
+}
+
+TEST_CASE("config: train.precision chooses TF32 or FP32 for convolutions and matmuls") {
+  Config c = load_config("", {});
+  CHECK(c.train.precision == semiseg::Precision::tf32);
+  c = load_config("", {"train.precision=fp32"});
+  semiseg::apply_numerics(c.train);
+  CHECK_FALSE(allow_tf32());
+  CHECK_FALSE(conv_allow_tf32());
+  semiseg::apply_numerics(load_config("", {}).train);  // back to the default for the other tests
+  CHECK(allow_tf32());
+  CHECK(conv_allow_tf32());
+  CHECK(config_json(load_config("", {"train.precision=fp32"}))["train"]["precision"] == "fp32");  // the run folder records it
+  CHECK_THROWS_WITH_AS(load_config("", {"train.precision=fp16"}), doctest::Contains("train.precision"), Error);
 }
 
 TEST_CASE("config: every numeric key has a range, and a value outside it is an error naming the key") {
