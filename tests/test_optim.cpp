@@ -1,6 +1,7 @@
 // Optimizers, schedules, EMA, and the module tree (names, state_dict layout conversion).
 // The Adam, SGD and EMA kernels' emulated-vs-CPU checks are the kernel lab's entries
-// (bench/lab/k_elementwise.cpp, run by tests/test_kernel_lab.cpp).
+// (bench/lab/k_elementwise.cpp, run by tests/test_kernel_lab.cpp): adam_kernel, sgd_kernel and
+// ema_kernel (version 1), adam_arena_kernel, sgd_arena_kernel and ema_spans_kernel (version 2).
 #include "kernels/launch_counter.h"
 #include "nn/deeplab.h"
 #include "nn/module.h"
