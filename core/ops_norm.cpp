@@ -44,7 +44,7 @@ void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
 template <class T>
 void forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& rm, const Tensor& rv, bool train,
-                 double momentum, double eps, const Tensor& mean, const Tensor& invstd, const Tensor& scale,
+                 double momentum, double eps, bool relu, const Tensor& mean, const Tensor& invstd, const Tensor& scale,
                  const Tensor& y) {
   const int64_t C = x.dim(-1), M = x.numel() / C;
   if (train)
@@ -53,12 +53,12 @@ void forward_cpu(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor
   else
     kernels::cpu::bn_running_stats(rm.data<T>(), rv.data<T>(), w.data<T>(), C, T(eps), mean.data<T>(),
                                    invstd.data<T>(), scale.data<T>());
-  kernels::cpu::bn_apply(x.data<T>(), M, C, mean.data<T>(), scale.data<T>(), b.data<T>(), y.data<T>());
+  kernels::cpu::bn_apply(x.data<T>(), M, C, mean.data<T>(), scale.data<T>(), b.data<T>(), y.data<T>(), relu);
 }
 
 void forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& rm, const Tensor& rv, bool train,
-                  double momentum, double eps, const Tensor& mean, const Tensor& invstd, const Tensor& scale,
-                  const Tensor& y) {
+                  double momentum, double eps, bool relu, const Tensor& mean, const Tensor& invstd,
+                  const Tensor& scale, const Tensor& y) {
   C3_CUDA("batch_norm", {
     const int64_t C = x.dim(-1), M = x.numel() / C;
     if (train) {
@@ -71,15 +71,16 @@ void forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
                                           mean.data<float>(), invstd.data<float>(), scale.data<float>());
     }
     kernels::cuda::bn_apply_f32(x.data<float>(), M, C, mean.data<float>(), scale.data<float>(), b.data<float>(),
-                                y.data<float>());
+                                y.data<float>(), relu);
   });
 }
 
 template <class T> T* opt(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 
-// Gradients of the train/eval forward; a gradient not in `needs` stays undefined.
+// Gradients of the train/eval forward; a gradient not in `needs` stays undefined. relu_y: the
+// output of a forward with fused ReLU (undefined: none), masking g.
 std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                             const Tensor& scale, bool train, const Needs& needs) {
+                             const Tensor& scale, bool train, const Tensor& relu_y, const Needs& needs) {
   const int64_t C = x.dim(-1), M = x.numel() / C;
   Tensor dx = needs[0] ? Tensor::empty_like(x) : Tensor();
   Tensor dw = needs[1] ? Tensor::empty_like(mean) : Tensor();
@@ -89,36 +90,40 @@ std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mea
       Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
       kernels::cuda::bn_backward_f32(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
                                      scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db),
-                                     ws.data<float>());
+                                     ws.data<float>(), opt<float>(relu_y));
     });
   } else if (g.dtype() == DType::f32) {
     kernels::cpu::bn_backward(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
-                              scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db));
+                              scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db),
+                              opt<float>(relu_y));
   } else {
     kernels::cpu::bn_backward(g.data<double>(), x.data<double>(), M, C, mean.data<double>(), invstd.data<double>(),
-                              scale.data<double>(), train, opt<double>(dx), opt<double>(dw), opt<double>(db));
+                              scale.data<double>(), train, opt<double>(dx), opt<double>(dw), opt<double>(db),
+                              opt<double>(relu_y));
   }
   return {dx, dw, db};
 }
 
-// Frozen mode: dx = dy * scale per channel.
-Tensor scale_channels(const Tensor& g, const Tensor& scale) {
+// Frozen mode: dx = dy * scale per channel (dy masked by relu_y when defined).
+Tensor scale_channels(const Tensor& g, const Tensor& scale, const Tensor& relu_y) {
   const int64_t C = g.dim(-1), M = g.numel() / C;
   Tensor dx = Tensor::empty_like(g);
   if (g.is_cuda())
     C3_CUDA("batch_norm backward", kernels::cuda::bn_apply_f32(g.data<float>(), M, C, nullptr, scale.data<float>(),
-                                                                nullptr, dx.data<float>()));
+                                                                nullptr, dx.data<float>(), false, opt<float>(relu_y)));
   else if (g.dtype() == DType::f32)
-    kernels::cpu::bn_apply<float>(g.data<float>(), M, C, nullptr, scale.data<float>(), nullptr, dx.data<float>());
+    kernels::cpu::bn_apply<float>(g.data<float>(), M, C, nullptr, scale.data<float>(), nullptr, dx.data<float>(),
+                                  false, opt<float>(relu_y));
   else
-    kernels::cpu::bn_apply<double>(g.data<double>(), M, C, nullptr, scale.data<double>(), nullptr, dx.data<double>());
+    kernels::cpu::bn_apply<double>(g.data<double>(), M, C, nullptr, scale.data<double>(), nullptr, dx.data<double>(),
+                                   false, opt<double>(relu_y));
   return dx;
 }
 
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                  const Tensor& running_var, BatchNormMode mode, double momentum, double eps) {
+                  const Tensor& running_var, BatchNormMode mode, double momentum, double eps, bool relu) {
   check_inputs(x, weight, bias, running_mean, running_var, mode, momentum, eps);
   const bool train = mode == BatchNormMode::train;
   const int64_t C = x.dim(-1);
@@ -127,24 +132,29 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   Tensor mean = Tensor::empty({C}, x.dtype(), x.device()), invstd = Tensor::empty_like(mean);
   Tensor scale = Tensor::empty_like(mean), y = Tensor::empty_like(x);
   if (x.is_cuda())
-    forward_cuda(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+    forward_cuda(x, weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd, scale, y);
   else if (x.dtype() == DType::f32)
-    forward_cpu<float>(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+    forward_cpu<float>(x, weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd, scale, y);
   else
-    forward_cpu<double>(x, weight, bias, running_mean, running_var, train, momentum, eps, mean, invstd, scale, y);
+    forward_cpu<double>(x, weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd, scale,
+                        y);
 
   if (mode == BatchNormMode::frozen) {
     // weight and bias are not inputs of the graph: they get no gradient even if they ask.
-    if (any_requires_grad({&x}))
-      record(y, "batch_norm(frozen)", {x}, [scale](const Tensor& g, const Needs&) {
-        return std::vector<Tensor>{scale_channels(g, scale)};
-      });
+    if (any_requires_grad({&x})) {
+      Tensor ys = relu ? y.detach() : Tensor();  // the fused ReLU's mask
+      record(y, relu ? "batch_norm_relu(frozen)" : "batch_norm(frozen)", {x},
+             [scale, ys](const Tensor& g, const Needs&) { return std::vector<Tensor>{scale_channels(g, scale, ys)}; });
+    }
     return y;
   }
   if (any_requires_grad({&x, &weight, &bias})) {
-    Tensor xs = x.detach();
-    record(y, train ? "batch_norm(train)" : "batch_norm(eval)", {x, weight, bias},
-           [=](const Tensor& g, const Needs& needs) { return backward(g, xs, mean, invstd, scale, train, needs); });
+    Tensor xs = x.detach(), ys = relu ? y.detach() : Tensor();
+    const char* name = relu ? (train ? "batch_norm_relu(train)" : "batch_norm_relu(eval)")
+                            : (train ? "batch_norm(train)" : "batch_norm(eval)");
+    record(y, name, {x, weight, bias}, [=](const Tensor& g, const Needs& needs) {
+      return backward(g, xs, mean, invstd, scale, train, ys, needs);
+    });
   }
   return y;
 }

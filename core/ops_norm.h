@@ -19,7 +19,10 @@ const char* batch_norm_mode_name(BatchNormMode mode);
 
 // y = (x - mean) / sqrt(var + eps) * weight + bias per channel. The running statistics are
 // buffers: they must not require grad; train mode needs more than one value per channel.
+// relu: y = relu(y) in the same pass (the values and gradients of relu(batch_norm(...)), with
+// one pass over memory instead of two each way); the backward masks the gradient by y.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                  const Tensor& running_var, BatchNormMode mode, double momentum = 0.1, double eps = 1e-5);
+                  const Tensor& running_var, BatchNormMode mode, double momentum = 0.1, double eps = 1e-5,
+                  bool relu = false);
 
 }  // namespace c3

@@ -65,7 +65,7 @@ BatchNormMode BatchNorm2d::mode() const {
   return is_training() ? BatchNormMode::train : BatchNormMode::eval;
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+Tensor BatchNorm2d::forward(const Tensor& x, bool relu) {
   const BatchNormMode m = mode();
   if (m == BatchNormMode::train && grad_mode()) {
     // PyTorch counts the batches seen in train mode; kept for checkpoint compatibility
@@ -73,9 +73,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     NoGradGuard ng;
     num_batches_tracked.copy_(cast(add(cast(num_batches_tracked, DType::f32), 1.0), DType::i32));
   }
-  if (m == BatchNormMode::train && sync.size() > 1)
-    return sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, sync);
-  return batch_norm(x, weight, bias, running_mean, running_var, m, momentum, eps);
+  if (m == BatchNormMode::train && sync.size() > 1) {
+    // SyncBN is a composite of ops (its own normalization pass): the ReLU follows as an op.
+    Tensor y = sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, sync);
+    return relu ? c3::relu(y) : y;
+  }
+  return batch_norm(x, weight, bias, running_mean, running_var, m, momentum, eps, relu);
 }
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,

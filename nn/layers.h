@@ -30,7 +30,8 @@ class Conv2d : public Module {
 class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
-  Tensor forward(const Tensor& x);
+  // relu: BN then ReLU (fused into the BN kernels; after sync_batch_norm, the relu op).
+  Tensor forward(const Tensor& x, bool relu = false);
   void set_frozen(bool on);
   bool frozen() const { return frozen_; }
   BatchNormMode mode() const;

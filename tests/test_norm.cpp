@@ -1,16 +1,22 @@
 // Batch normalization (NHWC): values computed by hand in the three modes, the running-stat
-// update, errors, gradient checks in double, emulated CUDA kernels against the CPU kernels,
-// and the GPU against the CPU.
+// update, errors, gradient checks in double, the fused ReLU against BN then relu, emulated
+// CUDA kernels against the CPU kernels, and the GPU against the CPU.
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
 //   stats_partial_kernel, stats_final_kernel, running_stats_kernel, apply_kernel,
-//   grad_partial_kernel, grad_final_kernel, dx_kernel.
+//   grad_partial_kernel, grad_final_kernel, dx_kernel
+// (apply_kernel with the fused ReLU, and with the ReLU mask for frozen statistics;
+// grad_partial_kernel and dx_kernel with the mask: also the lab's bn_apply_relu,
+// bn_backward_relu and bn_frozen_bwd_relu entries).
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/cpu/norm.h"
 #include "kernels/cuda/norm.h"
+#include "kernels/norm_math.h"
+#include "nn/layers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -172,6 +178,160 @@ TEST_CASE("norm: gradient checks in double, train, eval and frozen") {
 }
 
 namespace {
+
+// x, weight, bias, running stats of one fused-vs-unfused comparison; nan_at >= 0 puts a NaN there.
+struct BnInputs {
+  Tensor x, w, b, rm, rv;
+};
+BnInputs bn_inputs(const Shape& s, DType dt, uint32_t seed, int64_t nan_at) {
+  const int64_t C = s.back();
+  auto v = random_floats(shape_numel(s), seed, -1.f, 3.f);
+  if (nan_at >= 0) v[nan_at] = std::numeric_limits<float>::quiet_NaN();
+  Tensor x = Tensor::from_vector(v, s);
+  return {dt == DType::f32 ? x : x.cast(dt), random_tensor({C}, seed + 1, dt, 0.5, 1.5),
+          random_tensor({C}, seed + 2, dt, -0.5, 0.5), random_tensor({C}, seed + 3, dt),
+          random_tensor({C}, seed + 4, dt, 0.5, 2)};
+}
+BnInputs clone_inputs(const BnInputs& in) {
+  return {in.x.clone(), in.w.clone(), in.b.clone(), in.rm.clone(), in.rv.clone()};
+}
+
+}  // namespace
+
+// The fused ReLU's arithmetic (kernels/norm_math.h, written to compile without a branch) is the
+// relu op's (Unary::relu): the same bits for every kind of value, its backward too.
+TEST_CASE("norm: the fused ReLU is the relu op's function, bit for bit (NaN, signed zeros, infinities)") {
+  auto check = [](auto zero) {
+    using T = decltype(zero);
+    using L = std::numeric_limits<T>;
+    for (T v : {L::quiet_NaN(), -L::quiet_NaN(), T(0), -T(0), L::infinity(), -L::infinity(), L::denorm_min(),
+                -L::denorm_min(), L::min(), T(1), T(-1), L::max(), L::lowest()}) {
+      CAPTURE(v);
+      const T fused = kernels::bn_relu(v), op = kernels::unary_apply(kernels::Unary::relu, v, T(0), T(0));
+      CHECK(std::memcmp(&fused, &op, sizeof(T)) == 0);
+      // The fused backward reads the output, the relu op's its input.
+      const T g = kernels::bn_relu_grad(op, T(3));
+      const T g_op = kernels::unary_grad(kernels::Unary::relu, v, op, T(3), T(0), T(0));
+      CHECK(std::memcmp(&g, &g_op, sizeof(T)) == 0);
+    }
+  };
+  check(0.f);
+  check(0.0);
+}
+
+// relu(batch_norm(x)) through two ops against batch_norm(x, ..., relu = true) in one: forward
+// values, running statistics, gradients of x, weight and bias. Both compute the same arithmetic
+// in the same order, so they agree bit for bit on this build; the tolerances allow for a
+// compiler contracting one form and not the other: forward 1 ulp-ish (rtol 2.4e-7 f32, 4.5e-16
+// f64), gradients rtol 1e-6 (f32) / 1e-12 (f64) with atol of the same size (gradients near 0).
+// The NaN case: relu(NaN) = NaN in the forward (as PyTorch's relu), no gradient through it.
+TEST_CASE("norm: batch_norm with fused ReLU equals relu(batch_norm) in every mode, f32 and f64, NaN input") {
+  const Shape s{2, 5, 3, 6};
+  const Tensor gw = random_tensor(s, 70, DType::f64);  // weights make the loss sensitive to every element
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval, BatchNormMode::frozen})
+    for (DType dt : {DType::f32, DType::f64})
+      for (int64_t nan_at : {int64_t(-1), int64_t(13)}) {  // 13: channel 1 of row 2
+        const std::string mode_name = batch_norm_mode_name(mode), dtype = dtype_name(dt);
+        CAPTURE(mode_name);
+        CAPTURE(dtype);
+        CAPTURE(nan_at);
+        const double fwd_tol = dt == DType::f32 ? 2.4e-7 : 4.5e-16, grad_tol = dt == DType::f32 ? 1e-6 : 1e-12;
+        const BnInputs in = bn_inputs(s, dt, 71, nan_at);
+        BnInputs f = clone_inputs(in), u = clone_inputs(in);  // fused, unfused
+        for (BnInputs* p : {&f, &u})
+          for (Tensor* t : {&p->x, &p->w, &p->b}) t->set_requires_grad();
+        Tensor yf = batch_norm(f.x, f.w, f.b, f.rm, f.rv, mode, 0.1, kEps, true);
+        Tensor yu = relu(batch_norm(u.x, u.w, u.b, u.rm, u.rv, mode, 0.1, kEps));
+        CHECK(close_tensors("y", yf, yu, 0, fwd_tol));
+        CHECK(close_tensors("running_mean", f.rm, u.rm, 0, fwd_tol));
+        CHECK(close_tensors("running_var", f.rv, u.rv, 0, fwd_tol));
+        // The ReLU did something: zeros and positive values; NaN stays NaN.
+        const std::vector<double> y = as_doubles(yf);
+        int64_t zeros = 0, positive = 0;
+        for (double v : y) zeros += v == 0, positive += v > 0;
+        CHECK(zeros > 10);
+        CHECK(positive > 10);
+        if (nan_at >= 0) CHECK(std::isnan(y[size_t(nan_at)]));
+        const Tensor g = gw.cast(dt);
+        sum(mul(yf, g)).backward();
+        sum(mul(yu, g)).backward();
+        CHECK(close_tensors("dx", f.x.grad(), u.x.grad(), grad_tol, grad_tol));
+        if (mode == BatchNormMode::frozen) {
+          CHECK_FALSE(f.w.grad().defined());
+          CHECK_FALSE(f.b.grad().defined());
+        } else {
+          CHECK(close_tensors("dweight", f.w.grad(), u.w.grad(), grad_tol, grad_tol));
+          CHECK(close_tensors("dbias", f.b.grad(), u.b.grad(), grad_tol, grad_tol));
+        }
+        // Where the output is 0 no gradient reaches x, except through the batch statistics in
+        // train mode; in eval and frozen modes dx is exactly 0 there. (At a NaN input eval's dx
+        // is NaN, fused or not: its dx pass adds 0 * (x - mean).)
+        if (mode != BatchNormMode::train) {
+          const std::vector<double> dx = as_doubles(f.x.grad());
+          bool masked = true;
+          for (size_t i = 0; i < y.size(); ++i)
+            if (int64_t(i) != nan_at) masked &= y[i] > 0 ? dx[i] != 0 : dx[i] == 0;
+          CHECK(masked);
+        }
+      }
+}
+
+TEST_CASE("norm: gradient checks in double of the fused BatchNorm + ReLU, away from the kink") {
+  const Shape s{2, 3, 2, 4};
+  // The first seed whose BN outputs are all at least 0.01 from 0 in every mode: a central
+  // difference (step 1e-6) never crosses the ReLU's kink.
+  auto margin = [&](const BnInputs& in) {
+    NoGradGuard ng;
+    double m = INFINITY;
+    for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval}) {
+      Tensor rm = in.rm.clone(), rv = in.rv.clone();
+      for (double v : as_doubles(batch_norm(in.x, in.w, in.b, rm, rv, mode))) m = std::min(m, std::abs(v));
+    }
+    return m;
+  };
+  uint32_t seed = 80;
+  while (seed < 200 && margin(bn_inputs(s, DType::f64, seed, -1)) < 0.01) seed += 5;
+  CAPTURE(seed);
+  BnInputs in = bn_inputs(s, DType::f64, seed, -1);
+  REQUIRE(margin(in) >= 0.01);
+  Tensor gw = random_tensor(s, 46, DType::f64);
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval}) {
+    const std::string mode_name = batch_norm_mode_name(mode);
+    CAPTURE(mode_name);
+    Tensor rm = in.rm.clone(), rv = in.rv.clone();  // train mode updates them at every call
+    CHECK(gradcheck(
+        std::string("batch_norm relu ") + batch_norm_mode_name(mode),
+        [&](auto& t) { return sum(mul(batch_norm(t[0], t[1], t[2], rm, rv, mode, 0.1, kEps, true), gw)); },
+        {in.x, in.w, in.b}));
+  }
+  // Frozen: only x is an input of the graph.
+  CHECK(gradcheck(
+      "batch_norm relu frozen",
+      [&](auto& t) {
+        return sum(mul(batch_norm(t[0], in.w, in.b, in.rm, in.rv, BatchNormMode::frozen, 0.1, kEps, true), gw));
+      },
+      {in.x}));
+}
+
+TEST_CASE("norm: BatchNorm2d::forward(x, relu) is relu(forward(x)) in train, eval and frozen modes") {
+  const Tensor x = random_tensor({2, 3, 4, 5}, 90, DType::f32, -1, 3);
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval, BatchNormMode::frozen}) {
+    const std::string mode_name = batch_norm_mode_name(mode);
+    CAPTURE(mode_name);
+    nn::BatchNorm2d fused(5), plain(5);
+    for (nn::BatchNorm2d* bn : {&fused, &plain}) {
+      fill_(bn->bias.detach(), 0.1);  // not symmetric about 0
+      bn->train(mode == BatchNormMode::train);
+      bn->set_frozen(mode == BatchNormMode::frozen);
+    }
+    Tensor yf = fused.forward(x, true), yu = relu(plain.forward(x));
+    CHECK(close_tensors("y", yf, yu, 0, 0));
+    CHECK(close_tensors("running_var", fused.running_var, plain.running_var, 0, 0));
+    CHECK(fused.num_batches_tracked.item() == plain.num_batches_tracked.item());
+  }
+}
+
+namespace {
 struct BnShape {
   int64_t n, h, w, c;
 };
@@ -179,7 +339,7 @@ struct BnShape {
 // bn_backward at 2x9x17x131 and 2x1x3x257): one element per channel (no running update),
 // odd sizes not multiples of 32 channels or 8 rows of threads, a long thin one (many row
 // ranges, C = 3). Also what no lab entry runs: bn_running_stats, frozen statistics
-// (batch_stats false) and the dx-only backward.
+// (batch_stats false) and the dx-only backward, each also through the fused ReLU's mask.
 const BnShape kBnShapes[] = {{1, 1, 1, 3}, {2, 9, 11, 64}, {3, 17, 5, 19}, {1, 3, 5, 100}, {4, 33, 65, 3}};
 }  // namespace
 
@@ -211,6 +371,11 @@ TEST_CASE("norm kernels: emulated batch norm edge cases match the CPU (one row, 
       kernels::cpu::bn_apply(x.data(), M, C, mean.data(), scale.data(), b.data(), y.data());
       kernels::emu::bn_apply_f32(x.data(), M, C, mean.data(), scale.data(), b.data(), y_e.data());
       CHECK(close_arrays("y", y_e.data(), y.data(), M * C, 1e-6, 1e-6));
+      // Fused ReLU; its output is the mask of the masked backwards below.
+      std::vector<float> yr(M * C), yr_e(M * C, -99.f);
+      kernels::cpu::bn_apply(x.data(), M, C, mean.data(), scale.data(), b.data(), yr.data(), true);
+      kernels::emu::bn_apply_f32(x.data(), M, C, mean.data(), scale.data(), b.data(), yr_e.data(), true);
+      CHECK(close_arrays("relu y", yr_e.data(), yr.data(), M * C, 1e-6, 1e-6));
       kernels::emu::bn_running_stats_f32(rm_cpu.data(), rv_cpu.data(), w.data(), C, 1e-5f, mean_e.data(),
                                          invstd_e.data(), scale_e.data());
       kernels::cpu::bn_running_stats(rm_cpu.data(), rv_cpu.data(), w.data(), C, 1e-5f, mean.data(), invstd.data(),
@@ -235,6 +400,21 @@ TEST_CASE("norm kernels: emulated batch norm edge cases match the CPU (one row, 
         kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
                                       batch_stats, dx_e.data(), nullptr, nullptr, ws.data());
         CHECK(close_arrays("dx only", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
+        // The same through the fused ReLU's mask (yr): sums and dx, then dx only.
+        std::fill(dx_e.begin(), dx_e.end(), -99.f);
+        kernels::cpu::bn_backward(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(), batch_stats,
+                                  dx.data(), dw.data(), db.data(), yr.data());
+        kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                      batch_stats, dx_e.data(), dw_e.data(), db_e.data(), ws.data(), yr.data());
+        CHECK(close_arrays("masked dbias", db_e.data(), db.data(), C, sum_tol, 1e-5));
+        CHECK(close_arrays("masked dweight", dw_e.data(), dw.data(), C, sum_tol, 1e-5));
+        CHECK(close_arrays("masked dx", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
+        std::fill(dx_e.begin(), dx_e.end(), -99.f);
+        kernels::cpu::bn_backward<float>(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                         batch_stats, dx.data(), nullptr, nullptr, yr.data());
+        kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                      batch_stats, dx_e.data(), nullptr, nullptr, ws.data(), yr.data());
+        CHECK(close_arrays("masked dx only", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
       }
     }
   });
@@ -264,6 +444,26 @@ GPU_TEST_CASE("norm: GPU batch norm matches the CPU at a realistic shape, determ
       // Sums over M = 34320 rows: float absolute error of order 1e-7 * M.
       CHECK(close_tensors("dweight", wg.grad(), wc.grad(), 1e-2, 1e-4));
       CHECK(close_tensors("dbias", bg.grad(), bc.grad(), 1e-2, 1e-4));
+    }
+  }
+  // The fused ReLU on the GPU against BN then relu on the GPU (against the CPU, a value within
+  // rounding of 0 could take the other side of the kink): the same arithmetic, so the same
+  // values up to rounding; the CPU tests above check this in detail.
+  for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval, BatchNormMode::frozen}) {
+    const std::string mode_name = batch_norm_mode_name(mode);
+    CAPTURE(mode_name);
+    Tensor rm_f = rm.cuda(), rv_f = rv.cuda(), rm_u = rm.cuda(), rv_u = rv.cuda(), dyg = dy.cuda();
+    Tensor xf = x.cuda().set_requires_grad(), wf = w.cuda().set_requires_grad(), bf = b.cuda().set_requires_grad();
+    Tensor xu = x.cuda().set_requires_grad(), wu = w.cuda().set_requires_grad(), bu = b.cuda().set_requires_grad();
+    Tensor yf = batch_norm(xf, wf, bf, rm_f, rv_f, mode, 0.1, 1e-5, true);
+    Tensor yu = relu(batch_norm(xu, wu, bu, rm_u, rv_u, mode));
+    CHECK(close_tensors("relu y", yf, yu, 0, 2.4e-7));
+    sum(mul(yf, dyg)).backward();
+    sum(mul(yu, dyg)).backward();
+    CHECK(close_tensors("relu dx", xf.grad(), xu.grad(), 1e-6, 1e-6));
+    if (mode != BatchNormMode::frozen) {
+      CHECK(close_tensors("relu dweight", wf.grad(), wu.grad(), 1e-6, 1e-6));
+      CHECK(close_tensors("relu dbias", bf.grad(), bu.grad(), 1e-6, 1e-6));
     }
   }
   // Deterministic: the same input gives the same bits.

@@ -1,7 +1,9 @@
-// Kernel lab: BatchNorm (batch statistics, apply, backward) on the layer4 activations
-// (16 x 33 x 65 x 2048), the bilinear upsampling of the logits to the input size and its
-// backward (16 x 33 x 65 x 19 -> 16 x 256 x 512 x 19, align_corners as DeepLab-v2), and the
-// stem's max pool (16 x 128 x 256 x 64, 3x3, stride 2, pad 1, ceil mode) and its backward.
+// Kernel lab: BatchNorm (batch statistics, apply, backward; with a fused ReLU, the apply and the
+// masked backwards) on the layer4 activations (16 x 33 x 65 x 2048), the bilinear upsampling of
+// the logits to the input size and its backward (16 x 33 x 65 x 19 -> 16 x 256 x 512 x 19,
+// align_corners as DeepLab-v2), and the stem's max pool (16 x 128 x 256 x 64, 3x3, stride 2,
+// pad 1, ceil mode) and its backward.
+#include <cmath>
 #include <memory>
 
 #include "bench/lab/lab.h"
@@ -20,6 +22,7 @@ constexpr double kRtol = 1e-4, kAtol = 1e-5;
 
 struct BnState {
   Buf<float> x, dy, y, dx, weight, bias, rmean, rvar, mean, invstd, scale, dweight, dbias, ws;
+  Buf<float> relu_y;  // the output of the fused BN + ReLU forward: the masked backwards' mask
 };
 
 std::shared_ptr<BnState> bn_state(Backend b, const Scale& s) {
@@ -40,6 +43,9 @@ std::shared_ptr<BnState> bn_state(Backend b, const Scale& s) {
   kernels::cpu::bn_batch_stats(v.x.host(), M, C, v.weight.host(), 1e-5f, 0.f, v.rmean.host(), v.rvar.host(),
                                v.mean.host(), v.invstd.host(), v.scale.host());
   for (Buf<float>* p : {&v.mean, &v.invstd, &v.scale}) p->upload();
+  v.relu_y = Buf<float>(b, M * C);  // about half of it zero
+  kernels::cpu::bn_apply(v.x.host(), M, C, v.mean.host(), v.scale.host(), v.bias.host(), v.relu_y.host(), true);
+  v.relu_y.upload();
   return st;
 }
 
@@ -64,37 +70,66 @@ Case bn_stats_case(Backend b, const Scale& s) {
       });
 }
 
-Case bn_apply_case(Backend b, const Scale& s) {
+// relu: the fused ReLU; x then also holds a NaN in every 97th element (after the statistics),
+// which must come out NaN on both backends.
+Case bn_apply_case(Backend b, const Scale& s, bool relu) {
   const int64_t M = s.N * s.h * s.w, C = s.C;
   auto st = bn_state(b, s);
   BnState& v = *st;
+  if (relu) {
+    for (int64_t i = 0; i < M * C; i += 97) v.x.vec()[i] = NAN;
+    v.x.upload();
+  }
   return make_case(
       b, dims({s.N, s.h, s.w, C}), double(2 * M * C) * 4,
-      [&v, st, M, C] { kernels::cpu::bn_apply(v.x.host(), M, C, v.mean.host(), v.scale.host(), v.bias.host(), v.y.host()); },
-      [&v, st, M, C, b] { LAB_DEV(b, bn_apply_f32, v.x.dev(), M, C, v.mean.dev(), v.scale.dev(), v.bias.dev(), v.y.dev()); },
+      [&v, st, M, C, relu] {
+        kernels::cpu::bn_apply(v.x.host(), M, C, v.mean.host(), v.scale.host(), v.bias.host(), v.y.host(), relu);
+      },
+      [&v, st, M, C, b, relu] {
+        LAB_DEV(b, bn_apply_f32, v.x.dev(), M, C, v.mean.dev(), v.scale.dev(), v.bias.dev(), v.y.dev(), relu);
+      },
       [&v, st] { return compare("y", v.y.download(), v.y.vec(), 1e-5, 1e-6); });
 }
 
-// Trainable BatchNorm's backward: reads dy and x twice in principle; counted once each.
-Case bn_backward_case(Backend b, const Scale& s) {
+// Trainable BatchNorm's backward: reads dy and x twice in principle; counted once each (and
+// the fused ReLU's output, masking dy in both passes, when relu).
+Case bn_backward_case(Backend b, const Scale& s, bool relu) {
   const int64_t M = s.N * s.h * s.w, C = s.C;
   auto st = bn_state(b, s);
   BnState& v = *st;
   return make_case(
-      b, dims({s.N, s.h, s.w, C}), double(3 * M * C) * 4,
-      [&v, st, M, C] {
+      b, dims({s.N, s.h, s.w, C}), double((relu ? 4 : 3) * M * C) * 4,
+      [&v, st, M, C, relu] {
         kernels::cpu::bn_backward(v.dy.host(), v.x.host(), M, C, v.mean.host(), v.invstd.host(), v.scale.host(), true,
-                                  v.dx.host(), v.dweight.host(), v.dbias.host());
+                                  v.dx.host(), v.dweight.host(), v.dbias.host(), relu ? v.relu_y.host() : nullptr);
       },
-      [&v, st, M, C, b] {
+      [&v, st, M, C, b, relu] {
         LAB_DEV(b, bn_backward_f32, v.dy.dev(), v.x.dev(), M, C, v.mean.dev(), v.invstd.dev(), v.scale.dev(), true,
-                v.dx.dev(), v.dweight.dev(), v.dbias.dev(), v.ws.dev());
+                v.dx.dev(), v.dweight.dev(), v.dbias.dev(), v.ws.dev(), relu ? v.relu_y.dev() : nullptr);
       },
       [&v, st] {
         return all_of({compare("dx", v.dx.download(), v.dx.vec(), kRtol, kAtol),
                        compare("dweight", v.dweight.download(), v.dweight.vec(), kRtol, 1e-3),
                        compare("dbias", v.dbias.download(), v.dbias.vec(), kRtol, 1e-3)});
       });
+}
+
+// Frozen BatchNorm + ReLU's backward (fixed statistics, dx only): dx = scale * dy where the
+// forward's output is > 0, else 0 (the apply kernel, dy masked by relu_y).
+Case bn_frozen_backward_relu_case(Backend b, const Scale& s) {
+  const int64_t M = s.N * s.h * s.w, C = s.C;
+  auto st = bn_state(b, s);
+  BnState& v = *st;
+  return make_case(
+      b, dims({s.N, s.h, s.w, C}), double(3 * M * C) * 4,
+      [&v, st, M, C] {
+        kernels::cpu::bn_apply(v.dy.host(), M, C, (const float*)nullptr, v.scale.host(), (const float*)nullptr,
+                               v.dx.host(), false, v.relu_y.host());
+      },
+      [&v, st, M, C, b] {
+        LAB_DEV(b, bn_apply_f32, v.dy.dev(), M, C, nullptr, v.scale.dev(), nullptr, v.dx.dev(), false, v.relu_y.dev());
+      },
+      [&v, st] { return compare("dx", v.dx.download(), v.dx.vec(), 1e-6, 1e-7); });
 }
 
 struct Pair {
@@ -175,8 +210,16 @@ Case max_pool_case(Backend b, const Scale& s, bool backward) {
 }
 
 const Register r1({"batchnorm", "bn_batch_stats", 1, "per-channel mean/var, running stats", bn_stats_case});
-const Register r2({"batchnorm", "bn_apply", 1, "y = (x - mean) * scale + bias", bn_apply_case});
-const Register r3({"batchnorm", "bn_backward", 1, "dx, dweight, dbias (batch statistics)", bn_backward_case});
+const Register r2({"batchnorm", "bn_apply", 1, "y = (x - mean) * scale + bias",
+                   [](Backend b, const Scale& s) { return bn_apply_case(b, s, false); }});
+const Register r3({"batchnorm", "bn_backward", 1, "dx, dweight, dbias (batch statistics)",
+                   [](Backend b, const Scale& s) { return bn_backward_case(b, s, false); }});
+const Register r2r({"batchnorm", "bn_apply_relu", 1, "y = relu((x - mean) * scale + bias), NaN kept (fused ReLU)",
+                    [](Backend b, const Scale& s) { return bn_apply_case(b, s, true); }});
+const Register r3r({"batchnorm", "bn_backward_relu", 1, "dx, dweight, dbias with dy masked by the fused ReLU's output",
+                    [](Backend b, const Scale& s) { return bn_backward_case(b, s, true); }});
+const Register r3f({"batchnorm", "bn_frozen_bwd_relu", 1, "frozen BN + ReLU: dx = scale * dy masked by the output",
+                    bn_frozen_backward_relu_case});
 const Register r4({"resize", "bilinear", 1, "logits to input size, align_corners",
                    [](Backend b, const Scale& s) { return resize_case(b, s, false, false); }});
 const Register r5({"resize", "bilinear_backward", 1, "gather over the output ranges (no atomics)",

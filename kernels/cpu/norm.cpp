@@ -28,14 +28,66 @@ template <int K, class F> std::vector<double> channel_sums(int64_t M, int64_t C,
   return total;
 }
 
-// y = (x - mean) * scale + bias: bn_apply's loop, also run by bn_backward (each counts its own launch).
-template <class T>
-void apply_affine(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y) {
+// y = (x - mean) * scale + bias, then ReLU (Relu), with x masked by relu_y (Mask). The options
+// are template flags so that each variant is a plain loop with no per-element test of them.
+template <bool Relu, bool Mask, class T>
+void apply_rows(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y,
+                const T* relu_y) {
 #pragma omp parallel for schedule(static) if (M * C > 32768)
   for (int64_t r = 0; r < M; ++r) {
     const T* p = x + r * C;
     T* q = y + r * C;
-    for (int64_t c = 0; c < C; ++c) q[c] = (p[c] - (mean ? mean[c] : T(0))) * scale[c] + (bias ? bias[c] : T(0));
+    for (int64_t c = 0; c < C; ++c) {
+      T v = p[c];
+      if constexpr (Mask) v = bn_relu_grad(relu_y[r * C + c], v);
+      q[c] = bn_apply_one(v, mean ? mean[c] : T(0), scale[c], bias ? bias[c] : T(0), Relu);
+    }
+  }
+}
+
+// bn_apply's loop, also run by bn_backward (each counts its own launch).
+template <class T>
+void apply_affine(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y, bool relu,
+                  const T* relu_y) {
+  if (relu_y && relu) apply_rows<true, true>(x, M, C, mean, scale, bias, y, relu_y);
+  else if (relu_y) apply_rows<false, true>(x, M, C, mean, scale, bias, y, relu_y);
+  else if (relu) apply_rows<true, false>(x, M, C, mean, scale, bias, y, relu_y);
+  else apply_rows<false, false>(x, M, C, mean, scale, bias, y, relu_y);
+}
+
+// bn_backward's passes over dy (the sums and dx); Mask: dy masked by relu_y.
+template <bool Mask, class T>
+void backward_passes(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, const T* invstd, const T* scale,
+                     bool batch_stats, T* dx, T* dweight, T* dbias, const T* relu_y) {
+  auto grad = [dy, relu_y](int64_t i) {
+    if constexpr (Mask) return bn_relu_grad(relu_y[i], dy[i]);
+    else return dy[i];
+  };
+  // [sum dy | sum dy*(x - mean)] per channel
+  std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t r, double* acc) {
+    const T* p = x + r * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const T g = grad(r * C + c);
+      acc[c] += g;
+      acc[C + c] += double(g) * (double(p[c]) - double(mean[c]));
+    }
+  });
+  if (dbias)
+    for (int64_t c = 0; c < C; ++c) dbias[c] = T(sums[c]);
+  if (dweight)
+    for (int64_t c = 0; c < C; ++c) dweight[c] = T(sums[C + c] * double(invstd[c]));
+  if (!dx) return;
+  std::vector<T> A(static_cast<size_t>(C)), B(A), D(A);
+  for (int64_t c = 0; c < C; ++c) {
+    double a, b, d;
+    bn_dx_coeffs<double>(scale[c], invstd[c], sums[c], sums[C + c], double(M), batch_stats, a, b, d);
+    A[c] = T(a), B[c] = T(b), D[c] = T(d);
+  }
+#pragma omp parallel for schedule(static) if (M * C > 32768)
+  for (int64_t r = 0; r < M; ++r) {
+    const T* p = x + r * C;
+    T* q = dx + r * C;
+    for (int64_t c = 0; c < C; ++c) q[c] = A[c] * grad(r * C + c) + B[c] * (p[c] - mean[c]) + D[c];
   }
 }
 
@@ -80,52 +132,31 @@ void bn_running_stats(const T* running_mean, const T* running_var, const T* weig
 }
 
 template <class T>
-void bn_apply(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y) {
+void bn_apply(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y, bool relu,
+              const T* relu_y) {
   count_launch();
-  apply_affine(x, M, C, mean, scale, bias, y);
+  apply_affine(x, M, C, mean, scale, bias, y, relu, relu_y);
 }
 
 template <class T>
 void bn_backward(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, const T* invstd, const T* scale,
-                 bool batch_stats, T* dx, T* dweight, T* dbias) {
+                 bool batch_stats, T* dx, T* dweight, T* dbias, const T* relu_y) {
   count_launch();
   if (!batch_stats && !dweight && !dbias) {  // fixed statistics, dx only: dx = scale * dy
-    if (dx) apply_affine(dy, M, C, static_cast<const T*>(nullptr), scale, static_cast<const T*>(nullptr), dx);
+    if (dx) apply_affine(dy, M, C, static_cast<const T*>(nullptr), scale, static_cast<const T*>(nullptr), dx, false,
+                         relu_y);
     return;
   }
-  // [sum dy | sum dy*(x - mean)] per channel
-  std::vector<double> sums = channel_sums<2>(M, C, [&](int64_t r, double* acc) {
-    const T *g = dy + r * C, *p = x + r * C;
-    for (int64_t c = 0; c < C; ++c) {
-      acc[c] += g[c];
-      acc[C + c] += double(g[c]) * (double(p[c]) - double(mean[c]));
-    }
-  });
-  if (dbias)
-    for (int64_t c = 0; c < C; ++c) dbias[c] = T(sums[c]);
-  if (dweight)
-    for (int64_t c = 0; c < C; ++c) dweight[c] = T(sums[C + c] * double(invstd[c]));
-  if (!dx) return;
-  std::vector<T> A(static_cast<size_t>(C)), B(A), D(A);
-  for (int64_t c = 0; c < C; ++c) {
-    double a, b, d;
-    bn_dx_coeffs<double>(scale[c], invstd[c], sums[c], sums[C + c], double(M), batch_stats, a, b, d);
-    A[c] = T(a), B[c] = T(b), D[c] = T(d);
-  }
-#pragma omp parallel for schedule(static) if (M * C > 32768)
-  for (int64_t r = 0; r < M; ++r) {
-    const T *g = dy + r * C, *p = x + r * C;
-    T* q = dx + r * C;
-    for (int64_t c = 0; c < C; ++c) q[c] = A[c] * g[c] + B[c] * (p[c] - mean[c]) + D[c];
-  }
+  if (relu_y) backward_passes<true>(dy, x, M, C, mean, invstd, scale, batch_stats, dx, dweight, dbias, relu_y);
+  else backward_passes<false>(dy, x, M, C, mean, invstd, scale, batch_stats, dx, dweight, dbias, relu_y);
 }
 
 #define C3_INSTANTIATE(T)                                                                                   \
   template void bn_batch_stats<T>(const T*, int64_t, int64_t, const T*, T, T, T*, T*, T*, T*, T*);          \
   template void bn_running_stats<T>(const T*, const T*, const T*, int64_t, T, T*, T*, T*);                  \
-  template void bn_apply<T>(const T*, int64_t, int64_t, const T*, const T*, const T*, T*);                  \
+  template void bn_apply<T>(const T*, int64_t, int64_t, const T*, const T*, const T*, T*, bool, const T*);   \
   template void bn_backward<T>(const T*, const T*, int64_t, int64_t, const T*, const T*, const T*, bool, T*, \
-                               T*, T*);
+                               T*, T*, const T*);
 C3_INSTANTIATE(float)
 C3_INSTANTIATE(double)
 #undef C3_INSTANTIATE

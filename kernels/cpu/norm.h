@@ -19,16 +19,22 @@ template <class T>
 void bn_running_stats(const T* running_mean, const T* running_var, const T* weight, int64_t C, T eps, T* mean,
                       T* invstd, T* scale);
 
-// y = (x - mean) * scale + bias per channel; mean and bias may be null (read as zero), so
-// bn_apply(dy, M, C, nullptr, scale, nullptr, dx) is the backward of a fixed affine map.
+// y = (x - mean) * scale + bias per channel, then max(y, 0) when relu (a fused ReLU; NaN stays
+// NaN). mean and bias may be null (read as zero), so bn_apply(dy, M, C, nullptr, scale, nullptr,
+// dx) is the backward of a fixed affine map. relu_y, when not null, is the output of a fused
+// forward: x counts as zero where relu_y is not > 0, so bn_apply(dy, M, C, nullptr, scale,
+// nullptr, dx, false, y) is the backward of a fixed affine map followed by ReLU.
 template <class T>
-void bn_apply(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y);
+void bn_apply(const T* x, int64_t M, int64_t C, const T* mean, const T* scale, const T* bias, T* y, bool relu = false,
+              const T* relu_y = nullptr);
 
 // Backward of y = (x - mean) * scale + bias with scale = weight * invstd. batch_stats: mean and
 // invstd came from this batch (train), so dx includes the path through them. Writes dx,
 // dweight = sum dy * xhat, dbias = sum dy; each may be null when that gradient is not wanted.
+// relu_y: the output of a forward with fused ReLU (null: none); dy counts as zero where relu_y is
+// not > 0, in the sums and in dx alike.
 template <class T>
 void bn_backward(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, const T* invstd, const T* scale,
-                 bool batch_stats, T* dx, T* dweight, T* dbias);
+                 bool batch_stats, T* dx, T* dweight, T* dbias, const T* relu_y = nullptr);
 
 }  // namespace kernels::cpu

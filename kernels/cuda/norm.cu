@@ -6,6 +6,8 @@
 // block writes one partial per channel. A second kernel (one thread per channel) combines the
 // partials in range order. No atomics: the same input gives the same bits.
 // Statistics use Welford's update per thread and Chan's pairwise combine (kernels/norm_math.h).
+// A fused ReLU costs no pass of its own: apply_kernel applies it, and the backward kernels
+// (grad_partial_kernel, dx_kernel, apply_kernel for frozen statistics) mask dy by the saved output.
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/launch_util.h"
 #include "kernels/cuda/norm.h"
@@ -87,14 +89,17 @@ __global__ void running_stats_kernel(const float* running_mean, const float* run
   int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x, c = i % (C);                 \
   for (; i < (n); i += stride_, c = c + cstep_ >= (C) ? c + cstep_ - (C) : c + cstep_)
 
+// relu: ReLU on the output; relu_y (or null): the fused forward's output, masking x.
 __global__ void apply_kernel(const float* x, int64_t n, int64_t C, const float* mean, const float* scale,
-                             const float* bias, float* y) {
-  C3_CHANNEL_LOOP(i, c, n, C) y[i] = (x[i] - (mean ? mean[c] : 0.f)) * scale[c] + (bias ? bias[c] : 0.f);
+                             const float* bias, bool relu, const float* relu_y, float* y) {
+  C3_CHANNEL_LOOP(i, c, n, C)
+    y[i] = bn_apply_one(bn_relu_dy(x, relu_y, i), mean ? mean[c] : 0.f, scale[c], bias ? bias[c] : 0.f, relu);
 }
 
-// Partial sums of dy and dy*(x - mean) over rows [r0, r1) -> part[range][2][C].
-__global__ void grad_partial_kernel(const float* dy, const float* x, const float* mean, int64_t M, int64_t C,
-                                    int64_t rows_per_range, float* part) {
+// Partial sums of dy and dy*(x - mean) over rows [r0, r1) -> part[range][2][C]; dy masked by
+// relu_y when not null.
+__global__ void grad_partial_kernel(const float* dy, const float* x, const float* mean, const float* relu_y,
+                                    int64_t M, int64_t C, int64_t rows_per_range, float* part) {
   __shared__ float sg[kRows][kCols], sgx[kRows][kCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c = blockIdx.x * (int64_t)kCols + tx, range = blockIdx.y;
@@ -103,7 +108,7 @@ __global__ void grad_partial_kernel(const float* dy, const float* x, const float
   if (c < C) {
     const float mu = mean[c];
     for (int64_t r = r0 + ty; r < r1; r += kRows) {
-      const float d = dy[r * C + c];
+      const float d = bn_relu_dy(dy, relu_y, r * C + c);
       g += d;
       gx += d * (x[r * C + c] - mu);
     }
@@ -137,9 +142,10 @@ __global__ void grad_final_kernel(const float* part, int64_t ranges, int64_t M, 
   }
 }
 
-__global__ void dx_kernel(const float* dy, const float* x, const float* mean, const float* coef, int64_t n,
-                          int64_t C, float* dx) {
-  C3_CHANNEL_LOOP(i, c, n, C) dx[i] = coef[c] * dy[i] + coef[C + c] * (x[i] - mean[c]) + coef[2 * C + c];
+__global__ void dx_kernel(const float* dy, const float* x, const float* mean, const float* relu_y, const float* coef,
+                          int64_t n, int64_t C, float* dx) {
+  C3_CHANNEL_LOOP(i, c, n, C)
+    dx[i] = coef[c] * bn_relu_dy(dy, relu_y, i) + coef[C + c] * (x[i] - mean[c]) + coef[2 * C + c];
 }
 #undef C3_CHANNEL_LOOP
 
@@ -170,28 +176,30 @@ void bn_running_stats_f32(const float* running_mean, const float* running_var, c
 }
 
 void bn_apply_f32(const float* x, int64_t M, int64_t C, const float* mean, const float* scale, const float* bias,
-                  float* y) {
+                  float* y, bool relu, const float* relu_y) {
   const int64_t n = M * C;
   if (n == 0) return;
-  LAUNCH_CHECK(launch(apply_kernel, grid_for(n, 256), dim3(256), 0, nullptr, x, n, C, mean, scale, bias, y));
+  LAUNCH_CHECK(launch(apply_kernel, grid_for(n, 256), dim3(256), 0, nullptr, x, n, C, mean, scale, bias, relu, relu_y,
+                      y));
 }
 
 void bn_backward_f32(const float* dy, const float* x, int64_t M, int64_t C, const float* mean, const float* invstd,
-                     const float* scale, bool batch_stats, float* dx, float* dweight, float* dbias,
-                     float* workspace) {
+                     const float* scale, bool batch_stats, float* dx, float* dweight, float* dbias, float* workspace,
+                     const float* relu_y) {
   if (M * C == 0) return;
   if (!batch_stats && !dweight && !dbias) {  // fixed statistics, dx only: dx = scale * dy
-    if (dx) bn_apply_f32(dy, M, C, nullptr, scale, nullptr, dx);
+    if (dx) bn_apply_f32(dy, M, C, nullptr, scale, nullptr, dx, false, relu_y);
     return;
   }
   const Partition p = partition(M, C);
   float* coef = workspace + 2 * p.ranges * C;
   LAUNCH_CHECK(launch(grad_partial_kernel, dim3((unsigned)p.blocks_x, (unsigned)p.ranges), dim3(kCols, kRows), 0,
-                      nullptr, dy, x, mean, M, C, p.rows_per_range, workspace));
+                      nullptr, dy, x, mean, relu_y, M, C, p.rows_per_range, workspace));
   LAUNCH_CHECK(launch(grad_final_kernel, grid_for(C, 256), dim3(256), 0, nullptr, workspace, p.ranges, M, C, invstd,
                       scale, batch_stats, dweight, dbias, coef));
   if (dx)
-    LAUNCH_CHECK(launch(dx_kernel, grid_for(M * C, 256), dim3(256), 0, nullptr, dy, x, mean, coef, M * C, C, dx));
+    LAUNCH_CHECK(
+        launch(dx_kernel, grid_for(M * C, 256), dim3(256), 0, nullptr, dy, x, mean, relu_y, coef, M * C, C, dx));
 }
 
 }  // namespace kernels::KERNELS_NS

@@ -13,9 +13,11 @@ C3_KERNELS_DECLARE(
                           float* workspace);
   void bn_running_stats_f32(const float* running_mean, const float* running_var, const float* weight, int64_t C,
                             float eps, float* mean, float* invstd, float* scale);
+  // relu: a fused ReLU on the output; relu_y: the output of a fused forward, masking x (apply)
+  // or dy (backward) where it is not > 0. Both as in kernels/cpu/norm.h.
   void bn_apply_f32(const float* x, int64_t M, int64_t C, const float* mean, const float* scale, const float* bias,
-                    float* y);
+                    float* y, bool relu = false, const float* relu_y = nullptr);
   void bn_backward_f32(const float* dy, const float* x, int64_t M, int64_t C, const float* mean,
                        const float* invstd, const float* scale, bool batch_stats, float* dx, float* dweight,
-                       float* dbias, float* workspace);
+                       float* dbias, float* workspace, const float* relu_y = nullptr);
 )
