@@ -46,7 +46,7 @@ template <class T> C3_HD T binary_apply(Binary op, T a, T b) {
     case Binary::div: return a / b;
     case Binary::add_relu: {
       const T s = a + b;
-      return s > T(0) || s != s ? s : T(0);  // NaN stays NaN, as relu
+      return !(s <= T(0)) ? s : T(0);  // NaN stays NaN, as relu
     }
   }
   return a;
@@ -58,7 +58,7 @@ template <class T> C3_HD T unary_apply(Unary op, T x, T p0, T p1) {
     case Unary::neg: return -x;
     case Unary::exp: return c3_exp(x);
     case Unary::log: return c3_log(x);
-    case Unary::relu: return x > T(0) || x != x ? x : T(0);  // NaN stays NaN (as PyTorch's)
+    case Unary::relu: return !(x <= T(0)) ? x : T(0);  // NaN stays NaN (as PyTorch's); no branch
     case Unary::sigmoid: return T(1) / (T(1) + c3_exp(-x));
     case Unary::clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
     case Unary::scale: return x * p0;

@@ -33,9 +33,9 @@ ResNetBlock::ResNetBlock(bool bottleneck, int64_t in, int64_t planes, int stride
 }
 
 Tensor ResNetBlock::forward(const Tensor& x) {
-  Tensor y = relu(bn1->forward(conv1->forward(x)));
+  Tensor y = bn1->forward(conv1->forward(x), /*relu=*/true);
   if (conv3) {
-    y = relu(bn2->forward(conv2->forward(y)));
+    y = bn2->forward(conv2->forward(y), /*relu=*/true);
     y = bn3->forward(conv3->forward(y));
   } else {
     y = bn2->forward(conv2->forward(y));
@@ -109,7 +109,7 @@ void ResNet::init(Generator& g) {
 ResNetFeatures ResNet::forward(const Tensor& x) {
   C3_CHECK(x.rank() == 4 && x.dim(3) == 3, "ResNet: expected an NHWC RGB batch [N,H,W,3], got ", x.desc());
   ResNetFeatures f;
-  Tensor y = relu(bn1->forward(conv1->forward(x)));
+  Tensor y = bn1->forward(conv1->forward(x), /*relu=*/true);
   y = max_pool2d(y, 3, 2, 1, cfg_.maxpool_ceil);
   Tensor* outs[4] = {&f.layer1, &f.layer2, &f.layer3, &f.layer4};
   ModuleList* layers[4] = {layer1.get(), layer2.get(), layer3.get(), layer4.get()};
