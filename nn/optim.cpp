@@ -47,12 +47,17 @@ bool Optimizer::find_arena() {
     }
   if (!ps || groups_.size() > size_t(kernels::kMaxArenaGroups)) return false;
   std::sort(arena_.begin(), arena_.end(), [](const ArenaEntry& a, const ArenaEntry& b) { return a.offset < b.offset; });
-  arena_numel_ = int64_t(ps->bytes / dtype_size(groups_[0].params[0].dtype()));
+  arena_numel_ = int64_t(ps->bytes / dtype_size(arena_param().dtype()));
   if (arena_base_ != ps.get()) {  // a new arena: the state arenas are made again (slots are copied over)
     arena_base_ = ps.get();
     reset_state_arenas();
   }
   return true;
+}
+
+const Tensor& Optimizer::arena_param() const {
+  const ArenaEntry& e = arena_.front();  // find_arena() returned true: not empty
+  return groups_[e.group].params[e.index];
 }
 
 template <class F> std::vector<kernels::ArenaSpans> Optimizer::arena_spans(F&& first_step) const {
@@ -161,7 +166,7 @@ void Adam::step() {
         state_view(m_arena_, m_, e.group, e.index);
         state_view(v_arena_, v_, e.group, e.index);
       }
-    const Tensor& p0 = groups_[0].params[0];
+    const Tensor& p0 = arena_param();
     const Tensor g0(p0.impl().grad_slot);
     for (const kernels::ArenaSpans& s : arena_spans([](size_t, size_t) { return false; })) {
       if (p0.is_cuda())
@@ -230,7 +235,7 @@ void SGD::step() {
           first[e.group][e.index] = !buf_[e.group][e.index].defined();
           state_view(buf_arena_, buf_, e.group, e.index);
         }
-    const Tensor& p0 = groups_[0].params[0];
+    const Tensor& p0 = arena_param();
     const Tensor g0(p0.impl().grad_slot);
     for (const kernels::ArenaSpans& sp : arena_spans([&](size_t gi, size_t i) { return first[gi][i] != 0; })) {
       if (p0.is_cuda())

@@ -58,7 +58,8 @@ class Optimizer {
   // The state slot of parameter (gi, i) as a view into `state` (an arena of the parameters'
   // layout, made on first use); a slot loaded from a checkpoint is copied into it.
   Tensor& state_view(Tensor& state, std::vector<std::vector<Tensor>>& slots, size_t gi, size_t i);
-  virtual void reset_state_arenas() = 0;  // forget the state arenas (the slots keep their values)
+  virtual void reset_state_arenas() = 0;
+  const Tensor& arena_param() const;  // a parameter of the arena (any group; the first by offset)  // forget the state arenas (the slots keep their values)
 
   std::vector<ParamGroup> groups_;
   double lr_factor_ = 1.0;

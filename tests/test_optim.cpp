@@ -311,3 +311,17 @@ TEST_CASE("arena: the optimizer step and the EMA of ResNet-101 DeepLab-v3+ are a
   CHECK(l1 - l0 == 1);  // every trainable parameter has a gradient: two spans (two groups), one launch
   CHECK(n - (l1 - l0) == 1);
 }
+
+TEST_CASE("arena: an empty parameter group does not stop the arena path") {
+  DeepLab m(tiny_deeplab(), 5);
+  m.pack_parameters();
+  SGD opt({{"none", {}, 0.1, 0.0}, {"all", m.head_parameters(), 0.1, 0.0}}, 0.9);
+  tiny_loss(m, random_tensor({2, 33, 33, 3}, 4), false).backward();
+  const Tensor w = m.head_parameters()[0];
+  const std::vector<float> before = w.to_vector<float>(), g = w.grad().to_vector<float>();
+  const uint64_t l0 = kernels::launches();
+  opt.step();
+  CHECK(kernels::launches() - l0 == 1);
+  const std::vector<float> after = w.to_vector<float>();
+  for (size_t i = 0; i < after.size(); i += 5) CHECK(after[i] == doctest::Approx(before[i] - 0.1f * g[i]).epsilon(1e-6));
+}
