@@ -51,17 +51,6 @@ struct ArenaSpans {
   float lr[kMaxArenaGroups], weight_decay[kMaxArenaGroups];
 };
 
-// Walks the arena elements of `s` for compact indices i = start, start + stride, ... < total
-// (a grid-stride loop), calling f(element, span) for each; the span index only moves forward.
-template <class F> C3_HD void for_arena_elements(const ArenaSpans& s, int64_t start, int64_t stride, F&& f) {
-  int k = 0;
-  int64_t base = 0;  // compact index of span k's first element
-  for (int64_t i = start; i < s.total; i += stride) {
-    while (i >= base + s.span[k].count) base += s.span[k++].count;
-    f(s.span[k].begin + (i - base), s.span[k]);
-  }
-}
-
 // Up to kMaxEmaSpans (teacher, student) pairs of the same length for one EMA launch (the
 // parameter arena and the buffer arena of a model, or a list of tensors in chunks).
 constexpr int kMaxEmaSpans = 8;
@@ -72,13 +61,5 @@ template <class T> struct EmaSpans {
   const T* student[kMaxEmaSpans];
   int64_t count[kMaxEmaSpans];
 };
-template <class T, class F> C3_HD void for_ema_elements(const EmaSpans<T>& s, int64_t start, int64_t stride, F&& f) {
-  int k = 0;
-  int64_t base = 0;
-  for (int64_t i = start; i < s.total; i += stride) {
-    while (i >= base + s.count[k]) base += s.count[k++];
-    f(s.teacher[k][i - base], s.student[k][i - base]);
-  }
-}
 
 }  // namespace kernels

@@ -5,7 +5,8 @@
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
 //   stats_partial_kernel, stats_final_kernel, running_stats_kernel, apply_kernel,
-//   grad_partial_kernel, grad_final_kernel, dx_kernel
+//   apply4_kernel (apply_kernel 16 bytes wide: C a multiple of 4, aligned buffers; the
+//   shapes with 64 and 100 channels), grad_partial_kernel, grad_final_kernel, dx_kernel
 // (apply_kernel with the fused ReLU, and with the ReLU mask for frozen statistics;
 // grad_partial_kernel and dx_kernel with the mask: also the lab's bn_apply_relu,
 // bn_backward_relu and bn_frozen_bwd_relu entries).

@@ -2,10 +2,20 @@
 // The Adam, SGD and EMA kernels' emulated-vs-CPU checks are the kernel lab's entries
 // (bench/lab/k_elementwise.cpp, run by tests/test_kernel_lab.cpp): adam_kernel, sgd_kernel and
 // ema_kernel (version 1), adam_arena_kernel, sgd_arena_kernel and ema_spans_kernel (version 2).
+// Their 16-byte (float4) path's heads and tails (buffers 1-3 floats past a 16-byte boundary,
+// spans with odd begins and counts, buffers of different alignment) are checked here, bit for
+// bit against the CPU kernels, as is norm.cu's apply4_kernel (BatchNorm apply 4 channels wide).
+#include <cstring>
+
+#include "kernels/cpu/norm.h"
+#include "kernels/cpu/optim.h"
+#include "kernels/cuda/norm.h"
+#include "kernels/cuda/optim.h"
 #include "kernels/launch_counter.h"
 #include "nn/deeplab.h"
 #include "nn/module.h"
 #include "nn/optim.h"
+#include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -324,4 +334,120 @@ TEST_CASE("arena: an empty parameter group does not stop the arena path") {
   CHECK(kernels::launches() - l0 == 1);
   const std::vector<float> after = w.to_vector<float>();
   for (size_t i = 0; i < after.size(); i += 5) CHECK(after[i] == doctest::Approx(before[i] - 0.1f * g[i]).epsilon(1e-6));
+}
+
+namespace {
+// A buffer of n floats starting `offset` floats (0-3) past a 16-byte boundary, filled from seed.
+struct OffsetBuf {
+  std::vector<float> store;
+  int64_t n;
+  int offset;
+  float* p;
+  OffsetBuf(int64_t n_, int offset_, uint32_t seed, float lo = -1.f, float hi = 1.f)
+      : store(n_ + 8), n(n_), offset(offset_), p(place()) {
+    const auto v = random_floats(n, seed, lo, hi);
+    std::copy(v.begin(), v.end(), p);
+  }
+  OffsetBuf(const OffsetBuf& o) : store(o.n + 8), n(o.n), offset(o.offset), p(place()) { std::copy(o.p, o.p + n, p); }
+  float* place() {
+    const auto a = reinterpret_cast<uintptr_t>(store.data());
+    return reinterpret_cast<float*>((a + 15) / 16 * 16) + offset;
+  }
+};
+bool same_bits(const float* a, const float* b, int64_t n) { return std::memcmp(a, b, size_t(n) * sizeof(float)) == 0; }
+}  // namespace
+
+TEST_CASE("optim kernels: emulated 16-byte updates equal the CPU bit for bit at any alignment and count") {
+  const kernels::AdamParams a{1e-2f, 0.9f, 0.999f, 1e-8f, 1e-3f, 1 - 0.9f * 0.9f, 1 - 0.999f * 0.999f};
+  const int kOffsets[][4] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {2, 2, 2, 2}, {3, 3, 3, 3}, {0, 1, 2, 3}, {1, 1, 1, 3}};
+  for_each_fiber_order([&](const char* order) {
+    for (const auto& off : kOffsets) {
+      for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 67, 258}) {
+        CAPTURE(order); CAPTURE(n); CAPTURE(off[0]); CAPTURE(off[1]); CAPTURE(off[2]); CAPTURE(off[3]);
+        OffsetBuf p(n, off[0], 1), g(n, off[1], 2), m(n, off[2], 3), v(n, off[3], 4, 0.f, 1.f);
+        OffsetBuf pe = p, ge = g, me = m, ve = v;  // the same values at the same offsets
+        kernels::cpu::adam_step(p.p, g.p, m.p, v.p, n, a);
+        kernels::emu::adam_step_f32(pe.p, ge.p, me.p, ve.p, n, a);
+        CHECK(same_bits(pe.p, p.p, p.n));
+        CHECK(same_bits(me.p, m.p, m.n));
+        CHECK(same_bits(ve.p, v.p, v.n));
+        for (bool momentum : {true, false}) {
+          const kernels::SgdParams sp{1e-2f, momentum ? 0.9f : 0.f, 0.f, 1e-3f, true, false};
+          kernels::cpu::sgd_step(p.p, g.p, momentum ? m.p : nullptr, n, sp);
+          kernels::emu::sgd_step_f32(pe.p, ge.p, momentum ? me.p : nullptr, n, sp);
+          CHECK(same_bits(pe.p, p.p, p.n));
+          CHECK(same_bits(me.p, m.p, m.n));
+        }
+        kernels::cpu::ema_step(p.p, g.p, n, 0.9f);
+        kernels::emu::ema_step_f32(pe.p, ge.p, n, 0.9f);
+        CHECK(same_bits(pe.p, p.p, p.n));
+      }
+    }
+  });
+}
+
+TEST_CASE("optim kernels: emulated arena and EMA-span updates, odd span begins and counts, equal the CPU bit for bit") {
+  const int64_t n = 300;
+  // Odd begins and counts, empty and one-element spans, a long span, gaps left alone.
+  const kernels::ArenaSpan spans[] = {{1, 5, 0, 0}, {9, 2, 1, 1}, {13, 130, 1, 0}, {143, 0, 0, 0},
+                                      {150, 1, 0, 1}, {152, 3, 1, 0}, {157, 140, 0, 0}};
+  kernels::ArenaSpans s{};
+  for (const auto& sp : spans) s.span[s.n++] = sp, s.total += sp.count;
+  s.lr[0] = 1e-2f, s.lr[1] = 3e-2f, s.weight_decay[0] = 1e-3f, s.weight_decay[1] = 0.f;
+  const kernels::AdamParams a{0.f, 0.9f, 0.999f, 1e-8f, 0.f, 1 - 0.9f * 0.9f, 1 - 0.999f * 0.999f};
+  const int kOffsets[][4] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {3, 3, 3, 3}, {0, 2, 0, 0}};
+  for_each_fiber_order([&](const char* order) {
+    for (const auto& off : kOffsets) {
+      CAPTURE(order); CAPTURE(off[0]); CAPTURE(off[1]); CAPTURE(off[2]); CAPTURE(off[3]);
+      OffsetBuf p(n, off[0], 11), g(n, off[1], 12), m(n, off[2], 13), v(n, off[3], 14, 0.f, 1.f);
+      OffsetBuf pe = p, ge = g, me = m, ve = v;
+      kernels::cpu::adam_arena(p.p, g.p, m.p, v.p, s, a);
+      kernels::emu::adam_arena_f32(pe.p, ge.p, me.p, ve.p, s, a);
+      CHECK(same_bits(pe.p, p.p, p.n));
+      CHECK(same_bits(me.p, m.p, m.n));
+      CHECK(same_bits(ve.p, v.p, v.n));
+      for (bool momentum : {true, false}) {  // no buffer: no momentum
+        const kernels::SgdParams sgd{0.f, momentum ? 0.9f : 0.f, 0.1f, 0.f, false, false};
+        kernels::cpu::sgd_arena(p.p, g.p, momentum ? v.p : nullptr, s, sgd);
+        kernels::emu::sgd_arena_f32(pe.p, ge.p, momentum ? ve.p : nullptr, s, sgd);
+        CHECK(same_bits(pe.p, p.p, p.n));
+        CHECK(same_bits(ve.p, v.p, v.n));
+      }
+      // EMA spans: (teacher, student) pairs of their own alignments (span 1: student one float
+      // off the teacher, scalar), odd lengths.
+      auto ema = [&](bool emu) {
+        kernels::EmaSpans<float> e{};
+        OffsetBuf& t = emu ? pe : p;
+        const OffsetBuf& st = emu ? ge : g;
+        const int64_t begins[] = {0, 5, 100, 103}, counts[] = {3, 90, 2, 190};
+        for (int k = 0; k < 4; ++k)
+          e.teacher[k] = t.p + begins[k], e.student[k] = st.p + begins[k] + (k == 1 ? 1 : k == 3 ? 4 : 0), e.count[k] = counts[k];
+        e.n = 4, e.total = 3 + 90 + 2 + 190;
+        emu ? kernels::emu::ema_spans_f32(e, 0.9f) : kernels::cpu::ema_spans(e, 0.9f);
+      };
+      ema(false);
+      ema(true);
+      CHECK(same_bits(pe.p, p.p, p.n));
+    }
+  });
+}
+
+TEST_CASE("norm kernels: emulated BatchNorm apply 4 channels wide equals the CPU bit for bit (apply4_kernel)") {
+  const int64_t M = 7;
+  for (int64_t C : {4, 8, 12, 9}) {   // 9: not a multiple of 4, the scalar apply_kernel
+    for (int offset : {0, 1}) {        // 1: unaligned x and y, the scalar apply_kernel
+      for (int mode = 0; mode < 3; ++mode) {  // plain, fused ReLU, frozen backward's masked dy * scale
+        CAPTURE(C); CAPTURE(offset); CAPTURE(mode);
+        OffsetBuf x(M * C, offset, 21, -2.f, 2.f), mean(C, 0, 22), scale(C, 0, 23), bias(C, 0, 24);
+        OffsetBuf relu_y(M * C, offset, 25), y(M * C, offset, 26), ye(M * C, offset, 26);
+        const bool relu = mode == 1, masked = mode == 2;
+        for (int64_t i = 0; i < M * C; i += 3) relu_y.p[i] = 0.f;
+        kernels::cpu::bn_apply(x.p, M, C, masked ? nullptr : mean.p, scale.p, masked ? nullptr : bias.p, y.p, relu,
+                               masked ? relu_y.p : nullptr);
+        kernels::emu::bn_apply_f32(x.p, M, C, masked ? nullptr : mean.p, scale.p, masked ? nullptr : bias.p, ye.p,
+                                   relu, masked ? relu_y.p : nullptr);
+        CHECK(same_bits(ye.p, y.p, y.n));
+      }
+    }
+  }
 }

@@ -43,6 +43,12 @@ struct dim3 {
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 using uint3 = dim3;
+// CUDA's 16-byte vector type (vector_types.h): 16-byte aligned, so a float4 load or store
+// through a pointer that is not (a bug on the GPU) is one here too (UBSan in SANITIZE=1 builds).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
                    cudaErrorInvalidConfiguration = 9, cudaErrorLaunchFailure = 719 };
 using cudaStream_t = struct CUstream_st*;
