@@ -72,8 +72,9 @@ MPI_Datatype mpi_type(DType t, const char* op) {
     case DType::f64: return MPI_DOUBLE;
     case DType::i32: return MPI_INT;
     case DType::u8: return MPI_UNSIGNED_CHAR;
+    case DType::bf16: break;  // MPI has no bf16 to sum
   }
-  throw Error(std::string("dist::") + op + ": unsupported dtype");
+  throw Error(std::string("dist::") + op + ": unsupported dtype " + dtype_name(t));
 }
 
 void check_count(const Tensor& t, const char* op) {

@@ -56,8 +56,9 @@ ncclDataType_t nccl_type(DType t, const char* op) {
     case DType::f64: return ncclFloat64;
     case DType::i32: return ncclInt32;
     case DType::u8: return ncclUint8;
+    case DType::bf16: break;  // not supported yet (ncclBfloat16 would be)
   }
-  throw Error(std::string("dist::") + op + ": unsupported dtype");
+  throw Error(std::string("dist::") + op + ": unsupported dtype " + dtype_name(t));
 }
 
 // Runs one collective on the NCCL stream, ordered after the device's pending work.

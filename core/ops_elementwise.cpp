@@ -232,6 +232,7 @@ void fill_(const Tensor& t, double v) {
         case DType::i32: { int32_t i = int32_t(v); uint32_t b; std::memcpy(&b, &i, 4); kernels::cuda::fill_bytes4(t.raw(), n, b); break; }
         case DType::u8: kernels::cuda::fill_u8(t.data<uint8_t>(), n, uint8_t(v)); break;
         case DType::f64: throw Error("fill: f64 tensors are CPU-only");
+        case DType::bf16: throw Error("fill: bf16 tensors are filled on the CPU only so far, got " + t.desc());
       }
     });
     return;
@@ -241,6 +242,7 @@ void fill_(const Tensor& t, double v) {
     case DType::f64: kernels::cpu::fill(t.data<double>(), n, v); break;
     case DType::i32: kernels::cpu::fill(t.data<int32_t>(), n, int32_t(v)); break;
     case DType::u8: kernels::cpu::fill(t.data<uint8_t>(), n, uint8_t(v)); break;
+    case DType::bf16: kernels::cpu::fill(t.data<bf16>(), n, kernels::to_bf16(v)); break;
   }
 }
 
@@ -270,9 +272,11 @@ Tensor small_i32(const std::vector<int32_t>& values, Device device) {
 }
 
 Tensor cast(const Tensor& x, DType to) {
+  if (x.is_cuda())
+    C3_CHECK(to != DType::f64 && x.dtype() != DType::f64, "cast: f64 tensors are CPU-only, got ", x.desc(), " to ",
+             dtype_name(to));
   Tensor out = Tensor::empty(x.shape(), to, x.device());
   if (x.is_cuda()) {
-    C3_CHECK(to != DType::f64 && x.dtype() != DType::f64, "cast: f64 tensors are CPU-only");
     C3_CUDA("cast", kernels::cuda::cast(x.raw(), int(x.dtype()), out.raw(), int(to), x.numel()));
   } else {
     kernels::cpu::cast(x.raw(), int(x.dtype()), out.raw(), int(to), x.numel());

@@ -42,6 +42,7 @@ void copy_rows(const Tensor& src, int64_t src_off, int64_t src_stride, const Ten
     case DType::f64: kernels::cpu::copy_rows(src.data<double>() + src_off, src_stride, dst.data<double>() + dst_off, dst_stride, rows, len); break;
     case DType::i32: kernels::cpu::copy_rows(src.data<int32_t>() + src_off, src_stride, dst.data<int32_t>() + dst_off, dst_stride, rows, len); break;
     case DType::u8: kernels::cpu::copy_rows(src.data<uint8_t>() + src_off, src_stride, dst.data<uint8_t>() + dst_off, dst_stride, rows, len); break;
+    case DType::bf16: kernels::cpu::copy_rows(src.data<bf16>() + src_off, src_stride, dst.data<bf16>() + dst_off, dst_stride, rows, len); break;
   }
 }
 

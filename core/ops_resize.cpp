@@ -53,6 +53,7 @@ void nearest_raw(const Tensor& x, const Tensor& y, const ResizeShape& s) {
         case DType::i32: kernels::cuda::resize_nearest_i32(x.data<int32_t>(), y.data<int32_t>(), s); break;
         case DType::u8: kernels::cuda::resize_nearest_u8(x.data<uint8_t>(), y.data<uint8_t>(), s); break;
         case DType::f64: throw Error("resize_nearest: f64 tensors are CPU-only, got " + x.desc());
+        case DType::bf16: check_not_bf16("resize_nearest", x); break;
       }
     });
     return;
@@ -62,6 +63,7 @@ void nearest_raw(const Tensor& x, const Tensor& y, const ResizeShape& s) {
     case DType::f64: kernels::cpu::resize_nearest(x.data<double>(), y.data<double>(), s); break;
     case DType::i32: kernels::cpu::resize_nearest(x.data<int32_t>(), y.data<int32_t>(), s); break;
     case DType::u8: kernels::cpu::resize_nearest(x.data<uint8_t>(), y.data<uint8_t>(), s); break;
+    case DType::bf16: check_not_bf16("resize_nearest", x); break;
   }
 }
 
@@ -93,6 +95,7 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align
 Tensor resize_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
   const ResizeShape s = geometry("resize_nearest", x, out_h, out_w, true);
   C3_CHECK(!x.is_cuda() || x.dtype() != DType::f64, "resize_nearest: f64 tensors are CPU-only, got ", x.desc());
+  check_not_bf16("resize_nearest", x);
   Tensor y = Tensor::empty(output_shape(x, s), x.dtype(), x.device());
   nearest_raw(x, y, s);
   if (x.dtype() != DType::f32 && x.dtype() != DType::f64) return y;  // label maps carry no gradient

@@ -18,6 +18,7 @@ size_t dtype_size(DType t) {
     case DType::f64: return 8;
     case DType::i32: return 4;
     case DType::u8: return 1;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -27,6 +28,7 @@ const char* dtype_name(DType t) {
     case DType::f64: return "f64";
     case DType::i32: return "i32";
     case DType::u8: return "u8";
+    case DType::bf16: return "bf16";
   }
   return "?";
 }
@@ -163,6 +165,7 @@ template Tensor Tensor::from_host(std::span<const float>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const double>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const int32_t>, const Shape&, Device);
 template Tensor Tensor::from_host(std::span<const uint8_t>, const Shape&, Device);
+template Tensor Tensor::from_host(std::span<const bf16>, const Shape&, Device);
 template Tensor Tensor::from_pinned(std::span<const float>, const Shape&, Device);
 template Tensor Tensor::from_pinned(std::span<const uint8_t>, const Shape&, Device);
 
@@ -177,6 +180,7 @@ template std::vector<float> Tensor::to_vector() const;
 template std::vector<double> Tensor::to_vector() const;
 template std::vector<int32_t> Tensor::to_vector() const;
 template std::vector<uint8_t> Tensor::to_vector() const;
+template std::vector<bf16> Tensor::to_vector() const;
 
 double Tensor::item() const {
   C3_CHECK(numel() == 1, "item() needs one element, got ", desc());
@@ -185,6 +189,7 @@ double Tensor::item() const {
     case DType::f64: return to_vector<double>()[0];
     case DType::i32: return to_vector<int32_t>()[0];
     case DType::u8: return to_vector<uint8_t>()[0];
+    case DType::bf16: return kernels::to_f32(to_vector<bf16>()[0]);
   }
   return 0;
 }
@@ -280,7 +285,8 @@ Tensor Tensor::cast(DType t) const {
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
-  C3_CHECK(!on || dtype() == DType::f32 || dtype() == DType::f64, "requires_grad on a non-float tensor ", desc());
+  C3_CHECK(!on || dtype() == DType::f32 || dtype() == DType::f64, "requires_grad on a non-float tensor ", desc(),
+           " (gradients need f32 or f64)");
   C3_CHECK(is_leaf(), "set_requires_grad on a non-leaf tensor (use detach() first)");
   impl().requires_grad = on;
   return *this;
@@ -315,7 +321,11 @@ void check_dtype(const char* op, const Tensor& t, DType want) {
   C3_CHECK(t.dtype() == want, op, ": expected ", dtype_name(want), ", got ", t.desc());
 }
 void check_float(const char* op, const Tensor& t) {
-  C3_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": expected a float tensor, got ", t.desc());
+  C3_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": expected a float tensor (f32 or f64), got ",
+           t.desc());
+}
+void check_not_bf16(const char* op, const Tensor& t) {
+  C3_CHECK(t.dtype() != DType::bf16, op, ": bf16 tensors are not supported (cast to f32 first), got ", t.desc());
 }
 
 }  // namespace c3

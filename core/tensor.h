@@ -13,11 +13,16 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/bf16_math.h"
 
 namespace c3 {
 
-enum class DType : uint8_t { f32, f64, i32, u8 };
+// bf16: storage, casts (c3::cast) and checkpoints only so far; arithmetic ops refuse it.
+// The values are the kernels' codes of a dtype (kernels::cpu::cast).
+enum class DType : uint8_t { f32, f64, i32, u8, bf16 };
 enum class Device : uint8_t { cpu, cuda };
+// The element of a bf16 tensor: its bit pattern (kernels/bf16_math.h converts).
+using bf16 = kernels::bf16;
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
@@ -27,6 +32,7 @@ template <> constexpr DType dtype_of<float>() { return DType::f32; }
 template <> constexpr DType dtype_of<double>() { return DType::f64; }
 template <> constexpr DType dtype_of<int32_t>() { return DType::i32; }
 template <> constexpr DType dtype_of<uint8_t>() { return DType::u8; }
+template <> constexpr DType dtype_of<bf16>() { return DType::bf16; }
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);
@@ -162,6 +168,8 @@ class Tensor {
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b);
 void check_dtype(const char* op, const Tensor& t, DType want);
-void check_float(const char* op, const Tensor& t);  // f32 or f64
+void check_float(const char* op, const Tensor& t);  // f32 or f64 (bf16 is refused)
+// For ops that take any dtype but bf16 (not supported by them yet): "op: bf16 tensors are not supported".
+void check_not_bf16(const char* op, const Tensor& t);
 
 }  // namespace c3

@@ -2,7 +2,9 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/bf16_math.h"
 #include "kernels/hd.h"
 
 namespace kernels {
@@ -87,6 +89,22 @@ template <class T> C3_HD T unary_grad(Unary op, T x, T y, T g, T p0, T p1) {
     case Unary::abs: return x < T(0) ? -g : (x > T(0) ? g : T(0));
   }
   return g;
+}
+
+// One element of cast: static_cast between the built-in types (as C++: f32 -> u8 truncates);
+// into bf16 rounded to nearest even (integers through f64, which holds every i32 exactly);
+// out of bf16 through its exact f32 value.
+template <class D, class S> C3_HD D cast_element(S s) {
+  if constexpr (std::is_same_v<S, D>) {
+    return s;
+  } else if constexpr (std::is_same_v<D, bf16>) {
+    if constexpr (std::is_same_v<S, float>) return to_bf16(s);
+    else return to_bf16(static_cast<double>(s));
+  } else if constexpr (std::is_same_v<S, bf16>) {
+    return static_cast<D>(to_f32(s));
+  } else {
+    return static_cast<D>(s);
+  }
 }
 
 }  // namespace kernels

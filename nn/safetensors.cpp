@@ -15,6 +15,7 @@
 
 #include "core/checksum.h"
 #include "core/file.h"
+#include "kernels/bf16_math.h"
 
 namespace c3::nn {
 namespace {
@@ -36,6 +37,7 @@ const char* st_name(DType t) {
     case DType::f64: return "F64";
     case DType::i32: return "I32";
     case DType::u8: return "U8";
+    case DType::bf16: return "BF16";
   }
   return "?";
 }
@@ -48,12 +50,6 @@ float half_to_float(uint16_t h) {
   else v = std::ldexp(float(mant | 0x400), int(exp) - 25);
   return sign ? -v : v;
 }
-float bf16_to_float(uint16_t b) {
-  uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -63,11 +59,14 @@ std::string read_all(const std::string& path) {
 }
 
 Tensor decode(const std::string& path, const std::string& name, const std::string& dt, const Shape& shape,
-              const char* src, size_t bytes) {
+              const char* src, size_t bytes, const LoadOptions& opt) {
   const int64_t n = shape_numel(shape);
   auto fail = [&](const std::string& what) { return Error(path + ": tensor '" + name + "': " + what); };
-  if (dt == "F32" || dt == "F64" || dt == "I32" || dt == "U8") {
-    DType t = dt == "F32" ? DType::f32 : dt == "F64" ? DType::f64 : dt == "I32" ? DType::i32 : DType::u8;
+  // The bytes are the tensor (BF16 too, when kept).
+  const std::pair<const char*, DType> as_stored[] = {
+      {"F32", DType::f32}, {"F64", DType::f64}, {"I32", DType::i32}, {"U8", DType::u8}, {"BF16", DType::bf16}};
+  for (const auto& [st, t] : as_stored) {
+    if (dt != st || (t == DType::bf16 && !opt.keep_bf16)) continue;
     Tensor out = Tensor::empty(shape, t);
     std::memcpy(out.raw(), src, bytes);
     return out;
@@ -84,12 +83,12 @@ Tensor decode(const std::string& path, const std::string& name, const std::strin
     }
     return out;
   }
-  Tensor out = Tensor::empty(shape, DType::f32);  // F16 / BF16
+  Tensor out = Tensor::empty(shape, DType::f32);  // F16, and BF16 widened
   float* o = out.data<float>();
   for (int64_t i = 0; i < n; ++i) {
     uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
-    o[i] = dt == "F16" ? half_to_float(h) : bf16_to_float(h);
+    o[i] = dt == "F16" ? half_to_float(h) : kernels::bf16_bits_to_f32(h);
   }
   return out;
 }
@@ -109,7 +108,7 @@ const Tensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
-SafetensorsFile load_safetensors(const std::string& path) {
+SafetensorsFile load_safetensors(const std::string& path, const LoadOptions& opt) {
   const std::string file = read_all(path);
   auto fail = [&](const std::string& what) { return Error(path + ": not a valid safetensors file: " + what); };
   if (file.size() < 8) throw fail("shorter than the 8-byte header length (" + std::to_string(file.size()) + " bytes)");
@@ -186,7 +185,7 @@ SafetensorsFile load_safetensors(const std::string& path) {
       throw tfail("holds " + std::to_string(e - b) + " bytes but shape and dtype need " +
                   std::to_string(numel * info->size));
     ranges.emplace_back(b, e);
-    out.tensors.emplace_back(name, decode(path, name, dt, shape, file.data() + data_begin + b, e - b));
+    out.tensors.emplace_back(name, decode(path, name, dt, shape, file.data() + data_begin + b, e - b, opt));
   }
   // The tensors must tile the data section exactly: a gap or a byte past the last tensor is
   // a shifted header (its length edited by a few bytes loads every tensor shifted) or junk.

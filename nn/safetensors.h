@@ -30,12 +30,20 @@ struct SafetensorsFile {
   std::vector<std::pair<std::string, Tensor>> with_prefix(const std::string& prefix) const;
 };
 
-// Loads F32, F64, I32, U8 as they are; I64 (PyTorch's num_batches_tracked) is narrowed to
-// I32 with a range check; F16/BF16 are widened to F32 (half-precision weights load into F32
-// models; Module::load_state_dict casts nothing else). Other dtypes are an error.
-SafetensorsFile load_safetensors(const std::string& path);
+struct LoadOptions {
+  // BF16 entries as bf16 tensors, bit for bit (for bf16 models and tools), instead of widened
+  // to f32 (the default, which loads half-precision weights into f32 models).
+  bool keep_bf16 = false;
+};
 
-// Tensors may live on any device (copied to the host to be written).
+// Loads F32, F64, I32, U8 as they are; I64 (PyTorch's num_batches_tracked) is narrowed to
+// I32 with a range check; F16 is widened to F32, and so is BF16 unless opt.keep_bf16
+// (half-precision weights load into F32 models; Module::load_state_dict casts nothing else).
+// Other dtypes are an error.
+SafetensorsFile load_safetensors(const std::string& path, const LoadOptions& opt = {});
+
+// Tensors may live on any device (copied to the host to be written); bf16 tensors are written
+// as BF16 entries (exact: load them back with keep_bf16).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

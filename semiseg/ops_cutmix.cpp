@@ -17,6 +17,7 @@ namespace {
 std::vector<int32_t> pack_boxes(const char* op, const Tensor& x, const std::vector<Box>& boxes, int64_t box_h,
                                 int64_t box_w) {
   C3_CHECK(x.rank() == 3 || x.rank() == 4, op, ": expects [2K,H,W,C] or [2K,H,W], got ", x.desc());
+  check_not_bf16(op, x);
   const int64_t K = static_cast<int64_t>(boxes.size());
   C3_CHECK(x.dim(0) == 2 * K, op, ": batch ", x.desc(), " must hold 2K = ", 2 * K, " images for ", K,
            " boxes (pairs k, k+K)");

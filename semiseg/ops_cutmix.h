@@ -14,7 +14,7 @@
 //
 // Since m is binary, both are the same exact routing of elements (no arithmetic): mix and
 // unmix are inverses bit for bit, and the backward of each is the same routing of the
-// gradient. Any dtype (f32, f64, i32, u8) on the CPU; f32, i32, u8 on CUDA. Differentiable
+// gradient. f32, f64, i32, u8 on the CPU; f32, i32, u8 on CUDA (bf16 is refused). Differentiable
 // for float inputs.
 #pragma once
 #include <vector>

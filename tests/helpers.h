@@ -47,6 +47,7 @@ inline std::vector<double> as_doubles(const Tensor& t) {
     case DType::f64: return c.to_vector<double>();
     case DType::i32: { auto v = c.to_vector<int32_t>(); return {v.begin(), v.end()}; }
     case DType::u8: { auto v = c.to_vector<uint8_t>(); return {v.begin(), v.end()}; }
+    case DType::bf16: return c.cast(DType::f64).to_vector<double>();
   }
   return {};
 }

@@ -1,5 +1,6 @@
 // safetensors IO: round trip, and many corrupted variants each giving a clear error.
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <unistd.h>
@@ -62,6 +63,73 @@ TEST_CASE("safetensors: I64, F16 and BF16 (as PyTorch writes them) are converted
   CHECK(f.find("bn1.num_batches_tracked")->to_vector<int32_t>() == std::vector<int32_t>{12345});
   CHECK(f.find("h")->to_vector<float>() == std::vector<float>{1.0f, -2.0f});
   CHECK(f.find("b")->to_vector<float>() == std::vector<float>{1.0f, 3.0f});
+  std::remove(p.c_str());
+}
+
+TEST_CASE("safetensors: bf16 tensors are written as BF16, read back bit for bit with keep_bf16, else widened") {
+  const std::string p = tmp_path("bf16.safetensors");
+  // 1, -2.5, 3.140625, the largest finite, -Inf, a NaN, -0, the smallest denormal, ...
+  const std::vector<uint16_t> bits = {0x3F80, 0xC020, 0x4049, 0x7F7F, 0xFF80, 0x7FC1, 0x8000, 0x0001};
+  std::vector<bf16> v;
+  for (uint16_t b : bits) v.push_back(bf16{b});
+  save_safetensors(p, {{"h", Tensor::from_vector(v, {2, 4})}, {"w", Tensor::from_vector<float>({1.5f, -2}, {2})}});
+  CHECK(slurp(p).find(R"("h":{"dtype":"BF16","shape":[2,4],"data_offsets":[0,16]})") != std::string::npos);
+  SafetensorsFile kept = load_safetensors(p, {.keep_bf16 = true});
+  REQUIRE(kept.find("h"));
+  CHECK(kept.find("h")->desc() == "bf16[2,4] cpu");
+  std::vector<uint16_t> got;
+  for (bf16 b : kept.find("h")->to_vector<bf16>()) got.push_back(b.bits);
+  CHECK(got == bits);
+  CHECK(kept.find("w")->to_vector<float>() == std::vector<float>{1.5f, -2});
+  // By default (half-precision weights into f32 models) widened to f32, exactly.
+  SafetensorsFile widened = load_safetensors(p);
+  REQUIRE(widened.find("h"));
+  CHECK(widened.find("h")->desc() == "f32[2,4] cpu");
+  const std::vector<float> f = widened.find("h")->to_vector<float>();
+  for (size_t i = 0; i < bits.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &f[i], 4);
+    CHECK(u == uint32_t(bits[i]) << 16);
+  }
+  std::remove(p.c_str());
+}
+
+TEST_CASE("safetensors: short, truncated or damaged BF16 data is an error naming the file, kept or widened") {
+  const std::string p = tmp_path("bad_bf16.safetensors");
+  const std::string four(4, '\1');
+  struct Bad {
+    std::string bytes, expect;
+  };
+  const Bad cases[] = {
+      {handmade(R"({"h":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", four), "holds 4 bytes but shape and dtype need 6"},
+      {handmade(R"({"h":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}})", four), "out of range of the 4-byte data section"},
+      {handmade(R"({"h":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]}})", four), "cover 2 of the 4 bytes"},
+  };
+  for (const LoadOptions opt : {LoadOptions{}, LoadOptions{.keep_bf16 = true}}) {
+    CAPTURE(opt.keep_bf16);
+    for (const Bad& b : cases) {
+      spit(p, b.bytes);
+      CAPTURE(b.expect);
+      CHECK_THROWS_WITH_AS(load_safetensors(p, opt), doctest::Contains(b.expect.c_str()), Error);
+      CHECK_THROWS_WITH_AS(load_safetensors(p, opt), doctest::Contains(p.c_str()), Error);
+    }
+    // A file we wrote, cut at every point or with a flipped data bit.
+    std::vector<bf16> v(9, bf16{0x3F80});
+    const std::string good = tmp_path("good_bf16.safetensors");
+    save_safetensors(good, {{"h", Tensor::from_vector(v, {9})}});
+    const std::string bytes = slurp(good);
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      spit(p, bytes.substr(0, cut));
+      CAPTURE(cut);
+      CHECK_THROWS_WITH_AS(load_safetensors(p, opt), doctest::Contains(p.c_str()), Error);
+    }
+    std::string flipped = bytes;
+    flipped.back() ^= 0x01;
+    spit(p, flipped);
+    CHECK_THROWS_WITH_AS(load_safetensors(p, opt), doctest::Contains("corrupt data"), Error);
+    CHECK_NOTHROW(load_safetensors(good, opt));
+    std::remove(good.c_str());
+  }
   std::remove(p.c_str());
 }
 

@@ -131,7 +131,7 @@ template <class T> void axpy(T alpha, const T* x, T* y, int64_t n) {
 namespace {
 template <class S, class D> void cast_loop(const S* s, D* d, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) d[i] = static_cast<D>(s[i]);
+  for (int64_t i = 0; i < n; ++i) d[i] = cast_element<D>(s[i]);
 }
 template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
   switch (dt) {
@@ -139,6 +139,7 @@ template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
     case 1: cast_loop(s, static_cast<double*>(dst), n); break;
     case 2: cast_loop(s, static_cast<int32_t*>(dst), n); break;
     case 3: cast_loop(s, static_cast<uint8_t*>(dst), n); break;
+    case 4: cast_loop(s, static_cast<bf16*>(dst), n); break;
   }
 }
 }  // namespace
@@ -150,6 +151,7 @@ void cast(const void* src, int st, void* dst, int dt, int64_t n) {
     case 1: cast_from(static_cast<const double*>(src), dst, dt, n); break;
     case 2: cast_from(static_cast<const int32_t*>(src), dst, dt, n); break;
     case 3: cast_from(static_cast<const uint8_t*>(src), dst, dt, n); break;
+    case 4: cast_from(static_cast<const bf16*>(src), dst, dt, n); break;
   }
 }
 
@@ -166,5 +168,6 @@ template void fill<float>(float*, int64_t, float);
 template void fill<double>(double*, int64_t, double);
 template void fill<int32_t>(int32_t*, int64_t, int32_t);
 template void fill<uint8_t>(uint8_t*, int64_t, uint8_t);
+template void fill<bf16>(bf16*, int64_t, bf16);
 
 }  // namespace kernels::cpu

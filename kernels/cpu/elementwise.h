@@ -1,5 +1,5 @@
-// CPU elementwise kernels (f32 and f64). All write their output (never accumulate), except
-// axpy, which updates y in place.
+// CPU elementwise kernels (f32 and f64; fill and cast also other dtypes). All write their
+// output (never accumulate), except axpy, which updates y in place.
 #pragma once
 #include <cstdint>
 
@@ -16,7 +16,8 @@ void unary_backward(Unary op, const T* x, const T* y, const T* g, T* gx, int64_t
 template <class T> void select(const uint8_t* mask, const T* a, const T* b, T* out, int64_t n);
 template <class T> void fill(T* out, int64_t n, T value);
 template <class T> void axpy(T alpha, const T* x, T* y, int64_t n);  // y += alpha * x
-// Converts between any two of f32, f64, i32, u8 (dtype codes as c3::DType: 0..3).
+// Converts between any two of f32, f64, i32, u8, bf16 (dtype codes as c3::DType: 0..4), one
+// element as kernels::cast_element (elementwise_math.h).
 void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
 
 }  // namespace kernels::cpu

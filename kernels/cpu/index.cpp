@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "kernels/bf16_math.h"
 #include "kernels/index_math.h"
 #include "kernels/launch_counter.h"
 
@@ -68,6 +69,7 @@ template void copy_rows<float>(const float*, int64_t, float*, int64_t, int64_t, 
 template void copy_rows<double>(const double*, int64_t, double*, int64_t, int64_t, int64_t);
 template void copy_rows<int32_t>(const int32_t*, int64_t, int32_t*, int64_t, int64_t, int64_t);
 template void copy_rows<uint8_t>(const uint8_t*, int64_t, uint8_t*, int64_t, int64_t, int64_t);
+template void copy_rows<bf16>(const bf16*, int64_t, bf16*, int64_t, int64_t, int64_t);
 #define C3_INSTANTIATE(T)                                                                    \
   template void gather_rows<T>(const T*, const int32_t*, T*, int64_t, int64_t);              \
   template void scatter_add_rows<T>(const T*, const int32_t*, T*, int64_t, int64_t);         \

@@ -35,7 +35,7 @@ __global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
 }
 
 template <class S, class D> __global__ void cast_kernel(const S* s, D* d, int64_t n) {
-  C3_GRID_STRIDE(i, n) d[i] = static_cast<D>(s[i]);
+  C3_GRID_STRIDE(i, n) d[i] = cast_element<D>(s[i]);
 }
 template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
   dim3 g = grid_for(n, kBlock);
@@ -44,6 +44,7 @@ template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
     case 1: LAUNCH_CHECK(launch(cast_kernel<S, double>, g, kBlock, 0, nullptr, s, (double*)dst, n)); break;
     case 2: LAUNCH_CHECK(launch(cast_kernel<S, int32_t>, g, kBlock, 0, nullptr, s, (int32_t*)dst, n)); break;
     case 3: LAUNCH_CHECK(launch(cast_kernel<S, uint8_t>, g, kBlock, 0, nullptr, s, (uint8_t*)dst, n)); break;
+    case 4: LAUNCH_CHECK(launch(cast_kernel<S, bf16>, g, kBlock, 0, nullptr, s, (bf16*)dst, n)); break;
   }
 }
 }  // namespace
@@ -88,6 +89,7 @@ void cast(const void* src, int st, void* dst, int dt, int64_t n) {
     case 1: cast_from((const double*)src, dst, dt, n); break;
     case 2: cast_from((const int32_t*)src, dst, dt, n); break;
     case 3: cast_from((const uint8_t*)src, dst, dt, n); break;
+    case 4: cast_from((const bf16*)src, dst, dt, n); break;
   }
 }
 

@@ -13,6 +13,7 @@ C3_KERNELS_DECLARE(
   void fill_bytes4(void* out, int64_t n, uint32_t bits);  // any 4-byte dtype
   void fill_u8(uint8_t* out, int64_t n, uint8_t v);
   void axpy_f32(float alpha, const float* x, float* y, int64_t n);
+  // Any two of f32, f64, i32, u8, bf16 (codes as c3::DType), per element as kernels::cast_element.
   void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
   // Writes up to kSmallValues i32 values carried in the launch's own arguments: a small
   // upload that neither waits for the device nor needs page-locked memory.

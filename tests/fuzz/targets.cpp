@@ -52,6 +52,7 @@ void safetensors(const uint8_t* data, size_t size) {
     c3::nn::SafetensorsFile f = c3::nn::load_safetensors(path);
     for (const auto& [name, t] : f.tensors) (void)t.numel();
   });
+  expect_clean([&] { c3::nn::load_safetensors(path, {.keep_bf16 = true}); });
 }
 
 void image(const uint8_t* data, size_t size) {
