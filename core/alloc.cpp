@@ -57,7 +57,7 @@ size_t CachingAllocator::segment_size(size_t n) {
 
 CachingAllocator::Block* CachingAllocator::take_free(size_t n, bool small) {
   std::set<Block*, BySize>& free = pool(small);
-  Block key{nullptr, n};
+  Block key{nullptr, n, false, small};
   auto it = free.lower_bound(&key);
   if (it == free.end()) return nullptr;
   Block* b = *it;
