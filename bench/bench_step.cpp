@@ -99,9 +99,11 @@ struct Setup {
   Setup(semiseg::Config c, Device d) : cfg(std::move(c)), dev(d) {
     student = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);
     student->to(dev);
+    student->pack_parameters();  // as the trainer: the optimizer step and the EMA over the arenas
     student->train();
     teacher = std::make_unique<nn::DeepLab>(cfg.model, cfg.train.seed);  // as the trainer: a copy, detached
     teacher->to(dev);
+    teacher->pack_parameters();
     teacher->load_state_dict(student->state_dict());
     teacher->eval();
     for (const nn::NamedTensor& p : teacher->named_parameters()) *p.tensor = p.tensor->detach();
