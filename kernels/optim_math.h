@@ -50,6 +50,19 @@ struct ArenaSpans {
   ArenaSpan span[kMaxArenaSpans];
   float lr[kMaxArenaGroups], weight_decay[kMaxArenaGroups];
 };
+// The settings of span sp's update: its group's learning rate and weight decay; for SGD also
+// whether its momentum buffer starts now.
+C3_HD AdamParams span_params(const ArenaSpans& s, const ArenaSpan& sp, AdamParams a) {
+  a.lr = s.lr[sp.group];
+  a.weight_decay = s.weight_decay[sp.group];
+  return a;
+}
+C3_HD SgdParams span_params(const ArenaSpans& s, const ArenaSpan& sp, SgdParams p) {
+  p.lr = s.lr[sp.group];
+  p.weight_decay = s.weight_decay[sp.group];
+  p.first_step = sp.first_step != 0;
+  return p;
+}
 
 // Up to kMaxEmaSpans (teacher, student) pairs of the same length for one EMA launch (the
 // parameter arena and the buffer arena of a model, or a list of tensors in chunks).

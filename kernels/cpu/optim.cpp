@@ -25,9 +25,7 @@ template <class T> void adam_arena(T* p, const T* g, T* m, T* v, const ArenaSpan
   count_launch();
   for (int k = 0; k < s.n; ++k) {
     const ArenaSpan& sp = s.span[k];
-    AdamParams ak = a;
-    ak.lr = s.lr[sp.group];
-    ak.weight_decay = s.weight_decay[sp.group];
+    const AdamParams ak = span_params(s, sp, a);
 #pragma omp parallel for schedule(static) if (sp.count > 32768)
     for (int64_t i = sp.begin; i < sp.begin + sp.count; ++i) adam_update(p[i], g[i], m[i], v[i], ak);
   }
@@ -37,10 +35,7 @@ template <class T> void sgd_arena(T* p, const T* g, T* buf, const ArenaSpans& s,
   T dummy = 0;
   for (int k = 0; k < s.n; ++k) {
     const ArenaSpan& sp = s.span[k];
-    SgdParams sk = base;
-    sk.lr = s.lr[sp.group];
-    sk.weight_decay = s.weight_decay[sp.group];
-    sk.first_step = sp.first_step != 0;
+    const SgdParams sk = span_params(s, sp, base);
 #pragma omp parallel for schedule(static) if (sp.count > 32768) firstprivate(dummy)
     for (int64_t i = sp.begin; i < sp.begin + sp.count; ++i) sgd_update(p[i], g[i], buf ? buf[i] : dummy, sk);
   }

@@ -1,4 +1,4 @@
-// Launch geometry shared by the kernel files.
+// Launch geometry and 16-byte access helpers shared by the kernel files.
 #pragma once
 #include <cstdint>
 
@@ -13,4 +13,10 @@ inline dim3 grid_for(int64_t n, int block, int64_t max_blocks = 1024) {
   if (b > max_blocks) b = max_blocks;
   return dim3(static_cast<unsigned>(b));
 }
+
+// 16-byte accesses for memory-bound kernels: p must be 16-byte aligned.
+__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ void st4(float* p, const float4& v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ float& lane(float4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
+
 }  // namespace kernels

@@ -99,21 +99,19 @@ __global__ void apply_kernel(const float* x, int64_t n, int64_t C, const float* 
 // apply_kernel 16 bytes at a time, for C a multiple of 4 and every pointer 16-byte aligned
 // (bn_apply_f32 checks): element group i4 covers elements 4 i4 .. 4 i4 + 3 of channels
 // 4 c4 .. 4 c4 + 3. Each lane is apply_kernel's bn_apply_one, so the bits are the same.
-__device__ __forceinline__ float4 ld4(const float* p, int64_t i4) { return reinterpret_cast<const float4*>(p)[i4]; }
-__device__ __forceinline__ float& lane(float4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
 __global__ void apply4_kernel(const float* x, int64_t n4, int64_t C4, const float* mean, const float* scale,
                               const float* bias, bool relu, const float* relu_y, float* y) {
   C3_CHANNEL_LOOP(i4, c4, n4, C4) {
     const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
-    float4 xv = ld4(x, i4), out = zero;
-    float4 rv = relu_y ? ld4(relu_y, i4) : zero, mv = mean ? ld4(mean, c4) : zero, sv = ld4(scale, c4),
-           bv = bias ? ld4(bias, c4) : zero;
+    float4 xv = ld4(x + 4 * i4), out = zero;
+    float4 rv = relu_y ? ld4(relu_y + 4 * i4) : zero, mv = mean ? ld4(mean + 4 * c4) : zero, sv = ld4(scale + 4 * c4),
+           bv = bias ? ld4(bias + 4 * c4) : zero;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const float xk = bn_relu_dy(&lane(xv, k), relu_y ? &lane(rv, k) : nullptr, 0);
       lane(out, k) = bn_apply_one(xk, lane(mv, k), lane(sv, k), lane(bv, k), relu);
     }
-    reinterpret_cast<float4*>(y)[i4] = out;
+    st4(y + 4 * i4, out);
   }
 }
 

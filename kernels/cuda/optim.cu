@@ -15,11 +15,6 @@ namespace kernels::KERNELS_NS {
 namespace {
 constexpr int kBlock = 256;
 
-// ---- 16-byte accesses ------------------------------------------------------------------------
-__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
-__device__ __forceinline__ void st4(float* p, const float4& v) { *reinterpret_cast<float4*>(p) = v; }
-__device__ __forceinline__ float& lane(float4& v, int k) { return k == 0 ? v.x : k == 1 ? v.y : k == 2 ? v.z : v.w; }
-
 // True when every non-null pointer has the address mod 16 of a (a float pointer).
 __host__ __device__ inline bool co_aligned(const float* a, const float* b, const float* c = nullptr,
                                            const float* d = nullptr) {
@@ -134,12 +129,8 @@ __global__ void adam_arena_kernel(float* p, const float* g, float* m, float* v, 
   for_span_items(
       total_items, [&](int k) { return arena_piece(s, k, p, vectorize); },
       [&](int k, int64_t e, bool wide) {
-        const ArenaSpan& sp = s.span[k];
-        AdamParams ak = a;
-        ak.lr = s.lr[sp.group];
-        ak.weight_decay = s.weight_decay[sp.group];
-        const int64_t o = sp.begin;
-        adam_item(p + o, g + o, m + o, v + o, e, wide, ak);
+        const int64_t o = s.span[k].begin;
+        adam_item(p + o, g + o, m + o, v + o, e, wide, span_params(s, s.span[k], a));
       });
 }
 __global__ void sgd_arena_kernel(float* p, const float* g, float* buf, ArenaSpans s, SgdParams base, bool vectorize,
@@ -147,13 +138,8 @@ __global__ void sgd_arena_kernel(float* p, const float* g, float* buf, ArenaSpan
   for_span_items(
       total_items, [&](int k) { return arena_piece(s, k, p, vectorize); },
       [&](int k, int64_t e, bool wide) {
-        const ArenaSpan& sp = s.span[k];
-        SgdParams sk = base;
-        sk.lr = s.lr[sp.group];
-        sk.weight_decay = s.weight_decay[sp.group];
-        sk.first_step = sp.first_step != 0;
-        const int64_t o = sp.begin;
-        sgd_item(p + o, g + o, buf ? buf + o : nullptr, e, wide, sk);
+        const int64_t o = s.span[k].begin;
+        sgd_item(p + o, g + o, buf ? buf + o : nullptr, e, wide, span_params(s, s.span[k], base));
       });
 }
 __global__ void ema_spans_kernel(EmaSpans<float> s, float decay, int64_t total_items) {
