@@ -59,3 +59,21 @@ C3_HD bf16 to_bf16(double d) { return bf16{bf16_bits_from_f64(d)}; }
 C3_HD float to_f32(bf16 h) { return bf16_bits_to_f32(h.bits); }
 
 }  // namespace kernels
+
+namespace kernels {
+
+// Kernels written once over their element type T compute in acc_t<T> (f32 for bf16, T itself
+// for f32 and f64): widen each element on load, narrow the result once on store. A bf16
+// kernel then gives exactly what the f32 kernel gives on the widened inputs, rounded once.
+template <class T> struct AccType { using type = T; };
+template <> struct AccType<bf16> { using type = float; };
+template <class T> using acc_t = typename AccType<T>::type;
+
+template <class T> C3_HD T widen(T v) { return v; }
+C3_HD float widen(bf16 v) { return to_f32(v); }
+template <class T> C3_HD T narrow(acc_t<T> v) {
+  if constexpr (sizeof(T) == 2) return to_bf16(v);  // T is bf16 (the only 2-byte element)
+  else return v;
+}
+
+}  // namespace kernels
