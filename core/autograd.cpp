@@ -71,6 +71,10 @@ void Node::apply(const Tensor& g, std::vector<Tensor>& grads_in) {
     if (next[i] && grads_in[i].defined())
       C3_CHECK(grads_in[i].shape() == input_shapes[i], "backward of '", name, "': gradient ", i, " has shape ",
                shape_str(grads_in[i].shape()), ", input has ", shape_str(input_shapes[i]));
+  for (size_t i = 0; i < next.size(); ++i)
+    if (next[i] && grads_in[i].defined())
+      C3_CHECK(grads_in[i].dtype() == input_dtypes[i], "backward of '", name, "': gradient ", i, " is ",
+               dtype_name(grads_in[i].dtype()), ", input is ", dtype_name(input_dtypes[i]));
 }
 
 void record(const Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
@@ -84,6 +88,7 @@ void record(const Tensor& out, const char* name, const std::vector<Tensor>& inpu
   for (const Tensor& t : inputs) {
     node->next.push_back(edge_of(t));
     node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+    node->input_dtypes.push_back(t.defined() ? t.dtype() : DType::f32);
   }
   out.impl().requires_grad = true;
   out.impl().grad_fn = std::move(node);

@@ -22,6 +22,7 @@ struct Node {
   const char* name = "";
   std::vector<std::shared_ptr<Node>> next;  // per input: its grad_fn / accumulator / null
   std::vector<Shape> input_shapes;          // to check the gradients a backward returns
+  std::vector<DType> input_dtypes;          // (a bf16 input gets a bf16 gradient)
   BackwardFn fn;
   virtual ~Node() = default;
   virtual void apply(const Tensor& grad_out, std::vector<Tensor>& grads_in);

@@ -19,4 +19,10 @@ inline void check_cuda_dtype(const char* op, const Tensor& t, DType want = DType
   C3_CHECK(!t.is_cuda() || t.dtype() == want, op, ": the CUDA backend supports ", dtype_name(want),
            " here, got ", t.desc());
 }
+
+// bf16 on the CPU: ops run their f32 kernel on widened copies and round each output once,
+// the numerics of the bf16 CUDA kernels (which widen on load and narrow on store).
+inline bool cpu_bf16(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 && !t.is_cuda(); }
+// A bf16 tensor as an f32 copy (no autograd); any other tensor itself.
+inline Tensor widen(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.cast(DType::f32) : t; }
 }  // namespace c3

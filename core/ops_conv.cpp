@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/precision.h"
 #include "kernels/conv_math.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cuda/conv_cudnn.h"
@@ -43,7 +44,7 @@ std::string conv_params(int sh, int sw, int ph, int pw, int dh, int dw) {
 
 kernels::ConvGeom check_conv(const Tensor& x, const Tensor& w, const Tensor& bias, int sh, int sw, int ph, int pw,
                              int dh, int dw) {
-  check_float("conv2d", x);
+  check_float_or_bf16("conv2d", x);
   check_cuda_dtype("conv2d", x);
   check_same_device("conv2d", x, w);
   C3_CHECK(x.rank() == 4, "conv2d: the input must be NHWC [N,H,W,Cin], got ", x.desc());
@@ -69,6 +70,7 @@ kernels::ConvGeom check_conv(const Tensor& x, const Tensor& w, const Tensor& bia
 }
 
 Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g) {
+  if (cpu_bf16(x)) return forward(widen(x), widen(w), widen(bias), g).cast(DType::bf16);
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.K}, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CUDA("conv2d", {
@@ -92,6 +94,12 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kerne
 // Writes dx (when `want_dx`) and dw (when `want_dw`); x is read only for dw, w only for dx.
 void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels::ConvGeom& g, Tensor& dx,
               Tensor& dw, bool want_dx, bool want_dw) {
+  if (cpu_bf16(dy)) {
+    backward(widen(x), widen(w), widen(dy), g, dx, dw, want_dx, want_dw);
+    if (want_dx) dx = dx.cast(DType::bf16);
+    if (want_dw) dw = dw.cast(DType::bf16);
+    return;
+  }
   const DType dt = dy.dtype();
   if (want_dx) dx = Tensor::empty({g.N, g.H, g.W, g.C}, dt, dy.device());
   if (want_dw) dw = Tensor::empty({g.K, g.kh, g.kw, g.C}, dt, dy.device());
@@ -119,8 +127,11 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels:
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride_h, int stride_w, int pad_h, int pad_w,
-              int dil_h, int dil_w) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, int stride_h, int stride_w, int pad_h,
+              int pad_w, int dil_h, int dil_w) {
+  // lower in the precision table: under autocast, bf16 input, weight and bias.
+  const Tensor x = precision_input("conv2d", x_in), w = precision_input("conv2d", w_in);
+  const Tensor bias = precision_input("conv2d", bias_in);
   const kernels::ConvGeom g = check_conv(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
   Tensor y = forward(x, w, bias, g);
   if (!any_requires_grad({&x, &w, &bias})) return y;

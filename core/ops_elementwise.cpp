@@ -57,7 +57,8 @@ Tensor reduce_to(const Tensor& g, const Broadcast& bc, const Shape& b_shape) {
 }
 
 Tensor binary_raw(const char* name, Binary op, const Tensor& a, const Tensor& b, const Broadcast& bc) {
-  check_float(name, a);
+  check_float_or_bf16(name, a);
+  if (cpu_bf16(a)) return binary_raw(name, op, widen(a), widen(b), bc).cast(DType::bf16);
   check_cuda_dtype(name, a);
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   const int64_t n = a.numel();
@@ -73,6 +74,7 @@ Tensor binary_raw(const char* name, Binary op, const Tensor& a, const Tensor& b,
 // g where y > 0, else 0: relu's backward reading its output (y > 0 exactly where its input
 // was; a NaN gets no gradient either way).
 Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
+  if (cpu_bf16(g)) return relu_backward_from_output(widen(g), widen(y)).cast(DType::bf16);
   Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
   const int64_t n = g.numel();
   if (g.is_cuda())
@@ -127,7 +129,8 @@ Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor unary_raw(const char* name, Unary op, const Tensor& x, double p0, double p1) {
-  check_float(name, x);
+  check_float_or_bf16(name, x);
+  if (cpu_bf16(x)) return unary_raw(name, op, widen(x), p0, p1).cast(DType::bf16);
   check_cuda_dtype(name, x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const int64_t n = x.numel();
@@ -138,6 +141,28 @@ Tensor unary_raw(const char* name, Unary op, const Tensor& x, double p0, double 
   else
     kernels::cpu::unary(op, x.data<double>(), y.data<double>(), n, p0, p1);
   return y;
+}
+
+// The gradient of a unary op from its saved input and/or output (undefined: not read).
+Tensor unary_backward_raw(const char* name, Unary op, const Tensor& sx, const Tensor& sy, const Tensor& g, double p0,
+                          double p1) {
+  if (cpu_bf16(g)) return unary_backward_raw(name, op, widen(sx), widen(sy), widen(g), p0, p1).cast(DType::bf16);
+  Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
+  const int64_t n = g.numel();
+  if (g.is_cuda()) {
+    C3_CUDA(name, kernels::cuda::unary_backward_f32(op, sx.defined() ? sx.data<float>() : nullptr,
+                                                     sy.defined() ? sy.data<float>() : nullptr, g.data<float>(),
+                                                     gx.data<float>(), n, float(p0), float(p1)));
+  } else if (g.dtype() == DType::f32) {
+    kernels::cpu::unary_backward(op, sx.defined() ? sx.data<float>() : nullptr,
+                                 sy.defined() ? sy.data<float>() : nullptr, g.data<float>(), gx.data<float>(), n,
+                                 float(p0), float(p1));
+  } else {
+    kernels::cpu::unary_backward(op, sx.defined() ? sx.data<double>() : nullptr,
+                                 sy.defined() ? sy.data<double>() : nullptr, g.data<double>(), gx.data<double>(), n,
+                                 p0, p1);
+  }
+  return gx;
 }
 
 // Which of input and output the backward formula reads (see unary_grad).
@@ -152,22 +177,7 @@ Tensor unary(const char* name, Unary op, const Tensor& x, double p0 = 0, double 
   Tensor sx = grad_reads_input(op) ? x.detach() : Tensor();
   Tensor sy = grad_reads_output(op) ? y.detach() : Tensor();
   record(y, name, {x}, [=](const Tensor& g, const Needs&) {
-    Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
-    const int64_t n = g.numel();
-    if (g.is_cuda()) {
-      C3_CUDA(name, kernels::cuda::unary_backward_f32(op, sx.defined() ? sx.data<float>() : nullptr,
-                                                       sy.defined() ? sy.data<float>() : nullptr, g.data<float>(),
-                                                       gx.data<float>(), n, float(p0), float(p1)));
-    } else if (g.dtype() == DType::f32) {
-      kernels::cpu::unary_backward(op, sx.defined() ? sx.data<float>() : nullptr,
-                                   sy.defined() ? sy.data<float>() : nullptr, g.data<float>(), gx.data<float>(), n,
-                                   float(p0), float(p1));
-    } else {
-      kernels::cpu::unary_backward(op, sx.defined() ? sx.data<double>() : nullptr,
-                                   sy.defined() ? sy.data<double>() : nullptr, g.data<double>(), gx.data<double>(),
-                                   n, p0, p1);
-    }
-    return std::vector<Tensor>{gx};
+    return std::vector<Tensor>{unary_backward_raw(name, op, sx, sy, g, p0, p1)};
   });
   return y;
 }
@@ -271,7 +281,7 @@ Tensor small_i32(const std::vector<int32_t>& values, Device device) {
   return out;
 }
 
-Tensor cast(const Tensor& x, DType to) {
+Tensor cast_raw(const Tensor& x, DType to) {
   if (x.is_cuda())
     C3_CHECK(to != DType::f64 && x.dtype() != DType::f64, "cast: f64 tensors are CPU-only, got ", x.desc(), " to ",
              dtype_name(to));
@@ -281,6 +291,15 @@ Tensor cast(const Tensor& x, DType to) {
   } else {
     kernels::cpu::cast(x.raw(), int(x.dtype()), out.raw(), int(to), x.numel());
   }
+  return out;
+}
+
+Tensor cast(const Tensor& x, DType to) {
+  Tensor out = cast_raw(x, to);
+  const auto floating = [](DType d) { return d == DType::f32 || d == DType::f64 || d == DType::bf16; };
+  if (!floating(x.dtype()) || !floating(to) || !any_requires_grad({&x})) return out;
+  const DType from = x.dtype();
+  record(out, "cast", {x}, [from](const Tensor& g, const Needs&) { return std::vector<Tensor>{cast(g, from)}; });
   return out;
 }
 

@@ -33,10 +33,12 @@ Tensor where(const Tensor& mask, const Tensor& a, const Tensor& b);
 // In place, no autograd (the tensor must not require grad). bf16 tensors: CPU only.
 void fill_(const Tensor& t, double value);
 void axpy_(const Tensor& y, double alpha, const Tensor& x);  // y += alpha * x
-// Between any two dtypes (f64 on the CPU only), not differentiable. Into bf16: rounded to
-// nearest even, overflow to +-Inf, NaN stays NaN; out of bf16: exact (to f32 and f64). To i32
-// and u8: truncated towards zero (the value must fit).
+// Between any two dtypes (f64 on the CPU only). Into bf16: rounded to nearest even, overflow
+// to +-Inf, NaN stays NaN; out of bf16: exact (to f32 and f64). To i32 and u8: truncated
+// towards zero (the value must fit). Differentiable between floating dtypes (f32, f64, bf16:
+// the gradient is cast back); cast_raw records nothing.
 Tensor cast(const Tensor& x, DType to);
+Tensor cast_raw(const Tensor& x, DType to);
 // A 1-D i32 tensor of a few host values (up to 1000) on `device`, carried to a GPU in a
 // kernel's arguments: no wait for the device, no page-locked memory, not a host sync. More
 // values go as an ordinary upload (counted in host_syncs()).

@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/deferred_checks.h"
 #include "core/dispatch.h"
+#include "core/precision.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cuda/index.h"
 
@@ -123,7 +124,8 @@ Tensor slice(const Tensor& x, int dim, int64_t start, int64_t length) {
   return out;
 }
 
-Tensor l2_normalize(const Tensor& x, double eps) {
+Tensor l2_normalize(const Tensor& x_in, double eps) {
+  const Tensor x = precision_input("l2_normalize", x_in);
   C3_CHECK(x.rank() >= 1, "l2_normalize: needs at least one dim, got ", x.desc());
   C3_CHECK(eps > 0, "l2_normalize: eps must be positive, got ", eps);
   check_float("l2_normalize", x);
@@ -178,11 +180,14 @@ void check_gpu_flag(const char* op, const Tensor& flag, int64_t R, const Tensor&
 Tensor gather_rows(const Tensor& x, const Tensor& idx) {
   C3_CHECK(x.rank() >= 1, "gather_rows: x needs at least one dim, got ", x.desc());
   check_index_tensor("gather_rows", x, idx);
-  check_float("gather_rows", x);
-  check_cuda_dtype("gather_rows", x);
+  check_float_or_bf16("gather_rows", x);
+  if (!cpu_bf16(x)) check_cuda_dtype("gather_rows", x);
   const int64_t C = x.shape().back(), R = dim_view(x.shape(), x.rank() - 1).outer, K = idx.numel();
   Tensor out = Tensor::empty({K, C}, x.dtype(), x.device());
-  if (x.is_cuda()) {
+  if (cpu_bf16(x)) {  // a copy of rows: exact in any dtype
+    check_cpu_indices("gather_rows", idx, R, x);
+    kernels::cpu::gather_rows(x.data<bf16>(), idx.data<int32_t>(), out.data<bf16>(), K, C);
+  } else if (x.is_cuda()) {
     Tensor flag = gpu_flag(x.device());
     C3_CUDA("gather_rows", kernels::cuda::gather_rows_f32(x.data<float>(), idx.data<int32_t>(), out.data<float>(), R,
                                                           K, C, flag.data<int32_t>()));
@@ -204,7 +209,15 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
 
 Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t R) {
   check_index_tensor("scatter_add_rows", src, idx);
-  check_float("scatter_add_rows", src);
+  check_float_or_bf16("scatter_add_rows", src);
+  if (cpu_bf16(src)) {  // summed in f32, rounded once
+    Tensor out = scatter_add_rows(widen(src).detach(), idx, R).cast(DType::bf16);
+    Tensor si = idx.detach();
+    record(out, "scatter_add_rows", {src}, [=](const Tensor& g, const Needs&) {
+      return std::vector<Tensor>{gather_rows(g, si)};
+    });
+    return out;
+  }
   check_cuda_dtype("scatter_add_rows", src);
   C3_CHECK(src.rank() == 2 && src.dim(0) == idx.numel() && R >= 0, "scatter_add_rows: src must be [K, C] with K = ",
            idx.numel(), " (the number of indices) and R >= 0; got ", src.desc(), ", R = ", R);

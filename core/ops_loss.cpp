@@ -7,6 +7,7 @@
 #include "core/deferred_checks.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/precision.h"
 #include "kernels/cpu/softmax.h"
 #include "kernels/cuda/softmax.h"
 
@@ -105,11 +106,13 @@ int64_t cross_entropy_run(const Tensor& logits, const Tensor& labels, const Tens
 
 }  // namespace
 
-Tensor softmax(const Tensor& x) { return softmax_impl("softmax", x, false); }
-Tensor log_softmax(const Tensor& x) { return softmax_impl("log_softmax", x, true); }
+// fp32 in the precision table: bf16 logits are widened (differentiably) first.
+Tensor softmax(const Tensor& x) { return softmax_impl("softmax", precision_input("softmax", x), false); }
+Tensor log_softmax(const Tensor& x) { return softmax_impl("log_softmax", precision_input("log_softmax", x), true); }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& weight, int ignore_index) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels, const Tensor& weight, int ignore_index) {
   const char* op = "cross_entropy";
+  const Tensor logits = precision_input(op, logits_in);
   check_logits(op, logits);
   check_per_pixel(op, "labels", logits, labels);
   C3_CHECK(labels.dtype() == DType::u8 || labels.dtype() == DType::i32, op, ": labels must be u8 or i32, got ",
@@ -135,8 +138,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& w
   return finish_loss(op, logits, out, grad);
 }
 
-Tensor soft_cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& mask) {
+Tensor soft_cross_entropy(const Tensor& logits_in, const Tensor& target, const Tensor& mask) {
   const char* op = "soft_cross_entropy";
+  const Tensor logits = precision_input(op, logits_in);
   check_logits(op, logits);
   check_same_shape(op, logits, target);
   if (mask.defined()) {

@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/precision.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cuda/blas.h"
 
@@ -47,7 +48,9 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 void set_allow_tf32(bool on) { g_allow_tf32.store(on, std::memory_order_relaxed); }
 bool allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in, bool ta, bool tb) {
+  // fp32 in the precision table (the contrastive similarities): bf16 operands are widened.
+  const Tensor a = precision_input("matmul", a_in), b = precision_input("matmul", b_in);
   C3_CHECK(a.rank() == 2 && b.rank() == 2, op_desc(a, b, ta, tb), ": both operands must be 2-D");
   check_same_device("matmul", a, b);
   check_float("matmul", a);

@@ -22,16 +22,18 @@ namespace {
 
 void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, BatchNormMode mode, double momentum, double eps) {
-  check_float("batch_norm", x);
+  check_float_or_bf16("batch_norm", x);
   check_cuda_dtype("batch_norm", x);
+  // bf16 activations take f32 parameters and statistics (precision table: follow).
+  const DType pt = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();
   C3_CHECK(x.rank() >= 2, "batch_norm: x must be [N, H, W, C] (channels last), got ", x.desc());
   const int64_t C = x.dim(-1);
   const std::pair<const char*, const Tensor*> params[] = {
       {"weight", &weight}, {"bias", &bias}, {"running_mean", &running_mean}, {"running_var", &running_var}};
   for (auto [name, t] : params) {
     C3_CHECK(t->defined(), "batch_norm: ", name, " is undefined (x ", x.desc(), ")");
-    C3_CHECK(t->shape() == Shape{C} && t->dtype() == x.dtype() && t->device() == x.device(), "batch_norm: ", name,
-             " ", t->desc(), " does not match x ", x.desc(), " (want ", dtype_name(x.dtype()), "[", C, "] ",
+    C3_CHECK(t->shape() == Shape{C} && t->dtype() == pt && t->device() == x.device(), "batch_norm: ", name,
+             " ", t->desc(), " does not match x ", x.desc(), " (want ", dtype_name(pt), "[", C, "] ",
              device_name(x.device()), ")");
   }
   C3_CHECK(!running_mean.requires_grad() && !running_var.requires_grad(),
@@ -81,6 +83,11 @@ template <class T> T* opt(const Tensor& t) { return t.defined() ? t.data<T>() : 
 // output of a forward with fused ReLU (undefined: none), masking g.
 std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mean, const Tensor& invstd,
                              const Tensor& scale, bool train, const Tensor& relu_y, const Needs& needs) {
+  if (cpu_bf16(g)) {
+    std::vector<Tensor> r = backward(widen(g), widen(x), mean, invstd, scale, train, widen(relu_y), needs);
+    if (r[0].defined()) r[0] = r[0].cast(DType::bf16);
+    return r;
+  }
   const int64_t C = x.dim(-1), M = x.numel() / C;
   Tensor dx = needs[0] ? Tensor::empty_like(x) : Tensor();
   Tensor dw = needs[1] ? Tensor::empty_like(mean) : Tensor();
@@ -106,6 +113,7 @@ std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mea
 
 // Frozen mode: dx = dy * scale per channel (dy masked by relu_y when defined).
 Tensor scale_channels(const Tensor& g, const Tensor& scale, const Tensor& relu_y) {
+  if (cpu_bf16(g)) return scale_channels(widen(g), scale, widen(relu_y)).cast(DType::bf16);
   const int64_t C = g.dim(-1), M = g.numel() / C;
   Tensor dx = Tensor::empty_like(g);
   if (g.is_cuda())
@@ -129,9 +137,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   const int64_t C = x.dim(-1);
   // Per-channel statistics of this call (copies, so a later change of the running buffers
   // does not alter this call's backward).
-  Tensor mean = Tensor::empty({C}, x.dtype(), x.device()), invstd = Tensor::empty_like(mean);
+  Tensor mean = Tensor::empty({C}, weight.dtype(), x.device()), invstd = Tensor::empty_like(mean);
   Tensor scale = Tensor::empty_like(mean), y = Tensor::empty_like(x);
-  if (x.is_cuda())
+  if (cpu_bf16(x)) {
+    Tensor yf = Tensor::empty(x.shape(), DType::f32, x.device());
+    forward_cpu<float>(widen(x), weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd,
+                       scale, yf);
+    y = yf.cast(DType::bf16);
+  } else if (x.is_cuda())
     forward_cuda(x, weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd, scale, y);
   else if (x.dtype() == DType::f32)
     forward_cpu<float>(x, weight, bias, running_mean, running_var, train, momentum, eps, relu, mean, invstd, scale, y);

@@ -27,6 +27,7 @@ kernels::PoolGeom max_pool_geometry(const Tensor& x, int k, int s, int p, bool c
 }
 
 Tensor max_pool_backward(const Tensor& g, const Tensor& argmax, const kernels::PoolGeom& geom) {
+  if (cpu_bf16(g)) return max_pool_backward(widen(g), argmax, geom).cast(DType::bf16);
   Tensor dx = Tensor::empty({geom.N, geom.H, geom.W, geom.C}, g.dtype(), g.device());
   if (g.is_cuda())
     C3_CUDA("max_pool2d backward", kernels::cuda::max_pool2d_backward_f32(g.data<float>(), argmax.data<int32_t>(),
@@ -39,6 +40,7 @@ Tensor max_pool_backward(const Tensor& g, const Tensor& argmax, const kernels::P
 }
 
 Tensor avg_pool_backward(const Tensor& g, const Shape& in_shape) {
+  if (cpu_bf16(g)) return avg_pool_backward(widen(g), in_shape).cast(DType::bf16);
   const int64_t N = in_shape[0], HW = in_shape[1] * in_shape[2], C = in_shape[3];
   Tensor dx = Tensor::empty(in_shape, g.dtype(), g.device());
   if (g.is_cuda())
@@ -51,12 +53,13 @@ Tensor avg_pool_backward(const Tensor& g, const Shape& in_shape) {
   return dx;
 }
 
-}  // namespace
-
-Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding, bool ceil_mode) {
-  check_float("max_pool2d", x);
+// y and its argmax (i32, same shape)
+std::pair<Tensor, Tensor> max_pool_forward(const Tensor& x, const kernels::PoolGeom& g) {
+  if (cpu_bf16(x)) {
+    auto [y, argmax] = max_pool_forward(widen(x), g);
+    return {y.cast(DType::bf16), argmax};
+  }
   check_cuda_dtype("max_pool2d", x);
-  const kernels::PoolGeom g = max_pool_geometry(x, kernel, stride, padding, ceil_mode);
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.C}, x.dtype(), x.device());
   Tensor argmax = Tensor::empty(y.shape(), DType::i32, x.device());
   if (x.is_cuda())
@@ -65,18 +68,13 @@ Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding, bool cei
     kernels::cpu::max_pool2d(x.data<float>(), g, y.data<float>(), argmax.data<int32_t>());
   else
     kernels::cpu::max_pool2d(x.data<double>(), g, y.data<double>(), argmax.data<int32_t>());
-  record(y, "max_pool2d", {x}, [argmax, g](const Tensor& grad, const Needs&) {
-    return std::vector<Tensor>{max_pool_backward(grad, argmax, g)};
-  });
-  return y;
+  return {y, argmax};
 }
 
-Tensor global_avg_pool(const Tensor& x) {
-  check_float("global_avg_pool", x);
+Tensor avg_pool_forward(const Tensor& x) {
+  if (cpu_bf16(x)) return avg_pool_forward(widen(x)).cast(DType::bf16);
   check_cuda_dtype("global_avg_pool", x);
-  C3_CHECK(x.rank() == 4, "global_avg_pool: x must be [N, H, W, C], got ", x.desc());
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
-  C3_CHECK(HW > 0, "global_avg_pool: no pixels to average in ", x.desc());
   Tensor y = Tensor::empty({N, 1, 1, C}, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CHECK(N <= 65535, "global_avg_pool: batch ", N, " too large for the CUDA kernel (at most 65535)");
@@ -86,6 +84,26 @@ Tensor global_avg_pool(const Tensor& x) {
   } else {
     kernels::cpu::global_avg_pool(x.data<double>(), N, HW, C, y.data<double>());
   }
+  return y;
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding, bool ceil_mode) {
+  check_float_or_bf16("max_pool2d", x);
+  const kernels::PoolGeom g = max_pool_geometry(x, kernel, stride, padding, ceil_mode);
+  auto [y, argmax] = max_pool_forward(x, g);
+  record(y, "max_pool2d", {x}, [argmax, g](const Tensor& grad, const Needs&) {
+    return std::vector<Tensor>{max_pool_backward(grad, argmax, g)};
+  });
+  return y;
+}
+
+Tensor global_avg_pool(const Tensor& x) {
+  check_float_or_bf16("global_avg_pool", x);
+  C3_CHECK(x.rank() == 4, "global_avg_pool: x must be [N, H, W, C], got ", x.desc());
+  C3_CHECK(x.dim(1) * x.dim(2) > 0, "global_avg_pool: no pixels to average in ", x.desc());
+  Tensor y = avg_pool_forward(x);
   Shape in_shape = x.shape();
   record(y, "global_avg_pool", {x}, [in_shape](const Tensor& g, const Needs&) {
     return std::vector<Tensor>{avg_pool_backward(g, in_shape)};

@@ -5,16 +5,16 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/precision.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cuda/reduce.h"
 
 namespace c3 {
 
-Tensor sum_mid(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
-  check_float("sum", x);
+namespace {
+Tensor sum_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
+  if (cpu_bf16(x)) return sum_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
   check_cuda_dtype("sum", x);
-  C3_CHECK(outer * mid * inner == x.numel() && shape_numel(out_shape) == outer * inner, "sum: view [", outer, ",",
-           mid, ",", inner, "] -> ", shape_str(out_shape), " does not fit ", x.desc());
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CHECK(inner == 1 || outer <= 65535, "sum: too many outer slices (", outer, ") for the CUDA kernel");
@@ -24,6 +24,29 @@ Tensor sum_mid(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const
   } else {
     kernels::cpu::sum_mid(x.data<double>(), out.data<double>(), outer, mid, inner);
   }
+  return out;
+}
+
+Tensor broadcast_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
+  if (cpu_bf16(x)) return broadcast_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
+  check_cuda_dtype("broadcast", x);
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (x.is_cuda())
+    C3_CUDA("broadcast", kernels::cuda::broadcast_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner));
+  else if (x.dtype() == DType::f32)
+    kernels::cpu::broadcast_mid(x.data<float>(), out.data<float>(), outer, mid, inner);
+  else
+    kernels::cpu::broadcast_mid(x.data<double>(), out.data<double>(), outer, mid, inner);
+  return out;
+}
+}  // namespace
+
+// bf16: summed in f32, rounded once.
+Tensor sum_mid(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
+  check_float_or_bf16("sum", x);
+  C3_CHECK(outer * mid * inner == x.numel() && shape_numel(out_shape) == outer * inner, "sum: view [", outer, ",",
+           mid, ",", inner, "] -> ", shape_str(out_shape), " does not fit ", x.desc());
+  Tensor out = sum_mid_raw(x, outer, mid, inner, out_shape);
   Shape in_shape = x.shape();
   record(out, "sum", {x}, [=](const Tensor& g, const Needs&) {
     return std::vector<Tensor>{broadcast_mid(g, outer, mid, inner, in_shape)};
@@ -32,17 +55,10 @@ Tensor sum_mid(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const
 }
 
 Tensor broadcast_mid(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
-  check_float("broadcast", x);
-  check_cuda_dtype("broadcast", x);
+  check_float_or_bf16("broadcast", x);
   C3_CHECK(outer * inner == x.numel() && shape_numel(out_shape) == outer * mid * inner, "broadcast: [", outer, ",",
            inner, "] -> [", outer, ",", mid, ",", inner, "] does not fit ", x.desc(), " -> ", shape_str(out_shape));
-  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  if (x.is_cuda())
-    C3_CUDA("broadcast", kernels::cuda::broadcast_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner));
-  else if (x.dtype() == DType::f32)
-    kernels::cpu::broadcast_mid(x.data<float>(), out.data<float>(), outer, mid, inner);
-  else
-    kernels::cpu::broadcast_mid(x.data<double>(), out.data<double>(), outer, mid, inner);
+  Tensor out = broadcast_mid_raw(x, outer, mid, inner, out_shape);
   Shape in_shape = x.shape();
   record(out, "broadcast", {x}, [=](const Tensor& g, const Needs&) {
     return std::vector<Tensor>{sum_mid(g, outer, mid, inner, in_shape)};
@@ -123,8 +139,7 @@ void max_over_channels(const char* op, const Tensor& x, const Tensor& vals, cons
   }
 }
 Shape channel_reduced_shape(const char* op, const Tensor& x) {
-  check_float(op, x);
-  check_cuda_dtype(op, x);
+  check_float_or_bf16(op, x);
   C3_CHECK(x.rank() >= 1 && x.dim(-1) >= 1, op, ": needs a last (channel) dim of size >= 1, got ", x.desc());
   C3_CHECK(x.dim(-1) <= INT32_MAX, op, ": too many channels for i32 indices: ", x.desc());
   return Shape(x.shape().begin(), x.shape().end() - 1);
@@ -133,6 +148,8 @@ Shape channel_reduced_shape(const char* op, const Tensor& x) {
 
 Tensor max_channels(const Tensor& x) {
   const Shape s = channel_reduced_shape("max_channels", x);
+  check_float("max_channels", x);
+  check_cuda_dtype("max_channels", x);
   Tensor vals = Tensor::empty(s, x.dtype(), x.device());
   Tensor idx = Tensor::empty(s, DType::i32, x.device());
   max_over_channels("max_channels", x, vals, idx);
@@ -156,7 +173,9 @@ Tensor max_channels(const Tensor& x) {
 Tensor argmax_channels(const Tensor& x) {
   const Shape s = channel_reduced_shape("argmax_channels", x);
   Tensor idx = Tensor::empty(s, DType::i32, x.device());
-  max_over_channels("argmax_channels", x, Tensor(), idx);
+  const Tensor xf = precision_input("argmax_channels", x);  // f32: exact for bf16 values
+  check_cuda_dtype("argmax_channels", xf);
+  max_over_channels("argmax_channels", xf, Tensor(), idx);
   return idx;
 }
 

@@ -29,6 +29,12 @@ Shape output_shape(const Tensor& x, const ResizeShape& s) {
 }
 
 void bilinear_raw(const Tensor& x, const Tensor& y, const ResizeShape& s, bool ac) {
+  if (cpu_bf16(x)) {
+    Tensor yf = Tensor::empty(y.shape(), DType::f32, y.device());
+    bilinear_raw(widen(x), yf, s, ac);
+    Tensor(y).copy_(yf.cast(DType::bf16));
+    return;
+  }
   if (x.is_cuda()) C3_CUDA("resize_bilinear", kernels::cuda::resize_bilinear_f32(x.data<float>(), y.data<float>(), s, ac));
   else if (x.dtype() == DType::f32) kernels::cpu::resize_bilinear(x.data<float>(), y.data<float>(), s, ac);
   else kernels::cpu::resize_bilinear(x.data<double>(), y.data<double>(), s, ac);
@@ -36,6 +42,7 @@ void bilinear_raw(const Tensor& x, const Tensor& y, const ResizeShape& s, bool a
 
 // g [N,OH,OW,C] -> d(loss)/dx with x's shape.
 Tensor bilinear_backward(const Tensor& g, const ResizeShape& s, bool ac, const Shape& in_shape) {
+  if (cpu_bf16(g)) return bilinear_backward(widen(g), s, ac, in_shape).cast(DType::bf16);
   Tensor gx = Tensor::empty(in_shape, g.dtype(), g.device());
   if (g.is_cuda())
     C3_CUDA("resize_bilinear backward",
@@ -80,8 +87,8 @@ Tensor nearest_backward(const Tensor& g, const ResizeShape& s, const Shape& in_s
 
 Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align_corners) {
   const ResizeShape s = geometry("resize_bilinear", x, out_h, out_w, false);
-  check_float("resize_bilinear", x);
-  check_cuda_dtype("resize_bilinear", x);
+  check_float_or_bf16("resize_bilinear", x);
+  if (!cpu_bf16(x)) check_cuda_dtype("resize_bilinear", x);
   Tensor y = Tensor::empty(output_shape(x, s), x.dtype(), x.device());
   bilinear_raw(x, y, s, align_corners);
   const Shape in_shape = x.shape();

@@ -281,7 +281,7 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::cast(DType t) const {
   if (t == dtype()) return *this;
-  return c3::cast(*this, t);
+  return c3::cast_raw(*this, t);
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {
@@ -323,6 +323,10 @@ void check_dtype(const char* op, const Tensor& t, DType want) {
 void check_float(const char* op, const Tensor& t) {
   C3_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": expected a float tensor (f32 or f64), got ",
            t.desc());
+}
+void check_float_or_bf16(const char* op, const Tensor& t) {
+  C3_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64 || t.dtype() == DType::bf16, op,
+           ": expected a floating tensor (f32, f64 or bf16), got ", t.desc());
 }
 void check_not_bf16(const char* op, const Tensor& t) {
   C3_CHECK(t.dtype() != DType::bf16, op, ": bf16 tensors are not supported (cast to f32 first), got ", t.desc());

@@ -17,7 +17,8 @@
 
 namespace c3 {
 
-// bf16: storage, casts (c3::cast) and checkpoints only so far; arithmetic ops refuse it.
+// bf16: activations of mixed precision (core/precision.h): the ops of a model's forward and
+// backward take it, computing in f32; ops without bf16 support refuse it naming themselves.
 // The values are the kernels' codes of a dtype (kernels::cpu::cast).
 enum class DType : uint8_t { f32, f64, i32, u8, bf16 };
 enum class Device : uint8_t { cpu, cuda };
@@ -169,6 +170,7 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b);
 void check_dtype(const char* op, const Tensor& t, DType want);
 void check_float(const char* op, const Tensor& t);  // f32 or f64 (bf16 is refused)
+void check_float_or_bf16(const char* op, const Tensor& t);  // f32, f64 or bf16
 // For ops that take any dtype but bf16 (not supported by them yet): "op: bf16 tensors are not supported".
 void check_not_bf16(const char* op, const Tensor& t);
 

@@ -104,9 +104,11 @@ void config_keys(C& c, V& v) {
          "cuDNN: rank convolution algorithms by timing them (cudnn.benchmark), not by heuristics");
   v.flag("train.cudnn_deterministic", t.cudnn_deterministic, false,
          "cuDNN: only algorithms whose results repeat exactly from run to run");
-  v.choice("train.precision", t.precision, Precision::tf32, {{"tf32", Precision::tf32}, {"fp32", Precision::fp32}},
-           "GPU convolutions and matmuls: tf32 (tensor cores, inputs rounded to 10 mantissa bits) or fp32; "
-           "the CPU computes in fp32 either way");
+  v.choice("train.precision", t.precision, Precision::tf32,
+           {{"tf32", Precision::tf32}, {"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
+           "tf32: f32 tensors, GPU convolutions on tensor cores with inputs rounded to 10 mantissa bits; fp32: "
+           "f32 throughout; bf16: mixed precision (convolutions in bf16 with f32 accumulation, bf16 activations, "
+           "f32 losses, statistics and master weights; core/precision.cpp holds the table), on the CPU too");
 
   auto& l = c.loss;
   v.number("loss.w_con", l.w_con, 0.1, 0, 1e6, "weight of the contrastive loss L_con");
@@ -327,7 +329,7 @@ Device device_for(const TrainConfig& t) {
 }
 
 void apply_numerics(const TrainConfig& t) {
-  const bool tf32 = t.precision == Precision::tf32;
+  const bool tf32 = t.precision != Precision::fp32;  // bf16: f32 matmuls of the losses may use TF32
   set_allow_tf32(tf32);
   set_conv_allow_tf32(tf32);
   set_conv_benchmark(t.cudnn_benchmark);

@@ -13,15 +13,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/precision.h"
 #include "nn/deeplab.h"
 #include "semiseg/ops_dcrs.h"
 
 namespace c3::semiseg {
 
 enum class TrainMode { c3, supervised };
-// Arithmetic of the convolutions and matmuls on a GPU: tf32 (tensor cores, inputs rounded to
-// 10-bit mantissas, FP32 accumulation) or fp32. The CPU computes in FP32 either way.
-enum class Precision { tf32, fp32 };
 enum class Optimizer { adam, sgd };
 
 struct Size2 {  // [height, width] in the JSON

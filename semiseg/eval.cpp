@@ -76,6 +76,7 @@ data::Image tile_grid(const std::vector<std::vector<data::Image>>& rows, int gap
 
 namespace {
 Tensor model_probs(nn::DeepLab& model, const Tensor& x, const InferOptions& infer) {
+  AutocastScope autocast(infer.precision);
   return infer_probs([&](const Tensor& t) { return model.forward(t); }, x, infer, model.config().align_corners);
 }
 }  // namespace
@@ -158,6 +159,7 @@ EvalResult evaluate_checkpoint(const std::string& path, const std::vector<std::s
   o.classes = int(cfg.model.num_classes);
   o.device = dev;
   o.infer = infer;
+  o.infer.precision = cfg.train.precision;
   if (thr.defined() && cfg.train.mode == TrainMode::c3) o.thresholds = thr.to(dev);
   return evaluate_model(*model, *loader, o);  // under mpirun: every rank's part, summed
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/precision.h"
 #include "core/tensor.h"
 
 namespace c3::semiseg {
@@ -22,6 +23,7 @@ struct InferOptions {
   bool flip = false;               // also the horizontally mirrored image, mirrored back
   int window_h = 0, window_w = 0;  // 0: the whole image
   int stride_h = 0, stride_w = 0;
+  Precision precision = Precision::tf32;  // bf16: the forwards under autocast (train.precision)
 
   bool whole_image_only() const { return scales == std::vector<double>{1.0} && !flip && window_h == 0; }
   std::string describe() const;  // "whole image" or e.g. "window 64x128 stride 32x64, scales 0.75,1,1.25, flip"

@@ -217,11 +217,13 @@ text files listing one image path per line. --window HxW [--stride HxW], --scale
   }
   std::vector<std::unique_ptr<nn::DeepLab>> models;
   Device dev = Device::cuda;
+  Precision precision = Precision::tf32;
   for (const auto& c : a.checkpoints) {
     Config cfg;
     models.push_back(model_from_checkpoint(c, a.sets, cfg, nullptr));
     if (device_for(cfg.train) == Device::cpu) dev = Device::cpu;  // one device for all
     apply_numerics(cfg.train);  // the last checkpoint's settings
+    precision = cfg.train.precision;
   }
   for (auto& m : models) m->to(dev);
   std::vector<std::string> images;
@@ -242,7 +244,9 @@ text files listing one image path per line. --window HxW [--stride HxW], --scale
     data::Sample s = data::cityscapes_sample_for(path);
     if (!s.label.empty() && exists(s.label)) row.push_back(data::colorize(data::load_label_train_ids(s)));
     for (auto& m : models) {
-      Prediction p = predict_image(*m, img, dev, a.infer);
+      InferOptions infer = a.infer;
+      infer.precision = precision;
+      Prediction p = predict_image(*m, img, dev, infer);
       row.push_back(label_image(p.label, p.h, p.w));
     }
     std::string name = path.substr(path.find_last_of('/') + 1);

@@ -17,7 +17,6 @@ namespace {
 std::vector<int32_t> pack_boxes(const char* op, const Tensor& x, const std::vector<Box>& boxes, int64_t box_h,
                                 int64_t box_w) {
   C3_CHECK(x.rank() == 3 || x.rank() == 4, op, ": expects [2K,H,W,C] or [2K,H,W], got ", x.desc());
-  check_not_bf16(op, x);
   const int64_t K = static_cast<int64_t>(boxes.size());
   C3_CHECK(x.dim(0) == 2 * K, op, ": batch ", x.desc(), " must hold 2K = ", 2 * K, " images for ", K,
            " boxes (pairs k, k+K)");
@@ -46,6 +45,7 @@ Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed
     Tensor boxes = dev.defined() ? dev : Tensor::from_vector(packed, {K, 4}, x.device());
     C3_CUDA(op, {
       const int32_t* bp = boxes.data<int32_t>();
+      C3_CHECK(x.dtype() != DType::bf16, op, ": bf16 mixing on the GPU is not built yet, got ", x.desc());
       if (x.dtype() == DType::u8)
         kernels::cuda::cutmix_swap_b1(static_cast<const uint8_t*>(x.raw()), static_cast<uint8_t*>(out.raw()), bp, K,
                                       H, W, C, box_h, box_w);
@@ -59,6 +59,7 @@ Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed
   const int32_t* bp = packed.data();
   switch (dtype_size(x.dtype())) {
     case 1: kernels::cpu::cutmix_swap(static_cast<const uint8_t*>(x.raw()), static_cast<uint8_t*>(out.raw()), bp, K, H, W, C, box_h, box_w); break;
+    case 2: kernels::cpu::cutmix_swap(static_cast<const uint16_t*>(x.raw()), static_cast<uint16_t*>(out.raw()), bp, K, H, W, C, box_h, box_w); break;
     case 4: kernels::cpu::cutmix_swap(static_cast<const uint32_t*>(x.raw()), static_cast<uint32_t*>(out.raw()), bp, K, H, W, C, box_h, box_w); break;
     case 8: kernels::cpu::cutmix_swap(static_cast<const uint64_t*>(x.raw()), static_cast<uint64_t*>(out.raw()), bp, K, H, W, C, box_h, box_w); break;
   }
@@ -77,7 +78,7 @@ Tensor cutmix_route(const char* op, const Tensor& x, const std::vector<Box>& box
   const Tensor on_dev = dev.defined() || !x.is_cuda() ? dev
                                                       : Tensor::from_vector(packed, {int64_t(boxes.size()), 4}, x.device());
   Tensor out = route(op, x, packed, box_h, box_w, on_dev);
-  if (x.dtype() == DType::f32 || x.dtype() == DType::f64) {
+  if (x.dtype() == DType::f32 || x.dtype() == DType::f64 || x.dtype() == DType::bf16) {
     record(out, op, {x}, [op, packed, box_h, box_w, on_dev](const Tensor& g, const Needs&) {
       return std::vector<Tensor>{route(op, g, packed, box_h, box_w, on_dev)};
     });

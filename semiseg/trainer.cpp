@@ -341,6 +341,7 @@ EvalResult Trainer::evaluate(nn::DeepLab& model, const std::string& vis_path) {
   o.vis_path = main_ ? vis_path : "";
   o.thresholds = cfg_.train.mode == TrainMode::c3 ? step_->thresholds : Tensor();
   o.comm = comm_;
+  o.infer.precision = cfg_.train.precision;
   auto loader = make_val_loader(cfg_, data_, comm_);
   return evaluate_model(model, *loader, o);
 }
@@ -388,6 +389,9 @@ StepOutput Trainer::forward_backward(int64_t step, bool semi, const StepInputs& 
   Generator gen(cfg_.train.seed * 0x9E3779B97F4A7C15ull + uint64_t(step) + 1 + uint64_t(comm_.rank()) * 0x632BE59BD9B4E019ull);
   try {
     DeferChecks defer;  // index and label checks: device flags, read with the logged values
+    // train.precision = bf16: forwards and backward under autocast; the bf16 copies of the
+    // weights are made once here and dropped before the optimizer changes the masters.
+    AutocastScope autocast(cfg_.train.precision);
     StepOutput out = semi ? step_->semi(*student_, *teacher_, in, step, step - warm_, gen)
                           : step_->supervised(*student_, in, step, gen);
     opt_->zero_grad();

@@ -269,20 +269,11 @@ TEST_CASE("bf16: emulated CUDA cast kernel matches the CPU kernel bit for bit, b
 TEST_CASE("bf16: ops without bf16 support refuse it, naming the op and the dtype") {
   Tensor h = cast(Tensor::from_vector<float>({1, -2, 3, 4}, {1, 2, 2, 1}), DType::bf16);
   const char* got = "got bf16[1,2,2,1] cpu";
-  CHECK_THROWS_WITH_AS(add(h, h), doctest::Contains("add: expected a float tensor (f32 or f64)"), Error);
-  CHECK_THROWS_WITH_AS(add(h, h), doctest::Contains(got), Error);
-  CHECK_THROWS_WITH_AS(mul(h, 2.0), doctest::Contains("scale: expected a float tensor"), Error);
-  CHECK_THROWS_WITH_AS(relu(h), doctest::Contains("relu: expected a float tensor"), Error);
-  CHECK_THROWS_WITH_AS(sum(h, {3}), doctest::Contains("sum: expected a float tensor"), Error);
-  CHECK_THROWS_WITH_AS(softmax(h), doctest::Contains(got), Error);
-  CHECK_THROWS_WITH_AS(matmul(h.reshape({2, 2}), h.reshape({2, 2})), doctest::Contains("matmul: expected a float"),
-                       Error);
   CHECK_THROWS_WITH_AS(axpy_(h, 1.0, h), doctest::Contains("axpy_: expected a float"), Error);
+  CHECK_THROWS_WITH_AS(max_channels(h), doctest::Contains("max_channels: expected a float tensor"), Error);
   CHECK_THROWS_WITH_AS(resize_nearest(h, 4, 4), doctest::Contains("resize_nearest: bf16 tensors are not supported"),
                        Error);
   CHECK_THROWS_WITH_AS(resize_nearest(h, 4, 4), doctest::Contains(got), Error);
-  CHECK_THROWS_WITH_AS(semiseg::cutmix_mix(concat({h, h}, 0), {{0, 0, 1, 1}}, 2, 2),
-                       doctest::Contains("cutmix_mix: bf16 tensors are not supported"), Error);
   CHECK_THROWS_WITH_AS(Tensor(h).set_requires_grad(), doctest::Contains("non-float tensor bf16"), Error);
 }
 

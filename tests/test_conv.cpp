@@ -162,7 +162,7 @@ TEST_CASE("conv: bad input names the op and the shapes") {
   CHECK_THROWS_WITH_AS(conv2d(x, w, Tensor(), 0), doctest::Contains("stride and dilation must be >= 1"), Error);
   CHECK_THROWS_WITH_AS(conv2d(x, Tensor::zeros({4, 3, 3, 3}, DType::f64)), doctest::Contains("dtype mismatch"), Error);
   CHECK_THROWS_WITH_AS(conv2d(Tensor::zeros({1, 5, 5, 3}, DType::i32), w),
-                       doctest::Contains("conv2d: expected a float tensor"), Error);
+                       doctest::Contains("conv2d: expected a floating tensor"), Error);
   CHECK_NOTHROW(conv2d(x, w, Tensor(), 1, 0, 2));  // 5x5 with a 5x5-span kernel: one pixel
 }
 

@@ -153,7 +153,7 @@ TEST_CASE("config: data.workers -1 resolves to the available cores shared by the
 
 TEST_CASE("config: train.precision chooses TF32 or FP32 for convolutions and matmuls") {
   Config c = load_config("", {});
-  CHECK(c.train.precision == semiseg::Precision::tf32);
+  CHECK(c.train.precision == c3::Precision::tf32);
   c = load_config("", {"train.precision=fp32"});
   semiseg::apply_numerics(c.train);
   CHECK_FALSE(allow_tf32());

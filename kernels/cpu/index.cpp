@@ -77,6 +77,7 @@ template void copy_rows<bf16>(const bf16*, int64_t, bf16*, int64_t, int64_t, int
   template void l2_normalize_rows_backward<T>(const T*, const T*, T*, int64_t, int64_t, double);
 C3_INSTANTIATE(float)
 C3_INSTANTIATE(double)
+template void gather_rows<bf16>(const bf16*, const int32_t*, bf16*, int64_t, int64_t);  // a copy of rows
 #undef C3_INSTANTIATE
 
 }  // namespace kernels::cpu

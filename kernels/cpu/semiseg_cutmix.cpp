@@ -24,6 +24,8 @@ void cutmix_swap(const T* x, T* out, const int32_t* boxes, int64_t K, int64_t H,
 
 template void cutmix_swap<uint8_t>(const uint8_t*, uint8_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
                                    int64_t, int64_t);
+template void cutmix_swap<uint16_t>(const uint16_t*, uint16_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t);
 template void cutmix_swap<uint32_t>(const uint32_t*, uint32_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
                                     int64_t, int64_t);
 template void cutmix_swap<uint64_t>(const uint64_t*, uint64_t*, const int32_t*, int64_t, int64_t, int64_t, int64_t,
