@@ -11,27 +11,39 @@ constexpr int kBlock = 256;
 #define C3_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-__global__ void binary_kernel(Binary op, const float* a, const float* b, float* out, int64_t n, Bcast bc,
-                              int64_t inner) {
-  C3_GRID_STRIDE(i, n) out[i] = binary_apply(op, a[i], b[bcast_index(bc, i, inner)]);
+// Templated over the element type T (float or bf16): each element is widened on load, the
+// math runs in acc_t<T> (float for both), and the result is narrowed once on store. For f32,
+// widen and narrow are identities: the float kernels are the plain loops they always were.
+template <class T>
+__global__ void binary_kernel(Binary op, const T* a, const T* b, T* out, int64_t n, Bcast bc, int64_t inner) {
+  C3_GRID_STRIDE(i, n) out[i] = narrow<T>(binary_apply(op, widen(a[i]), widen(b[bcast_index(bc, i, inner)])));
 }
-__global__ void unary_kernel(Unary op, const float* x, float* y, int64_t n, float p0, float p1) {
-  C3_GRID_STRIDE(i, n) y[i] = unary_apply(op, x[i], p0, p1);
+template <class T> __global__ void unary_kernel(Unary op, const T* x, T* y, int64_t n, float p0, float p1) {
+  C3_GRID_STRIDE(i, n) y[i] = narrow<T>(unary_apply(op, widen(x[i]), p0, p1));
 }
-__global__ void unary_backward_kernel(Unary op, const float* x, const float* y, const float* g, float* gx,
-                                      int64_t n, float p0, float p1) {
-  C3_GRID_STRIDE(i, n) gx[i] = unary_grad(op, x ? x[i] : 0.f, y ? y[i] : 0.f, g[i], p0, p1);
+template <class T>
+__global__ void unary_backward_kernel(Unary op, const T* x, const T* y, const T* g, T* gx, int64_t n, float p0,
+                                      float p1) {
+  C3_GRID_STRIDE(i, n) {
+    gx[i] = narrow<T>(unary_grad(op, x ? widen(x[i]) : 0.f, y ? widen(y[i]) : 0.f, widen(g[i]), p0, p1));
+  }
 }
-__global__ void select_kernel(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n) {
+// A pure copy: the chosen element's bits, whatever the type.
+template <class T> __global__ void select_kernel(const uint8_t* mask, const T* a, const T* b, T* out, int64_t n) {
   C3_GRID_STRIDE(i, n) out[i] = mask[i] ? a[i] : b[i];
 }
 __global__ void fill4_kernel(uint32_t* out, int64_t n, uint32_t bits) { C3_GRID_STRIDE(i, n) out[i] = bits; }
+__global__ void fill2_kernel(uint16_t* out, int64_t n, uint16_t bits) { C3_GRID_STRIDE(i, n) out[i] = bits; }
 __global__ void fill1_kernel(uint8_t* out, int64_t n, uint8_t v) { C3_GRID_STRIDE(i, n) out[i] = v; }
 __global__ void write_small_kernel(int32_t* out, SmallI32 values) {
   for (int i = threadIdx.x; i < values.n; i += blockDim.x) out[i] = values.v[i];
 }
-__global__ void axpy_kernel(float alpha, const float* x, float* y, int64_t n) {
-  C3_GRID_STRIDE(i, n) y[i] += alpha * x[i];
+// y + alpha * x, rounded once (for bf16, y is read and written as bf16 on every call).
+template <class T> __global__ void axpy_kernel(float alpha, const T* x, T* y, int64_t n) {
+  C3_GRID_STRIDE(i, n) {
+    const acc_t<T> ax = alpha * widen(x[i]);
+    y[i] = narrow<T>(widen(y[i]) + ax);
+  }
 }
 
 template <class S, class D> __global__ void cast_kernel(const S* s, D* d, int64_t n) {
@@ -47,28 +59,61 @@ template <class S> void cast_from(const S* s, void* dst, int dt, int64_t n) {
     case 4: LAUNCH_CHECK(launch(cast_kernel<S, bf16>, g, kBlock, 0, nullptr, s, (bf16*)dst, n)); break;
   }
 }
+
+// The launches, one helper per kernel for both element types.
+template <class T> void binary_t(Binary op, const T* a, const T* b, T* out, int64_t n, Bcast bc, int64_t inner) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(binary_kernel<T>, grid_for(n, kBlock), kBlock, 0, nullptr, op, a, b, out, n, bc, inner));
+}
+template <class T> void unary_t(Unary op, const T* x, T* y, int64_t n, float p0, float p1) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(unary_kernel<T>, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, n, p0, p1));
+}
+template <class T>
+void unary_backward_t(Unary op, const T* x, const T* y, const T* g, T* gx, int64_t n, float p0, float p1) {
+  if (n == 0) return;
+  LAUNCH_CHECK(
+      launch(unary_backward_kernel<T>, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, g, gx, n, p0, p1));
+}
+template <class T> void select_t(const uint8_t* mask, const T* a, const T* b, T* out, int64_t n) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(select_kernel<T>, grid_for(n, kBlock), kBlock, 0, nullptr, mask, a, b, out, n));
+}
+template <class T> void axpy_t(float alpha, const T* x, T* y, int64_t n) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(axpy_kernel<T>, grid_for(n, kBlock), kBlock, 0, nullptr, alpha, x, y, n));
+}
 }  // namespace
 
 void binary_f32(Binary op, const float* a, const float* b, float* out, int64_t n, Bcast bc, int64_t inner) {
-  if (n == 0) return;
-  LAUNCH_CHECK(launch(binary_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, a, b, out, n, bc, inner));
+  binary_t(op, a, b, out, n, bc, inner);
 }
-void unary_f32(Unary op, const float* x, float* y, int64_t n, float p0, float p1) {
-  if (n == 0) return;
-  LAUNCH_CHECK(launch(unary_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, n, p0, p1));
+void binary_bf16(Binary op, const bf16* a, const bf16* b, bf16* out, int64_t n, Bcast bc, int64_t inner) {
+  binary_t(op, a, b, out, n, bc, inner);
 }
+void unary_f32(Unary op, const float* x, float* y, int64_t n, float p0, float p1) { unary_t(op, x, y, n, p0, p1); }
+void unary_bf16(Unary op, const bf16* x, bf16* y, int64_t n, float p0, float p1) { unary_t(op, x, y, n, p0, p1); }
 void unary_backward_f32(Unary op, const float* x, const float* y, const float* g, float* gx, int64_t n, float p0,
                         float p1) {
-  if (n == 0) return;
-  LAUNCH_CHECK(launch(unary_backward_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, op, x, y, g, gx, n, p0, p1));
+  unary_backward_t(op, x, y, g, gx, n, p0, p1);
+}
+void unary_backward_bf16(Unary op, const bf16* x, const bf16* y, const bf16* g, bf16* gx, int64_t n, float p0,
+                         float p1) {
+  unary_backward_t(op, x, y, g, gx, n, p0, p1);
 }
 void select_f32(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n) {
-  if (n == 0) return;
-  LAUNCH_CHECK(launch(select_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, mask, a, b, out, n));
+  select_t(mask, a, b, out, n);
+}
+void select_bf16(const uint8_t* mask, const bf16* a, const bf16* b, bf16* out, int64_t n) {
+  select_t(mask, a, b, out, n);
 }
 void fill_bytes4(void* out, int64_t n, uint32_t bits) {
   if (n == 0) return;
   LAUNCH_CHECK(launch(fill4_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, (uint32_t*)out, n, bits));
+}
+void fill_bytes2(void* out, int64_t n, uint16_t bits) {
+  if (n == 0) return;
+  LAUNCH_CHECK(launch(fill2_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, (uint16_t*)out, n, bits));
 }
 void write_small_i32(int32_t* out, const SmallI32& values) {
   if (values.n <= 0) return;
@@ -78,10 +123,8 @@ void fill_u8(uint8_t* out, int64_t n, uint8_t v) {
   if (n == 0) return;
   LAUNCH_CHECK(launch(fill1_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, out, n, v));
 }
-void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
-  if (n == 0) return;
-  LAUNCH_CHECK(launch(axpy_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, alpha, x, y, n));
-}
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
+void axpy_bf16(float alpha, const bf16* x, bf16* y, int64_t n) { axpy_t(alpha, x, y, n); }
 void cast(const void* src, int st, void* dst, int dt, int64_t n) {
   if (n == 0) return;
   switch (st) {
