@@ -4,13 +4,14 @@
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
-//   copy_rows_kernel, gather_rows_kernel, scatter_add_rows_kernel, l2_normalize_kernel,
-//   l2_normalize_backward_kernel.
+//   copy_rows_kernel, gather_rows_kernel, scatter_add_rows_kernel (each for f32 and bf16),
+//   l2_normalize_kernel, l2_normalize_backward_kernel.
 #include <cmath>
 
 #include "core/deferred_checks.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cuda/index.h"
+#include "tests/bf16_check.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -343,6 +344,100 @@ TEST_CASE("index kernels: emulated gather and scatter edge cases match the CPU (
     CHECK(acc[1 * C + c] == x[1 * C + c]);
     CHECK(acc[0 * C + c] == 0.f);
   }
+}
+
+// bf16: the reference is the CPU f32 kernel on the widened inputs, narrowed once. copy and
+// gather move bits, so they must match it bit for bit (the inputs hold quiet NaNs, +-0 and
+// +-Inf, which a narrow of a widened bf16 keeps as they are).
+TEST_CASE("index kernels: emulated bf16 copy_rows and gather_rows equal the CPU f32 kernels on widened inputs") {
+  struct Copy { int64_t rows, len, src_stride, dst_stride, src_off; };
+  // One element; a slice out of wider rows; rows written into wider rows (the gaps untouched).
+  const Copy copies[] = {{1, 1, 1, 1, 0}, {257, 19, 40, 19, 3}, {5, 3, 7, 6, 1}};
+  struct G { int64_t R, K, C; };
+  const G gathers[] = {{1, 1, 1}, {7, 300, 19}};
+  for_each_fiber_order([&](const char* order) {
+    for (const Copy& c : copies) {
+      const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " len=" + std::to_string(c.len);
+      const auto src = random_bf16s(c.rows * c.src_stride + c.src_off, 240, -2.f, 2.f, true);
+      const auto srcf = widen_all(src);
+      std::vector<float> want(c.rows * c.dst_stride, -7.f);
+      std::vector<bf16> got(want.size(), kernels::to_bf16(-7.f));
+      kernels::cpu::copy_rows(srcf.data() + c.src_off, c.src_stride, want.data(), c.dst_stride, c.rows, c.len);
+      kernels::emu::copy_rows_bf16(src.data() + c.src_off, c.src_stride, got.data(), c.dst_stride, c.rows, c.len);
+      CHECK(same_bf16("copy_rows bf16 " + tag, got, narrow_all(want)));
+    }
+    for (const G& c : gathers) {
+      const std::string tag = std::string(order) + " R=" + std::to_string(c.R) + " K=" + std::to_string(c.K);
+      const auto x = random_bf16s(c.R * c.C, 250, -2.f, 2.f, true);
+      const auto xf = widen_all(x);
+      std::vector<int32_t> idx(c.K);
+      for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R);
+      std::vector<float> want(c.K * c.C);
+      std::vector<bf16> got(want.size(), kernels::to_bf16(-7.f));
+      int32_t bad = 0;
+      kernels::cpu::gather_rows(xf.data(), idx.data(), want.data(), c.K, c.C);
+      kernels::emu::gather_rows_bf16(x.data(), idx.data(), got.data(), c.R, c.K, c.C, &bad);
+      CHECK(bad == 0);
+      CHECK(same_bf16("gather_rows bf16 " + tag, got, narrow_all(want)));
+    }
+  });
+  // Bad indices (-1 and R): flagged, their rows written as +0 (bits 0).
+  const int64_t R = 4, C = 3;
+  const auto x = random_bf16s(R * C, 260, -2.f, 2.f, false);
+  const std::vector<int32_t> idx{1, -1, 4, 3};
+  std::vector<bf16> out(4 * C, kernels::to_bf16(-7.f));
+  int32_t bad = 0;
+  kernels::emu::gather_rows_bf16(x.data(), idx.data(), out.data(), R, 4, C, &bad);
+  CHECK(bad == 1);
+  for (int64_t c = 0; c < C; ++c) {
+    CHECK(out[c].bits == x[1 * C + c].bits);
+    CHECK(out[1 * C + c].bits == 0);
+    CHECK(out[2 * C + c].bits == 0);
+    CHECK(out[3 * C + c].bits == x[3 * C + c].bits);
+  }
+}
+
+// scatter_add_rows_bf16 adds bf16 rows into an f32 accumulator (rounded to bf16 once, by the
+// caller, after the last addition). 300 rows into 7 (~43 additions to each), in the atomic
+// adds' order, which differs from the CPU's (and between the fiber orders):
+//  - values k/64 with |k| <= 64: every partial sum is a multiple of 1/64 below 2^6, exact in
+//    f32, so the accumulator and its rounding to bf16 must equal the CPU's bit for bit (and
+//    need up to 12 significant bits: the rounding to bf16 is exercised);
+//  - arbitrary bf16 values: the f32 sums differ by a few roundings of partial sums up to ~10
+//    (1e-5, as the f32 kernel's check), so their roundings to bf16 are at most 1 step apart.
+TEST_CASE("index kernels: emulated bf16 scatter_add_rows accumulates in f32 like the CPU f32 kernel") {
+  struct G { int64_t R, K, C; };
+  const G cases[] = {{1, 1, 1}, {7, 300, 19}};
+  for_each_fiber_order([&](const char* order) {
+    for (const G& c : cases)
+      for (bool dyadic : {true, false}) {
+        const std::string tag = std::string(order) + " R=" + std::to_string(c.R) + " K=" + std::to_string(c.K) +
+                                (dyadic ? " k/64 values" : " arbitrary values");
+        std::vector<float> v = random_floats(c.K * c.C, 270, -1.f, 1.f);
+        if (dyadic)
+          for (float& f : v) f = std::round(f * 64) / 64;
+        const auto src = narrow_all(v);
+        const auto srcf = widen_all(src);
+        std::vector<int32_t> idx(c.K);
+        for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R);
+        std::vector<float> want(c.R * c.C, 0.f), got(want);
+        int32_t bad = 0;
+        kernels::cpu::scatter_add_rows(srcf.data(), idx.data(), want.data(), c.K, c.C);
+        kernels::emu::scatter_add_rows_bf16(src.data(), idx.data(), got.data(), c.R, c.K, c.C, &bad);
+        CHECK(bad == 0);
+        CHECK(close_arrays("scatter_add_rows bf16 (f32 sums) " + tag, got.data(), want.data(), c.R * c.C,
+                           dyadic ? 0 : 1e-5, dyadic ? 0 : 1e-5));
+        CHECK(same_bf16("scatter_add_rows bf16 (rounded) " + tag, narrow_all(got), narrow_all(want), dyadic ? 0 : 1));
+      }
+  });
+  // Bad indices (R and -1) are flagged and their rows skipped.
+  const auto src = narrow_all({1.f, 2.f, 3.f});
+  const std::vector<int32_t> idx{0, 2, -1};
+  std::vector<float> acc(2, 0.f);
+  int32_t bad = 0;
+  kernels::emu::scatter_add_rows_bf16(src.data(), idx.data(), acc.data(), 2, 3, 1, &bad);
+  CHECK(bad == 1);
+  CHECK(acc == std::vector<float>{1.f, 0.f});
 }
 
 TEST_CASE("normalize kernels: emulated l2_normalize edge cases match the CPU (one element, short rows, a zero row, norms near eps)") {

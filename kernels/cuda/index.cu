@@ -1,6 +1,7 @@
-// Indexing kernels: grid-stride copies, gathers and atomic scatters, and l2_normalize with
-// one warp per row (a row is an embedding of a few hundred channels: one warp covers it in
-// a few coalesced passes and reduces with shuffles, no shared memory, no block barrier).
+// Indexing kernels: grid-stride copies, gathers and atomic scatters (f32 and bf16), and
+// l2_normalize (f32 only) with one warp per row (a row is an embedding of a few hundred
+// channels: one warp covers it in a few coalesced passes and reduces with shuffles, no shared
+// memory, no block barrier).
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/index.h"
 #include "kernels/cuda/launch_util.h"
@@ -15,7 +16,9 @@ constexpr int kWarpsPerBlock = kBlock / 32;
 #define C3_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-__global__ void copy_rows_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+// copy_rows, gather_rows: templated over the element type, pure copies of its bits.
+template <class T>
+__global__ void copy_rows_kernel(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows,
                                  int64_t len) {
   C3_GRID_STRIDE(e, rows * len) {
     const int64_t r = e / len, i = e - r * len;
@@ -23,23 +26,28 @@ __global__ void copy_rows_kernel(const float* src, int64_t src_stride, float* ds
   }
 }
 
-__global__ void gather_rows_kernel(const float* x, const int32_t* idx, float* out, int64_t R, int64_t K, int64_t C,
+template <class T>
+__global__ void gather_rows_kernel(const T* x, const int32_t* idx, T* out, int64_t R, int64_t K, int64_t C,
                                    int32_t* bad) {
   C3_GRID_STRIDE(e, K * C) {
     const int64_t k = e / C, c = e - k * C;
     const int64_t row = idx[k];
     const bool ok = row >= 0 && row < R;
-    out[e] = ok ? x[row * C + c] : 0.f;
+    out[e] = ok ? x[row * C + c] : T{};  // T{}: +0 (f32 0.f, bf16 bits 0)
     if (!ok && c == 0) atomicExch(bad, 1);
   }
 }
 
-__global__ void scatter_add_rows_kernel(const float* src, const int32_t* idx, float* out, int64_t R, int64_t K,
+// The sums are accumulated in acc_t<T> (f32 for a bf16 src too): `out` is an f32 buffer,
+// which the caller rounds to bf16 once, after the last addition (adding into bf16 would
+// round a row's running sum after each of its up to K additions).
+template <class T>
+__global__ void scatter_add_rows_kernel(const T* src, const int32_t* idx, acc_t<T>* out, int64_t R, int64_t K,
                                         int64_t C, int32_t* bad) {
   C3_GRID_STRIDE(e, K * C) {
     const int64_t k = e / C, c = e - k * C;
     const int64_t row = idx[k];
-    if (row >= 0 && row < R) atomicAdd(out + row * C + c, src[e]);
+    if (row >= 0 && row < R) atomicAdd(out + row * C + c, widen(src[e]));
     else if (c == 0) atomicExch(bad, 1);
   }
 }
@@ -82,22 +90,49 @@ dim3 grid_for_rows(int64_t rows) { return grid_for(rows, kWarpsPerBlock); }
 
 }  // namespace
 
-void copy_rows_f32(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t len) {
+namespace {
+template <class T>
+void copy_rows_t(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t len) {
   if (rows * len == 0) return;
-  LAUNCH_CHECK(launch(copy_rows_kernel, grid_for(rows * len, kBlock), kBlock, 0, nullptr, src, src_stride, dst,
+  LAUNCH_CHECK(launch(copy_rows_kernel<T>, grid_for(rows * len, kBlock), kBlock, 0, nullptr, src, src_stride, dst,
                       dst_stride, rows, len));
+}
+template <class T>
+void gather_rows_t(const T* x, const int32_t* idx, T* out, int64_t R, int64_t K, int64_t C, int32_t* bad) {
+  if (K * C == 0) return;
+  LAUNCH_CHECK(
+      launch(gather_rows_kernel<T>, grid_for(K * C, kBlock), kBlock, 0, nullptr, x, idx, out, R, K, C, bad));
+}
+template <class T>
+void scatter_add_rows_t(const T* src, const int32_t* idx, acc_t<T>* out, int64_t R, int64_t K, int64_t C,
+                        int32_t* bad) {
+  if (K * C == 0) return;
+  LAUNCH_CHECK(
+      launch(scatter_add_rows_kernel<T>, grid_for(K * C, kBlock), kBlock, 0, nullptr, src, idx, out, R, K, C, bad));
+}
+}  // namespace
+
+void copy_rows_f32(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows, int64_t len) {
+  copy_rows_t(src, src_stride, dst, dst_stride, rows, len);
+}
+void copy_rows_bf16(const bf16* src, int64_t src_stride, bf16* dst, int64_t dst_stride, int64_t rows, int64_t len) {
+  copy_rows_t(src, src_stride, dst, dst_stride, rows, len);
 }
 
 void gather_rows_f32(const float* x, const int32_t* idx, float* out, int64_t R, int64_t K, int64_t C, int32_t* bad) {
-  if (K * C == 0) return;
-  LAUNCH_CHECK(launch(gather_rows_kernel, grid_for(K * C, kBlock), kBlock, 0, nullptr, x, idx, out, R, K, C, bad));
+  gather_rows_t(x, idx, out, R, K, C, bad);
+}
+void gather_rows_bf16(const bf16* x, const int32_t* idx, bf16* out, int64_t R, int64_t K, int64_t C, int32_t* bad) {
+  gather_rows_t(x, idx, out, R, K, C, bad);
 }
 
 void scatter_add_rows_f32(const float* src, const int32_t* idx, float* out, int64_t R, int64_t K, int64_t C,
                           int32_t* bad) {
-  if (K * C == 0) return;
-  LAUNCH_CHECK(
-      launch(scatter_add_rows_kernel, grid_for(K * C, kBlock), kBlock, 0, nullptr, src, idx, out, R, K, C, bad));
+  scatter_add_rows_t(src, idx, out, R, K, C, bad);
+}
+void scatter_add_rows_bf16(const bf16* src, const int32_t* idx, float* out, int64_t R, int64_t K, int64_t C,
+                           int32_t* bad) {
+  scatter_add_rows_t(src, idx, out, R, K, C, bad);
 }
 
 void l2_normalize_rows_f32(const float* x, float* y, int64_t rows, int64_t C, float eps) {
