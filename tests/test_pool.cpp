@@ -3,13 +3,15 @@
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
-//   max_pool_kernel, max_pool_backward_kernel, avg_pool_kernel, avg_pool_backward_kernel.
+//   max_pool_kernel, max_pool_backward_kernel, avg_pool_kernel, avg_pool_backward_kernel (each
+//   for f32 and bf16).
 #include <algorithm>
 #include <numeric>
 #include <random>
 
 #include "kernels/cpu/pool.h"
 #include "kernels/cuda/pool.h"
+#include "tests/bf16_check.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -181,6 +183,86 @@ TEST_CASE("pool kernels: emulated global average pool edge cases match the CPU (
       CHECK(close_arrays("global_avg_pool backward", dx_e.data(), dx.data(), (int64_t)x.size(), 0, 1e-6));
     }
   });
+}
+
+// bf16 max pooling: compared in f32, so the winners (argmax) and the values are the CPU f32
+// kernel's on the widened inputs, and the backward sums the dy of overlapping windows (k > s:
+// up to 25 of them with k5 s1) in f32 in the CPU's order, rounded once: bit for bit. Inputs
+// hold ties, negatives, -0, +-Inf and NaNs (a NaN wins its windows).
+TEST_CASE("pool kernels: emulated bf16 max pool equals the CPU f32 kernel on widened inputs, rounded once") {
+  for_each_fiber_order([](const char* order) {
+    for (const PoolCase& pc : kPoolCases) {
+      PoolGeom g{pc.n, pc.h, pc.w, pc.c, 0, 0, pc.k, pc.s, pc.p};
+      g.Ho = kernels::pool_out_size(pc.h, pc.k, pc.s, pc.p, pc.ceil);
+      g.Wo = kernels::pool_out_size(pc.w, pc.k, pc.s, pc.p, pc.ceil);
+      const std::string tag = std::string(order) + " [" + std::to_string(pc.n) + "," + std::to_string(pc.h) + "," +
+                              std::to_string(pc.w) + "," + std::to_string(pc.c) + "] k" + std::to_string(pc.k) + " s" +
+                              std::to_string(pc.s);
+      CAPTURE(tag);
+      const int64_t n_in = g.N * g.H * g.W * g.C, n_out = g.N * g.Ho * g.Wo * g.C;
+      std::vector<float> v = random_floats(n_in, 181, -2.f, 2.f);
+      for (float& f : v) f = std::round(f * 8) / 8;  // ties
+      std::vector<bf16> x = narrow_all(v);
+      for (int64_t i = 5; i < n_in; i += 97) x[size_t(i)] = kernels::to_bf16(NAN);
+      for (int64_t i = 11; i < n_in; i += 89) x[size_t(i)] = kernels::to_bf16(i % 2 ? INFINITY : -INFINITY);
+      const auto xf = widen_all(x);
+      const auto dy = random_bf16s(n_out, 182, -1.f, 1.f, false);
+      const auto dyf = widen_all(dy);
+      std::vector<float> y(n_out), dx(n_in);
+      std::vector<bf16> y_e(n_out), dx_e(n_in);
+      std::vector<int32_t> am(n_out), am_e(n_out, -1);
+      kernels::cpu::max_pool2d(xf.data(), g, y.data(), am.data());
+      kernels::emu::max_pool2d_bf16(x.data(), g, y_e.data(), am_e.data());
+      CHECK(same_bf16("max_pool2d bf16", y_e, narrow_all(y)));
+      CHECK(am_e == am);
+      kernels::cpu::max_pool2d_backward(dyf.data(), am.data(), g, dx.data());
+      kernels::emu::max_pool2d_backward_bf16(dy.data(), am.data(), g, dx_e.data());
+      CHECK(same_bf16("max_pool2d backward bf16", dx_e, narrow_all(dx)));
+    }
+  });
+}
+
+// bf16 global average pooling sums in f32 and rounds the mean once. The CPU f32 kernel sums in
+// f64 and divides (the backward: dy / HW) where the device kernel sums in f32 in another order
+// (and multiplies by 1/HW), so the f32 results differ in their last bits (1e-6, 1e-5 as in the
+// f32 check above) and their roundings to bf16 may fall a step apart: within 1e-6 + 2^-7
+// relative of the CPU reference (a bf16 step is at most 2^-7 of the value). Exactly, the bf16
+// kernel must equal the emulated f32 kernel on the widened inputs, rounded once: the same f32
+// operations in the same order.
+TEST_CASE("pool kernels: emulated bf16 global average pool sums in f32 and rounds once") {
+  struct A { int64_t n, hw, c; };
+  for_each_fiber_order([](const char* order) {
+    for (A a : {A{1, 1, 1}, A{2, 63, 5}, A{3, 85, 19}, A{2, 300, 40}}) {
+      const std::string tag = std::string(order) + " [" + std::to_string(a.n) + "," + std::to_string(a.hw) + "," +
+                              std::to_string(a.c) + "]";
+      CAPTURE(tag);
+      const int64_t n_in = a.n * a.hw * a.c, n_out = a.n * a.c;
+      // Positive values: means away from zero, where a relative tolerance means something.
+      const auto x = random_bf16s(n_in, 191, 0.1f, 2.f, false), dy = random_bf16s(n_out, 192, -1.f, 1.f, false);
+      const auto xf = widen_all(x), dyf = widen_all(dy);
+      std::vector<float> y(n_out), y_f32(n_out), dx(n_in), dx_f32(n_in);
+      std::vector<bf16> y_e(n_out), dx_e(n_in);
+      kernels::emu::global_avg_pool_bf16(x.data(), a.n, a.hw, a.c, y_e.data());
+      kernels::emu::global_avg_pool_f32(xf.data(), a.n, a.hw, a.c, y_f32.data());
+      CHECK(same_bf16("global_avg_pool bf16 vs the f32 kernel", y_e, narrow_all(y_f32)));
+      kernels::cpu::global_avg_pool(xf.data(), a.n, a.hw, a.c, y.data());
+      const auto ref = widen_all(narrow_all(y)), got = widen_all(y_e);
+      CHECK(close_arrays("global_avg_pool bf16 vs the CPU", got.data(), ref.data(), n_out, 1e-6, 0x1p-7));
+      kernels::emu::global_avg_pool_backward_bf16(dy.data(), a.n, a.hw, a.c, dx_e.data());
+      kernels::emu::global_avg_pool_backward_f32(dyf.data(), a.n, a.hw, a.c, dx_f32.data());
+      CHECK(same_bf16("global_avg_pool backward bf16 vs the f32 kernel", dx_e, narrow_all(dx_f32)));
+      kernels::cpu::global_avg_pool_backward(dyf.data(), a.n, a.hw, a.c, dx.data());
+      CHECK(same_bf16("global_avg_pool backward bf16 vs the CPU", dx_e, narrow_all(dx), 1));
+    }
+  });
+  // By hand: the mean of 3200 values 1 + 2^-7 is 1 + 2^-7 (bits 0x3f81). Each of the block's 8
+  // rows of threads sums 400 of them: every f32 partial sum k (1 + 2^-7) is exact, where
+  // partial sums kept in bf16 (8 significant bits) would be rounded from the third addition
+  // on and stall at 512 (where a bf16 step is 4).
+  const std::vector<bf16> ones(3200 * 3, bf16{0x3f81});
+  std::vector<bf16> mean(3);
+  kernels::emu::global_avg_pool_bf16(ones.data(), 1, 3200, 3, mean.data());
+  for (bf16 m : mean) CHECK(m.bits == 0x3f81);
 }
 
 GPU_TEST_CASE("pool: GPU max pool and global average pool match the CPU at realistic shapes") {
