@@ -5,7 +5,7 @@
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
-//   cutmix_swap_kernel.
+//   cutmix_swap_kernel (its 4-, 2- and 1-byte instantiations).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,6 +18,7 @@
 #include "semiseg/c3_step.h"
 #include "semiseg/config.h"
 #include "semiseg/ops_cutmix.h"
+#include "tests/bf16_check.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 #include "tests/step_helpers.h"
@@ -181,6 +182,33 @@ TEST_CASE("cutmix kernels: emulated routing edge cases match the CPU kernel bit 
       kernels::cpu::cutmix_swap(xb.data(), wb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
       kernels::emu::cutmix_swap_b1(xb.data(), gb.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
       CHECK_MESSAGE(gb == wb, (tag + " u8"));
+    }
+  });
+}
+
+// bf16 (cutmix_swap_b2, the kernel's 2-byte instantiation): the CPU f32 routing of the widened
+// values, narrowed, bit for bit (a routing moves bits; the inputs hold quiet NaNs, +-0, +-Inf).
+TEST_CASE("cutmix kernels: emulated bf16 routing equals the CPU f32 routing of the widened values") {
+  struct S { int64_t K, H, W, C, bh, bw; };
+  for_each_fiber_order([](const char* order) {
+    for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{2, 5, 3, 1, 5, 3}, S{2, 33, 65, 19, 256, 512}}) {
+      const std::string tag = std::string(order) + " K" + std::to_string(s.K) + " " + std::to_string(s.H) + "x" +
+                              std::to_string(s.W) + "x" + std::to_string(s.C);
+      Generator gen(uint64_t(s.K * 100 + s.H));
+      std::vector<int32_t> boxes;
+      for (const Box& b : semiseg::cutmix_boxes(gen, s.K, int(s.bh), int(s.bw))) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
+      const int64_t n = 2 * s.K * s.H * s.W * s.C;
+      const std::vector<bf16> x = random_bf16s(n, 301, -4.f, 4.f, true);
+      const std::vector<float> xf = widen_all(x);
+      std::vector<uint32_t> xw(n), ww(n);
+      std::memcpy(xw.data(), xf.data(), size_t(n) * 4);
+      kernels::cpu::cutmix_swap(xw.data(), ww.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      std::vector<float> want(n);
+      std::memcpy(want.data(), ww.data(), size_t(n) * 4);
+      std::vector<bf16> got(n, bf16{0x1234});
+      kernels::emu::cutmix_swap_b2(reinterpret_cast<const uint16_t*>(x.data()), reinterpret_cast<uint16_t*>(got.data()),
+                                   boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
+      CHECK(same_bf16("cutmix_swap_b2 " + tag, got, narrow_all(want)));
     }
   });
 }

@@ -36,6 +36,10 @@ void cutmix_swap_b4(const uint32_t* x, uint32_t* out, const int32_t* boxes, int6
                     int64_t C, int64_t box_h, int64_t box_w) {
   run(x, out, boxes, K, H, W, C, box_h, box_w);
 }
+void cutmix_swap_b2(const uint16_t* x, uint16_t* out, const int32_t* boxes, int64_t K, int64_t H, int64_t W,
+                    int64_t C, int64_t box_h, int64_t box_w) {
+  run(x, out, boxes, K, H, W, C, box_h, box_w);
+}
 void cutmix_swap_b1(const uint8_t* x, uint8_t* out, const int32_t* boxes, int64_t K, int64_t H, int64_t W, int64_t C,
                     int64_t box_h, int64_t box_w) {
   run(x, out, boxes, K, H, W, C, box_h, box_w);
