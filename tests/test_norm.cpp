@@ -9,7 +9,9 @@
 //   shapes with 64 and 100 channels), grad_partial_kernel, grad_final_kernel, dx_kernel
 // (apply_kernel with the fused ReLU, and with the ReLU mask for frozen statistics;
 // grad_partial_kernel and dx_kernel with the mask: also the lab's bn_apply_relu,
-// bn_backward_relu and bn_frozen_bwd_relu entries).
+// bn_backward_relu and bn_frozen_bwd_relu entries). Their bf16 instantiations
+// (stats_partial_kernel, apply_kernel, apply4_kernel 8 bf16 wide, grad_partial_kernel,
+// dx_kernel) through the _bf16 entry points, against the CPU f32 kernels on the widened input.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -18,6 +20,7 @@
 #include "kernels/cuda/norm.h"
 #include "kernels/norm_math.h"
 #include "nn/layers.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -416,6 +419,142 @@ TEST_CASE("norm kernels: emulated batch norm edge cases match the CPU (one row, 
         kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
                                       batch_stats, dx_e.data(), nullptr, nullptr, ws.data(), yr.data());
         CHECK(close_arrays("masked dx only", dx_e.data(), dx.data(), M * C, 1e-5, 1e-4));
+      }
+    }
+  });
+}
+
+namespace {
+// bf16 also runs C = 24, a multiple of 8 but not of 32: apply4_kernel<bf16> takes 8 channels per
+// 16 bytes, here 3 groups per row (C = 64 takes it too; C = 100, a multiple of 4 only, takes
+// apply_kernel in bf16 where f32 takes apply4_kernel).
+const BnShape kBnBf16Shapes[] = {{1, 1, 1, 3}, {2, 9, 11, 64}, {3, 17, 5, 19}, {1, 3, 5, 100}, {4, 33, 65, 3},
+                                 {2, 3, 5, 24}};
+}  // namespace
+
+// The bf16 kernels against the CPU f32 kernels on the widened activations, each output rounded
+// once (ref_narrow), with the f32 statistics and parameters shared by both. Bit-exact where the
+// arithmetic is the same float operations in the same order (apply, with and without the fused
+// ReLU; the eval and frozen dx, A = scale with B = D = 0; this build has no FMA to contract
+// either side). Where the CPU sums in double in another order (statistics, dweight, dbias: float
+// results, the f32 test's tolerances; the train dx through the batch sums: within 1 bf16 ulp of
+// the rounded reference, since the two f32 values differ by a few f32 ulps and rounding them can
+// pick neighbouring bf16 values, or, near zero where a few f32 ulps of the O(1) terms summed
+// span more bf16 ulps, within 1e-6 of the unrounded reference; here 3 values of all the
+// shapes differ at all). Those are also checked bit for bit against the emulated f32 kernels on
+// the widened input: the same source and order, so the bf16 kernel is the f32 kernel rounded once.
+TEST_CASE("norm kernels: emulated bf16 batch norm is the CPU f32 kernel on the widened input rounded once (train, eval, frozen; fused ReLU; apply4 alignment)") {
+  for_each_fiber_order([](const char* order) {
+    for (const BnShape& s : kBnBf16Shapes) {
+      const int64_t M = s.n * s.h * s.w, C = s.c, n = M * C;
+      const std::string tag = std::string(order) + " [" + std::to_string(s.n) + "," + std::to_string(s.h) + "," +
+                              std::to_string(s.w) + "," + std::to_string(s.c) + "]";
+      CAPTURE(tag);
+      const std::vector<bf16> xb = random_bf16s(n, 51, 2.f, 4.f), dyb = random_bf16s(n, 52);
+      const std::vector<float> x = widened(xb), dy = widened(dyb);
+      const auto w = random_floats(C, 53, 0.5f, 1.5f), b = random_floats(C, 54);
+      const auto rm = random_floats(C, 55), rv = random_floats(C, 56, 0.5f, 2.f);
+      std::vector<float> ws(kernels::emu::bn_workspace_floats(M, C), std::numeric_limits<float>::quiet_NaN());
+
+      // Train statistics: Welford in float (emulated) against two passes in double (CPU).
+      const bool update = M >= 2;
+      std::vector<float> rm_c = rm, rv_c = rv, rm_e = rm, rv_e = rv, rm_f = rm, rv_f = rv;
+      std::vector<float> tmean(C), tinvstd(C), tscale(C), mean_e(C), invstd_e(C), scale_e(C), mean_f(C),
+          invstd_f(C), scale_f(C);
+      kernels::cpu::bn_batch_stats(x.data(), M, C, w.data(), 1e-5f, 0.1f, update ? rm_c.data() : nullptr,
+                                   rv_c.data(), tmean.data(), tinvstd.data(), tscale.data());
+      kernels::emu::bn_batch_stats_bf16(xb.data(), M, C, w.data(), 1e-5f, 0.1f, update ? rm_e.data() : nullptr,
+                                        rv_e.data(), mean_e.data(), invstd_e.data(), scale_e.data(), ws.data());
+      kernels::emu::bn_batch_stats_f32(x.data(), M, C, w.data(), 1e-5f, 0.1f, update ? rm_f.data() : nullptr,
+                                       rv_f.data(), mean_f.data(), invstd_f.data(), scale_f.data(), ws.data());
+      CHECK(close_arrays("mean", mean_e.data(), tmean.data(), C, 1e-6, 1e-6));
+      CHECK(close_arrays("invstd", invstd_e.data(), tinvstd.data(), C, 1e-6, 1e-4));
+      CHECK(close_arrays("scale", scale_e.data(), tscale.data(), C, 1e-6, 1e-4));
+      CHECK(close_arrays("running_mean", rm_e.data(), rm_c.data(), C, 1e-6, 1e-6));
+      CHECK(close_arrays("running_var", rv_e.data(), rv_c.data(), C, 1e-6, 1e-5));
+      CHECK(mean_e == mean_f);
+      CHECK(invstd_e == invstd_f);
+      CHECK(scale_e == scale_f);
+      CHECK(rm_e == rm_f);
+      CHECK(rv_e == rv_f);
+      // Eval and frozen statistics come from the running stats (bn_running_stats_f32 serves both
+      // dtypes: no activations).
+      std::vector<float> rmean(C), rinvstd(C), rscale(C);
+      kernels::cpu::bn_running_stats(rm.data(), rv.data(), w.data(), C, 1e-5f, rmean.data(), rinvstd.data(),
+                                     rscale.data());
+
+      for (BatchNormMode mode : {BatchNormMode::train, BatchNormMode::eval, BatchNormMode::frozen}) {
+        const std::string mode_name = batch_norm_mode_name(mode);
+        CAPTURE(mode_name);
+        const bool train = mode == BatchNormMode::train;
+        const std::vector<float>& mean = train ? tmean : rmean;
+        const std::vector<float>& invstd = train ? tinvstd : rinvstd;
+        const std::vector<float>& scale = train ? tscale : rscale;
+        // Apply, plain and with the fused ReLU; x holds a NaN, which stays NaN (the same bits).
+        std::vector<bf16> xnb = xb;
+        xnb[size_t(n / 2)] = kernels::narrow<bf16>(std::numeric_limits<float>::quiet_NaN());
+        const std::vector<float> xn = widened(xnb);
+        std::vector<bf16> relu_yb;  // the fused forward's output: the mask of the backwards
+        for (bool relu : {false, true}) {
+          CAPTURE(relu);
+          std::vector<float> y(n);
+          kernels::cpu::bn_apply(xn.data(), M, C, mean.data(), scale.data(), b.data(), y.data(), relu);
+          const std::vector<bf16> want = ref_narrow(y);
+          std::vector<bf16> got(n, bf16{0x7f80});
+          kernels::emu::bn_apply_bf16(xnb.data(), M, C, mean.data(), scale.data(), b.data(), got.data(), relu);
+          CHECK(same_bits("y", got, want));
+          // The same from buffers that are not 16-byte aligned (apply_kernel instead of apply4_kernel):
+          // x and y one element off, then only the mask.
+          if (C % 8 == 0) {
+            std::vector<bf16> xo(n + 1), yo(n + 1, bf16{0x7f80});
+            std::copy(xnb.begin(), xnb.end(), xo.begin() + 1);
+            kernels::emu::bn_apply_bf16(xo.data() + 1, M, C, mean.data(), scale.data(), b.data(), yo.data() + 1,
+                                        relu);
+            CHECK(same_bits("y, unaligned x and y", yo.data() + 1, want.data(), n));
+          }
+          if (relu) relu_yb = want;
+        }
+        REQUIRE(relu_yb.size() == size_t(n));
+        const std::vector<float> relu_y = widened(relu_yb);
+        // The backward, with and without the fused ReLU's mask.
+        for (bool masked : {false, true}) {
+          CAPTURE(masked);
+          const float* mask = masked ? relu_y.data() : nullptr;
+          const bf16* maskb = masked ? relu_yb.data() : nullptr;
+          std::vector<float> dx(n), dw(C), db(C), dx_f(n), dw_f(C), db_f(C), dw_e(C, -99.f), db_e(C, -99.f);
+          std::vector<bf16> dx_e(n, bf16{0x7f80});
+          if (mode == BatchNormMode::frozen) {  // dx only, fixed statistics: dx = scale * dy
+            kernels::cpu::bn_backward<float>(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                             false, dx.data(), nullptr, nullptr, mask);
+            kernels::emu::bn_backward_bf16(dyb.data(), xb.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                           false, dx_e.data(), nullptr, nullptr, ws.data(), maskb);
+            CHECK(same_bits("frozen dx", dx_e, ref_narrow(dx)));
+            if (C % 8 == 0 && masked) {  // the mask alone not 16-byte aligned
+              std::vector<bf16> mo(n + 1);
+              std::copy(relu_yb.begin(), relu_yb.end(), mo.begin() + 1);
+              std::fill(dx_e.begin(), dx_e.end(), bf16{0x7f80});
+              kernels::emu::bn_backward_bf16(dyb.data(), xb.data(), M, C, mean.data(), invstd.data(), scale.data(),
+                                             false, dx_e.data(), nullptr, nullptr, ws.data(), mo.data() + 1);
+              CHECK(same_bits("frozen dx, unaligned mask", dx_e, ref_narrow(dx)));
+            }
+            continue;
+          }
+          kernels::cpu::bn_backward(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(), train,
+                                    dx.data(), dw.data(), db.data(), mask);
+          kernels::emu::bn_backward_bf16(dyb.data(), xb.data(), M, C, mean.data(), invstd.data(), scale.data(), train,
+                                         dx_e.data(), dw_e.data(), db_e.data(), ws.data(), maskb);
+          kernels::emu::bn_backward_f32(dy.data(), x.data(), M, C, mean.data(), invstd.data(), scale.data(), train,
+                                        dx_f.data(), dw_f.data(), db_f.data(), ws.data(), mask);
+          const double sum_tol = 1e-6 * std::max<int64_t>(M, 100);  // as the f32 case above
+          CHECK(close_arrays("dbias", db_e.data(), db.data(), C, sum_tol, 1e-5));
+          CHECK(close_arrays("dweight", dw_e.data(), dw.data(), C, sum_tol, 1e-5));
+          CHECK(db_e == db_f);
+          CHECK(dw_e == dw_f);
+          const std::vector<bf16> want = ref_narrow(dx);
+          if (train) CHECK(within_bf16_ulps("train dx", dx_e, want, dx, 1, 1e-6));
+          else CHECK(same_bits("eval dx", dx_e, want));
+          CHECK(same_bits("dx against the emulated f32 kernel", dx_e, ref_narrow(dx_f)));
+        }
       }
     }
   });
