@@ -4,12 +4,15 @@
 //
 // CUDA kernels run here in emulation, through their kernels::emu entry points, against
 // the CPU kernels:
-//   bilinear_kernel, bilinear_backward_kernel, nearest_kernel, nearest_backward_kernel.
+//   bilinear_kernel, bilinear_backward_kernel, nearest_kernel, nearest_backward_kernel;
+// also their bf16 instantiations, through the _bf16 entry points, against the CPU f32 kernels
+// on the widened input.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/resize.h"
 #include "kernels/cuda/resize.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -255,6 +258,47 @@ TEST_CASE("resize kernels: emulated nearest edge cases match the CPU kernel (tin
       kernels::cpu::resize_nearest_backward(g.data(), gw.data(), s);
       kernels::emu::resize_nearest_backward_f32(g.data(), gg.data(), s);
       CHECK(close_arrays("nearest backward " + tag, gg.data(), gw.data(), nin, 1e-6, 1e-6));
+    }
+  });
+}
+
+namespace {
+// bf16 adds a 7x upsampling (4x5 -> 29x37): each input gathers up to 15 x 15 weighted output
+// gradients in the backward.
+const ResizeShape kBf16Up = {1, 4, 5, 3, 29, 37};
+}  // namespace
+
+// The bf16 kernels against the CPU f32 kernels on the widened input, each output rounded once
+// (ref_narrow). Bit-exact: forward and backward make the same float operations in the same
+// order as the CPU kernels (taps, bilerp, the gathers' oy-major sums; no FMA in this build), so
+// the only rounding to bf16 is the final one. A backward that summed in bf16 would round at
+// every term and fail here (the 7x upsampling sums up to 225 terms per input).
+TEST_CASE("resize kernels: emulated bf16 resize is the CPU f32 kernel on the widened input rounded once (bilinear both corner modes, up and down; nearest; backwards)") {
+  for_each_fiber_order([](const char* order) {
+    for (const ResizeShape& s : {kEmu[0], kEmu[1], kEmu[2], kBilinearDown, kNearestCopy, kBf16Up}) {
+      const int64_t nin = s.n * s.h * s.w * s.c, nout = s.n * s.oh * s.ow * s.c;
+      const std::vector<bf16> xb = random_bf16s(nin, 61), gb = random_bf16s(nout, 62);
+      const std::vector<float> x = widened(xb), g = widened(gb);
+      for (bool ac : {false, true}) {
+        const std::string tag = emu_tag(order, s) + (ac ? " aligned" : " half-pixel");
+        std::vector<float> y(nout), gx(nin);
+        std::vector<bf16> got(nout, bf16{0x7f80}), ggot(nin, bf16{0x7f80});
+        kernels::cpu::resize_bilinear(x.data(), y.data(), s, ac);
+        kernels::emu::resize_bilinear_bf16(xb.data(), got.data(), s, ac);
+        CHECK(same_bits("bilinear " + tag, got, ref_narrow(y)));
+        kernels::cpu::resize_bilinear_backward(g.data(), gx.data(), s, ac);
+        kernels::emu::resize_bilinear_backward_bf16(gb.data(), ggot.data(), s, ac);
+        CHECK(same_bits("bilinear backward " + tag, ggot, ref_narrow(gx)));
+      }
+      const std::string tag = emu_tag(order, s);
+      std::vector<float> y(nout), gx(nin);
+      std::vector<bf16> got(nout, bf16{0x7f80}), ggot(nin, bf16{0x7f80});
+      kernels::cpu::resize_nearest(x.data(), y.data(), s);
+      kernels::emu::resize_nearest_bf16(xb.data(), got.data(), s);
+      CHECK(same_bits("nearest " + tag, got, ref_narrow(y)));
+      kernels::cpu::resize_nearest_backward(g.data(), gx.data(), s);
+      kernels::emu::resize_nearest_backward_bf16(gb.data(), ggot.data(), s);
+      CHECK(same_bits("nearest backward " + tag, ggot, ref_narrow(gx)));
     }
   });
 }
