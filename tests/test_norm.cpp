@@ -11,7 +11,8 @@
 // grad_partial_kernel and dx_kernel with the mask: also the lab's bn_apply_relu,
 // bn_backward_relu and bn_frozen_bwd_relu entries). Their bf16 instantiations
 // (stats_partial_kernel, apply_kernel, apply4_kernel 8 bf16 wide, grad_partial_kernel,
-// dx_kernel) through the _bf16 entry points, against the CPU f32 kernels on the widened input.
+// dx_kernel) through the _bf16 entry points, against the CPU f32 kernels on the widened input
+// (also the lab's *_bf16 entries, bench/lab/k_norm_bf16.cpp, which the race detector runs).
 #include <cmath>
 #include <cstring>
 #include <limits>

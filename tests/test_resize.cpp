@@ -6,7 +6,7 @@
 // the CPU kernels:
 //   bilinear_kernel, bilinear_backward_kernel, nearest_kernel, nearest_backward_kernel;
 // also their bf16 instantiations, through the _bf16 entry points, against the CPU f32 kernels
-// on the widened input.
+// on the widened input (and in the lab's *_bf16 entries, bench/lab/k_norm_bf16.cpp).
 #include <algorithm>
 #include <cmath>
 
