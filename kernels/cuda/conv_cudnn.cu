@@ -1,4 +1,4 @@
-// cuDNN convolutions (f32, NHWC activations, NHWC filters). See conv_cudnn.h.
+// cuDNN convolutions (f32 and bf16, NHWC activations, NHWC filters). See conv_cudnn.h.
 //
 // Thin wrappers: RAII descriptors built per call (host objects, microseconds), one cuDNN
 // handle per thread, and the algorithm for each problem chosen once and cached. Compiled
@@ -20,6 +20,7 @@
 #include <climits>
 #include <map>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 #endif
 
@@ -77,33 +78,69 @@ std::string geom_str(const ConvGeom& g) {
          ", dilation " + s(g.dh) + "x" + s(g.dw);
 }
 
-// The descriptors of one problem. The legacy API takes int sizes and strides.
+// The element type of a call and the math its algorithms may use. f32: TF32 tensor cores only
+// with opt.allow_tf32 (else CUDNN_FMA_MATH). bf16 (cuDNN's PSEUDO_BFLOAT16_CONFIG: bf16 tensors
+// and filter, FP32 convolution compute type): tensor cores always, since bf16 products are exact
+// in FP32 and they accumulate in FP32 as the FMA kernels do; allow_tf32 does not apply.
+struct ConvType {
+  cudnnDataType_t data;
+  bool tensor_ops;  // the ranking's tensor-core math types may run as ranked
+};
+ConvType conv_type(cudnnDataType_t data, const CudnnConvOptions& opt) {
+  return {data, data == CUDNN_DATA_BFLOAT16 || opt.allow_tf32};
+}
+// The math type on the descriptor while cuDNN ranks: it says which kinds the ranking may list.
+// DEFAULT lets cuDNN use TF32 tensor cores for f32 (Ampere and later); FMA forbids them. Never
+// TENSOR_OP_MATH_ALLOW_CONVERSION: it allows rounding f32 (and bf16) data to FP16.
+cudnnMathType_t ranking_math(const ConvType& t) {
+  if (t.data == CUDNN_DATA_BFLOAT16) return CUDNN_TENSOR_OP_MATH;
+  return t.tensor_ops ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
+
+// bf16 convolutions need compute capability 8.0 or later (cuDNN lists PSEUDO_BFLOAT16_CONFIG
+// only there); without this check an older GPU fails later with "no algorithm is usable".
+void require_bf16_device(const char* fn) {
+  thread_local int checked_device = -1;  // the last device that passed, per thread
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev == checked_device) return;
+  int major = 0, minor = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+  if (major < 8)
+    throw std::runtime_error(std::string(fn) + ": bf16 convolutions need a GPU of compute capability 8.0 or later "
+                             "(cuDNN's PSEUDO_BFLOAT16_CONFIG); device " + std::to_string(dev) + " is " +
+                             std::to_string(major) + "." + std::to_string(minor) + ": use f32 on it");
+  checked_device = dev;
+}
+
+// The descriptors of one problem. The legacy API takes int sizes and strides. The convolution's
+// compute type is FP32 for both element types (FLOAT_CONFIG, PSEUDO_BFLOAT16_CONFIG).
 struct ConvDescs {
   TensorDesc x, y;
   FilterDesc w;
   ConvDesc conv;
-  ConvDescs(const ConvGeom& g, bool allow_tf32) {
+  ConvType type;
+  ConvDescs(const ConvGeom& g, const ConvType& t) : type(t) {
     for (int64_t n : {g.N * g.H * g.W * g.C, g.N * g.Ho * g.Wo * g.K, g.K * g.taps()})
       if (n > INT_MAX)
         throw std::length_error("conv2d (cuDNN): a tensor of " + std::to_string(n) +
                                 " elements exceeds cuDNN's int range (" + geom_str(g) + "); use a smaller batch");
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(g.N), int(g.C), int(g.H),
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.get(), CUDNN_TENSOR_NHWC, t.data, int(g.N), int(g.C), int(g.H),
                                            int(g.W)));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, int(g.K), int(g.C),
-                                           int(g.kh), int(g.kw)));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), t.data, CUDNN_TENSOR_NHWC, int(g.K), int(g.C), int(g.kh),
+                                           int(g.kw)));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv.get(), int(g.ph), int(g.pw), int(g.sh), int(g.sw), int(g.dh),
                                                 int(g.dw), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    // DEFAULT lets cuDNN use TF32 tensor cores (Ampere and later); FMA forbids them. Not
-    // TENSOR_OP_MATH_ALLOW_CONVERSION: for f32 data that allows rounding to FP16.
-    CUDNN_CHECK(cudnnSetConvolutionMathType(conv.get(), allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(conv.get(), ranking_math(t)));
     int n = 0, c = 0, h = 0, wd = 0;
     CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv.get(), x.get(), w.get(), &n, &c, &h, &wd));
     if (n != g.N || c != g.K || h != g.Ho || wd != g.Wo)
       throw std::logic_error("conv2d (cuDNN): cuDNN's output size " + std::to_string(h) + "x" + std::to_string(wd) +
                              " differs from ours " + std::to_string(g.Ho) + "x" + std::to_string(g.Wo) + " for " +
                              geom_str(g));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, int(g.N), int(g.K),
-                                           int(g.Ho), int(g.Wo)));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y.get(), CUDNN_TENSOR_NHWC, t.data, int(g.N), int(g.K), int(g.Ho),
+                                           int(g.Wo)));
   }
 };
 
@@ -117,18 +154,19 @@ const char* dir_name(Dir d) {
 template <class Perf, class WorkspaceSize>
 std::vector<ConvCandidate> candidates(const Perf* perf, int count, const CudnnConvOptions& opt, ConvDescs& d,
                                       WorkspaceSize workspace_size) {
+  const bool tensor_ops = d.type.tensor_ops;
   std::vector<ConvRanked> ranked;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
     ConvRanked r{int(p.algo), p.status == CUDNN_STATUS_SUCCESS, int(p.mathType), 0,
                  p.determinism == CUDNN_DETERMINISTIC};
     if (r.ok && p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) {
-      CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), opt.allow_tf32 ? p.mathType : CUDNN_FMA_MATH));
+      CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), tensor_ops ? p.mathType : CUDNN_FMA_MATH));
       r.ok = workspace_size(p.algo, &r.workspace) == CUDNN_STATUS_SUCCESS;
     }
     ranked.push_back(r);
   }
-  return usable_candidates(ranked, opt.allow_tf32, CUDNN_TENSOR_OP_MATH, CUDNN_FMA_MATH,
+  return usable_candidates(ranked, tensor_ops, CUDNN_TENSOR_OP_MATH, CUDNN_FMA_MATH,
                            CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, opt.workspace_limit, opt.deterministic);
 }
 
@@ -155,7 +193,7 @@ std::vector<ConvCandidate> rank(const CudnnConvOptions& opt, ConvDescs& d, const
   for (const ConvCandidate& c : heuristic) bytes = std::max(bytes, c.workspace);
   void* ws = bytes ? workspace(bytes) : nullptr;
   // The search sets each algorithm's math type itself; the descriptor's says which it may use.
-  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), opt.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), ranking_math(d.type)));
   CUDNN_CHECK(find(max_count, &count, perf.data(), ws, bytes));
   std::vector<ConvCandidate> timed = candidates(perf.data(), count, opt, d, workspace_size);
   return timed.empty() ? heuristic : timed;
@@ -206,7 +244,9 @@ std::vector<ConvCandidate> rank(Dir dir, const CudnnConvOptions& opt, ConvDescs&
       });
 }
 
-using AlgoKey = std::array<int64_t, 18>;
+// One cached choice per problem: the geometry, the direction, the element type (an f32 and a bf16
+// convolution of one shape run different kernels) and every option that changes the ranking.
+using AlgoKey = std::array<int64_t, 19>;
 struct AlgoCache {
   std::mutex mu;
   std::map<AlgoKey, ConvChoice> map;
@@ -222,9 +262,10 @@ AlgoCache& algo_cache() {
 template <class Launch>
 void run_conv(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs& d, const ConvBuffers& b,
               const ConvWorkspaceFn& workspace, Launch launch) {
-  const AlgoKey key{g.N,  g.H,  g.W,  g.C,  g.K,  g.kh,         g.kw,           g.sh,
-                    g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir), opt.allow_tf32, int64_t(opt.workspace_limit),
-                    opt.benchmark, opt.deterministic};
+  // d.type.tensor_ops: opt.allow_tf32 for f32; always true for bf16 (one entry whatever it says).
+  const AlgoKey key{g.N, g.H, g.W, g.C, g.K, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir),
+                    int64_t(d.type.data), d.type.tensor_ops, int64_t(opt.workspace_limit), opt.benchmark,
+                    opt.deterministic};
   AlgoCache& c = algo_cache();
   ConvChoice choice;
   bool found = false;
@@ -235,10 +276,15 @@ void run_conv(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs
   }
   if (!found) choice.candidates = rank(dir, opt, d, b, workspace);  // outside the lock
   const size_t before = choice.current;
-  const std::string what = std::string("conv2d (cuDNN) ") + dir_name(dir) + " of " + geom_str(g) +
-                           " (workspace limit " + std::to_string(opt.workspace_limit >> 20) + " MiB" +
-                           (opt.allow_tf32 ? "" : ", full FP32") + (opt.deterministic ? ", deterministic" : "") +
-                           ")";
+  const bool is_bf16 = d.type.data == CUDNN_DATA_BFLOAT16;
+  std::string what = std::string("conv2d (cuDNN) ") + dir_name(dir) + (is_bf16 ? " bf16" : "") + " of " +
+                     geom_str(g) + " (workspace limit " + std::to_string(opt.workspace_limit >> 20) + " MiB" +
+                     (d.type.tensor_ops ? "" : ", full FP32") + (opt.deterministic ? ", deterministic" : "") + ")";
+  // cuDNN's bf16 tensor-core kernels want C and K multiples of 8 (Legacy API, Tensor Core
+  // operations); where the ranking is empty for bf16, say so.
+  if (is_bf16 && choice.candidates.empty() && (g.C % 8 != 0 || g.K % 8 != 0))
+    what += " [bf16 with C = " + std::to_string(g.C) + ", K = " + std::to_string(g.K) +
+            ": cuDNN's bf16 kernels want channel counts that are multiples of 8; pad the channels with zeros]";
   run_with_fallback(choice, what, [&](const ConvCandidate& a) -> std::string {
     CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), cudnnMathType_t(a.math)));
     void* ws = nullptr;
@@ -256,12 +302,23 @@ void run_conv(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs
   }
 }
 
-}  // namespace
+template <class T> constexpr cudnnDataType_t cudnn_data_type();
+template <> constexpr cudnnDataType_t cudnn_data_type<float>() { return CUDNN_DATA_FLOAT; }
+template <> constexpr cudnnDataType_t cudnn_data_type<bf16>() { return CUDNN_DATA_BFLOAT16; }
 
-void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom& g, const CudnnConvOptions& opt,
-                        const ConvWorkspaceFn& workspace) {
+// The three directions, once for both element types. The scaling factors are float for both
+// (cuDNN takes double ones only for double data).
+template <class T>
+ConvType checked_type(const char* fn, const CudnnConvOptions& opt) {
+  if constexpr (std::is_same_v<T, bf16>) require_bf16_device(fn);
+  return conv_type(cudnn_data_type<T>(), opt);
+}
+
+template <class T>
+void forward(const char* fn, const T* x, const T* w, T* y, const ConvGeom& g, const CudnnConvOptions& opt,
+             const ConvWorkspaceFn& workspace) {
   if (g.out_pixels() == 0 || g.K == 0) return;
-  ConvDescs d(g, opt.allow_tf32);
+  ConvDescs d(g, checked_type<T>(fn, opt));
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::forward, g, opt, d, {x, w, y}, workspace, [&](int algo, void* ws, size_t bytes) {
     count_launch();
@@ -271,10 +328,11 @@ void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom
   sync_if_debug();
 }
 
-void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const ConvGeom& g,
-                              const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+template <class T>
+void backward_data(const char* fn, const T* dy, const T* w, T* dx, const ConvGeom& g, const CudnnConvOptions& opt,
+                   const ConvWorkspaceFn& workspace) {
   if (g.N * g.H * g.W * g.C == 0) return;
-  ConvDescs d(g, opt.allow_tf32);
+  ConvDescs d(g, checked_type<T>(fn, opt));
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::backward_data, g, opt, d, {w, dy, dx}, workspace, [&](int algo, void* ws, size_t bytes) {
     count_launch();
@@ -284,14 +342,15 @@ void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const 
   sync_if_debug();
 }
 
-void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, const ConvGeom& g,
-                                const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+template <class T>
+void backward_filter(const char* fn, const T* x, const T* dy, T* dw, const ConvGeom& g, const CudnnConvOptions& opt,
+                     const ConvWorkspaceFn& workspace) {
   if (g.K * g.taps() == 0) return;
   if (g.out_pixels() == 0) {  // an empty batch: the gradient is zero (cuDNN rejects N = 0)
-    CUDA_CHECK(cudaMemset(dw, 0, size_t(g.K * g.taps()) * sizeof(float)));
+    CUDA_CHECK(cudaMemset(dw, 0, size_t(g.K * g.taps()) * sizeof(T)));  // 0x0000 is +0 in bf16 too
     return;
   }
-  ConvDescs d(g, opt.allow_tf32);
+  ConvDescs d(g, checked_type<T>(fn, opt));
   const float one = 1.f, zero = 0.f;
   run_conv(Dir::backward_filter, g, opt, d, {x, dy, dw}, workspace, [&](int algo, void* ws, size_t bytes) {
     count_launch();
@@ -299,6 +358,34 @@ void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, cons
                                           cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes, &zero, d.w.get(), dw);
   });
   sync_if_debug();
+}
+
+}  // namespace
+
+void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom& g, const CudnnConvOptions& opt,
+                        const ConvWorkspaceFn& workspace) {
+  forward("conv2d_forward_f32", x, w, y, g, opt, workspace);
+}
+void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const ConvGeom& g,
+                              const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  backward_data("conv2d_backward_data_f32", dy, w, dx, g, opt, workspace);
+}
+void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, const ConvGeom& g,
+                                const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  backward_filter("conv2d_backward_filter_f32", x, dy, dw, g, opt, workspace);
+}
+
+void conv2d_forward_bf16(const bf16* x, const bf16* w, bf16* y, const ConvGeom& g, const CudnnConvOptions& opt,
+                         const ConvWorkspaceFn& workspace) {
+  forward("conv2d_forward_bf16", x, w, y, g, opt, workspace);
+}
+void conv2d_backward_data_bf16(const bf16* dy, const bf16* w, bf16* dx, const ConvGeom& g,
+                               const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  backward_data("conv2d_backward_data_bf16", dy, w, dx, g, opt, workspace);
+}
+void conv2d_backward_filter_bf16(const bf16* x, const bf16* dy, bf16* dw, const ConvGeom& g,
+                                 const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  backward_filter("conv2d_backward_filter_bf16", x, dy, dw, g, opt, workspace);
 }
 
 size_t conv_algo_cache_size() {
@@ -329,6 +416,18 @@ void conv2d_backward_data_f32(const float*, const float*, float*, const ConvGeom
 void conv2d_backward_filter_f32(const float*, const float*, float*, const ConvGeom&, const CudnnConvOptions&,
                                 const ConvWorkspaceFn&) {
   not_emulated("conv2d_backward_filter_f32");
+}
+void conv2d_forward_bf16(const bf16*, const bf16*, bf16*, const ConvGeom&, const CudnnConvOptions&,
+                         const ConvWorkspaceFn&) {
+  not_emulated("conv2d_forward_bf16");
+}
+void conv2d_backward_data_bf16(const bf16*, const bf16*, bf16*, const ConvGeom&, const CudnnConvOptions&,
+                               const ConvWorkspaceFn&) {
+  not_emulated("conv2d_backward_data_bf16");
+}
+void conv2d_backward_filter_bf16(const bf16*, const bf16*, bf16*, const ConvGeom&, const CudnnConvOptions&,
+                                 const ConvWorkspaceFn&) {
+  not_emulated("conv2d_backward_filter_bf16");
 }
 size_t conv_algo_cache_size() { return 0; }
 void conv_algo_cache_clear() {}
