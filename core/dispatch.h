@@ -19,6 +19,11 @@ inline void check_cuda_dtype(const char* op, const Tensor& t, DType want = DType
   C3_CHECK(!t.is_cuda() || t.dtype() == want, op, ": the CUDA backend supports ", dtype_name(want),
            " here, got ", t.desc());
 }
+// For ops with bf16 kernels too (the follow and lower ops of core/precision.h).
+inline void check_cuda_float(const char* op, const Tensor& t) {
+  C3_CHECK(!t.is_cuda() || t.dtype() == DType::f32 || t.dtype() == DType::bf16, op,
+           ": the CUDA backend supports f32 and bf16 here, got ", t.desc());
+}
 
 // bf16 on the CPU: ops run their f32 kernel on widened copies and round each output once,
 // the numerics of the bf16 CUDA kernels (which widen on load and narrow on store).

@@ -45,7 +45,7 @@ std::string conv_params(int sh, int sw, int ph, int pw, int dh, int dw) {
 kernels::ConvGeom check_conv(const Tensor& x, const Tensor& w, const Tensor& bias, int sh, int sw, int ph, int pw,
                              int dh, int dw) {
   check_float_or_bf16("conv2d", x);
-  check_cuda_dtype("conv2d", x);
+  check_cuda_float("conv2d", x);
   check_same_device("conv2d", x, w);
   C3_CHECK(x.rank() == 4, "conv2d: the input must be NHWC [N,H,W,Cin], got ", x.desc());
   C3_CHECK(w.rank() == 4, "conv2d: the weight must be [Cout,kh,kw,Cin], got ", w.desc());
@@ -75,11 +75,19 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kerne
   if (x.is_cuda()) {
     C3_CUDA("conv2d", {
       Tensor ws;
-      kernels::cuda::conv2d_forward_f32(x.data<float>(), w.data<float>(), y.data<float>(), g, cudnn_options(),
-                                        workspace_into(ws));
-      if (bias.defined())  // in place: out[i] = y[i] + bias[i % Cout]
-        kernels::cuda::binary_f32(kernels::Binary::add, y.data<float>(), bias.data<float>(), y.data<float>(),
-                                  y.numel(), kernels::Bcast::channel, g.K);
+      if (x.dtype() == DType::bf16) {
+        kernels::cuda::conv2d_forward_bf16(x.data<bf16>(), w.data<bf16>(), y.data<bf16>(), g, cudnn_options(),
+                                           workspace_into(ws));
+        if (bias.defined())
+          kernels::cuda::binary_bf16(kernels::Binary::add, y.data<bf16>(), bias.data<bf16>(), y.data<bf16>(),
+                                     y.numel(), kernels::Bcast::channel, g.K);
+      } else {
+        kernels::cuda::conv2d_forward_f32(x.data<float>(), w.data<float>(), y.data<float>(), g, cudnn_options(),
+                                          workspace_into(ws));
+        if (bias.defined())  // in place: out[i] = y[i] + bias[i % Cout]
+          kernels::cuda::binary_f32(kernels::Binary::add, y.data<float>(), bias.data<float>(), y.data<float>(),
+                                    y.numel(), kernels::Bcast::channel, g.K);
+      }
     });
   } else if (x.dtype() == DType::f32) {
     kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
@@ -105,8 +113,17 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels:
   if (want_dw) dw = Tensor::empty({g.K, g.kh, g.kw, g.C}, dt, dy.device());
   if (dy.is_cuda()) {
     C3_CUDA("conv2d backward", {
-      check_cuda_dtype("conv2d backward", dy);
+      check_cuda_float("conv2d backward", dy);
       Tensor ws;
+      if (dt == DType::bf16) {
+        if (want_dx)
+          kernels::cuda::conv2d_backward_data_bf16(dy.data<bf16>(), w.data<bf16>(), dx.data<bf16>(), g,
+                                                   cudnn_options(), workspace_into(ws));
+        if (want_dw)
+          kernels::cuda::conv2d_backward_filter_bf16(x.data<bf16>(), dy.data<bf16>(), dw.data<bf16>(), g,
+                                                     cudnn_options(), workspace_into(ws));
+        return;
+      }
       if (want_dx)
         kernels::cuda::conv2d_backward_data_f32(dy.data<float>(), w.data<float>(), dx.data<float>(), g,
                                                 cudnn_options(), workspace_into(ws));

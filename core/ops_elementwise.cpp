@@ -59,10 +59,12 @@ Tensor reduce_to(const Tensor& g, const Broadcast& bc, const Shape& b_shape) {
 Tensor binary_raw(const char* name, Binary op, const Tensor& a, const Tensor& b, const Broadcast& bc) {
   check_float_or_bf16(name, a);
   if (cpu_bf16(a)) return binary_raw(name, op, widen(a), widen(b), bc).cast(DType::bf16);
-  check_cuda_dtype(name, a);
+  check_cuda_float(name, a);
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
   const int64_t n = a.numel();
-  if (a.is_cuda())
+  if (a.is_cuda() && a.dtype() == DType::bf16)
+    C3_CUDA(name, kernels::cuda::binary_bf16(op, a.data<bf16>(), b.data<bf16>(), out.data<bf16>(), n, bc.mode, bc.inner));
+  else if (a.is_cuda())
     C3_CUDA(name, kernels::cuda::binary_f32(op, a.data<float>(), b.data<float>(), out.data<float>(), n, bc.mode, bc.inner));
   else if (a.dtype() == DType::f32)
     kernels::cpu::binary(op, a.data<float>(), b.data<float>(), out.data<float>(), n, bc.mode, bc.inner);
@@ -77,7 +79,10 @@ Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
   if (cpu_bf16(g)) return relu_backward_from_output(widen(g), widen(y)).cast(DType::bf16);
   Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
   const int64_t n = g.numel();
-  if (g.is_cuda())
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("relu backward", kernels::cuda::unary_backward_bf16(Unary::relu, y.data<bf16>(), nullptr, g.data<bf16>(),
+                                                                 gx.data<bf16>(), n, 0.f, 0.f));
+  else if (g.is_cuda())
     C3_CUDA("relu backward", kernels::cuda::unary_backward_f32(Unary::relu, y.data<float>(), nullptr, g.data<float>(),
                                                                 gx.data<float>(), n, 0.f, 0.f));
   else if (g.dtype() == DType::f32)
@@ -131,10 +136,12 @@ Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
 Tensor unary_raw(const char* name, Unary op, const Tensor& x, double p0, double p1) {
   check_float_or_bf16(name, x);
   if (cpu_bf16(x)) return unary_raw(name, op, widen(x), p0, p1).cast(DType::bf16);
-  check_cuda_dtype(name, x);
+  check_cuda_float(name, x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   const int64_t n = x.numel();
-  if (x.is_cuda())
+  if (x.is_cuda() && x.dtype() == DType::bf16)
+    C3_CUDA(name, kernels::cuda::unary_bf16(op, x.data<bf16>(), y.data<bf16>(), n, float(p0), float(p1)));
+  else if (x.is_cuda())
     C3_CUDA(name, kernels::cuda::unary_f32(op, x.data<float>(), y.data<float>(), n, float(p0), float(p1)));
   else if (x.dtype() == DType::f32)
     kernels::cpu::unary(op, x.data<float>(), y.data<float>(), n, float(p0), float(p1));
@@ -149,7 +156,11 @@ Tensor unary_backward_raw(const char* name, Unary op, const Tensor& sx, const Te
   if (cpu_bf16(g)) return unary_backward_raw(name, op, widen(sx), widen(sy), widen(g), p0, p1).cast(DType::bf16);
   Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
   const int64_t n = g.numel();
-  if (g.is_cuda()) {
+  if (g.is_cuda() && g.dtype() == DType::bf16) {
+    C3_CUDA(name, kernels::cuda::unary_backward_bf16(op, sx.defined() ? sx.data<bf16>() : nullptr,
+                                                      sy.defined() ? sy.data<bf16>() : nullptr, g.data<bf16>(),
+                                                      gx.data<bf16>(), n, float(p0), float(p1)));
+  } else if (g.is_cuda()) {
     C3_CUDA(name, kernels::cuda::unary_backward_f32(op, sx.defined() ? sx.data<float>() : nullptr,
                                                      sy.defined() ? sy.data<float>() : nullptr, g.data<float>(),
                                                      gx.data<float>(), n, float(p0), float(p1)));
@@ -242,7 +253,7 @@ void fill_(const Tensor& t, double v) {
         case DType::i32: { int32_t i = int32_t(v); uint32_t b; std::memcpy(&b, &i, 4); kernels::cuda::fill_bytes4(t.raw(), n, b); break; }
         case DType::u8: kernels::cuda::fill_u8(t.data<uint8_t>(), n, uint8_t(v)); break;
         case DType::f64: throw Error("fill: f64 tensors are CPU-only");
-        case DType::bf16: throw Error("fill: bf16 tensors are filled on the CPU only so far, got " + t.desc());
+        case DType::bf16: kernels::cuda::fill_bytes2(t.raw(), n, kernels::to_bf16(v).bits); break;
       }
     });
     return;

@@ -33,6 +33,11 @@ int normalize_dim(const char* op, const Tensor& x, int dim) {
 // dst[r * dst_stride + i] = src[r * src_stride + i], offsets in elements; any CPU dtype.
 void copy_rows(const Tensor& src, int64_t src_off, int64_t src_stride, const Tensor& dst, int64_t dst_off,
                int64_t dst_stride, int64_t rows, int64_t len) {
+  if (dst.is_cuda() && dst.dtype() == DType::bf16) {
+    C3_CUDA("copy_rows", kernels::cuda::copy_rows_bf16(src.data<bf16>() + src_off, src_stride,
+                                                       dst.data<bf16>() + dst_off, dst_stride, rows, len));
+    return;
+  }
   if (dst.is_cuda()) {
     C3_CUDA("copy_rows", kernels::cuda::copy_rows_f32(src.data<float>() + src_off, src_stride,
                                                       dst.data<float>() + dst_off, dst_stride, rows, len));
@@ -75,7 +80,7 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
   C3_CHECK(!xs.empty(), "concat: no tensors");
   const Tensor& x0 = xs[0];
   const int d = normalize_dim("concat", x0, dim);
-  check_cuda_dtype("concat", x0);
+  check_cuda_float("concat", x0);
   Shape s = x0.shape();
   s[d] = 0;
   for (const Tensor& x : xs) {
@@ -109,7 +114,7 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
 
 Tensor slice(const Tensor& x, int dim, int64_t start, int64_t length) {
   const int d = normalize_dim("slice", x, dim);
-  check_cuda_dtype("slice", x);
+  check_cuda_float("slice", x);
   C3_CHECK(start >= 0 && length >= 0 && start + length <= x.shape()[d], "slice(dim ", dim, ", start ", start,
            ", length ", length, "): out of range for ", x.desc());
   Tensor out = slice_raw(x, d, start, length);
@@ -181,12 +186,17 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
   C3_CHECK(x.rank() >= 1, "gather_rows: x needs at least one dim, got ", x.desc());
   check_index_tensor("gather_rows", x, idx);
   check_float_or_bf16("gather_rows", x);
-  if (!cpu_bf16(x)) check_cuda_dtype("gather_rows", x);
+  check_cuda_float("gather_rows", x);
   const int64_t C = x.shape().back(), R = dim_view(x.shape(), x.rank() - 1).outer, K = idx.numel();
   Tensor out = Tensor::empty({K, C}, x.dtype(), x.device());
   if (cpu_bf16(x)) {  // a copy of rows: exact in any dtype
     check_cpu_indices("gather_rows", idx, R, x);
     kernels::cpu::gather_rows(x.data<bf16>(), idx.data<int32_t>(), out.data<bf16>(), K, C);
+  } else if (x.is_cuda() && x.dtype() == DType::bf16) {
+    Tensor flag = gpu_flag(x.device());
+    C3_CUDA("gather_rows", kernels::cuda::gather_rows_bf16(x.data<bf16>(), idx.data<int32_t>(), out.data<bf16>(), R,
+                                                           K, C, flag.data<int32_t>()));
+    check_gpu_flag("gather_rows", flag, R, x, idx);
   } else if (x.is_cuda()) {
     Tensor flag = gpu_flag(x.device());
     C3_CUDA("gather_rows", kernels::cuda::gather_rows_f32(x.data<float>(), idx.data<int32_t>(), out.data<float>(), R,
@@ -210,8 +220,20 @@ Tensor gather_rows(const Tensor& x, const Tensor& idx) {
 Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t R) {
   check_index_tensor("scatter_add_rows", src, idx);
   check_float_or_bf16("scatter_add_rows", src);
-  if (cpu_bf16(src)) {  // summed in f32, rounded once
-    Tensor out = scatter_add_rows(widen(src).detach(), idx, R).cast(DType::bf16);
+  C3_CHECK(src.rank() == 2 && src.dim(0) == idx.numel() && R >= 0, "scatter_add_rows: src must be [K, C] with K = ",
+           idx.numel(), " (the number of indices) and R >= 0; got ", src.desc(), ", R = ", R);
+  if (src.dtype() == DType::bf16) {  // summed in f32, rounded once
+    Tensor out;
+    if (src.is_cuda()) {
+      Tensor acc = Tensor::zeros({R, src.dim(1)}, DType::f32, src.device()), flag = gpu_flag(src.device());
+      C3_CUDA("scatter_add_rows", kernels::cuda::scatter_add_rows_bf16(src.data<bf16>(), idx.data<int32_t>(),
+                                                                       acc.data<float>(), R, src.dim(0), src.dim(1),
+                                                                       flag.data<int32_t>()));
+      check_gpu_flag("scatter_add_rows", flag, R, acc, idx);
+      out = acc.cast(DType::bf16);
+    } else {
+      out = scatter_add_rows(widen(src), idx, R).cast(DType::bf16);
+    }
     Tensor si = idx.detach();
     record(out, "scatter_add_rows", {src}, [=](const Tensor& g, const Needs&) {
       return std::vector<Tensor>{gather_rows(g, si)};
@@ -219,8 +241,6 @@ Tensor scatter_add_rows(const Tensor& src, const Tensor& idx, int64_t R) {
     return out;
   }
   check_cuda_dtype("scatter_add_rows", src);
-  C3_CHECK(src.rank() == 2 && src.dim(0) == idx.numel() && R >= 0, "scatter_add_rows: src must be [K, C] with K = ",
-           idx.numel(), " (the number of indices) and R >= 0; got ", src.desc(), ", R = ", R);
   const int64_t K = src.dim(0), C = src.dim(1);
   Tensor out = Tensor::zeros({R, C}, src.dtype(), src.device());
   if (src.is_cuda()) {

@@ -23,7 +23,7 @@ namespace {
 void check_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, BatchNormMode mode, double momentum, double eps) {
   check_float_or_bf16("batch_norm", x);
-  check_cuda_dtype("batch_norm", x);
+  check_cuda_float("batch_norm", x);
   // bf16 activations take f32 parameters and statistics (precision table: follow).
   const DType pt = x.dtype() == DType::bf16 ? DType::f32 : x.dtype();
   C3_CHECK(x.rank() >= 2, "batch_norm: x must be [N, H, W, C] (channels last), got ", x.desc());
@@ -63,7 +63,13 @@ void forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
                   const Tensor& scale, const Tensor& y) {
   C3_CUDA("batch_norm", {
     const int64_t C = x.dim(-1), M = x.numel() / C;
-    if (train) {
+    const bool h = x.dtype() == DType::bf16;  // bf16 activations, f32 statistics and parameters
+    if (train && h) {
+      Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
+      kernels::cuda::bn_batch_stats_bf16(x.data<bf16>(), M, C, w.data<float>(), float(eps), float(momentum),
+                                         rm.data<float>(), rv.data<float>(), mean.data<float>(), invstd.data<float>(),
+                                         scale.data<float>(), ws.data<float>());
+    } else if (train) {
       Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
       kernels::cuda::bn_batch_stats_f32(x.data<float>(), M, C, w.data<float>(), float(eps), float(momentum),
                                         rm.data<float>(), rv.data<float>(), mean.data<float>(), invstd.data<float>(),
@@ -72,8 +78,12 @@ void forward_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
       kernels::cuda::bn_running_stats_f32(rm.data<float>(), rv.data<float>(), w.data<float>(), C, float(eps),
                                           mean.data<float>(), invstd.data<float>(), scale.data<float>());
     }
-    kernels::cuda::bn_apply_f32(x.data<float>(), M, C, mean.data<float>(), scale.data<float>(), b.data<float>(),
-                                y.data<float>(), relu);
+    if (h)
+      kernels::cuda::bn_apply_bf16(x.data<bf16>(), M, C, mean.data<float>(), scale.data<float>(), b.data<float>(),
+                                   y.data<bf16>(), relu);
+    else
+      kernels::cuda::bn_apply_f32(x.data<float>(), M, C, mean.data<float>(), scale.data<float>(), b.data<float>(),
+                                  y.data<float>(), relu);
   });
 }
 
@@ -95,7 +105,12 @@ std::vector<Tensor> backward(const Tensor& g, const Tensor& x, const Tensor& mea
   if (g.is_cuda()) {
     C3_CUDA("batch_norm backward", {
       Tensor ws = Tensor::empty({kernels::cuda::bn_workspace_floats(M, C)}, DType::f32, Device::cuda);
-      kernels::cuda::bn_backward_f32(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
+      if (g.dtype() == DType::bf16)
+        kernels::cuda::bn_backward_bf16(g.data<bf16>(), x.data<bf16>(), M, C, mean.data<float>(), invstd.data<float>(),
+                                        scale.data<float>(), train, opt<bf16>(dx), opt<float>(dw), opt<float>(db),
+                                        ws.data<float>(), opt<bf16>(relu_y));
+      else
+        kernels::cuda::bn_backward_f32(g.data<float>(), x.data<float>(), M, C, mean.data<float>(), invstd.data<float>(),
                                      scale.data<float>(), train, opt<float>(dx), opt<float>(dw), opt<float>(db),
                                      ws.data<float>(), opt<float>(relu_y));
     });
@@ -116,7 +131,10 @@ Tensor scale_channels(const Tensor& g, const Tensor& scale, const Tensor& relu_y
   if (cpu_bf16(g)) return scale_channels(widen(g), scale, widen(relu_y)).cast(DType::bf16);
   const int64_t C = g.dim(-1), M = g.numel() / C;
   Tensor dx = Tensor::empty_like(g);
-  if (g.is_cuda())
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("batch_norm backward", kernels::cuda::bn_apply_bf16(g.data<bf16>(), M, C, nullptr, scale.data<float>(),
+                                                                 nullptr, dx.data<bf16>(), false, opt<bf16>(relu_y)));
+  else if (g.is_cuda())
     C3_CUDA("batch_norm backward", kernels::cuda::bn_apply_f32(g.data<float>(), M, C, nullptr, scale.data<float>(),
                                                                 nullptr, dx.data<float>(), false, opt<float>(relu_y)));
   else if (g.dtype() == DType::f32)

@@ -29,7 +29,10 @@ kernels::PoolGeom max_pool_geometry(const Tensor& x, int k, int s, int p, bool c
 Tensor max_pool_backward(const Tensor& g, const Tensor& argmax, const kernels::PoolGeom& geom) {
   if (cpu_bf16(g)) return max_pool_backward(widen(g), argmax, geom).cast(DType::bf16);
   Tensor dx = Tensor::empty({geom.N, geom.H, geom.W, geom.C}, g.dtype(), g.device());
-  if (g.is_cuda())
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("max_pool2d backward", kernels::cuda::max_pool2d_backward_bf16(g.data<bf16>(), argmax.data<int32_t>(),
+                                                                           geom, dx.data<bf16>()));
+  else if (g.is_cuda())
     C3_CUDA("max_pool2d backward", kernels::cuda::max_pool2d_backward_f32(g.data<float>(), argmax.data<int32_t>(),
                                                                           geom, dx.data<float>()));
   else if (g.dtype() == DType::f32)
@@ -43,7 +46,10 @@ Tensor avg_pool_backward(const Tensor& g, const Shape& in_shape) {
   if (cpu_bf16(g)) return avg_pool_backward(widen(g), in_shape).cast(DType::bf16);
   const int64_t N = in_shape[0], HW = in_shape[1] * in_shape[2], C = in_shape[3];
   Tensor dx = Tensor::empty(in_shape, g.dtype(), g.device());
-  if (g.is_cuda())
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("global_avg_pool backward",
+            kernels::cuda::global_avg_pool_backward_bf16(g.data<bf16>(), N, HW, C, dx.data<bf16>()));
+  else if (g.is_cuda())
     C3_CUDA("global_avg_pool backward",
             kernels::cuda::global_avg_pool_backward_f32(g.data<float>(), N, HW, C, dx.data<float>()));
   else if (g.dtype() == DType::f32)
@@ -59,10 +65,12 @@ std::pair<Tensor, Tensor> max_pool_forward(const Tensor& x, const kernels::PoolG
     auto [y, argmax] = max_pool_forward(widen(x), g);
     return {y.cast(DType::bf16), argmax};
   }
-  check_cuda_dtype("max_pool2d", x);
+  check_cuda_float("max_pool2d", x);
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.C}, x.dtype(), x.device());
   Tensor argmax = Tensor::empty(y.shape(), DType::i32, x.device());
-  if (x.is_cuda())
+  if (x.is_cuda() && x.dtype() == DType::bf16)
+    C3_CUDA("max_pool2d", kernels::cuda::max_pool2d_bf16(x.data<bf16>(), g, y.data<bf16>(), argmax.data<int32_t>()));
+  else if (x.is_cuda())
     C3_CUDA("max_pool2d", kernels::cuda::max_pool2d_f32(x.data<float>(), g, y.data<float>(), argmax.data<int32_t>()));
   else if (x.dtype() == DType::f32)
     kernels::cpu::max_pool2d(x.data<float>(), g, y.data<float>(), argmax.data<int32_t>());
@@ -73,12 +81,15 @@ std::pair<Tensor, Tensor> max_pool_forward(const Tensor& x, const kernels::PoolG
 
 Tensor avg_pool_forward(const Tensor& x) {
   if (cpu_bf16(x)) return avg_pool_forward(widen(x)).cast(DType::bf16);
-  check_cuda_dtype("global_avg_pool", x);
+  check_cuda_float("global_avg_pool", x);
   const int64_t N = x.dim(0), HW = x.dim(1) * x.dim(2), C = x.dim(3);
   Tensor y = Tensor::empty({N, 1, 1, C}, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CHECK(N <= 65535, "global_avg_pool: batch ", N, " too large for the CUDA kernel (at most 65535)");
-    C3_CUDA("global_avg_pool", kernels::cuda::global_avg_pool_f32(x.data<float>(), N, HW, C, y.data<float>()));
+    if (x.dtype() == DType::bf16)
+      C3_CUDA("global_avg_pool", kernels::cuda::global_avg_pool_bf16(x.data<bf16>(), N, HW, C, y.data<bf16>()));
+    else
+      C3_CUDA("global_avg_pool", kernels::cuda::global_avg_pool_f32(x.data<float>(), N, HW, C, y.data<float>()));
   } else if (x.dtype() == DType::f32) {
     kernels::cpu::global_avg_pool(x.data<float>(), N, HW, C, y.data<float>());
   } else {

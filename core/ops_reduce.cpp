@@ -13,7 +13,8 @@ namespace c3 {
 
 namespace {
 Tensor sum_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
-  if (cpu_bf16(x)) return sum_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
+  // bf16: summed in f32, rounded once (on a GPU through an f32 copy: no bf16 sum kernel yet).
+  if (x.dtype() == DType::bf16) return sum_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
   check_cuda_dtype("sum", x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (x.is_cuda()) {
@@ -28,7 +29,7 @@ Tensor sum_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, c
 }
 
 Tensor broadcast_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
-  if (cpu_bf16(x)) return broadcast_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
+  if (x.dtype() == DType::bf16) return broadcast_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
   check_cuda_dtype("broadcast", x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (x.is_cuda())

@@ -35,7 +35,9 @@ void bilinear_raw(const Tensor& x, const Tensor& y, const ResizeShape& s, bool a
     Tensor(y).copy_(yf.cast(DType::bf16));
     return;
   }
-  if (x.is_cuda()) C3_CUDA("resize_bilinear", kernels::cuda::resize_bilinear_f32(x.data<float>(), y.data<float>(), s, ac));
+  if (x.is_cuda() && x.dtype() == DType::bf16)
+    C3_CUDA("resize_bilinear", kernels::cuda::resize_bilinear_bf16(x.data<bf16>(), y.data<bf16>(), s, ac));
+  else if (x.is_cuda()) C3_CUDA("resize_bilinear", kernels::cuda::resize_bilinear_f32(x.data<float>(), y.data<float>(), s, ac));
   else if (x.dtype() == DType::f32) kernels::cpu::resize_bilinear(x.data<float>(), y.data<float>(), s, ac);
   else kernels::cpu::resize_bilinear(x.data<double>(), y.data<double>(), s, ac);
 }
@@ -44,7 +46,10 @@ void bilinear_raw(const Tensor& x, const Tensor& y, const ResizeShape& s, bool a
 Tensor bilinear_backward(const Tensor& g, const ResizeShape& s, bool ac, const Shape& in_shape) {
   if (cpu_bf16(g)) return bilinear_backward(widen(g), s, ac, in_shape).cast(DType::bf16);
   Tensor gx = Tensor::empty(in_shape, g.dtype(), g.device());
-  if (g.is_cuda())
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("resize_bilinear backward",
+            kernels::cuda::resize_bilinear_backward_bf16(g.data<bf16>(), gx.data<bf16>(), s, ac));
+  else if (g.is_cuda())
     C3_CUDA("resize_bilinear backward",
             kernels::cuda::resize_bilinear_backward_f32(g.data<float>(), gx.data<float>(), s, ac));
   else if (g.dtype() == DType::f32) kernels::cpu::resize_bilinear_backward(g.data<float>(), gx.data<float>(), s, ac);
@@ -88,7 +93,7 @@ Tensor nearest_backward(const Tensor& g, const ResizeShape& s, const Shape& in_s
 Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w, bool align_corners) {
   const ResizeShape s = geometry("resize_bilinear", x, out_h, out_w, false);
   check_float_or_bf16("resize_bilinear", x);
-  if (!cpu_bf16(x)) check_cuda_dtype("resize_bilinear", x);
+  check_cuda_float("resize_bilinear", x);
   Tensor y = Tensor::empty(output_shape(x, s), x.dtype(), x.device());
   bilinear_raw(x, y, s, align_corners);
   const Shape in_shape = x.shape();

@@ -10,16 +10,32 @@ namespace {
 
 thread_local bool t_bf16 = false;
 thread_local int t_depth = 0;  // open bf16 scopes
-// The bf16 copy of each parameter cast in the current outermost scope, by its f32 tensor; the
-// entry holds the master too, so its address is not reused for another tensor meanwhile.
+// The bf16 copies made in the current outermost scope: of a whole arena (a packed model's
+// parameters, one cast launch for all of them) by its storage, or of a lone parameter by its
+// tensor. Each entry holds its f32 source, so the key's address is not reused meanwhile.
 struct Cached {
   Tensor master, copy;
 };
-thread_local std::unordered_map<const TensorImpl*, Cached> t_cache;
+thread_local std::unordered_map<const void*, Cached> t_cache;
 
 // Parameters: trainable leaves, and the tensors of a packed model (a teacher's weights).
-bool is_parameter(const Tensor& t) {
-  return t.is_leaf() && (t.requires_grad() || t.impl().storage->arena_align > 0);
+bool in_arena(const Tensor& t) { return t.impl().storage->arena_align > 0; }
+bool is_parameter(const Tensor& t) { return t.is_leaf() && (t.requires_grad() || in_arena(t)); }
+
+// The bf16 copy of parameter t (cached).
+Tensor bf16_copy(const Tensor& t) {
+  if (in_arena(t)) {
+    const Storage* key = t.impl().storage.get();
+    auto it = t_cache.find(key);
+    if (it == t_cache.end()) {
+      const Tensor whole = t.storage_range(0, int64_t(key->bytes / dtype_size(t.dtype())));
+      it = t_cache.emplace(key, Cached{whole, cast_raw(whole, DType::bf16)}).first;
+    }
+    return it->second.copy.storage_range(t.storage_offset(), t.numel()).reshape(t.shape());
+  }
+  auto it = t_cache.find(&t.impl());
+  if (it == t_cache.end()) it = t_cache.emplace(&t.impl(), Cached{t, cast_raw(t, DType::bf16)}).first;
+  return it->second.copy.detach();
 }
 
 }  // namespace
@@ -83,9 +99,7 @@ size_t autocast_cached() { return t_cache.size(); }
 Tensor autocast_lower(const Tensor& t) {
   if (!t_bf16 || !t.defined() || t.dtype() != DType::f32) return t;
   if (!is_parameter(t)) return cast(t, DType::bf16);  // an activation: cast as it comes
-  auto it = t_cache.find(&t.impl());
-  if (it == t_cache.end()) it = t_cache.emplace(&t.impl(), Cached{t, cast_raw(t, DType::bf16)}).first;
-  Tensor v = it->second.copy.detach();
+  Tensor v = bf16_copy(t);
   if (any_requires_grad({&t}))
     record(v, "autocast_lower", {t}, [](const Tensor& g, const Needs&) {
       return std::vector<Tensor>{cast(g, DType::f32)};

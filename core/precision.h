@@ -3,8 +3,9 @@
 //
 // Inside an AutocastScope(Precision::bf16):
 //   lower  ops (convolutions) cast their f32 inputs to bf16, compute with f32 accumulation
-//          and return bf16. A parameter is cast once per scope (its bf16 copy is cached and
-//          its gradient flows back to the f32 master weight, widened).
+//          and return bf16. A parameter is cast once per scope, and the parameters of a packed
+//          model (nn::Module::pack_parameters) all at once, in one launch over their arena;
+//          each use's gradient flows back to the f32 master weight, widened.
 //   follow ops (BatchNorm, ReLU, add, pooling, resizing, concatenation, mixing) run in their
 //          input's dtype: bf16 activations in and out, f32 statistics and affine parameters,
 //          arithmetic in f32 with one rounding per output.
@@ -49,7 +50,7 @@ class AutocastScope {
   bool prev_;
 };
 bool autocast_bf16();
-// Number of parameters cast to bf16 in the current scope (tests: once per parameter).
+// bf16 copies made in the current scope: one per arena, or per parameter outside an arena.
 size_t autocast_cached();
 
 // An input of `op` as the table wants it: lower -> autocast_lower, fp32 -> to_fp32, follow ->

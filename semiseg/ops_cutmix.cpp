@@ -45,8 +45,10 @@ Tensor route(const char* op, const Tensor& x, const std::vector<int32_t>& packed
     Tensor boxes = dev.defined() ? dev : Tensor::from_vector(packed, {K, 4}, x.device());
     C3_CUDA(op, {
       const int32_t* bp = boxes.data<int32_t>();
-      C3_CHECK(x.dtype() != DType::bf16, op, ": bf16 mixing on the GPU is not built yet, got ", x.desc());
-      if (x.dtype() == DType::u8)
+      if (x.dtype() == DType::bf16)
+        kernels::cuda::cutmix_swap_b2(static_cast<const uint16_t*>(x.raw()), static_cast<uint16_t*>(out.raw()), bp, K,
+                                      H, W, C, box_h, box_w);
+      else if (x.dtype() == DType::u8)
         kernels::cuda::cutmix_swap_b1(static_cast<const uint8_t*>(x.raw()), static_cast<uint8_t*>(out.raw()), bp, K,
                                       H, W, C, box_h, box_w);
       else

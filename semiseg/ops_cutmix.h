@@ -14,8 +14,8 @@
 //
 // Since m is binary, both are the same exact routing of elements (no arithmetic): mix and
 // unmix are inverses bit for bit, and the backward of each is the same routing of the
-// gradient. f32, f64, i32, u8, bf16 on the CPU; f32, i32, u8 on CUDA (bf16 there comes with
-// its 2-byte kernel). Differentiable for floating inputs (f32, f64, bf16).
+// gradient. f32, f64, i32, u8, bf16 on the CPU; f32, i32, u8, bf16 on CUDA. Differentiable
+// for floating inputs (f32, f64, bf16).
 #pragma once
 #include <vector>
 

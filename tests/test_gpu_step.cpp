@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/ops_conv.h"
 #include "core/ops_matmul.h"
+#include "core/precision.h"
 #include "core/rng.h"
 #include "data/synthetic.h"
 #include "nn/deeplab.h"
@@ -138,6 +139,40 @@ GPU_TEST_CASE("gpu: DeepLab-v2 ResNet-101 forward and backward match the CPU (lo
   }
   CHECK(missing == 0);
   CHECK_MESSAGE(worst < 1e-3, "largest gradient difference ", worst, " (relative L2) at ", where);
+}
+
+// bf16 on both devices: the same roundings up to f32 summation order (cuDNN's vs im2col GEMM),
+// which flips a bf16 rounding (2^-9 relative) here and there; over the network's ~60 rounded
+// layers those add up to about 1% relative L2, so the bounds are 3% (logits) and 5% (gradients).
+GPU_TEST_CASE("gpu: bf16 autocast DeepLabV3+ forward and backward match the CPU's bf16 (logits, loss, gradients)") {
+  const semiseg::Config cfg = semiseg::load_config("", {"model.depth=50", "model.head=deeplab_v3plus",
+                                                        "model.output_stride=16", "model.frozen_bn=false"});
+  nn::DeepLab cpu(cfg.model, 7), gpu(cfg.model, 7);
+  gpu.load_state_dict(cpu.state_dict());
+  gpu.to(Device::cuda);
+  gpu.pack_parameters();  // as the trainer: the weights are cast once per step over the arena
+  Generator gen(9);
+  const Tensor x = gen.normal({2, 65, 97, 3}, 0, 1), y = gen.randint({2, 65, 97}, 0, 19);
+  AutocastScope ac(Precision::bf16);
+  const Tensor lc = cpu.forward(x), lg = gpu.forward(x.cuda());
+  REQUIRE(lg.dtype() == DType::bf16);
+  CHECK_MESSAGE(rel_l2(lg, lc) < 3e-2, "bf16 logits differ by ", rel_l2(lg, lc), " (relative L2)");
+  Tensor loss_c = cross_entropy(lc, y), loss_g = cross_entropy(lg, y.cuda());
+  CHECK(loss_g.item() == doctest::Approx(loss_c.item()).epsilon(1e-2));
+  loss_c.backward();
+  loss_g.backward();
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  double worst = 0;
+  std::string where;
+  for (size_t i = 0; i < pc.size(); ++i) {
+    const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
+    REQUIRE(gc.defined() == gg.defined());
+    if (!gc.defined()) continue;
+    CHECK(gg.dtype() == DType::f32);
+    const double d = rel_l2(gg, gc);
+    if (d > worst) worst = d, where = pc[i].name;
+  }
+  CHECK_MESSAGE(worst < 5e-2, "largest bf16 gradient difference ", worst, " (relative L2) at ", where);
 }
 
 GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empties the cache and says so") {

@@ -10,6 +10,7 @@
 
 #include "core/ops.h"
 #include "core/precision.h"
+#include "nn/deeplab.h"
 #include "tests/helpers.h"
 
 using namespace c3;
@@ -140,4 +141,45 @@ TEST_CASE("precision: a backward that returns the wrong dtype for an input is an
   record(y, "bad_op", {h}, [](const Tensor& g, const Needs&) { return std::vector<Tensor>{cast(g, DType::f32)}; });
   CHECK_THROWS_WITH_AS(sum(cast(y, DType::f32)).backward(),
                        doctest::Contains("backward of 'bad_op': gradient 0 is f32, input is bf16"), Error);
+}
+
+TEST_CASE("precision: a packed model's weights are cast in one launch per step; same numbers as unpacked") {
+  nn::DeepLabConfig cfg;
+  cfg.head = nn::HeadKind::deeplab_v3plus;
+  cfg.num_classes = 5;
+  cfg.backbone.depth = 18;
+  cfg.backbone.width = 0.125;
+  cfg.backbone.output_stride = 16;
+  cfg.aspp_channels = 16;
+  cfg.low_level_channels = 8;
+  cfg.dropout = 0;
+  cfg.projection_head = false;  // forward() does not use it
+  nn::DeepLab packed(cfg, 3), plain(cfg, 3);
+  packed.pack_parameters();
+  const Tensor x = random_tensor({2, 33, 41, 3}, 14);
+  const Tensor y = Tensor::from_vector<int32_t>(std::vector<int32_t>(2 * 33 * 41, 2), {2, 33, 41});
+  auto step = [&](nn::DeepLab& m) {
+    AutocastScope ac(Precision::bf16);
+    Tensor logits = m.forward(x);
+    CHECK(logits.dtype() == DType::bf16);
+    cross_entropy(logits, y).backward();
+    return std::make_pair(logits, autocast_cached());
+  };
+  const auto [lp, copies_packed] = step(packed);
+  const auto [lu, copies_plain] = step(plain);
+  CHECK(copies_packed == 1);  // the whole parameter arena, one cast
+  size_t conv_params = 0;  // each convolution's weight and bias, cast once
+  for (auto& [name, m] : plain.named_modules())
+    if (auto* c = dynamic_cast<const nn::Conv2d*>(m)) conv_params += 1 + (c->bias.defined() ? 1 : 0);
+  CHECK(copies_plain == conv_params);
+  CHECK(as_doubles(lp) == as_doubles(lu));
+  const auto gp = packed.named_parameters(), gu = plain.named_parameters();
+  REQUIRE(gp.size() == gu.size());
+  for (size_t i = 0; i < gp.size(); ++i) {
+    const Tensor a = gp[i].tensor->grad(), b = gu[i].tensor->grad();
+    REQUIRE(a.defined() == b.defined());
+    if (!a.defined()) continue;
+    CHECK_MESSAGE(a.dtype() == DType::f32, gp[i].name);
+    CHECK_MESSAGE(as_doubles(a) == as_doubles(b), gp[i].name);
+  }
 }
