@@ -271,6 +271,26 @@ def run(v3plus, out_dir):
     path = os.path.join(out_dir, f"deeplab_{tag}.safetensors")
     save(path, fixture, {"torch": torch.__version__, "width": WIDTH, "classes": CLASSES})
     print(f"{path}: loss {loss.item():.6f}, {len(fixture)} tensors, {os.path.getsize(path) / 1e6:.2f} MB")
+    run_bf16(model, init, x, labels, v3plus, out_dir, tag)
+
+
+def run_bf16(model, init, x, labels, v3plus, out_dir, tag):
+    """The same weights and batch under CPU bf16 autocast (PyTorch's one-line mixed precision):
+    logits, loss and every gradient (the model's weights stay f32 masters)."""
+    model.load_state_dict(init)
+    set_bn_mode(model, v3plus)
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels, ignore_index=255)  # autocast: f32
+    loss.backward()
+    fixture = {"logits": nhwc(logits.float()), "loss": loss.detach().float().reshape(1).numpy()}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            fixture[f"grad.{name}"] = p.grad.detach().clone().numpy()
+    path = os.path.join(out_dir, f"deeplab_{tag}_bf16.safetensors")
+    save(path, fixture, {"torch": torch.__version__, "autocast": "cpu bfloat16", "logits_dtype": str(logits.dtype)})
+    print(f"{path}: bf16 autocast loss {loss.item():.6f} (logits {logits.dtype}), {len(fixture)} tensors")
 
 
 def main():
