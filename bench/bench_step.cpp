@@ -3,16 +3,18 @@
 // it, per batch size.
 //
 //   build/bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
-//                    [--threads 1,0] [--reps N] [--out DIR]
+//                    [--threads 1,0] [--precision fp32,bf16] [--reps N] [--out DIR]
 //
 // --cpu: the embedded default model (configs/synthetic.json: DeepLab-v2 ResNet-18 at 1/4
 //   width, 64x128 crops), batches 4+4 and 2+2. --gpu: the reference protocol
 //   (configs/cityscapes_372.json: DeepLab-v2 ResNet-101, OS8, frozen BN, 256x512), batches
 //   16+16, 8+8, 4+4, 2+2 (a batch that runs out of memory is reported as such).
 // Timing: wall clock around each phase with a device synchronize, one warm-up step, median
-// of the repeats. FLOPs are counted from the autograd graph of the step (see count_flops).
+// of the repeats. --precision: train.precision values, one set of rows each (default tf32 and
+// bf16 on a GPU, fp32 and bf16 on the CPU, where tf32 computes as fp32). Peak memory: the GPU
+// caching allocator's high-water mark, or on the CPU that of tensor memory (host_tensor_stats),
+// during the phase. FLOPs are counted from the autograd graph of the step (see count_flops).
 // Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
-#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstring>
@@ -130,6 +132,7 @@ struct Setup {
     nn::ema_update(*teacher, *student, nn::ema_decay(ema_updates++, cfg.train.ema_max_decay));
   }
   Tensor student_loss() {  // the student's forward over all Bl + Bu images, with L_sup
+    AutocastScope autocast(cfg.train.precision);  // (the bf16 weights are cast again per call)
     Tensor x = concat({in.x_l, in.u_s}, 0);
     Tensor logits = student->forward(x);
     return cross_entropy(slice(logits, 0, 0, in.x_l.dim(0)), in.y_l);
@@ -139,17 +142,17 @@ struct Setup {
   }
   void teacher_forward() {
     NoGradGuard ng;
+    AutocastScope autocast(cfg.train.precision);
     nn::ResNetFeatures ft = teacher->features(in.u_w);
     Tensor p = softmax(teacher->upsample(teacher->classify(ft), in.u_w.dim(1), in.u_w.dim(2)));
     if (cfg.loss.contrast) Tensor e = l2_normalize(teacher->project(ft.layer4));
   }
 };
 
-double peak_bytes(Device d) {
-  if (d == Device::cuda) return double(cuda_allocator().stats().peak);
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) * 1024.0;  // the process's high-water mark (RSS)
+double peak_bytes(Device d) { return double(d == Device::cuda ? cuda_allocator().stats().peak : host_tensor_stats().peak); }
+void reset_peak(Device d) {
+  if (d == Device::cuda) cuda_allocator().reset_peak();
+  else reset_host_tensor_peak();
 }
 
 }  // namespace
@@ -165,6 +168,7 @@ int main(int argc, char** argv) try {
   const std::string crop = lab::arg_value(argc, argv, "--crop", "");
   // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
   // cores" much slower than one thread; both rows show it).
+  std::vector<std::string> precisions = split(lab::arg_value(argc, argv, "--precision", gpu ? "tf32,bf16" : "fp32,bf16"));
   std::vector<int> threads;
   for (const std::string& t : split(lab::arg_value(argc, argv, "--threads", gpu ? "0" : "1,0")))
     threads.push_back(std::atoi(t.c_str()));
@@ -174,9 +178,11 @@ int main(int argc, char** argv) try {
   nlohmann::json js;
   std::vector<Row> rows;
   std::string model_desc;
-  for (const std::string& b : split(batches)) {
+  for (const std::string& b : split(batches))
+  for (const std::string& prec : precisions) {
     std::vector<std::string> ov = {"train.batch_labeled=" + b.substr(0, b.find('+')),
-                                   "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\""};
+                                   "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\"",
+                                   "train.precision=\"" + prec + "\""};
     if (!crop.empty())
       ov.push_back("data.crop=[" + crop.substr(0, crop.find('x')) + "," + crop.substr(crop.find('x') + 1) + "]");
     semiseg::Config cfg = semiseg::load_config(config, ov);
@@ -189,13 +195,18 @@ int main(int argc, char** argv) try {
                   cfg.model.backbone.frozen_bn ? "frozen" : "trainable", cfg.data.crop.h, cfg.data.crop.w,
                   int(cfg.model.num_classes));
     model_desc = desc;
-    std::printf("%s, batch %s (%s)\n", desc, b.c_str(), config.c_str());
+    std::printf("%s, batch %s, %s (%s)\n", desc, b.c_str(), prec.c_str(), config.c_str());
     try {
       Setup s(cfg, dev);
       Generator gen(11);
       // FLOPs: the full step's graph (student), and the teacher as the student's forward
       // FLOPs per image (same model) times the unlabeled images.
-      Flops step_f = count_flops(s.c3_step(gen).loss), stud_f = count_flops(s.student_loss());
+      Flops step_f, stud_f;
+      {
+        AutocastScope autocast(cfg.train.precision);
+        step_f = count_flops(s.c3_step(gen).loss);
+      }
+      stud_f = count_flops(s.student_loss());
       const double teacher_f = stud_f.fwd / double(images) * double(cfg.train.batch_unlabeled);
       s.opt->zero_grad();
       struct Phase {
@@ -215,9 +226,12 @@ int main(int argc, char** argv) try {
           {"optimizer step + EMA", [&] { s.optimizer_and_ema(); sync(dev); }, 0},
           {"teacher forward (unlabeled, no grad)", [&] { s.teacher_forward(); sync(dev); }, teacher_f},
           {"full C3 step", [&] {
-             semiseg::StepOutput o = s.c3_step(gen);
-             s.opt->zero_grad();
-             o.loss.backward();
+             {
+               AutocastScope autocast(cfg.train.precision);  // as the trainer: forwards and backward
+               semiseg::StepOutput o = s.c3_step(gen);
+               s.opt->zero_grad();
+               o.loss.backward();
+             }
              s.optimizer_and_ema();
              sync(dev);
            }, step_f.fwd + step_f.bwd + teacher_f}};
@@ -225,7 +239,7 @@ int main(int argc, char** argv) try {
       for (const Phase& p : phases) {
         if (!gpu) lab::set_threads(th);
         const std::string ths = gpu ? "-" : std::to_string(th > 0 ? th : lab::max_threads());
-        if (gpu) cuda_allocator().reset_peak();
+        reset_peak(dev);
         // The backward phase times loss.backward() after an untimed forward.
         const bool bwd = p.before != nullptr;
         const lab::Timing t = lab::time_host(bwd ? std::function<void()>([&] { loss.backward(); sync(dev); }) : p.fn,
@@ -239,10 +253,10 @@ int main(int argc, char** argv) try {
                     t.median * 1e3, opt_phase ? "-" : lab::fmt("%.1f", ips).c_str(), p.flops / 1e9, tf,
                     peak / (1 << 30));
         std::fflush(stdout);
-        rows.push_back({b, ths, p.name, lab::fmt("%.2f", t.median * 1e3), lab::fmt("%.2f", t.best * 1e3), opt_phase ? "-" : lab::fmt("%.1f", ips),
+        rows.push_back({b, prec, ths, p.name, lab::fmt("%.2f", t.median * 1e3), lab::fmt("%.2f", t.best * 1e3), opt_phase ? "-" : lab::fmt("%.1f", ips),
                         p.flops > 0 ? lab::fmt("%.1f", p.flops / 1e9) : "-", p.flops > 0 ? lab::fmt("%.3f", tf) : "-",
                         lab::fmt("%.2f", peak / (1 << 30))});
-        js.push_back({{"batch", b}, {"threads", ths}, {"phase", p.name}, {"median_ms", t.median * 1e3}, {"best_ms", t.best * 1e3},
+        js.push_back({{"batch", b}, {"precision", prec}, {"threads", ths}, {"phase", p.name}, {"median_ms", t.median * 1e3}, {"best_ms", t.best * 1e3},
                       {"reps", t.reps}, {"images", images}, {"images_per_s", opt_phase ? 0.0 : ips}, {"flops", p.flops},
                       {"tflops", tf}, {"peak_bytes", peak}, {"model", model_desc}, {"config", config},
                       {"convs", step_f.convs}, {"matmuls", step_f.matmuls}});
@@ -251,19 +265,20 @@ int main(int argc, char** argv) try {
       const bool oom = std::string(e.what()).find("out of memory") != std::string::npos;
       std::printf("  batch %s: %s\n", b.c_str(), oom ? "out of memory" : e.what());
       if (!oom) throw;
-      rows.push_back({b, "-", "out of memory", "-", "-", "-", "-", "-", "-"});
-      js.push_back({{"batch", b}, {"phase", "out of memory"}});
+      rows.push_back({b, prec, "-", "out of memory", "-", "-", "-", "-", "-", "-"});
+      js.push_back({{"batch", b}, {"precision", prec}, {"phase", "out of memory"}});
       if (gpu) cuda_allocator().empty_cache();
     }
   }
   const std::string md =
       "Model: " + model_desc + " (" + config + "), random initialisation, random images; labels in bands of 4 "
       "classes per image. Wall clock around each phase with a device synchronize, after one warm-up; peak: " +
-      (gpu ? std::string("the caching allocator's high-water mark during the phase") : "the process's peak RSS so far") +
+      (gpu ? std::string("the caching allocator's high-water mark during the phase")
+           : "the high-water mark of tensor memory during the phase") +
       ". FLOPs: conv2d and matmul nodes of the autograd graph (2 x multiply-adds; backward: the input and weight "
       "gradients each node needs; the teacher: the student's forward FLOPs per image x unlabeled images); "
       "elementwise work not counted.\n\n" +
-      lab::md_table({"batch (l+u)", "threads", "phase", "median ms", "best ms", "images/s", "GFLOP", "TFLOP/s", "peak GiB"}, rows);
+      lab::md_table({"batch (l+u)", "precision", "threads", "phase", "median ms", "best ms", "images/s", "GFLOP", "TFLOP/s", "peak GiB"}, rows);
   std::printf("wrote %s\n", lab::write_results(out, gpu ? "step-gpu" : "step-cpu", meta, js, md).c_str());
   return 0;
 } catch (const std::exception& e) {

@@ -11,8 +11,8 @@ thresholds and mask, cross-set CutMix of [x_l; u_s] with both complementary mixe
 logits and layer4 features, L_sup CE, L_cons soft CE with the DCRS mask and 1/C, L_con
 pixel contrastive loss with hard/easy sampling; Adam and the EMA update), and times the same
 phases the same way: wall clock around each phase with a device synchronize, one warm-up,
-the median of the repeats. Rows: eager FP32 (cudnn.benchmark on the GPU), and on the GPU
-also bf16 autocast + channels_last. The model and the config defaults are the PyTorch twin's
+the median of the repeats. Rows: eager FP32 (cudnn.benchmark on the GPU) beside our tf32 (GPU)
+or fp32 (CPU) rows, and bf16 autocast + channels_last beside our train.precision=bf16 rows. The model and the config defaults are the PyTorch twin's
 (tools/torch_twin.py; its ResNets are tools/make_golden.py's).
 Prints our time over PyTorch's for each phase and writes <out>/torch-{cpu,gpu}.{json,md}.
 """
@@ -257,14 +257,26 @@ def run_batch(cfg, bl, bu, dev, variant, reps):
     return out
 
 
-def run_ours(binary, gpu, config, batch, threads, reps):
-    """Our bench_step for one batch and thread count; {(batch, threads, phase): median ms}."""
+def our_precision(variant, gpu):
+    """Our train.precision for a PyTorch variant: its FP32 default (TF32 convolutions on a GPU) or bf16."""
+    return "bf16" if variant.startswith("bf16") else ("tf32" if gpu else "fp32")
+
+
+def our_rows(rows, gpu):
+    """{(batch, precision, threads, phase): median ms} of bench_step's JSON rows (files from before
+    the precision rows hold the default precision only)."""
+    return {(r["batch"], r.get("precision", "tf32" if gpu else "fp32"), r.get("threads", "-"), r["phase"]):
+            r["median_ms"] for r in rows if "median_ms" in r}
+
+
+def run_ours(binary, gpu, config, batch, threads, reps, precision):
+    """Our bench_step for one batch, thread count and precision."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [binary, "--gpu" if gpu else "--cpu", "--config", config, "--batches", batch,
-               "--threads", "0" if threads == "-" else threads, "--reps", str(reps), "--out", tmp]
+               "--threads", "0" if threads == "-" else threads, "--reps", str(reps), "--precision", precision,
+               "--out", tmp]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        rows = json.load(open(os.path.join(tmp, "step-gpu.json" if gpu else "step-cpu.json")))["results"]
-    return {(r["batch"], r.get("threads", "-"), r["phase"]): r["median_ms"] for r in rows if "median_ms" in r}
+        return our_rows(json.load(open(os.path.join(tmp, "step-gpu.json" if gpu else "step-cpu.json")))["results"], gpu)
 
 
 def meta(device):
@@ -310,12 +322,11 @@ def main():
         default_batches = ",".join(dict.fromkeys(r["batch"] for r in ours["results"] if "median_ms" in r))
     batches = [tuple(int(v) for v in b.split("+")) for b in (a.batches or default_batches).split(",")]
     reps = a.reps or 5
-    # (variant, threads): on the CPU one thread and all cores, as bench_step; "-" on the GPU.
-    variants = [("fp32", "-"), ("bf16+cl", "-")] if gpu else [("fp32", "1"), ("fp32", str(os.cpu_count()))]
-    if a.threads and not gpu:
-        variants = [("fp32", t) for t in a.threads.split(",")]
-    ours_ms = {(r["batch"], r.get("threads", "-"), r["phase"]): r["median_ms"]
-               for r in (ours["results"] if ours else []) if "median_ms" in r}
+    # (variant, threads): FP32 and bf16 autocast + channels_last; on the CPU one thread and all
+    # cores, as bench_step; "-" on the GPU. Ours: train.precision tf32 (GPU) / fp32 (CPU), bf16.
+    threads = ["-"] if gpu else (a.threads.split(",") if a.threads else ["1", str(os.cpu_count())])
+    variants = [(v, t) for t in threads for v in ("fp32", "bf16+cl")]
+    ours_ms = our_rows(ours["results"] if ours else [], gpu)
     m = cfg["model"]
     model = (f"DeepLab-v2 ResNet-{m['depth']} width {m['width']:g}, OS{m['output_stride']}, "
              f"{'frozen' if m['frozen_bn'] else 'trainable'} BN, {cfg['data']['crop'][0]}x{cfg['data']['crop'][1]} crops")
@@ -325,8 +336,9 @@ def main():
     for bl, bu in batches:
         b = f"{bl}+{bu}"
         for v, th in variants:
-            if a.run_ours and v == "fp32":
-                ours_ms.update(run_ours(a.run_ours, gpu, config, b, th, reps))
+            prec = our_precision(v, gpu)
+            if a.run_ours:
+                ours_ms.update(run_ours(a.run_ours, gpu, config, b, th, reps, prec))
             if th != "-":
                 torch.set_num_threads(int(th))
             try:
@@ -337,7 +349,7 @@ def main():
                 torch.cuda.empty_cache()
                 continue
             for phase, (med, best, peak) in out.items():
-                o = ours_ms.get((b, th, phase))
+                o = ours_ms.get((b, prec, th, phase))
                 ratio = f"{o / (med * 1e3):.2f}" if o else "-"
                 ips = "-" if phase.startswith("optimizer") else \
                     f"{(bu if phase.startswith('teacher') else bl + bu) / med:.1f}"
