@@ -15,7 +15,7 @@
 #include "kernels/cpu/reduce.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/reduce.h"
-#include "tests/bf16_check.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -252,46 +252,46 @@ TEST_CASE("elementwise kernels: emulated bf16 kernels equal the CPU f32 kernels 
       const std::string tag = std::string(order) + " n=" + std::to_string(c.n) + " bcast=" + std::to_string(int(c.bc));
       const auto a = random_bf16s(c.n, 41, -3.f, 3.f, true), b = random_bf16s(b_len(c), 42, -3.f, 3.f, true),
                  g = random_bf16s(c.n, 43, -2.f, 2.f, true);
-      const auto af = widen_all(a), bf = widen_all(b), gf = widen_all(g);
+      const auto af = widened(a), bf = widened(b), gf = widened(g);
       std::vector<float> want(c.n);
       std::vector<bf16> got(c.n);
       for (Binary op : {Binary::add, Binary::sub, Binary::mul, Binary::div, Binary::add_relu}) {
         kernels::cpu::binary(op, af.data(), bf.data(), want.data(), c.n, c.bc, c.inner);
         kernels::emu::binary_bf16(op, a.data(), b.data(), got.data(), c.n, c.bc, c.inner);
-        CHECK(same_bf16("binary " + std::to_string(int(op)) + " " + tag, got, narrow_all(want)));
+        CHECK(same_bf16("binary " + std::to_string(int(op)) + " " + tag, got, ref_narrow(want)));
       }
       for (Unary op : kUnary) {
         const std::string name = "unary " + std::to_string(int(op)) + " " + tag;
         kernels::cpu::unary(op, af.data(), want.data(), c.n, 0.3f, 1.5f);
         kernels::emu::unary_bf16(op, a.data(), got.data(), c.n, 0.3f, 1.5f);
-        CHECK(same_bf16(name, got, narrow_all(want)));
+        CHECK(same_bf16(name, got, ref_narrow(want)));
         // The backward reads the bf16 output the forward stored, as an op saves it; then once
         // more with only the input its gradient needs (the other pointer null).
         const std::vector<bf16> y = got;
-        const std::vector<float> yf = widen_all(y);
+        const std::vector<float> yf = widened(y);
         std::vector<float> gw(c.n);
         std::vector<bf16> gg(c.n);
         kernels::cpu::unary_backward(op, af.data(), yf.data(), gf.data(), gw.data(), c.n, 0.3f, 1.5f);
         kernels::emu::unary_backward_bf16(op, a.data(), y.data(), g.data(), gg.data(), c.n, 0.3f, 1.5f);
-        CHECK(same_bf16(name + " backward", gg, narrow_all(gw)));
+        CHECK(same_bf16(name + " backward", gg, ref_narrow(gw)));
         const bool reads_y = op == Unary::exp || op == Unary::sigmoid || op == Unary::sqrt;
         kernels::cpu::unary_backward(op, reads_y ? nullptr : af.data(), reads_y ? yf.data() : nullptr, gf.data(),
                                      gw.data(), c.n, 0.3f, 1.5f);
         kernels::emu::unary_backward_bf16(op, reads_y ? nullptr : a.data(), reads_y ? y.data() : nullptr, g.data(),
                                           gg.data(), c.n, 0.3f, 1.5f);
-        CHECK(same_bf16(name + " backward, one input", gg, narrow_all(gw)));
+        CHECK(same_bf16(name + " backward, one input", gg, ref_narrow(gw)));
       }
       std::vector<uint8_t> mask(c.n);
       for (int64_t i = 0; i < c.n; ++i) mask[i] = (i * 7) % 3 == 0;
       kernels::cpu::select(mask.data(), af.data(), gf.data(), want.data(), c.n);
       kernels::emu::select_bf16(mask.data(), a.data(), g.data(), got.data(), c.n);
-      CHECK(same_bf16("select " + tag, got, narrow_all(want)));
+      CHECK(same_bf16("select " + tag, got, ref_narrow(want)));
       // axpy: y (bf16) = y + alpha x, in f32 with alpha unrounded, then rounded once.
       want = gf;
       got = g;
       kernels::cpu::axpy(0.7f, af.data(), want.data(), c.n);
       kernels::emu::axpy_bf16(0.7f, a.data(), got.data(), c.n);
-      CHECK(same_bf16("axpy " + tag, got, narrow_all(want)));
+      CHECK(same_bf16("axpy " + tag, got, ref_narrow(want)));
       // fill_bytes2 writes the n elements and nothing past them.
       std::vector<uint16_t> filled(size_t(c.n) + 1, 0x1234);
       kernels::emu::fill_bytes2(filled.data(), c.n, kernels::to_bf16(-2.5f).bits);

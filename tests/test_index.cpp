@@ -11,7 +11,7 @@
 #include "core/deferred_checks.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cuda/index.h"
-#include "tests/bf16_check.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -359,17 +359,17 @@ TEST_CASE("index kernels: emulated bf16 copy_rows and gather_rows equal the CPU 
     for (const Copy& c : copies) {
       const std::string tag = std::string(order) + " rows=" + std::to_string(c.rows) + " len=" + std::to_string(c.len);
       const auto src = random_bf16s(c.rows * c.src_stride + c.src_off, 240, -2.f, 2.f, true);
-      const auto srcf = widen_all(src);
+      const auto srcf = widened(src);
       std::vector<float> want(c.rows * c.dst_stride, -7.f);
       std::vector<bf16> got(want.size(), kernels::to_bf16(-7.f));
       kernels::cpu::copy_rows(srcf.data() + c.src_off, c.src_stride, want.data(), c.dst_stride, c.rows, c.len);
       kernels::emu::copy_rows_bf16(src.data() + c.src_off, c.src_stride, got.data(), c.dst_stride, c.rows, c.len);
-      CHECK(same_bf16("copy_rows bf16 " + tag, got, narrow_all(want)));
+      CHECK(same_bf16("copy_rows bf16 " + tag, got, ref_narrow(want)));
     }
     for (const G& c : gathers) {
       const std::string tag = std::string(order) + " R=" + std::to_string(c.R) + " K=" + std::to_string(c.K);
       const auto x = random_bf16s(c.R * c.C, 250, -2.f, 2.f, true);
-      const auto xf = widen_all(x);
+      const auto xf = widened(x);
       std::vector<int32_t> idx(c.K);
       for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R);
       std::vector<float> want(c.K * c.C);
@@ -378,7 +378,7 @@ TEST_CASE("index kernels: emulated bf16 copy_rows and gather_rows equal the CPU 
       kernels::cpu::gather_rows(xf.data(), idx.data(), want.data(), c.K, c.C);
       kernels::emu::gather_rows_bf16(x.data(), idx.data(), got.data(), c.R, c.K, c.C, &bad);
       CHECK(bad == 0);
-      CHECK(same_bf16("gather_rows bf16 " + tag, got, narrow_all(want)));
+      CHECK(same_bf16("gather_rows bf16 " + tag, got, ref_narrow(want)));
     }
   });
   // Bad indices (-1 and R): flagged, their rows written as +0 (bits 0).
@@ -416,8 +416,8 @@ TEST_CASE("index kernels: emulated bf16 scatter_add_rows accumulates in f32 like
         std::vector<float> v = random_floats(c.K * c.C, 270, -1.f, 1.f);
         if (dyadic)
           for (float& f : v) f = std::round(f * 64) / 64;
-        const auto src = narrow_all(v);
-        const auto srcf = widen_all(src);
+        const auto src = ref_narrow(v);
+        const auto srcf = widened(src);
         std::vector<int32_t> idx(c.K);
         for (int64_t k = 0; k < c.K; ++k) idx[k] = int32_t((k * 7919) % c.R);
         std::vector<float> want(c.R * c.C, 0.f), got(want);
@@ -427,11 +427,12 @@ TEST_CASE("index kernels: emulated bf16 scatter_add_rows accumulates in f32 like
         CHECK(bad == 0);
         CHECK(close_arrays("scatter_add_rows bf16 (f32 sums) " + tag, got.data(), want.data(), c.R * c.C,
                            dyadic ? 0 : 1e-5, dyadic ? 0 : 1e-5));
-        CHECK(same_bf16("scatter_add_rows bf16 (rounded) " + tag, narrow_all(got), narrow_all(want), dyadic ? 0 : 1));
+        CHECK(within_bf16_ulps("scatter_add_rows bf16 (rounded) " + tag, ref_narrow(got), ref_narrow(want),
+                               dyadic ? 0 : 1));
       }
   });
   // Bad indices (R and -1) are flagged and their rows skipped.
-  const auto src = narrow_all({1.f, 2.f, 3.f});
+  const auto src = ref_narrow({1.f, 2.f, 3.f});
   const std::vector<int32_t> idx{0, 2, -1};
   std::vector<float> acc(2, 0.f);
   int32_t bad = 0;

@@ -11,7 +11,7 @@
 
 #include "kernels/cpu/pool.h"
 #include "kernels/cuda/pool.h"
-#include "tests/bf16_check.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 
@@ -202,22 +202,22 @@ TEST_CASE("pool kernels: emulated bf16 max pool equals the CPU f32 kernel on wid
       const int64_t n_in = g.N * g.H * g.W * g.C, n_out = g.N * g.Ho * g.Wo * g.C;
       std::vector<float> v = random_floats(n_in, 181, -2.f, 2.f);
       for (float& f : v) f = std::round(f * 8) / 8;  // ties
-      std::vector<bf16> x = narrow_all(v);
+      std::vector<bf16> x = ref_narrow(v);
       for (int64_t i = 5; i < n_in; i += 97) x[size_t(i)] = kernels::to_bf16(NAN);
       for (int64_t i = 11; i < n_in; i += 89) x[size_t(i)] = kernels::to_bf16(i % 2 ? INFINITY : -INFINITY);
-      const auto xf = widen_all(x);
+      const auto xf = widened(x);
       const auto dy = random_bf16s(n_out, 182, -1.f, 1.f, false);
-      const auto dyf = widen_all(dy);
+      const auto dyf = widened(dy);
       std::vector<float> y(n_out), dx(n_in);
       std::vector<bf16> y_e(n_out), dx_e(n_in);
       std::vector<int32_t> am(n_out), am_e(n_out, -1);
       kernels::cpu::max_pool2d(xf.data(), g, y.data(), am.data());
       kernels::emu::max_pool2d_bf16(x.data(), g, y_e.data(), am_e.data());
-      CHECK(same_bf16("max_pool2d bf16", y_e, narrow_all(y)));
+      CHECK(same_bf16("max_pool2d bf16", y_e, ref_narrow(y)));
       CHECK(am_e == am);
       kernels::cpu::max_pool2d_backward(dyf.data(), am.data(), g, dx.data());
       kernels::emu::max_pool2d_backward_bf16(dy.data(), am.data(), g, dx_e.data());
-      CHECK(same_bf16("max_pool2d backward bf16", dx_e, narrow_all(dx)));
+      CHECK(same_bf16("max_pool2d backward bf16", dx_e, ref_narrow(dx)));
     }
   });
 }
@@ -239,20 +239,20 @@ TEST_CASE("pool kernels: emulated bf16 global average pool sums in f32 and round
       const int64_t n_in = a.n * a.hw * a.c, n_out = a.n * a.c;
       // Positive values: means away from zero, where a relative tolerance means something.
       const auto x = random_bf16s(n_in, 191, 0.1f, 2.f, false), dy = random_bf16s(n_out, 192, -1.f, 1.f, false);
-      const auto xf = widen_all(x), dyf = widen_all(dy);
+      const auto xf = widened(x), dyf = widened(dy);
       std::vector<float> y(n_out), y_f32(n_out), dx(n_in), dx_f32(n_in);
       std::vector<bf16> y_e(n_out), dx_e(n_in);
       kernels::emu::global_avg_pool_bf16(x.data(), a.n, a.hw, a.c, y_e.data());
       kernels::emu::global_avg_pool_f32(xf.data(), a.n, a.hw, a.c, y_f32.data());
-      CHECK(same_bf16("global_avg_pool bf16 vs the f32 kernel", y_e, narrow_all(y_f32)));
+      CHECK(same_bf16("global_avg_pool bf16 vs the f32 kernel", y_e, ref_narrow(y_f32)));
       kernels::cpu::global_avg_pool(xf.data(), a.n, a.hw, a.c, y.data());
-      const auto ref = widen_all(narrow_all(y)), got = widen_all(y_e);
+      const auto ref = widened(ref_narrow(y)), got = widened(y_e);
       CHECK(close_arrays("global_avg_pool bf16 vs the CPU", got.data(), ref.data(), n_out, 1e-6, 0x1p-7));
       kernels::emu::global_avg_pool_backward_bf16(dy.data(), a.n, a.hw, a.c, dx_e.data());
       kernels::emu::global_avg_pool_backward_f32(dyf.data(), a.n, a.hw, a.c, dx_f32.data());
-      CHECK(same_bf16("global_avg_pool backward bf16 vs the f32 kernel", dx_e, narrow_all(dx_f32)));
+      CHECK(same_bf16("global_avg_pool backward bf16 vs the f32 kernel", dx_e, ref_narrow(dx_f32)));
       kernels::cpu::global_avg_pool_backward(dyf.data(), a.n, a.hw, a.c, dx.data());
-      CHECK(same_bf16("global_avg_pool backward bf16 vs the CPU", dx_e, narrow_all(dx), 1));
+      CHECK(within_bf16_ulps("global_avg_pool backward bf16 vs the CPU", dx_e, ref_narrow(dx), 1));
     }
   });
   // By hand: the mean of 3200 values 1 + 2^-7 is 1 + 2^-7 (bits 0x3f81). Each of the block's 8

@@ -285,20 +285,20 @@ TEST_CASE("resize kernels: emulated bf16 resize is the CPU f32 kernel on the wid
         std::vector<bf16> got(nout, bf16{0x7f80}), ggot(nin, bf16{0x7f80});
         kernels::cpu::resize_bilinear(x.data(), y.data(), s, ac);
         kernels::emu::resize_bilinear_bf16(xb.data(), got.data(), s, ac);
-        CHECK(same_bits("bilinear " + tag, got, ref_narrow(y)));
+        CHECK(same_bf16("bilinear " + tag, got, ref_narrow(y)));
         kernels::cpu::resize_bilinear_backward(g.data(), gx.data(), s, ac);
         kernels::emu::resize_bilinear_backward_bf16(gb.data(), ggot.data(), s, ac);
-        CHECK(same_bits("bilinear backward " + tag, ggot, ref_narrow(gx)));
+        CHECK(same_bf16("bilinear backward " + tag, ggot, ref_narrow(gx)));
       }
       const std::string tag = emu_tag(order, s);
       std::vector<float> y(nout), gx(nin);
       std::vector<bf16> got(nout, bf16{0x7f80}), ggot(nin, bf16{0x7f80});
       kernels::cpu::resize_nearest(x.data(), y.data(), s);
       kernels::emu::resize_nearest_bf16(xb.data(), got.data(), s);
-      CHECK(same_bits("nearest " + tag, got, ref_narrow(y)));
+      CHECK(same_bf16("nearest " + tag, got, ref_narrow(y)));
       kernels::cpu::resize_nearest_backward(g.data(), gx.data(), s);
       kernels::emu::resize_nearest_backward_bf16(gb.data(), ggot.data(), s);
-      CHECK(same_bits("nearest backward " + tag, ggot, ref_narrow(gx)));
+      CHECK(same_bf16("nearest backward " + tag, ggot, ref_narrow(gx)));
     }
   });
 }

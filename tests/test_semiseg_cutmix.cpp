@@ -18,7 +18,7 @@
 #include "semiseg/c3_step.h"
 #include "semiseg/config.h"
 #include "semiseg/ops_cutmix.h"
-#include "tests/bf16_check.h"
+#include "tests/bf16_helpers.h"
 #include "tests/emu_helpers.h"
 #include "tests/helpers.h"
 #include "tests/step_helpers.h"
@@ -199,7 +199,7 @@ TEST_CASE("cutmix kernels: emulated bf16 routing equals the CPU f32 routing of t
       for (const Box& b : semiseg::cutmix_boxes(gen, s.K, int(s.bh), int(s.bw))) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
       const int64_t n = 2 * s.K * s.H * s.W * s.C;
       const std::vector<bf16> x = random_bf16s(n, 301, -4.f, 4.f, true);
-      const std::vector<float> xf = widen_all(x);
+      const std::vector<float> xf = widened(x);
       std::vector<uint32_t> xw(n), ww(n);
       std::memcpy(xw.data(), xf.data(), size_t(n) * 4);
       kernels::cpu::cutmix_swap(xw.data(), ww.data(), boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
@@ -208,7 +208,7 @@ TEST_CASE("cutmix kernels: emulated bf16 routing equals the CPU f32 routing of t
       std::vector<bf16> got(n, bf16{0x1234});
       kernels::emu::cutmix_swap_b2(reinterpret_cast<const uint16_t*>(x.data()), reinterpret_cast<uint16_t*>(got.data()),
                                    boxes.data(), s.K, s.H, s.W, s.C, s.bh, s.bw);
-      CHECK(same_bf16("cutmix_swap_b2 " + tag, got, narrow_all(want)));
+      CHECK(same_bf16("cutmix_swap_b2 " + tag, got, ref_narrow(want)));
     }
   });
 }
