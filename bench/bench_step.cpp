@@ -3,7 +3,7 @@
 // it, per batch size.
 //
 //   build/bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
-//                    [--threads 1,0] [--precision fp32,bf16] [--reps N] [--out DIR]
+//                    [--threads 1,0] [--precision fp32,bf16] [--phase TEXT] [--reps N] [--out DIR]
 //
 // --cpu: the embedded default model (configs/synthetic.json: DeepLab-v2 ResNet-18 at 1/4
 //   width, 64x128 crops), batches 4+4 and 2+2. --gpu: the reference protocol
@@ -13,7 +13,8 @@
 // of the repeats. --precision: train.precision values, one set of rows each (default tf32 and
 // bf16 on a GPU, fp32 and bf16 on the CPU, where tf32 computes as fp32). Peak memory: the GPU
 // caching allocator's high-water mark, or on the CPU that of tensor memory (host_tensor_stats),
-// during the phase. FLOPs are counted from the autograd graph of the step (see count_flops).
+// during the phase. --phase TEXT: only the phases whose name contains TEXT (e.g. "full").
+// FLOPs are counted from the autograd graph of the step (see count_flops).
 // Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
 
 #include <cstdio>
@@ -169,6 +170,7 @@ int main(int argc, char** argv) try {
   // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
   // cores" much slower than one thread; both rows show it).
   std::vector<std::string> precisions = split(lab::arg_value(argc, argv, "--precision", gpu ? "tf32,bf16" : "fp32,bf16"));
+  const std::string only = lab::arg_value(argc, argv, "--phase", "");
   std::vector<int> threads;
   for (const std::string& t : split(lab::arg_value(argc, argv, "--threads", gpu ? "0" : "1,0")))
     threads.push_back(std::atoi(t.c_str()));
@@ -237,6 +239,7 @@ int main(int argc, char** argv) try {
            }, step_f.fwd + step_f.bwd + teacher_f}};
       for (int th : threads)
       for (const Phase& p : phases) {
+        if (std::string(p.name).find(only) == std::string::npos) continue;
         if (!gpu) lab::set_threads(th);
         const std::string ths = gpu ? "-" : std::to_string(th > 0 ? th : lab::max_threads());
         reset_peak(dev);

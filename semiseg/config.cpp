@@ -461,4 +461,21 @@ Config parse_config(const json& j) {
   return c;
 }
 
+Config default_run_config(const std::string& mode, const std::vector<std::string>& sets) {
+  std::vector<std::string> all = {"train.mode=" + mode, "output.dir=runs/synthetic_" + mode};
+  all.insert(all.end(), sets.begin(), sets.end());
+  return load_config("configs/synthetic.json", all);
+}
+
+std::pair<Config, Config> compare_run_configs(const std::vector<std::string>& sets) {
+  Config sup = default_run_config("supervised", sets), c3 = default_run_config("c3", sets);
+  C3_CHECK(sup.train.mode == TrainMode::supervised && c3.train.mode == TrainMode::c3,
+           "compare: train.mode is chosen by compare (one run of each); remove --set train.mode");
+  if (sup.output.dir == c3.output.dir) {  // --set output.dir=D: one folder per run beside each other
+    sup.output.dir += "_supervised";
+    c3.output.dir += "_c3";
+  }
+  return {std::move(sup), std::move(c3)};
+}
+
 }  // namespace c3::semiseg

@@ -9,6 +9,7 @@
 // file (or `--set`).
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -127,6 +128,13 @@ void merge_checked(nlohmann::json& base, const nlohmann::json& overlay, const st
 // "train.epochs=3" -> sets that key (value parsed as JSON, else taken as a string).
 void apply_override(nlohmann::json& cfg, const std::string& assignment);
 Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// The embedded default (configs/synthetic.json: synthetic data, a small model sized for 2 CPU
+// cores) in train.mode `mode`, its run folder runs/synthetic_<mode>, then `sets`.
+Config default_run_config(const std::string& mode, const std::vector<std::string>& sets);
+// The two runs of `c3semiseg compare`: supervised and C3, in their own folders (a set
+// output.dir=D gives D_supervised and D_c3); a set train.mode is an error.
+std::pair<Config, Config> compare_run_configs(const std::vector<std::string>& sets);
 // Reads a complete document (default_config() with files and overrides merged onto it):
 // checks every value against its range or its allowed names, then the rules between keys.
 Config parse_config(const nlohmann::json& j);

@@ -352,13 +352,6 @@ the next sample (the box outlined in white).
   return 0;
 }
 
-// The embedded default: synthetic data and a small model, sized for 2 CPU cores.
-Config default_run_config(const std::string& mode, const std::vector<std::string>& sets) {
-  std::vector<std::string> all = {"train.mode=" + mode, "output.dir=runs/synthetic_" + mode};
-  all.insert(all.end(), sets.begin(), sets.end());
-  return load_config("configs/synthetic.json", all);
-}
-
 // The embedded default's data (configs/synthetic.json): the scenes with per-scene colour.
 void ensure_synthetic() {
   if (exists("datasets/synthetic-colour/leftImg8bit/val")) return;
@@ -435,11 +428,12 @@ int cmd_compare(const Args& a) {
     std::printf("usage: c3semiseg compare [--set section.key=value ...]\n\nTrains the supervised-only baseline and "
                 "C3 on the synthetic data with the same schedule and labels; prints both tables side by side.\n"
                 "With train.threads=1 (configs/synthetic.json) and two or more cores, the baseline trains in a\n"
-                "second process beside C3 (its output in runs/synthetic_supervised/train.log).\n");
+                "second process beside C3 (its output in runs/synthetic_supervised/train.log). With --set\n"
+                "output.dir=D the runs go to D_supervised and D_c3.\n");
     return 0;
   }
   ensure_synthetic();
-  const Config sup = default_run_config("supervised", a.sets), c3 = default_run_config("c3", a.sets);
+  const auto [sup, c3] = compare_run_configs(a.sets);
   const bool side_by_side = sup.train.threads == 1 && std::thread::hardware_concurrency() >= 2 &&
                             device_for(sup.train) == Device::cpu;
   std::vector<std::pair<std::string, IoUResult>> rows;

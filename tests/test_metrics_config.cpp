@@ -304,3 +304,19 @@ TEST_CASE("config: every shipped config loads; the Cityscapes ones hold METHOD.m
   CHECK(s.data.root == "datasets/synthetic-colour");  // what c3semiseg run generates
   CHECK(s.train.threads == 1);  // make compare trains its two runs side by side on one thread each
 }
+
+TEST_CASE("config: compare's two runs get their own folders, also under --set output.dir; train.mode is refused") {
+  auto [sup, c3] = semiseg::compare_run_configs({});
+  CHECK(sup.train.mode == semiseg::TrainMode::supervised);
+  CHECK(c3.train.mode == semiseg::TrainMode::c3);
+  CHECK(sup.output.dir == "runs/synthetic_supervised");
+  CHECK(c3.output.dir == "runs/synthetic_c3");
+  // One folder for both would let the two processes overwrite each other's checkpoints, and
+  // the table would show one model twice.
+  auto [sup2, c32] = semiseg::compare_run_configs({"output.dir=runs/bf16", "train.precision=bf16"});
+  CHECK(sup2.output.dir == "runs/bf16_supervised");
+  CHECK(c32.output.dir == "runs/bf16_c3");
+  CHECK(c32.train.precision == c3::Precision::bf16);
+  CHECK_THROWS_WITH_AS(semiseg::compare_run_configs({"train.mode=c3"}),
+                       doctest::Contains("compare: train.mode is chosen by compare"), Error);
+}
