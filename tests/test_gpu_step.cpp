@@ -32,6 +32,27 @@ double rel_l2(const Tensor& a, const Tensor& b) {
   for (size_t i = 0; i < x.size(); ++i) num += (x[i] - y[i]) * (x[i] - y[i]), den += y[i] * y[i];
   return std::sqrt(num / std::max(den, 1e-30));
 }
+// The largest relative L2 difference between the f32 gradients of two models' parameters (the
+// same model on two devices), and the parameter where it is; both must have the same gradients.
+struct GradDiff {
+  double worst = 0;
+  std::string where;
+};
+GradDiff grad_diff(const nn::DeepLab& a, const nn::DeepLab& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  GradDiff r;
+  for (size_t i = 0; i < pa.size(); ++i) {
+    const Tensor ga = pa[i].tensor->grad(), gb = pb[i].tensor->grad();
+    REQUIRE_MESSAGE(ga.defined() == gb.defined(), pa[i].name);
+    if (!ga.defined()) continue;
+    CHECK_MESSAGE((ga.dtype() == DType::f32 && gb.dtype() == DType::f32), pa[i].name);
+    const double d = rel_l2(gb, ga);
+    if (d > r.worst) r.worst = d, r.where = pa[i].name;
+  }
+  return r;
+}
+
 struct NoTf32 {
   NoTf32() { set_allow_tf32(false), set_conv_allow_tf32(false); }
   ~NoTf32() { set_allow_tf32(true), set_conv_allow_tf32(true); }
@@ -92,17 +113,8 @@ GPU_TEST_CASE("gpu: one C3 step, supervised and semi, matches the CPU step (loss
       for (const nn::NamedTensor& p : m->named_parameters()) p.tensor->zero_grad();
     oc.loss.backward();
     og.loss.backward();
-    const auto pc = s_cpu.named_parameters(), pg = s_gpu.named_parameters();
-    double worst = 0;
-    std::string where;
-    for (size_t i = 0; i < pc.size(); ++i) {
-      const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
-      REQUIRE(gc.defined() == gg.defined());
-      if (!gc.defined()) continue;
-      const double d = rel_l2(gg, gc);
-      if (d > worst) worst = d, where = pc[i].name;
-    }
-    CHECK_MESSAGE(worst < 1e-3, "largest gradient difference ", worst, " at ", where);
+    const GradDiff d = grad_diff(s_cpu, s_gpu);
+    CHECK_MESSAGE(d.worst < 1e-3, "largest gradient difference ", d.worst, " at ", d.where);
   }
 }
 
@@ -125,20 +137,8 @@ GPU_TEST_CASE("gpu: DeepLab-v2 ResNet-101 forward and backward match the CPU (lo
   CHECK(loss_g.item() == doctest::Approx(loss_c.item()).epsilon(1e-5));
   loss_c.backward();
   loss_g.backward();
-  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-  REQUIRE(pc.size() == pg.size());
-  double worst = 0;
-  std::string where;
-  int missing = 0;
-  for (size_t i = 0; i < pc.size(); ++i) {
-    const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
-    if (gc.defined() != gg.defined()) ++missing;
-    if (!gc.defined() || !gg.defined()) continue;
-    const double d = rel_l2(gg, gc);
-    if (d > worst) worst = d, where = pc[i].name;
-  }
-  CHECK(missing == 0);
-  CHECK_MESSAGE(worst < 1e-3, "largest gradient difference ", worst, " (relative L2) at ", where);
+  const GradDiff d = grad_diff(cpu, gpu);
+  CHECK_MESSAGE(d.worst < 1e-3, "largest gradient difference ", d.worst, " (relative L2) at ", d.where);
 }
 
 // bf16 on both devices: the same roundings up to f32 summation order (cuDNN's vs im2col GEMM),
@@ -161,18 +161,8 @@ GPU_TEST_CASE("gpu: bf16 autocast DeepLabV3+ forward and backward match the CPU'
   CHECK(loss_g.item() == doctest::Approx(loss_c.item()).epsilon(1e-2));
   loss_c.backward();
   loss_g.backward();
-  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-  double worst = 0;
-  std::string where;
-  for (size_t i = 0; i < pc.size(); ++i) {
-    const Tensor gc = pc[i].tensor->grad(), gg = pg[i].tensor->grad();
-    REQUIRE(gc.defined() == gg.defined());
-    if (!gc.defined()) continue;
-    CHECK(gg.dtype() == DType::f32);
-    const double d = rel_l2(gg, gc);
-    if (d > worst) worst = d, where = pc[i].name;
-  }
-  CHECK_MESSAGE(worst < 5e-2, "largest bf16 gradient difference ", worst, " (relative L2) at ", where);
+  const GradDiff d = grad_diff(cpu, gpu);
+  CHECK_MESSAGE(d.worst < 5e-2, "largest bf16 gradient difference ", d.worst, " (relative L2) at ", d.where);
 }
 
 GPU_TEST_CASE("gpu: the caching allocator reuses blocks, and out of memory empties the cache and says so") {
