@@ -69,8 +69,30 @@ kernels::ConvGeom check_conv(const Tensor& x, const Tensor& w, const Tensor& bia
   return g;
 }
 
-Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g) {
-  if (cpu_bf16(x)) return forward(widen(x), widen(w), widen(bias), g).cast(DType::bf16);
+// The GPU epilogue after a cuDNN convolution, in place over y [P, K]: + bias per channel,
+// then the ReLU when asked; one elementwise kernel, or none.
+void epilogue_cuda(const Tensor& y, const Tensor& bias, bool relu, int64_t K) {
+  using kernels::Bcast, kernels::Binary, kernels::Unary;
+  const int64_t n = y.numel();
+  const Binary op = relu ? Binary::add_relu : Binary::add;
+  C3_CUDA("conv2d", {
+    if (y.dtype() == DType::bf16) {
+      if (bias.defined())
+        kernels::cuda::binary_bf16(op, y.data<bf16>(), bias.data<bf16>(), y.data<bf16>(), n, Bcast::channel, K);
+      else if (relu)
+        kernels::cuda::unary_bf16(Unary::relu, y.data<bf16>(), y.data<bf16>(), n, 0.f, 0.f);
+    } else {
+      if (bias.defined())  // out[i] = y[i] + bias[i % Cout] (then relu)
+        kernels::cuda::binary_f32(op, y.data<float>(), bias.data<float>(), y.data<float>(), n, Bcast::channel, K);
+      else if (relu)
+        kernels::cuda::unary_f32(Unary::relu, y.data<float>(), y.data<float>(), n, 0.f, 0.f);
+    }
+  });
+}
+
+Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g, bool relu) {
+  // bf16 on the CPU: widen, compute in f32 (the ReLU included), round once.
+  if (cpu_bf16(x)) return forward(widen(x), widen(w), widen(bias), g, relu).cast(DType::bf16);
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.K}, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CUDA("conv2d", {
@@ -78,23 +100,23 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kerne
       if (x.dtype() == DType::bf16) {
         kernels::cuda::conv2d_forward_bf16(x.data<bf16>(), w.data<bf16>(), y.data<bf16>(), g, cudnn_options(),
                                            workspace_into(ws));
-        if (bias.defined())
-          kernels::cuda::binary_bf16(kernels::Binary::add, y.data<bf16>(), bias.data<bf16>(), y.data<bf16>(),
-                                     y.numel(), kernels::Bcast::channel, g.K);
+      } else if (relu && bias.defined() &&
+                 kernels::cuda::conv2d_forward_bias_relu_f32(x.data<float>(), w.data<float>(), bias.data<float>(),
+                                                             y.data<float>(), g, cudnn_options(),
+                                                             workspace_into(ws))) {
+        return y;  // cuDNN's fused conv + bias + ReLU ran
       } else {
         kernels::cuda::conv2d_forward_f32(x.data<float>(), w.data<float>(), y.data<float>(), g, cudnn_options(),
                                           workspace_into(ws));
-        if (bias.defined())  // in place: out[i] = y[i] + bias[i % Cout]
-          kernels::cuda::binary_f32(kernels::Binary::add, y.data<float>(), bias.data<float>(), y.data<float>(),
-                                    y.numel(), kernels::Bcast::channel, g.K);
       }
     });
+    epilogue_cuda(y, bias, relu, g.K);
   } else if (x.dtype() == DType::f32) {
     kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
-                                 y.data<float>(), g);
+                                 y.data<float>(), g, relu);
   } else {
     kernels::cpu::conv2d_forward(x.data<double>(), w.data<double>(), bias.defined() ? bias.data<double>() : nullptr,
-                                 y.data<double>(), g);
+                                 y.data<double>(), g, relu);
   }
   return y;
 }
@@ -145,17 +167,20 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels:
 }  // namespace
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, int stride_h, int stride_w, int pad_h,
-              int pad_w, int dil_h, int dil_w) {
+              int pad_w, int dil_h, int dil_w, bool relu) {
   // lower in the precision table: under autocast, bf16 input, weight and bias.
   const Tensor x = precision_input("conv2d", x_in), w = precision_input("conv2d", w_in);
   const Tensor bias = precision_input("conv2d", bias_in);
   const kernels::ConvGeom g = check_conv(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
-  Tensor y = forward(x, w, bias, g);
+  Tensor y = forward(x, w, bias, g, relu);
   if (!any_requires_grad({&x, &w, &bias})) return y;
-  // dx needs only w, dw needs only x, the bias gradient needs neither.
+  // dx needs only w, dw needs only x, the bias gradient needs neither; the fused ReLU's mask is y.
   Tensor sx = w.requires_grad() ? x.detach() : Tensor();
   Tensor sw = x.requires_grad() ? w.detach() : Tensor();
-  record(y, "conv2d", {x, w, bias}, [=](const Tensor& dy, const Needs& needs) {
+  Tensor sy = relu ? y.detach() : Tensor();
+  // One node name with or without the ReLU: graph walkers (bench_step's FLOP count) find convs by it.
+  record(y, "conv2d", {x, w, bias}, [=](const Tensor& dy_in, const Needs& needs) {
+    const Tensor dy = relu ? relu_grad_from_output(dy_in, sy) : dy_in;
     Tensor dx, dw, db;
     if (needs[0] || needs[1]) backward(sx, sw, dy, g, dx, dw, needs[0], needs[1]);
     if (needs[2]) db = sum_mid(dy, 1, g.out_pixels(), g.K, {g.K});  // sum over N, Ho, Wo
@@ -164,8 +189,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, int
   return y;
 }
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int dilation) {
-  return conv2d(x, w, bias, stride, stride, pad, pad, dilation, dilation);
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, int stride, int pad, int dilation, bool relu) {
+  return conv2d(x, w, bias, stride, stride, pad, pad, dilation, dilation, relu);
 }
 
 void set_conv_allow_tf32(bool on) { g_conv_allow_tf32.store(on, std::memory_order_relaxed); }

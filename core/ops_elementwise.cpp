@@ -73,25 +73,6 @@ Tensor binary_raw(const char* name, Binary op, const Tensor& a, const Tensor& b,
   return out;
 }
 
-// g where y > 0, else 0: relu's backward reading its output (y > 0 exactly where its input
-// was; a NaN gets no gradient either way).
-Tensor relu_backward_from_output(const Tensor& g, const Tensor& y) {
-  if (cpu_bf16(g)) return relu_backward_from_output(widen(g), widen(y)).cast(DType::bf16);
-  Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
-  const int64_t n = g.numel();
-  if (g.is_cuda() && g.dtype() == DType::bf16)
-    C3_CUDA("relu backward", kernels::cuda::unary_backward_bf16(Unary::relu, y.data<bf16>(), nullptr, g.data<bf16>(),
-                                                                 gx.data<bf16>(), n, 0.f, 0.f));
-  else if (g.is_cuda())
-    C3_CUDA("relu backward", kernels::cuda::unary_backward_f32(Unary::relu, y.data<float>(), nullptr, g.data<float>(),
-                                                                gx.data<float>(), n, 0.f, 0.f));
-  else if (g.dtype() == DType::f32)
-    kernels::cpu::unary_backward<float>(Unary::relu, y.data<float>(), nullptr, g.data<float>(), gx.data<float>(), n, 0.f, 0.f);
-  else
-    kernels::cpu::unary_backward<double>(Unary::relu, y.data<double>(), nullptr, g.data<double>(), gx.data<double>(), n, 0.0, 0.0);
-  return gx;
-}
-
 Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
   const Broadcast bc = infer_broadcast(name, a, b);
   Tensor out = binary_raw(name, op, a, b, bc);
@@ -117,7 +98,7 @@ Tensor binary(const char* name, Binary op, const Tensor& a, const Tensor& b) {
         if (needs[1]) gb = reduce_to(mul(g, sa), bc, b_shape);
         break;
       case Binary::add_relu: {  // the gradient where the output is positive, to both inputs
-        Tensor gm = relu_backward_from_output(g, so);
+        Tensor gm = relu_grad_from_output(g, so);
         if (needs[0]) ga = gm;
         if (needs[1]) gb = reduce_to(gm, bc, b_shape);
         break;
@@ -194,6 +175,23 @@ Tensor unary(const char* name, Unary op, const Tensor& x, double p0 = 0, double 
 }
 
 }  // namespace
+
+Tensor relu_grad_from_output(const Tensor& g, const Tensor& y) {
+  if (cpu_bf16(g)) return relu_grad_from_output(widen(g), widen(y)).cast(DType::bf16);
+  Tensor gx = Tensor::empty(g.shape(), g.dtype(), g.device());
+  const int64_t n = g.numel();
+  if (g.is_cuda() && g.dtype() == DType::bf16)
+    C3_CUDA("relu backward", kernels::cuda::unary_backward_bf16(Unary::relu, y.data<bf16>(), nullptr, g.data<bf16>(),
+                                                                 gx.data<bf16>(), n, 0.f, 0.f));
+  else if (g.is_cuda())
+    C3_CUDA("relu backward", kernels::cuda::unary_backward_f32(Unary::relu, y.data<float>(), nullptr, g.data<float>(),
+                                                                gx.data<float>(), n, 0.f, 0.f));
+  else if (g.dtype() == DType::f32)
+    kernels::cpu::unary_backward<float>(Unary::relu, y.data<float>(), nullptr, g.data<float>(), gx.data<float>(), n, 0.f, 0.f);
+  else
+    kernels::cpu::unary_backward<double>(Unary::relu, y.data<double>(), nullptr, g.data<double>(), gx.data<double>(), n, 0.0, 0.0);
+  return gx;
+}
 
 Tensor add(const Tensor& a, const Tensor& b) { return binary("add", Binary::add, a, b); }
 Tensor sub(const Tensor& a, const Tensor& b) { return binary("sub", Binary::sub, a, b); }

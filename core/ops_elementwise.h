@@ -21,6 +21,9 @@ Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
 Tensor relu(const Tensor& x);
+// relu's gradient read from its output: g where y > 0, else 0 (y > 0 exactly where relu's input
+// was; a NaN passes nothing). Records nothing: the backward of ops with a fused ReLU.
+Tensor relu_grad_from_output(const Tensor& g, const Tensor& y);
 Tensor sigmoid(const Tensor& x);
 Tensor clamp(const Tensor& x, double lo, double hi);
 Tensor sqrt(const Tensor& x);

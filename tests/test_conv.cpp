@@ -253,7 +253,7 @@ TEST_CASE("conv kernels: im2col by hand, col2im is its adjoint, chunking changes
     for (size_t budget : {size_t(1), 7 * gg.taps() * sizeof(double), kernels::cpu::kConvColsBudget}) {
       const std::string tag = cc.str() + " budget " + std::to_string(budget);
       std::vector<double> y(gg.out_pixels() * cc.K, -7), dx(xv.size(), -7), dw(wv.size(), -7);
-      kernels::cpu::conv2d_forward(xv.data(), wv.data(), bv.data(), y.data(), gg, budget);
+      kernels::cpu::conv2d_forward(xv.data(), wv.data(), bv.data(), y.data(), gg, false, budget);
       kernels::cpu::conv2d_backward(xv.data(), wv.data(), dyv.data(), dx.data(), dw.data(), gg, budget);
       CHECK(close_arrays("y " + tag, y.data(), ref.y.data(), (int64_t)y.size(), 1e-12, 1e-12));
       CHECK(close_arrays("dx " + tag, dx.data(), ref.dx.data(), (int64_t)dx.size(), 1e-12, 1e-12));

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/elementwise_math.h"
 #include "kernels/launch_counter.h"
 
 namespace kernels::cpu {
@@ -51,6 +52,14 @@ template <class T> T* scratch(int64_t n) {
     capacity = n;
   }
   return buf.get();
+}
+
+// The fused ReLU over rows [p0, p0 + rows) of y [P, K]: Unary::relu, the relu op's own function.
+template <class T> void relu_rows(T* y, int64_t K, int64_t p0, int64_t rows) {
+  T* p = y + p0 * K;
+  const int64_t n = rows * K;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) p[i] = unary_apply(Unary::relu, p[i], T(0), T(0));
 }
 
 }  // namespace
@@ -104,10 +113,12 @@ template <class T> void col2im_add(const T* cols, T* dx, const ConvGeom& g, int6
 }
 
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, size_t cols_budget) {
-  // The GPU's launches for this op: the cuDNN convolution, then the bias add.
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, bool relu, size_t cols_budget) {
+  // The GPU's launches for this op (f32): the cuDNN convolution, then the bias add; with the
+  // ReLU, cuDNN's fused conv + bias + ReLU (one call), or without a bias the conv and a ReLU.
   count_launch();
-  if (bias) count_launch();
+  if (bias != nullptr && !relu) count_launch();
+  if (bias == nullptr && relu) count_launch();
   const int64_t P = g.out_pixels(), taps = g.taps(), K = g.K;
   if (P == 0 || K == 0) return;
   // The GEMM adds onto y (beta = 1) when it starts as the bias.
@@ -120,6 +131,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom&
   if (g.is_pointwise()) {
     check_blas_dims(g, P);
     blas_gemm(false, true, P, K, taps, T(1), x, taps, w, taps, beta, y, K);
+    if (relu) relu_rows(y, K, 0, P);
     return;
   }
   const int64_t chunk = chunk_rows(g, sizeof(T), cols_budget);
@@ -129,6 +141,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom&
     const int64_t rows = std::min(chunk, P - p0);
     im2col(x, cols, g, p0, rows);
     blas_gemm(false, true, rows, K, taps, T(1), cols, taps, w, taps, beta, y + p0 * K, K);
+    if (relu) relu_rows(y, K, p0, rows);
   }
 }
 
@@ -171,7 +184,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const Co
 #define C3_CONV_INSTANTIATE(T)                                                                   \
   template void im2col<T>(const T*, T*, const ConvGeom&, int64_t, int64_t);                      \
   template void col2im_add<T>(const T*, T*, const ConvGeom&, int64_t, int64_t);                  \
-  template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, size_t);    \
+  template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, bool, size_t); \
   template void conv2d_backward<T>(const T*, const T*, const T*, T*, T*, const ConvGeom&, size_t);
 C3_CONV_INSTANTIATE(float)
 C3_CONV_INSTANTIATE(double)

@@ -41,9 +41,12 @@ template <class T> void im2col(const T* x, T* cols, const ConvGeom& g, int64_t p
 // dx += the adjoint of im2col for the same rows (each input pixel sums the taps that read it).
 template <class T> void col2im_add(const T* cols, T* dx, const ConvGeom& g, int64_t p0, int64_t rows);
 
-// y = conv(x, w) + bias (bias may be null).
+// y = conv(x, w) + bias (bias may be null); relu: y = relu(y), applied to each chunk of output
+// rows right after its GEMM (while they are in cache), with the relu op's function (NaN stays
+// NaN), so the result is relu(conv2d(...)) bit for bit. Without relu the arithmetic is the
+// same as before the epilogue existed.
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g,
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, bool relu = false,
                     size_t cols_budget = kConvColsBudget);
 // dx = d(loss)/dx and dw = d(loss)/dw from dy; either may be null (not wanted). The bias
 // gradient is a column sum of dy (kernels/cpu/reduce.h sum_mid).

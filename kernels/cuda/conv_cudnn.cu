@@ -20,6 +20,7 @@
 #include <climits>
 #include <map>
 #include <mutex>
+#include <set>
 #include <type_traits>
 #include <vector>
 #endif
@@ -55,6 +56,8 @@ using TensorDesc = Descriptor<cudnnTensorDescriptor_t, cudnnCreateTensorDescript
 using FilterDesc = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
+using ActivationDesc =
+    Descriptor<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
 
 // One handle per thread: a cuDNN handle must not be used by two threads at once.
 cudnnHandle_t handle() {
@@ -144,9 +147,15 @@ struct ConvDescs {
   }
 };
 
-enum class Dir : int { forward, backward_data, backward_filter };
+enum class Dir : int { forward, backward_data, backward_filter, forward_bias_relu };
 const char* dir_name(Dir d) {
-  return d == Dir::forward ? "forward" : d == Dir::backward_data ? "backward data" : "backward filter";
+  switch (d) {
+    case Dir::forward: return "forward";
+    case Dir::backward_data: return "backward data";
+    case Dir::backward_filter: return "backward filter";
+    case Dir::forward_bias_relu: return "forward + bias + ReLU";
+  }
+  return "?";
 }
 
 // The usable candidates of cuDNN's ranking, each with the workspace it needs once its math
@@ -250,10 +259,16 @@ using AlgoKey = std::array<int64_t, 19>;
 struct AlgoCache {
   std::mutex mu;
   std::map<AlgoKey, ConvChoice> map;
+  std::set<AlgoKey> fused_refused;  // problems cuDNN's fused forward did not run
 };
 AlgoCache& algo_cache() {
   static AlgoCache c;
   return c;
+}
+// d.type.tensor_ops: opt.allow_tf32 for f32; always true for bf16 (one entry whatever it says).
+AlgoKey algo_key(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, const ConvType& t) {
+  return {g.N, g.H, g.W, g.C, g.K, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir), int64_t(t.data),
+          t.tensor_ops, int64_t(opt.workspace_limit), opt.benchmark, opt.deterministic};
 }
 
 // Ranks the candidates of a problem once (cached), then runs `launch` with the current one,
@@ -262,10 +277,7 @@ AlgoCache& algo_cache() {
 template <class Launch>
 void run_conv(Dir dir, const ConvGeom& g, const CudnnConvOptions& opt, ConvDescs& d, const ConvBuffers& b,
               const ConvWorkspaceFn& workspace, Launch launch) {
-  // d.type.tensor_ops: opt.allow_tf32 for f32; always true for bf16 (one entry whatever it says).
-  const AlgoKey key{g.N, g.H, g.W, g.C, g.K, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, int64_t(dir),
-                    int64_t(d.type.data), d.type.tensor_ops, int64_t(opt.workspace_limit), opt.benchmark,
-                    opt.deterministic};
+  const AlgoKey key = algo_key(dir, g, opt, d.type);
   AlgoCache& c = algo_cache();
   ConvChoice choice;
   bool found = false;
@@ -328,6 +340,49 @@ void forward(const char* fn, const T* x, const T* w, T* y, const ConvGeom& g, co
   sync_if_debug();
 }
 
+// conv + bias + ReLU in one cuDNN call (see conv_cudnn.h); false: not run, the caller falls back.
+bool forward_bias_relu(const float* x, const float* w, const float* bias, float* y, const ConvGeom& g,
+                       const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  if (g.out_pixels() == 0 || g.K == 0) return true;
+  ConvDescs d(g, checked_type<float>("conv2d_forward_bias_relu_f32", opt));
+  const AlgoKey key = algo_key(Dir::forward_bias_relu, g, opt, d.type);
+  AlgoCache& c = algo_cache();
+  auto refuse = [&] {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.fused_refused.insert(key);
+    return false;
+  };
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.fused_refused.count(key)) return false;
+  }
+  const cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv.get(), ranking_math(d.type)));
+  size_t bytes = 0;
+  if (cudnnGetConvolutionForwardWorkspaceSize(handle(), d.x.get(), d.w.get(), d.conv.get(), d.y.get(), algo,
+                                              &bytes) != CUDNN_STATUS_SUCCESS ||
+      bytes > opt.workspace_limit)
+    return refuse();
+  void* ws = nullptr;
+  try {
+    if (bytes) ws = workspace(bytes);
+  } catch (const std::exception&) {  // out of memory now, perhaps not later: not cached
+    return false;
+  }
+  TensorDesc b;
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(b.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, int(g.K), 1, 1));
+  ActivationDesc act;
+  CUDNN_CHECK(cudnnSetActivationDescriptor(act.get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
+  const float one = 1.f, zero = 0.f;
+  const cudnnStatus_t st =
+      cudnnConvolutionBiasActivationForward(handle(), &one, d.x.get(), x, d.w.get(), w, d.conv.get(), algo, ws, bytes,
+                                            &zero, d.y.get(), y, b.get(), bias, act.get(), d.y.get(), y);
+  if (st != CUDNN_STATUS_SUCCESS) return refuse();
+  count_launch();
+  sync_if_debug();
+  return true;
+}
+
 template <class T>
 void backward_data(const char* fn, const T* dy, const T* w, T* dx, const ConvGeom& g, const CudnnConvOptions& opt,
                    const ConvWorkspaceFn& workspace) {
@@ -366,6 +421,10 @@ void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom
                         const ConvWorkspaceFn& workspace) {
   forward("conv2d_forward_f32", x, w, y, g, opt, workspace);
 }
+bool conv2d_forward_bias_relu_f32(const float* x, const float* w, const float* bias, float* y, const ConvGeom& g,
+                                  const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
+  return forward_bias_relu(x, w, bias, y, g, opt, workspace);
+}
 void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const ConvGeom& g,
                               const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace) {
   backward_data("conv2d_backward_data_f32", dy, w, dx, g, opt, workspace);
@@ -395,6 +454,7 @@ size_t conv_algo_cache_size() {
 void conv_algo_cache_clear() {
   std::lock_guard<std::mutex> lock(algo_cache().mu);
   algo_cache().map.clear();
+  algo_cache().fused_refused.clear();
 }
 
 #else  // the emulated build: cuDNN cannot run on the CPU
@@ -408,6 +468,10 @@ namespace {
 void conv2d_forward_f32(const float*, const float*, float*, const ConvGeom&, const CudnnConvOptions&,
                         const ConvWorkspaceFn&) {
   not_emulated("conv2d_forward_f32");
+}
+bool conv2d_forward_bias_relu_f32(const float*, const float*, const float*, float*, const ConvGeom&,
+                                  const CudnnConvOptions&, const ConvWorkspaceFn&) {
+  not_emulated("conv2d_forward_bias_relu_f32");
 }
 void conv2d_backward_data_f32(const float*, const float*, float*, const ConvGeom&, const CudnnConvOptions&,
                               const ConvWorkspaceFn&) {

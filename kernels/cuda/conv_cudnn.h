@@ -3,7 +3,18 @@
 //
 // Every function writes its output (beta = 0), never accumulates. The bias is not handled
 // here, for either type (the op adds it with the per-channel elementwise kernel and sums dy
-// for its gradient; for bf16 that too is the ops layer's work).
+// for its gradient; for bf16 that too is the ops layer's work), except by the fused f32
+// forward conv2d_forward_bias_relu_f32.
+//
+// conv2d_forward_bias_relu_f32: y = relu(conv(x, w) + bias) in one call of
+// cudnnConvolutionBiasActivationForward (y = act(alpha1 * conv(x) + alpha2 * z + bias), here
+// alpha1 = 1, alpha2 = 0 with z = y, as PyTorch's cudnn_convolution_relu; bias a 1xKx1x1
+// tensor; CUDNN_ACTIVATION_RELU with NaN propagated, as our relu). cuDNN documents the fused
+// call for CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, so that algorithm runs it, with
+// TF32 as opt.allow_tf32 says, whatever the forward ranking would pick. Returns false when
+// cuDNN does not run it for the problem (no workspace size, a workspace over the limit, or a
+// failing call): y then holds nothing of use and the caller runs conv2d_forward_f32 and a
+// bias + ReLU epilogue. A problem refused once is not tried again (cached like the algorithms).
 //
 // bf16 (the *_bf16 functions): x, w, y, dy, dx and dw are all bf16 (CUDNN_DATA_BFLOAT16), the
 // convolution's compute type is FP32: cuDNN's PSEUDO_BFLOAT16_CONFIG. Products of bf16 values
@@ -58,6 +69,9 @@ using ConvWorkspaceFn = std::function<void*(size_t bytes)>;
 C3_KERNELS_DECLARE(
   void conv2d_forward_f32(const float* x, const float* w, float* y, const ConvGeom& g,
                           const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace);
+  bool conv2d_forward_bias_relu_f32(const float* x, const float* w, const float* bias, float* y,
+                                    const ConvGeom& g, const CudnnConvOptions& opt,
+                                    const ConvWorkspaceFn& workspace);
   void conv2d_backward_data_f32(const float* dy, const float* w, float* dx, const ConvGeom& g,
                                 const CudnnConvOptions& opt, const ConvWorkspaceFn& workspace);
   void conv2d_backward_filter_f32(const float* x, const float* dy, float* dw, const ConvGeom& g,
