@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/ops_elementwise.h"
 #include "kernels/cpu/norm.h"
 #include "kernels/cuda/norm.h"
 
@@ -188,6 +189,62 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     });
   }
   return y;
+}
+
+}  // namespace c3
+
+namespace c3 {
+
+FoldedConv fold_frozen_batch_norm(const Tensor& conv_weight, const Tensor& conv_bias, const Tensor& weight,
+                                  const Tensor& bias, const Tensor& running_mean, const Tensor& running_var,
+                                  double eps) {
+  const char* op = "fold_frozen_batch_norm";
+  check_float(op, conv_weight);
+  check_cuda_dtype(op, conv_weight);
+  C3_CHECK(conv_weight.rank() >= 1 && conv_weight.dim(0) > 0, op, ": the conv weight must be [K, ...], got ",
+           conv_weight.desc());
+  const int64_t K = conv_weight.dim(0), taps = conv_weight.numel() / K;
+  const std::pair<const char*, const Tensor*> params[] = {{"conv bias", &conv_bias},   {"weight", &weight},
+                                                          {"bias", &bias},             {"running_mean", &running_mean},
+                                                          {"running_var", &running_var}};
+  for (auto [name, t] : params) {
+    if (t == &conv_bias && !t->defined()) continue;
+    C3_CHECK(t->defined(), op, ": ", name, " is undefined (conv weight ", conv_weight.desc(), ")");
+    C3_CHECK(t->shape() == Shape{K} && t->dtype() == conv_weight.dtype() && t->device() == conv_weight.device(), op,
+             ": ", name, " ", t->desc(), " does not match the conv weight ", conv_weight.desc(), " (want ",
+             dtype_name(conv_weight.dtype()), "[", K, "] ", device_name(conv_weight.device()), ")");
+    C3_CHECK(t == &conv_bias || !t->requires_grad(), op, ": the BatchNorm's ", name,
+             " requires grad: only a frozen BatchNorm (a constant affine map) folds into the conv");
+  }
+  C3_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
+  Tensor w_out = Tensor::empty(conv_weight.shape(), conv_weight.dtype(), conv_weight.device());
+  Tensor b_out = Tensor::empty({K}, conv_weight.dtype(), conv_weight.device()), scale = Tensor::empty_like(b_out);
+  auto run_cpu = [&]<class T>(T) {
+    kernels::cpu::bn_fold(conv_weight.data<T>(), K, taps, opt<T>(conv_bias), weight.data<T>(), bias.data<T>(),
+                          running_mean.data<T>(), running_var.data<T>(), T(eps), w_out.data<T>(), b_out.data<T>(),
+                          scale.data<T>());
+  };
+  if (conv_weight.is_cuda())
+    C3_CUDA(op, kernels::cuda::bn_fold_f32(conv_weight.data<float>(), K, taps, opt<float>(conv_bias),
+                                           weight.data<float>(), bias.data<float>(), running_mean.data<float>(),
+                                           running_var.data<float>(), float(eps), w_out.data<float>(),
+                                           b_out.data<float>(), scale.data<float>()));
+  else if (conv_weight.dtype() == DType::f32)
+    run_cpu(float());
+  else
+    run_cpu(double());
+  // d(w * scale[k])/dw = scale[k]: the per-sample broadcast of the elementwise mul ([K,1,..,1]).
+  if (any_requires_grad({&conv_weight})) {
+    Shape per_k(size_t(conv_weight.rank()), 1);
+    per_k[0] = K;
+    Tensor s = scale.reshape(per_k);
+    record(w_out, "fold_frozen_batch_norm(weight)", {conv_weight},
+           [s](const Tensor& g, const Needs&) { return std::vector<Tensor>{mul(g, s)}; });
+  }
+  if (any_requires_grad({&conv_bias}))
+    record(b_out, "fold_frozen_batch_norm(bias)", {conv_bias},
+           [scale](const Tensor& g, const Needs&) { return std::vector<Tensor>{mul(g, scale)}; });
+  return {w_out, b_out};
 }
 
 }  // namespace c3

@@ -25,4 +25,20 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                   const Tensor& running_var, BatchNormMode mode, double momentum = 0.1, double eps = 1e-5,
                   bool relu = false);
 
+// Frozen BatchNorm folded into the convolution before it. conv2d(x, conv_weight, conv_bias)
+// followed by batch_norm(..., frozen) is, per output channel k, conv2d(x, weight', bias') with
+//   scale[k] = weight[k] / sqrt(running_var[k] + eps)   (batch_norm's frozen scale, same bits)
+//   weight'  = conv_weight * scale[k]                   (conv_weight [K, kh, kw, Cin]: row k)
+//   bias'    = (conv_bias[k] - running_mean[k]) * scale[k] + bias[k]   (conv_bias undefined: 0)
+// in one launch. Differentiable in conv_weight and conv_bias (their gradients are the folded
+// ones' times scale per output channel: the unfolded chain's, up to rounding); the BatchNorm's
+// tensors are constants and must not require grad (only a frozen BatchNorm folds). The result
+// is computed from the current weights at each call: nothing is stored. f32 or f64 (CUDA: f32).
+struct FoldedConv {
+  Tensor weight, bias;
+};
+FoldedConv fold_frozen_batch_norm(const Tensor& conv_weight, const Tensor& conv_bias, const Tensor& weight,
+                                  const Tensor& bias, const Tensor& running_mean, const Tensor& running_var,
+                                  double eps = 1e-5);
+
 }  // namespace c3

@@ -70,6 +70,15 @@ template <class T> C3_HD T bn_apply_one(T x, T mean, T scale, T bias, bool relu)
 
 template <class T> C3_HD T bn_invstd(T var, T eps) { return T(1) / c3_sqrt(var + eps); }
 
+// Frozen BatchNorm folded into the convolution before it (bn_fold): conv(x, w) + cb, then
+// (. - mean) * s + bias with s = weight * invstd, is conv(x, w * s) + (cb - mean) * s + bias per
+// output channel. The scale has bn_running_stats' bits (invstd rounded, then the product); the
+// folded bias is bn_apply_one of the conv's bias (0 without one), the centred form.
+template <class T> C3_HD T bn_fold_scale(T weight, T var, T eps) { return weight * bn_invstd(var, eps); }
+template <class T> C3_HD T bn_fold_bias(T conv_bias, T mean, T scale, T bias) {
+  return (conv_bias - mean) * scale + bias;
+}
+
 // PyTorch's rule: running = (1 - m) * running + m * batch, with the UNBIASED batch variance
 // (var_biased * M / (M - 1)); the caller guarantees M >= 2.
 template <class T>

@@ -1,5 +1,5 @@
 // Kernel lab: BatchNorm (batch statistics, apply, backward; with a fused ReLU, the apply and the
-// masked backwards) on the layer4 activations (16 x 33 x 65 x 2048), the bilinear upsampling of
+// masked backwards; frozen BN folded into a conv's weights) on the layer4 activations (16 x 33 x 65 x 2048), the bilinear upsampling of
 // the logits to the input size and its backward (16 x 33 x 65 x 19 -> 16 x 256 x 512 x 19,
 // align_corners as DeepLab-v2), and the stem's max pool (16 x 128 x 256 x 64, 3x3, stride 2,
 // pad 1, ceil mode) and its backward.
@@ -132,6 +132,44 @@ Case bn_frozen_backward_relu_case(Backend b, const Scale& s) {
       [&v, st] { return compare("dx", v.dx.download(), v.dx.vec(), 1e-6, 1e-7); });
 }
 
+// Frozen BatchNorm folded into the conv before it, at the largest 3x3 conv of layer4
+// (ResNet-101: 512 filters of 3x3x512): w' = w * scale per output channel, b' from the BN and
+// the conv's bias (when with_bias), the scale. Products of the same scale: 1e-6 covers an FMA in
+// the GPU's bias.
+struct FoldState {
+  Buf<float> w, cb, weight, bias, rmean, rvar, w_out, b_out, scale;
+};
+Case bn_fold_case(Backend b, const Scale& s, bool with_bias) {
+  const int64_t K = s.C / 4, taps = 9 * (s.C / 4);
+  auto st = std::make_shared<FoldState>();
+  FoldState& v = *st;
+  v.w = Buf<float>(b, K * taps), v.w_out = Buf<float>(b, K * taps);
+  for (Buf<float>* p : {&v.cb, &v.weight, &v.bias, &v.rmean, &v.rvar, &v.b_out, &v.scale}) *p = Buf<float>(b, K);
+  fill_uniform(v.w.vec(), -0.1f, 0.1f, 1);
+  fill_uniform(v.cb.vec(), -0.5f, 0.5f, 2);
+  fill_uniform(v.weight.vec(), 0.5f, 1.5f, 3);
+  fill_uniform(v.bias.vec(), -0.2f, 0.2f, 4);
+  fill_uniform(v.rmean.vec(), -1.f, 1.f, 5);
+  fill_uniform(v.rvar.vec(), 0.01f, 2.f, 6);
+  for (Buf<float>* p : {&v.w, &v.cb, &v.weight, &v.bias, &v.rmean, &v.rvar}) p->upload();
+  return make_case(
+      b, dims({K, 3, 3, K}), double(2 * K * taps + 7 * K) * 4,
+      [&v, st, K, taps, with_bias] {
+        kernels::cpu::bn_fold(v.w.host(), K, taps, with_bias ? v.cb.host() : nullptr, v.weight.host(),
+                              v.bias.host(), v.rmean.host(), v.rvar.host(), 1e-5f, v.w_out.host(), v.b_out.host(),
+                              v.scale.host());
+      },
+      [&v, st, K, taps, with_bias, b] {
+        LAB_DEV(b, bn_fold_f32, v.w.dev(), K, taps, with_bias ? v.cb.dev() : nullptr, v.weight.dev(), v.bias.dev(),
+                v.rmean.dev(), v.rvar.dev(), 1e-5f, v.w_out.dev(), v.b_out.dev(), v.scale.dev());
+      },
+      [&v, st] {
+        return all_of({compare("w'", v.w_out.download(), v.w_out.vec(), 1e-6, 0),
+                       compare("b'", v.b_out.download(), v.b_out.vec(), 1e-6, 1e-7),
+                       compare("scale", v.scale.download(), v.scale.vec(), 1e-6, 0)});
+      });
+}
+
 struct Pair {
   Buf<float> in, out;
 };
@@ -220,6 +258,10 @@ const Register r3r({"batchnorm", "bn_backward_relu", 1, "dx, dweight, dbias with
                     [](Backend b, const Scale& s) { return bn_backward_case(b, s, true); }});
 const Register r3f({"batchnorm", "bn_frozen_bwd_relu", 1, "frozen BN + ReLU: dx = scale * dy masked by the output",
                     bn_frozen_backward_relu_case});
+const Register r3fold({"batchnorm", "bn_fold", 1, "frozen BN folded into the conv: w' = w * scale, b', scale",
+                       [](Backend b, const Scale& s) { return bn_fold_case(b, s, false); }});
+const Register r3foldb({"batchnorm", "bn_fold_bias", 1, "the same with the conv's own bias folded in",
+                        [](Backend b, const Scale& s) { return bn_fold_case(b, s, true); }});
 const Register r4({"resize", "bilinear", 1, "logits to input size, align_corners",
                    [](Backend b, const Scale& s) { return resize_case(b, s, false, false); }});
 const Register r5({"resize", "bilinear_backward", 1, "gather over the output ranges (no atomics)",

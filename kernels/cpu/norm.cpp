@@ -151,7 +151,24 @@ void bn_backward(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, c
   else backward_passes<false>(dy, x, M, C, mean, invstd, scale, batch_stats, dx, dweight, dbias, relu_y);
 }
 
+template <class T>
+void bn_fold(const T* w, int64_t K, int64_t taps, const T* conv_bias, const T* weight, const T* bias,
+             const T* running_mean, const T* running_var, T eps, T* w_out, T* b_out, T* scale) {
+  count_launch();
+#pragma omp parallel for schedule(static) if (K * taps > 65536)
+  for (int64_t k = 0; k < K; ++k) {
+    const T s = bn_fold_scale(weight[k], running_var[k], eps);
+    scale[k] = s;
+    b_out[k] = bn_fold_bias(conv_bias ? conv_bias[k] : T(0), running_mean[k], s, bias[k]);
+    const T* src = w + k * taps;
+    T* dst = w_out + k * taps;
+    for (int64_t t = 0; t < taps; ++t) dst[t] = src[t] * s;
+  }
+}
+
 #define C3_INSTANTIATE(T)                                                                                   \
+  template void bn_fold<T>(const T*, int64_t, int64_t, const T*, const T*, const T*, const T*, const T*, T, T*, \
+                           T*, T*);                                                                         \
   template void bn_batch_stats<T>(const T*, int64_t, int64_t, const T*, T, T, T*, T*, T*, T*, T*);          \
   template void bn_running_stats<T>(const T*, const T*, const T*, int64_t, T, T*, T*, T*);                  \
   template void bn_apply<T>(const T*, int64_t, int64_t, const T*, const T*, const T*, T*, bool, const T*);   \

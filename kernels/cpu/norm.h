@@ -37,4 +37,12 @@ template <class T>
 void bn_backward(const T* dy, const T* x, int64_t M, int64_t C, const T* mean, const T* invstd, const T* scale,
                  bool batch_stats, T* dx, T* dweight, T* dbias, const T* relu_y = nullptr);
 
+// Frozen BatchNorm folded into the convolution before it (kernels/norm_math.h): w [K, taps]
+// (a conv weight [K, kh, kw, Cin], K output channels) -> w_out = w * scale per row, b_out =
+// (conv_bias - mean) * scale + bias, scale = weight / sqrt(running_var + eps) (also written: the
+// backward multiplies by it). conv_bias may be null (none).
+template <class T>
+void bn_fold(const T* w, int64_t K, int64_t taps, const T* conv_bias, const T* weight, const T* bias,
+             const T* running_mean, const T* running_var, T eps, T* w_out, T* b_out, T* scale);
+
 }  // namespace kernels::cpu

@@ -97,6 +97,24 @@ __global__ void running_stats_kernel(const float* running_mean, const float* run
   }
 }
 
+// Frozen BN folded into a conv weight [K, taps]: one block per output channel (grid-stride
+// over channels). Every thread computes its channel's scale (no shared memory, no barrier) and
+// scales a strided part of the row; thread 0 writes the scale and the folded bias.
+__global__ void fold_kernel(const float* w, int64_t K, int64_t taps, const float* conv_bias, const float* weight,
+                            const float* bias, const float* mean, const float* var, float eps, float* w_out,
+                            float* b_out, float* scale) {
+  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
+    const float s = bn_fold_scale(weight[k], var[k], eps);
+    const float* src = w + k * taps;
+    float* dst = w_out + k * taps;
+    for (int64_t t = threadIdx.x; t < taps; t += blockDim.x) dst[t] = src[t] * s;
+    if (threadIdx.x == 0) {
+      scale[k] = s;
+      b_out[k] = bn_fold_bias(conv_bias ? conv_bias[k] : 0.f, mean[k], s, bias[k]);
+    }
+  }
+}
+
 // Grid-stride over the M*C elements; the channel index advances by stride mod C instead of a
 // 64-bit division per element.
 #define C3_CHANNEL_LOOP(i, c, n, C)                                                        \
@@ -265,6 +283,14 @@ void bn_running_stats_f32(const float* running_mean, const float* running_var, c
   if (C == 0) return;
   LAUNCH_CHECK(launch(running_stats_kernel, grid_for(C, 256), dim3(256), 0, nullptr, running_mean, running_var,
                       weight, C, eps, mean, invstd, scale));
+}
+
+void bn_fold_f32(const float* w, int64_t K, int64_t taps, const float* conv_bias, const float* weight,
+                 const float* bias, const float* running_mean, const float* running_var, float eps, float* w_out,
+                 float* b_out, float* scale) {
+  if (K == 0) return;
+  LAUNCH_CHECK(launch(fold_kernel, dim3(unsigned(K < 4096 ? K : 4096)), dim3(128), 0, nullptr, w, K, taps, conv_bias,
+                      weight, bias, running_mean, running_var, eps, w_out, b_out, scale));
 }
 
 void bn_apply_f32(const float* x, int64_t M, int64_t C, const float* mean, const float* scale, const float* bias,

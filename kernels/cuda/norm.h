@@ -26,6 +26,11 @@ C3_KERNELS_DECLARE(
   void bn_backward_f32(const float* dy, const float* x, int64_t M, int64_t C, const float* mean,
                        const float* invstd, const float* scale, bool batch_stats, float* dx, float* dweight,
                        float* dbias, float* workspace, const float* relu_y = nullptr);
+  // Frozen BatchNorm folded into the convolution before it, as kernels/cpu/norm.h bn_fold: one
+  // launch, f32 (the master weights; a bf16 conv lowers the folded ones itself).
+  void bn_fold_f32(const float* w, int64_t K, int64_t taps, const float* conv_bias, const float* weight,
+                   const float* bias, const float* running_mean, const float* running_var, float eps, float* w_out,
+                   float* b_out, float* scale);
   void bn_batch_stats_bf16(const bf16* x, int64_t M, int64_t C, const float* weight, float eps, float momentum,
                            float* running_mean, float* running_var, float* mean, float* invstd, float* scale,
                            float* workspace);
