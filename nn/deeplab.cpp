@@ -29,7 +29,7 @@ struct DeepLabV3PlusHead::ConvBnRelu : Module {
     conv = register_module("conv", std::make_shared<Conv2d>(in, out, k, 1, k == 1 ? 0 : dil, dil, false));
     bn = register_module("bn", std::make_shared<BatchNorm2d>(out));
   }
-  Tensor forward(const Tensor& x) { return bn->forward(conv->forward(x), /*relu=*/true); }
+  Tensor forward(const Tensor& x) { return conv_bn(*conv, *bn, x, /*relu=*/true); }
 };
 
 DeepLabV3PlusHead::DeepLabV3PlusHead(int64_t in, int64_t low_in, const DeepLabConfig& cfg, std::shared_ptr<Generator> gen) {

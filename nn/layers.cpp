@@ -1,5 +1,6 @@
 #include "nn/layers.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "core/dist.h"
@@ -79,6 +80,20 @@ Tensor BatchNorm2d::forward(const Tensor& x, bool relu) {
     return relu ? c3::relu(y) : y;
   }
   return batch_norm(x, weight, bias, running_mean, running_var, m, momentum, eps, relu);
+}
+
+namespace {
+std::atomic<bool> g_fold_frozen_bn{true};
+}  // namespace
+
+void set_fold_frozen_bn(bool on) { g_fold_frozen_bn.store(on, std::memory_order_relaxed); }
+bool fold_frozen_bn() { return g_fold_frozen_bn.load(std::memory_order_relaxed); }
+
+Tensor conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Tensor& x, bool relu) {
+  if (!bn.frozen() || !fold_frozen_bn()) return bn.forward(conv.forward(x), relu);
+  const FoldedConv f = fold_frozen_batch_norm(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                              bn.running_var, bn.eps);
+  return conv2d(x, f.weight, f.bias, conv.stride, conv.padding, conv.dilation, relu);
 }
 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,

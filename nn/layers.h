@@ -46,6 +46,18 @@ class BatchNorm2d : public Module {
   bool frozen_ = false;
 };
 
+// A conv, then a BatchNorm, then a ReLU when `relu`: the conv + BN units of the ResNet stem and
+// blocks and of the DeepLabV3+ head. When the BatchNorm is frozen and folding is on, the conv
+// runs with the BatchNorm folded into its weights and bias (fold_frozen_batch_norm, from the
+// current weights at each call, so the conv's weights train as before) and the ReLU fused into
+// its epilogue: one pass over the output instead of three (conv, BN, ReLU); parameters, names and
+// checkpoints do not change. Otherwise conv.forward, then bn.forward(.., relu).
+Tensor conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Tensor& x, bool relu = false);
+// Folding of frozen BatchNorms in conv_bn, process-wide (default on); off runs the unfolded
+// chain, for comparisons.
+void set_fold_frozen_bn(bool on);
+bool fold_frozen_bn();
+
 // Train-mode batch normalization over the batches of all ranks (SyncBN): the per-channel
 // sum and the sum of squared deviations are all-reduced (Comm::all_reduce_sum_grad), so the
 // backward all-reduces the matching gradient sums, and N ranks with batch b compute what one

@@ -33,15 +33,16 @@ ResNetBlock::ResNetBlock(bool bottleneck, int64_t in, int64_t planes, int stride
 }
 
 Tensor ResNetBlock::forward(const Tensor& x) {
-  Tensor y = bn1->forward(conv1->forward(x), /*relu=*/true);
+  // conv_bn: a frozen BatchNorm folds into the conv before it (nn/layers.h).
+  Tensor y = conv_bn(*conv1, *bn1, x, /*relu=*/true);
   if (conv3) {
-    y = bn2->forward(conv2->forward(y), /*relu=*/true);
-    y = bn3->forward(conv3->forward(y));
+    y = conv_bn(*conv2, *bn2, y, /*relu=*/true);
+    y = conv_bn(*conv3, *bn3, y);
   } else {
-    y = bn2->forward(conv2->forward(y));
+    y = conv_bn(*conv2, *bn2, y);
   }
   Tensor shortcut = x;
-  if (downsample) shortcut = downsample->at<BatchNorm2d>(1).forward(downsample->at<Conv2d>(0).forward(x));
+  if (downsample) shortcut = conv_bn(downsample->at<Conv2d>(0), downsample->at<BatchNorm2d>(1), x);
   return add_relu(y, shortcut);
 }
 
@@ -109,7 +110,7 @@ void ResNet::init(Generator& g) {
 ResNetFeatures ResNet::forward(const Tensor& x) {
   C3_CHECK(x.rank() == 4 && x.dim(3) == 3, "ResNet: expected an NHWC RGB batch [N,H,W,3], got ", x.desc());
   ResNetFeatures f;
-  Tensor y = bn1->forward(conv1->forward(x), /*relu=*/true);
+  Tensor y = conv_bn(*conv1, *bn1, x, /*relu=*/true);
   y = max_pool2d(y, 3, 2, 1, cfg_.maxpool_ceil);
   Tensor* outs[4] = {&f.layer1, &f.layer2, &f.layer3, &f.layer4};
   ModuleList* layers[4] = {layer1.get(), layer2.get(), layer3.get(), layer4.get()};
