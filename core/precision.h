@@ -31,7 +31,7 @@ struct OpPolicy {
   OpPrecision precision;
   const char* note;
 };
-// The policy of every op a model or loss calls, in one place (README prints it as a table).
+// The policy of every op a model or loss calls, in one place.
 const std::vector<OpPolicy>& precision_table();
 // The policy of `op` (its name in the table); an op not in the table is an error.
 OpPrecision op_precision(const std::string& op);
