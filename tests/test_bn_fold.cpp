@@ -3,6 +3,8 @@
 // ReLU, with and without a conv bias), values and gradients; a gradient check in double; bad
 // input; one launch; the emulated kernel against the CPU kernel at the shapes the kernel lab
 // misses (more channels than blocks, rows longer than a block), both fiber orders.
+//
+// CUDA kernels run here in emulation, through kernels::emu::bn_fold_f32: fold_kernel.
 #include <algorithm>
 #include <cmath>
 #include <string>
