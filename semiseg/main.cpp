@@ -24,6 +24,7 @@
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "data/synthetic.h"
+#include "kernels/cpu/blas.h"
 #include "nn/safetensors.h"
 #include "semiseg/curves.h"
 #include "semiseg/eval.h"
@@ -474,16 +475,6 @@ int cmd_compare(const Args& a) {
 
 }  // namespace
 
-// OpenMP threads that spin at every barrier fight the OpenBLAS threads and each other for the
-// cores: on 2 cores our C3 step took 465 ms on two threads against 249 ms with passive
-// waiting (bench_step, idle machine). libgomp reads OMP_WAIT_POLICY when it loads, so the
-// process starts itself again with it set, unless the user chose a policy.
-static void ensure_passive_omp_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 1);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
-}
-
 int cmd_config(const Args& a) {
   if (a.help || !a.positional.empty()) {
     std::printf(R"(usage: c3semiseg config --list
@@ -505,7 +496,7 @@ the file and the overrides merged onto them, every value checked), as JSON.
 }
 
 int main(int argc, char** argv) {
-  ensure_passive_omp_wait(argv);
+  kernels::cpu::ensure_passive_omp_wait(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::printf("%s", kUsage);
     return argc < 2 ? 2 : 0;
