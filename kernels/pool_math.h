@@ -30,20 +30,21 @@ C3_HD int64_t pool_out_size(int64_t in, int k, int s, int p, bool ceil_mode) {
 }
 
 // Max over the window of output (n, oh, ow) in channel c. The window always holds at least
-// one input cell (the output-size rule with p <= k/2 guarantees it).
+// one input cell (the output-size rule with p <= k/2 guarantees it). Elements are widened to
+// acc_t<T> (f32 for bf16, kernels/bf16_math.h) and compared there.
 template <class T>
-C3_HD void max_pool_window(const T* x, const PoolGeom& g, int64_t n, int64_t oh, int64_t ow, int64_t c, T& best,
-                           int32_t& arg) {
+C3_HD void max_pool_window(const T* x, const PoolGeom& g, int64_t n, int64_t oh, int64_t ow, int64_t c,
+                           acc_t<T>& best, int32_t& arg) {
   int64_t h0 = oh * g.s - g.p, w0 = ow * g.s - g.p;
   const int64_t h1 = h0 + g.k < g.H ? h0 + g.k : g.H, w1 = w0 + g.k < g.W ? w0 + g.k : g.W;
   h0 = h0 > 0 ? h0 : 0;
   w0 = w0 > 0 ? w0 : 0;
   const T* img = x + n * g.H * g.W * g.C + c;
-  best = img[(h0 * g.W + w0) * g.C];
+  best = widen(img[(h0 * g.W + w0) * g.C]);
   arg = int32_t(h0 * g.W + w0);
   for (int64_t h = h0; h < h1; ++h)
     for (int64_t w = w0; w < w1; ++w) {
-      const T v = img[(h * g.W + w) * g.C];
+      const acc_t<T> v = widen(img[(h * g.W + w) * g.C]);
       if (v > best || v != v) {
         best = v;
         arg = int32_t(h * g.W + w);
@@ -60,19 +61,20 @@ C3_HD void pool_covering(int64_t i, int k, int s, int p, int64_t out, int64_t& l
   if (hi > out - 1) hi = out - 1;
 }
 
-// d(loss)/d(x[n, ih, iw, c]): the sum of dy over the windows whose argmax is this cell.
+// d(loss)/d(x[n, ih, iw, c]): the sum of dy over the windows whose argmax is this cell, in
+// acc_t<T> (a bf16 caller rounds it once).
 template <class T>
-C3_HD T max_pool_grad_at(const T* dy, const int32_t* argmax, const PoolGeom& g, int64_t n, int64_t ih, int64_t iw,
+C3_HD acc_t<T> max_pool_grad_at(const T* dy, const int32_t* argmax, const PoolGeom& g, int64_t n, int64_t ih, int64_t iw,
                          int64_t c) {
   int64_t h_lo, h_hi, w_lo, w_hi;
   pool_covering(ih, g.k, g.s, g.p, g.Ho, h_lo, h_hi);
   pool_covering(iw, g.k, g.s, g.p, g.Wo, w_lo, w_hi);
   const int32_t me = int32_t(ih * g.W + iw);
-  T acc = T(0);
+  acc_t<T> acc = acc_t<T>(0);
   for (int64_t oh = h_lo; oh <= h_hi; ++oh)
     for (int64_t ow = w_lo; ow <= w_hi; ++ow) {
       const int64_t o = ((n * g.Ho + oh) * g.Wo + ow) * g.C + c;
-      if (argmax[o] == me) acc += dy[o];
+      if (argmax[o] == me) acc += widen(dy[o]);
     }
   return acc;
 }

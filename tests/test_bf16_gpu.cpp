@@ -1,8 +1,7 @@
-// bf16 convolutions (cuDNN) and GEMMs (cuBLAS) against the CPU f32 kernels on the same
-// bf16-rounded inputs, at the kernel level (kernels/cuda/conv_cudnn.h, kernels/cuda/blas.h):
-// forward, backward data and backward filter over dilation, stride 2, 1x1, 7x7 and odd channel
-// counts; the GEMM in every transpose combination with bf16 and f32 outputs; the algorithm
-// cache keyed by element type; the launch count. GPU cases are in the doctest suite "gpu"
+// bf16 convolutions (cuDNN) against the CPU f32 kernels on the same bf16-rounded inputs, at
+// the kernel level (kernels/cuda/conv_cudnn.h): forward, backward data and backward filter over
+// dilation, stride 2, 1x1, 7x7 and odd channel counts; the algorithm cache keyed by element
+// type; the launch count. GPU cases are in the doctest suite "gpu"
 // (make gpu-check runs it); here only the emulated entry points' refusal runs.
 #include <algorithm>
 #include <cmath>
@@ -11,9 +10,7 @@
 #include <vector>
 
 #include "kernels/bf16_math.h"
-#include "kernels/cpu/blas.h"
 #include "kernels/cpu/conv.h"
-#include "kernels/cuda/blas.h"
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/launch_counter.h"
 #include "tests/helpers.h"
@@ -21,10 +18,9 @@
 using namespace c3test;
 using kernels::bf16;
 
-TEST_CASE("bf16 cuDNN and cuBLAS: the emulated entry points refuse to run") {
+TEST_CASE("bf16 cuDNN: the emulated entry points refuse to run") {
   const kernels::ConvGeom g = kernels::make_conv_geom(1, 3, 3, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1);
   std::vector<bf16> x(9), w(4), y(4);
-  std::vector<float> yf(4);
   auto ws = [](size_t) -> void* { return nullptr; };
   CHECK_THROWS_WITH(kernels::emu::conv2d_forward_bf16(x.data(), w.data(), y.data(), g, {}, ws),
                     doctest::Contains("conv2d_forward_bf16: cuDNN is not emulated"));
@@ -32,10 +28,6 @@ TEST_CASE("bf16 cuDNN and cuBLAS: the emulated entry points refuse to run") {
                     doctest::Contains("conv2d_backward_data_bf16: cuDNN is not emulated"));
   CHECK_THROWS_WITH(kernels::emu::conv2d_backward_filter_bf16(x.data(), y.data(), w.data(), g, {}, ws),
                     doctest::Contains("conv2d_backward_filter_bf16: cuDNN is not emulated"));
-  CHECK_THROWS_WITH(kernels::emu::gemm_bf16(false, false, 2, 2, 2, 1.f, x.data(), 2, x.data(), 2, 0.f, y.data(), 2),
-                    doctest::Contains("cuBLAS is not emulated"));
-  CHECK_THROWS_WITH(kernels::emu::gemm_bf16(false, false, 2, 2, 2, 1.f, x.data(), 2, x.data(), 2, 0.f, yf.data(), 2),
-                    doctest::Contains("cuBLAS is not emulated"));
 }
 
 #ifdef C3_HAVE_CUDA
@@ -262,67 +254,4 @@ GPU_TEST_CASE("bf16 conv (cuDNN): the algorithm cache keys on the element type; 
   for (float v : widened(dwb.host())) CHECK(v == 0.f);
 }
 
-namespace {
-// kernels::cpu::gemm's storage of an [rows, cols] operand, transposed or not.
-int64_t stored_rows(int64_t rows, int64_t cols, bool trans) { return trans ? cols : rows; }
-}  // namespace
-
-GPU_TEST_CASE("bf16 GEMM (cuBLAS): bf16 and f32 outputs match the CPU in f32, every transpose, alpha and beta") {
-  if (!bf16_device()) {
-    MESSAGE("bf16 GEMM not checked: the GPU's compute capability is below 8.0");
-    return;
-  }
-  const int64_t M = 129, N = 67, K = 300;
-  for (int t = 0; t < 4; ++t) {
-    const bool ta = t & 1, tb = t & 2;
-    // Row-major storage with padded leading dimensions (lda, ldb, ldc above the minimum).
-    const int64_t a_rows = stored_rows(M, K, ta), a_cols = ta ? M : K, lda = a_cols + 3;
-    const int64_t b_rows = stored_rows(K, N, tb), b_cols = tb ? K : N, ldb = b_cols + 5;
-    const int64_t ldc = N + 2;
-    const Bf16Data a = bf16_data(a_rows * lda, 600 + t), b = bf16_data(b_rows * ldb, 610 + t);
-    const Bf16Data c0 = bf16_data(M * ldc, 620 + t);
-    const std::string tag = " ta=" + std::to_string(ta) + " tb=" + std::to_string(tb);
-    for (const float beta : {0.f, -1.f}) {
-      const float alpha = beta == 0.f ? 1.f : 0.5f;  // exact scalings
-      std::vector<float> ref = c0.f;
-      kernels::cpu::gemm(ta, tb, M, N, K, alpha, a.f.data(), lda, b.f.data(), ldb, beta, ref.data(), ldc);
-      DeviceBuf<bf16> da(a.b), db(b.b), dc(c0.b);
-      DeviceBuf<float> dcf(c0.f);
-      uint64_t before = kernels::launches();
-      kernels::cuda::gemm_bf16(ta, tb, M, N, K, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc);
-      CHECK(kernels::launches() - before == 1);
-      before = kernels::launches();
-      kernels::cuda::gemm_bf16(ta, tb, M, N, K, alpha, da.p, lda, db.p, ldb, beta, dcf.p, ldc);
-      CHECK(kernels::launches() - before == 1);
-      // Only the M x N window is the product; the padding columns keep C's old values.
-      std::vector<bf16> got = dc.host(), got_win;
-      std::vector<float> gotf = dcf.host(), gotf_win, ref_win;
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < ldc; ++j) {
-          const int64_t k = i * ldc + j;
-          if (j < N) {
-            got_win.push_back(got[k]), gotf_win.push_back(gotf[k]), ref_win.push_back(ref[k]);
-          } else {
-            CHECK(got[k].bits == c0.b[k].bits);
-            CHECK(gotf[k] == c0.f[k]);
-          }
-        }
-      // bf16 output: rounded once (see close_bf16). f32 output: the same exact products summed
-      // in FP32 in another order: as the f32 GEMM test, 1e-4 absolute (values near 10) and
-      // 1e-5 relative; sums kept in bf16 anywhere would be off by 1e-2 and more.
-      const std::string what = tag + " beta=" + std::to_string(beta);
-      CHECK(close_bf16("bf16 out" + what, got_win, ref_win));
-      CHECK(close_arrays("f32 out" + what, gotf_win.data(), ref_win.data(), int64_t(ref_win.size()), 1e-4, 1e-5));
-    }
-  }
-  // M = 0: nothing to compute, no launch; a size past cuBLAS's int range: an error naming it.
-  const Bf16Data c0 = bf16_data(4, 630);
-  DeviceBuf<bf16> dummy(c0.b), dc(c0.b);
-  const uint64_t before = kernels::launches();
-  kernels::cuda::gemm_bf16(false, false, 0, 2, 3, 1.f, dummy.p, 3, dummy.p, 2, 0.f, dc.p, 2);
-  CHECK(kernels::launches() - before == 0);
-  CHECK_THROWS_WITH(kernels::cuda::gemm_bf16(false, false, int64_t(1) << 32, 2, 2, 1.f, dummy.p, 2, dummy.p, 2, 0.f,
-                                             dc.p, 2),
-                    doctest::Contains("gemm_bf16: M = 4294967296 outside cuBLAS's int range"));
-}
 #endif  // C3_HAVE_CUDA

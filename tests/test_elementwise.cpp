@@ -281,17 +281,6 @@ TEST_CASE("elementwise kernels: emulated bf16 kernels equal the CPU f32 kernels 
                                           gg.data(), c.n, 0.3f, 1.5f);
         CHECK(same_bf16(name + " backward, one input", gg, ref_narrow(gw)));
       }
-      std::vector<uint8_t> mask(c.n);
-      for (int64_t i = 0; i < c.n; ++i) mask[i] = (i * 7) % 3 == 0;
-      kernels::cpu::select(mask.data(), af.data(), gf.data(), want.data(), c.n);
-      kernels::emu::select_bf16(mask.data(), a.data(), g.data(), got.data(), c.n);
-      CHECK(same_bf16("select " + tag, got, ref_narrow(want)));
-      // axpy: y (bf16) = y + alpha x, in f32 with alpha unrounded, then rounded once.
-      want = gf;
-      got = g;
-      kernels::cpu::axpy(0.7f, af.data(), want.data(), c.n);
-      kernels::emu::axpy_bf16(0.7f, a.data(), got.data(), c.n);
-      CHECK(same_bf16("axpy " + tag, got, ref_narrow(want)));
       // fill_bytes2 writes the n elements and nothing past them.
       std::vector<uint16_t> filled(size_t(c.n) + 1, 0x1234);
       kernels::emu::fill_bytes2(filled.data(), c.n, kernels::to_bf16(-2.5f).bits);

@@ -136,14 +136,19 @@ struct PoolCase {
 const PoolCase kPoolCases[] = {{1, 1, 1, 1, 1, 1, 0, false}, {1, 1, 1, 3, 3, 2, 1, true},
                                {2, 7, 9, 5, 3, 2, 1, false}, {3, 17, 5, 19, 2, 2, 1, true},
                                {1, 10, 11, 33, 5, 1, 2, false}};
+
+PoolGeom geometry(const PoolCase& pc) {
+  PoolGeom g{pc.n, pc.h, pc.w, pc.c, 0, 0, pc.k, pc.s, pc.p};
+  g.Ho = kernels::pool_out_size(pc.h, pc.k, pc.s, pc.p, pc.ceil);
+  g.Wo = kernels::pool_out_size(pc.w, pc.k, pc.s, pc.p, pc.ceil);
+  return g;
+}
 }  // namespace
 
 TEST_CASE("pool kernels: emulated max pool edge cases match the CPU exactly (one element, ties, floor mode, other windows)") {
   for_each_fiber_order([](const char* order) {
     for (const PoolCase& pc : kPoolCases) {
-      PoolGeom g{pc.n, pc.h, pc.w, pc.c, 0, 0, pc.k, pc.s, pc.p};
-      g.Ho = kernels::pool_out_size(pc.h, pc.k, pc.s, pc.p, pc.ceil);
-      g.Wo = kernels::pool_out_size(pc.w, pc.k, pc.s, pc.p, pc.ceil);
+      const PoolGeom g = geometry(pc);
       const std::string tag = std::string(order) + " [" + std::to_string(pc.n) + "," + std::to_string(pc.h) + "," +
                               std::to_string(pc.w) + "," + std::to_string(pc.c) + "] k" + std::to_string(pc.k);
       CAPTURE(tag);
@@ -192,9 +197,7 @@ TEST_CASE("pool kernels: emulated global average pool edge cases match the CPU (
 TEST_CASE("pool kernels: emulated bf16 max pool equals the CPU f32 kernel on widened inputs, rounded once") {
   for_each_fiber_order([](const char* order) {
     for (const PoolCase& pc : kPoolCases) {
-      PoolGeom g{pc.n, pc.h, pc.w, pc.c, 0, 0, pc.k, pc.s, pc.p};
-      g.Ho = kernels::pool_out_size(pc.h, pc.k, pc.s, pc.p, pc.ceil);
-      g.Wo = kernels::pool_out_size(pc.w, pc.k, pc.s, pc.p, pc.ceil);
+      const PoolGeom g = geometry(pc);
       const std::string tag = std::string(order) + " [" + std::to_string(pc.n) + "," + std::to_string(pc.h) + "," +
                               std::to_string(pc.w) + "," + std::to_string(pc.c) + "] k" + std::to_string(pc.k) + " s" +
                               std::to_string(pc.s);

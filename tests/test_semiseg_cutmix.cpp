@@ -160,17 +160,29 @@ TEST_CASE("cutmix: cutmix_box covers half the image, inside it, deterministic fo
   CHECK(x0_left > 0);
 }
 
+namespace {
+// A batch of 2K images [H, W, C] and K boxes drawn at box resolution bh x bw, packed [K, 4].
+struct S {
+  int64_t K, H, W, C, bh, bw;
+  std::string name() const {
+    return "K" + std::to_string(K) + " " + std::to_string(H) + "x" + std::to_string(W) + "x" + std::to_string(C);
+  }
+  std::vector<int32_t> boxes() const {
+    Generator gen(uint64_t(K * 100 + H));
+    std::vector<int32_t> out;
+    for (const Box& b : semiseg::cutmix_boxes(gen, K, int(bh), int(bw))) out.insert(out.end(), {b.y0, b.x0, b.h, b.w});
+    return out;
+  }
+};
+}  // namespace
+
 // The lab's cutmix entries check f32 images and logits at the scales' shapes; here the edge
 // cases: one pixel per image, odd sizes, box resolutions of other aspects, u8 crops.
 TEST_CASE("cutmix kernels: emulated routing edge cases match the CPU kernel bit for bit (one pixel, other aspects, u8)") {
-  struct S { int64_t K, H, W, C, bh, bw; };
   for_each_fiber_order([](const char* order) {
     for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{2, 5, 3, 1, 5, 3}}) {
-      const std::string tag = std::string(order) + " K" + std::to_string(s.K) + " " + std::to_string(s.H) + "x" +
-                              std::to_string(s.W) + "x" + std::to_string(s.C);
-      Generator gen(uint64_t(s.K * 100 + s.H));
-      std::vector<int32_t> boxes;
-      for (const Box& b : semiseg::cutmix_boxes(gen, s.K, int(s.bh), int(s.bw))) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
+      const std::string tag = std::string(order) + " " + s.name();
+      const std::vector<int32_t> boxes = s.boxes();
       const int64_t n = 2 * s.K * s.H * s.W * s.C;
       std::vector<uint32_t> x(n), want(n), got(n, 0xdeadbeef);
       for (int64_t i = 0; i < n; ++i) x[i] = uint32_t(i * 2654435761u);
@@ -189,14 +201,10 @@ TEST_CASE("cutmix kernels: emulated routing edge cases match the CPU kernel bit 
 // bf16 (cutmix_swap_b2, the kernel's 2-byte instantiation): the CPU f32 routing of the widened
 // values, narrowed, bit for bit (a routing moves bits; the inputs hold quiet NaNs, +-0, +-Inf).
 TEST_CASE("cutmix kernels: emulated bf16 routing equals the CPU f32 routing of the widened values") {
-  struct S { int64_t K, H, W, C, bh, bw; };
   for_each_fiber_order([](const char* order) {
     for (S s : {S{1, 1, 1, 1, 1, 1}, S{3, 7, 9, 5, 13, 17}, S{2, 5, 3, 1, 5, 3}, S{2, 33, 65, 19, 256, 512}}) {
-      const std::string tag = std::string(order) + " K" + std::to_string(s.K) + " " + std::to_string(s.H) + "x" +
-                              std::to_string(s.W) + "x" + std::to_string(s.C);
-      Generator gen(uint64_t(s.K * 100 + s.H));
-      std::vector<int32_t> boxes;
-      for (const Box& b : semiseg::cutmix_boxes(gen, s.K, int(s.bh), int(s.bw))) boxes.insert(boxes.end(), {b.y0, b.x0, b.h, b.w});
+      const std::string tag = std::string(order) + " " + s.name();
+      const std::vector<int32_t> boxes = s.boxes();
       const int64_t n = 2 * s.K * s.H * s.W * s.C;
       const std::vector<bf16> x = random_bf16s(n, 301, -4.f, 4.f, true);
       const std::vector<float> xf = widened(x);

@@ -27,26 +27,14 @@ std::string feature_shape(const Scale& s) { return dims({s.N, s.h, s.w, s.C}); }
 // n values uniform in [lo, hi), rounded to bf16, uploaded.
 Buf<bf16> random_bf16(Backend b, int64_t n, float lo, float hi, uint64_t seed) {
   Buf<bf16> x(b, n);
-  std::vector<float> f(static_cast<size_t>(n));
-  fill_uniform(f, lo, hi, seed);
-  for (size_t i = 0; i < f.size(); ++i) x.vec()[i] = kernels::narrow<bf16>(f[i]);
+  x.vec() = uniform_bf16(n, lo, hi, seed);
   x.upload();
   return x;
 }
-void widen_into(Buf<bf16>& src, std::vector<float>& dst) {
-  for (size_t i = 0; i < dst.size(); ++i) dst[i] = kernels::widen(src.vec()[i]);
-}
-void narrow_into(const std::vector<float>& src, Buf<bf16>& dst) {
-  for (size_t i = 0; i < src.size(); ++i) dst.vec()[i] = kernels::narrow<bf16>(src[i]);
-}
 // Bit for bit, or (steps = 1) within one bf16 step: 2^-7 of the value at most.
-std::string compare_bf16(const std::string& what, const std::vector<bf16>& dev, const std::vector<bf16>& ref,
-                         int steps = 0) {
-  if (steps == 0) return compare_exact(what, dev, ref);
-  std::vector<float> d(dev.size()), r(ref.size());
-  for (size_t i = 0; i < d.size(); ++i) d[i] = kernels::widen(dev[i]);
-  for (size_t i = 0; i < r.size(); ++i) r[i] = kernels::widen(ref[i]);
-  return compare(what, d, r, 0x1p-7, 1e-6);
+std::string compare_steps(const std::string& what, Buf<bf16>& out, int steps = 0) {
+  return steps == 0 ? compare_bf16(what, out.download(), out.vec(), 0, 0)
+                    : compare_bf16(what, out.download(), out.vec(), 0x1p-7, 1e-6);
 }
 
 struct EwState {
@@ -66,20 +54,20 @@ Case ew_case(Backend b, const Scale& s, Binary op, Bcast bc, bool relu) {
   return make_case(
       b, feature_shape(s), double(relu ? 2 * n : n + nb + n) * 2,
       [&v, st, op, bc, relu, n, s] {
-        widen_into(v.a, v.af);
+        widen_into(v.a.vec(), v.af);
         if (relu) {
           kernels::cpu::unary(Unary::relu, v.af.data(), v.outf.data(), n, 0.f, 0.f);
         } else {
-          widen_into(v.b, v.bf);
+          widen_into(v.b.vec(), v.bf);
           kernels::cpu::binary(op, v.af.data(), v.bf.data(), v.outf.data(), n, bc, s.C);
         }
-        narrow_into(v.outf, v.out);
+        narrow_into(v.outf, v.out.vec());
       },
       [&v, st, op, bc, relu, n, s, b] {
         if (relu) LAB_DEV(b, unary_bf16, Unary::relu, v.a.dev(), v.out.dev(), n, 0.f, 0.f);
         else LAB_DEV(b, binary_bf16, op, v.a.dev(), v.b.dev(), v.out.dev(), n, bc, s.C);
       },
-      [&v, st] { return compare_bf16("out", v.out.download(), v.out.vec()); });
+      [&v, st] { return compare_steps("out", v.out); });
 }
 
 struct AvgPoolState {
@@ -98,13 +86,13 @@ Case avg_pool_case(Backend b, const Scale& s, bool backward) {
       b, dims({N, s.h, s.w, C}), double(N * HW * C + N * C) * 2,
       [&v, st, N, HW, C, backward] {
         if (backward) {
-          widen_into(v.dy, v.dyf);
+          widen_into(v.dy.vec(), v.dyf);
           kernels::cpu::global_avg_pool_backward(v.dyf.data(), N, HW, C, v.dxf.data());
-          narrow_into(v.dxf, v.dx);
+          narrow_into(v.dxf, v.dx.vec());
         } else {
-          widen_into(v.x, v.xf);
+          widen_into(v.x.vec(), v.xf);
           kernels::cpu::global_avg_pool(v.xf.data(), N, HW, C, v.yf.data());
-          narrow_into(v.yf, v.y);
+          narrow_into(v.yf, v.y.vec());
         }
       },
       [&v, st, N, HW, C, backward, b] {
@@ -112,8 +100,8 @@ Case avg_pool_case(Backend b, const Scale& s, bool backward) {
         else LAB_DEV(b, global_avg_pool_bf16, v.x.dev(), N, HW, C, v.y.dev());
       },
       [&v, st, backward] {
-        if (backward) return compare_bf16("dx", v.dx.download(), v.dx.vec(), 1);
-        return compare_bf16("y", v.y.download(), v.y.vec(), 1);
+        if (backward) return compare_steps("dx", v.dx, 1);
+        return compare_steps("y", v.y, 1);
       });
 }
 
@@ -138,7 +126,7 @@ Case max_pool_case(Backend b, const Scale& s, bool backward) {
   v.x = random_bf16(b, nin, -1.f, 1.f, 1), v.dy = random_bf16(b, nout, -1.f, 1.f, 2);
   v.y = Buf<bf16>(b, nout), v.dx = Buf<bf16>(b, nin), v.arg = Buf<int32_t>(b, nout);
   v.xf.resize(size_t(nin)), v.dxf.resize(size_t(nin)), v.yf.resize(size_t(nout)), v.dyf.resize(size_t(nout));
-  widen_into(v.x, v.xf);
+  widen_into(v.x.vec(), v.xf);
   kernels::cpu::max_pool2d(v.xf.data(), g, v.yf.data(), v.arg.host());  // the argmax the backward reads
   v.arg.upload();
   const double bytes = backward ? double(nout) * 6 + double(nin) * 2 : double(nin) * 2 + double(nout) * 6;
@@ -146,13 +134,13 @@ Case max_pool_case(Backend b, const Scale& s, bool backward) {
       b, dims({g.N, g.H, g.W, g.C}) + " -> " + dims({g.Ho, g.Wo}), bytes,
       [&v, st, g, backward] {
         if (backward) {
-          widen_into(v.dy, v.dyf);
+          widen_into(v.dy.vec(), v.dyf);
           kernels::cpu::max_pool2d_backward(v.dyf.data(), v.arg.host(), g, v.dxf.data());
-          narrow_into(v.dxf, v.dx);
+          narrow_into(v.dxf, v.dx.vec());
         } else {
-          widen_into(v.x, v.xf);
+          widen_into(v.x.vec(), v.xf);
           kernels::cpu::max_pool2d(v.xf.data(), g, v.yf.data(), v.arg.host());
-          narrow_into(v.yf, v.y);
+          narrow_into(v.yf, v.y.vec());
         }
       },
       [&v, st, g, backward, b] {
@@ -160,8 +148,8 @@ Case max_pool_case(Backend b, const Scale& s, bool backward) {
         else LAB_DEV(b, max_pool2d_bf16, v.x.dev(), g, v.y.dev(), v.arg.dev());
       },
       [&v, st, backward] {
-        if (backward) return compare_bf16("dx", v.dx.download(), v.dx.vec());
-        return all_of({compare_bf16("y", v.y.download(), v.y.vec()),
+        if (backward) return compare_steps("dx", v.dx);
+        return all_of({compare_steps("y", v.y),
                        compare_exact("argmax", v.arg.download(), v.arg.vec())});
       });
 }

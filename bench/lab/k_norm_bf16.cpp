@@ -23,28 +23,9 @@ constexpr double kBf16Rtol = 1.0 / 128, kBf16Atol = 1e-5;
 // The f32 outputs (statistics, dweight, dbias): as the f32 entries.
 constexpr double kRtol = 1e-4, kAtol = 1e-5;
 
-void widen_into(const std::vector<bf16>& v, std::vector<float>& out) {
-  out.resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::widen(v[i]);
-}
-std::vector<float> widened(const std::vector<bf16>& v) {
-  std::vector<float> out;
-  widen_into(v, out);
-  return out;
-}
-void narrow_into(const std::vector<float>& v, std::vector<bf16>& out) {
-  out.resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::narrow<bf16>(v[i]);
-}
-std::vector<bf16> uniform_bf16(int64_t n, float lo, float hi, uint64_t seed) {
-  std::vector<float> f(size_t(n), 0.f);
-  fill_uniform(f, lo, hi, seed);
-  std::vector<bf16> out;
-  narrow_into(f, out);
-  return out;
-}
-std::string compare_bf16(const std::string& what, Buf<bf16>& b) {
-  return compare(what, widened(b.download()), widened(b.vec()), kBf16Rtol, kBf16Atol);
+// The device output against the CPU side's, within kBf16Rtol / kBf16Atol.
+std::string compare_out(const std::string& what, Buf<bf16>& b) {
+  return compare_bf16(what, b.download(), b.vec(), kBf16Rtol, kBf16Atol);
 }
 
 struct BnState {
@@ -117,7 +98,7 @@ Case bn_apply_relu_case(Backend b, const Scale& s) {
       [&v, st, M, C, b] {
         LAB_DEV(b, bn_apply_bf16, v.x.dev(), M, C, v.mean.dev(), v.scale.dev(), v.bias.dev(), v.y.dev(), true);
       },
-      [&v, st] { return compare_bf16("y", v.y); });
+      [&v, st] { return compare_out("y", v.y); });
 }
 
 // Trainable BatchNorm + ReLU's backward (batch statistics; dy masked by the forward's output).
@@ -138,7 +119,7 @@ Case bn_backward_relu_case(Backend b, const Scale& s) {
                 v.dx.dev(), v.dweight.dev(), v.dbias.dev(), v.ws.dev(), v.relu_y.dev());
       },
       [&v, st] {
-        return all_of({compare_bf16("dx", v.dx), compare("dweight", v.dweight.download(), v.dweight.vec(), kRtol, 1e-3),
+        return all_of({compare_out("dx", v.dx), compare("dweight", v.dweight.download(), v.dweight.vec(), kRtol, 1e-3),
                        compare("dbias", v.dbias.download(), v.dbias.vec(), kRtol, 1e-3)});
       });
 }
@@ -160,7 +141,7 @@ Case bn_frozen_backward_relu_case(Backend b, const Scale& s) {
         LAB_DEV(b, bn_backward_bf16, v.dy.dev(), v.x.dev(), M, C, v.mean.dev(), v.invstd.dev(), v.scale.dev(), false,
                 v.dx.dev(), nullptr, nullptr, v.ws.dev(), v.relu_y.dev());
       },
-      [&v, st] { return compare_bf16("dx", v.dx); });
+      [&v, st] { return compare_out("dx", v.dx); });
 }
 
 struct Pair {
@@ -169,8 +150,8 @@ struct Pair {
 };
 
 // As k_norm.cpp's resize_case: class maps at the feature resolution to the input size
-// (bilinear with aligned corners, or nearest), and the backward.
-Case resize_case(Backend b, const Scale& s, bool backward, bool nearest) {
+// (bilinear with aligned corners), and the backward.
+Case resize_case(Backend b, const Scale& s, bool backward) {
   const kernels::ResizeShape r{s.N, s.h, s.w, s.classes, s.H, s.W};
   const int64_t small = r.n * r.h * r.w * r.c, big = r.n * r.oh * r.ow * r.c;
   auto st = std::make_shared<Pair>();
@@ -182,24 +163,17 @@ Case resize_case(Backend b, const Scale& s, bool backward, bool nearest) {
   const std::string shape = dims({r.n, r.h, r.w, r.c}) + " -> " + dims({r.oh, r.ow});
   return make_case(
       b, shape, double(small + big) * 2,
-      [&v, st, r, backward, nearest] {
+      [&v, st, r, backward] {
         widen_into(v.in.vec(), v.inw);
-        if (nearest && backward) kernels::cpu::resize_nearest_backward(v.inw.data(), v.outw.data(), r);
-        else if (nearest) kernels::cpu::resize_nearest(v.inw.data(), v.outw.data(), r);
-        else if (backward) kernels::cpu::resize_bilinear_backward(v.inw.data(), v.outw.data(), r, true);
+        if (backward) kernels::cpu::resize_bilinear_backward(v.inw.data(), v.outw.data(), r, true);
         else kernels::cpu::resize_bilinear(v.inw.data(), v.outw.data(), r, true);
         narrow_into(v.outw, v.out.vec());
       },
-      [&v, st, r, backward, nearest, b] {
-        if (nearest && backward) LAB_DEV(b, resize_nearest_backward_bf16, v.in.dev(), v.out.dev(), r);
-        else if (nearest) LAB_DEV(b, resize_nearest_bf16, v.in.dev(), v.out.dev(), r);
-        else if (backward) LAB_DEV(b, resize_bilinear_backward_bf16, v.in.dev(), v.out.dev(), r, true);
+      [&v, st, r, backward, b] {
+        if (backward) LAB_DEV(b, resize_bilinear_backward_bf16, v.in.dev(), v.out.dev(), r, true);
         else LAB_DEV(b, resize_bilinear_bf16, v.in.dev(), v.out.dev(), r, true);
       },
-      // Nearest: a copy forward, and the backward sums the same terms in the same order.
-      [&v, st, nearest] {
-        return nearest ? compare_exact("out", v.out.download(), v.out.vec()) : compare_bf16("out", v.out);
-      });
+      [&v, st] { return compare_out("out", v.out); });
 }
 
 const Register r1({"batchnorm", "bn_batch_stats_bf16", 1, "bf16 x: per-channel mean/var in f32, running stats",
@@ -211,13 +185,9 @@ const Register r3({"batchnorm", "bn_bwd_relu_bf16", 1, "bf16 dx; f32 dweight, db
 const Register r3f({"batchnorm", "bn_frozen_bwd_bf16", 1, "frozen BN + ReLU, bf16: dx = scale * dy masked",
                     bn_frozen_backward_relu_case});
 const Register r4({"resize", "bilinear_bf16", 1, "bf16 logits to input size, align_corners",
-                   [](Backend b, const Scale& s) { return resize_case(b, s, false, false); }});
+                   [](Backend b, const Scale& s) { return resize_case(b, s, false); }});
 const Register r5({"resize", "bilinear_bwd_bf16", 1, "gather summed in f32, rounded once",
-                   [](Backend b, const Scale& s) { return resize_case(b, s, true, false); }});
-const Register r5n({"resize", "nearest_bf16", 1, "bf16 maps to the input size",
-                    [](Backend b, const Scale& s) { return resize_case(b, s, false, true); }});
-const Register r5nb({"resize", "nearest_bwd_bf16", 1, "gather summed in f32, rounded once",
-                     [](Backend b, const Scale& s) { return resize_case(b, s, true, true); }});
+                   [](Backend b, const Scale& s) { return resize_case(b, s, true); }});
 
 }  // namespace
 }  // namespace lab

@@ -98,6 +98,36 @@ void fill_probs(std::vector<float>& v, int64_t rows, int64_t C, uint64_t seed) {
   }
 }
 
+std::vector<kernels::bf16> uniform_bf16(int64_t n, float lo, float hi, uint64_t seed) {
+  std::vector<float> f(static_cast<size_t>(n));
+  fill_uniform(f, lo, hi, seed);
+  std::vector<kernels::bf16> out;
+  narrow_into(f, out);
+  return out;
+}
+
+void widen_into(const std::vector<kernels::bf16>& v, std::vector<float>& out) {
+  out.resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::widen(v[i]);
+}
+
+std::vector<float> widened(const std::vector<kernels::bf16>& v) {
+  std::vector<float> out;
+  widen_into(v, out);
+  return out;
+}
+
+void narrow_into(const std::vector<float>& v, std::vector<kernels::bf16>& out) {
+  out.resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = kernels::narrow<kernels::bf16>(v[i]);
+}
+
+std::string compare_bf16(const std::string& what, const std::vector<kernels::bf16>& dev,
+                         const std::vector<kernels::bf16>& ref, double rtol, double atol) {
+  if (rtol == 0 && atol == 0) return compare_exact(what, dev, ref);
+  return compare(what, widened(dev), widened(ref), rtol, atol);
+}
+
 std::string compare(const std::string& what, const std::vector<float>& dev, const std::vector<float>& ref,
                     double rtol, double atol) {
   if (dev.size() != ref.size()) return what + ": sizes differ";

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/bf16_math.h"
 #include "kernels/device_api.h"
 
 namespace lab {
@@ -124,6 +125,15 @@ template <class T> std::string compare_exact(const std::string& what, const std:
     if (std::memcmp(&dev[i], &ref[i], sizeof(T)) != 0) return what + ": differs at element " + std::to_string(i);
   return "";
 }
+// bf16 entries: the CPU side is what a CPU op does with bf16 tensors, widen the inputs, run the
+// f32 kernel, round each output once.
+std::vector<kernels::bf16> uniform_bf16(int64_t n, float lo, float hi, uint64_t seed);  // fill_uniform, rounded
+void widen_into(const std::vector<kernels::bf16>& v, std::vector<float>& out);         // out resized to v's size
+std::vector<float> widened(const std::vector<kernels::bf16>& v);
+void narrow_into(const std::vector<float>& v, std::vector<kernels::bf16>& out);        // out resized to v's size
+// compare() of the widened values; rtol = atol = 0: bit for bit (compare_exact).
+std::string compare_bf16(const std::string& what, const std::vector<kernels::bf16>& dev,
+                         const std::vector<kernels::bf16>& ref, double rtol, double atol);
 // Concatenates the non-empty messages of several comparisons.
 std::string all_of(std::initializer_list<std::string> msgs);
 

@@ -104,9 +104,6 @@ void unary_backward_bf16(Unary op, const bf16* x, const bf16* y, const bf16* g, 
 void select_f32(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n) {
   select_t(mask, a, b, out, n);
 }
-void select_bf16(const uint8_t* mask, const bf16* a, const bf16* b, bf16* out, int64_t n) {
-  select_t(mask, a, b, out, n);
-}
 void fill_bytes4(void* out, int64_t n, uint32_t bits) {
   if (n == 0) return;
   LAUNCH_CHECK(launch(fill4_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, (uint32_t*)out, n, bits));
@@ -124,7 +121,6 @@ void fill_u8(uint8_t* out, int64_t n, uint8_t v) {
   LAUNCH_CHECK(launch(fill1_kernel, grid_for(n, kBlock), kBlock, 0, nullptr, out, n, v));
 }
 void axpy_f32(float alpha, const float* x, float* y, int64_t n) { axpy_t(alpha, x, y, n); }
-void axpy_bf16(float alpha, const bf16* x, bf16* y, int64_t n) { axpy_t(alpha, x, y, n); }
 void cast(const void* src, int st, void* dst, int dt, int64_t n) {
   if (n == 0) return;
   switch (st) {

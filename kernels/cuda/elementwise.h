@@ -20,12 +20,10 @@ C3_KERNELS_DECLARE(
   void unary_backward_bf16(Unary op, const bf16* x, const bf16* y, const bf16* g, bf16* gx, int64_t n, float p0,
                            float p1);
   void select_f32(const uint8_t* mask, const float* a, const float* b, float* out, int64_t n);
-  void select_bf16(const uint8_t* mask, const bf16* a, const bf16* b, bf16* out, int64_t n);
   void fill_bytes4(void* out, int64_t n, uint32_t bits);  // any 4-byte dtype
   void fill_bytes2(void* out, int64_t n, uint16_t bits);  // any 2-byte dtype (bf16)
   void fill_u8(uint8_t* out, int64_t n, uint8_t v);
   void axpy_f32(float alpha, const float* x, float* y, int64_t n);
-  void axpy_bf16(float alpha, const bf16* x, bf16* y, int64_t n);  // y = bf16(y + alpha x)
   // Any two of f32, f64, i32, u8, bf16 (codes as c3::DType), per element as kernels::cast_element.
   void cast(const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n);
   // Writes up to kSmallValues i32 values carried in the launch's own arguments: a small

@@ -14,54 +14,12 @@ namespace {
 constexpr int kBlock = 256;
 constexpr int kCols = 32, kRows = 8;
 
-// max_pool_window of kernels/pool_math.h over a widened element type: the same window, the
-// same visiting order and the same comparison (ties keep the first, a NaN wins), on values
-// widened to acc_t<T>. For f32 it does what the shared function does, step for step.
-template <class T>
-__device__ __forceinline__ void max_pool_window_acc(const T* x, const PoolGeom& g, int64_t n, int64_t oh, int64_t ow,
-                                                    int64_t c, acc_t<T>& best, int32_t& arg) {
-  int64_t h0 = oh * g.s - g.p, w0 = ow * g.s - g.p;
-  const int64_t h1 = h0 + g.k < g.H ? h0 + g.k : g.H, w1 = w0 + g.k < g.W ? w0 + g.k : g.W;
-  h0 = h0 > 0 ? h0 : 0;
-  w0 = w0 > 0 ? w0 : 0;
-  const T* img = x + n * g.H * g.W * g.C + c;
-  best = widen(img[(h0 * g.W + w0) * g.C]);
-  arg = int32_t(h0 * g.W + w0);
-  for (int64_t h = h0; h < h1; ++h)
-    for (int64_t w = w0; w < w1; ++w) {
-      const acc_t<T> v = widen(img[(h * g.W + w) * g.C]);
-      if (v > best || v != v) {
-        best = v;
-        arg = int32_t(h * g.W + w);
-      }
-    }
-}
-
-// max_pool_grad_at of kernels/pool_math.h with the sum in acc_t<T>: an input cell picked by
-// several overlapping windows (k > s) adds their dy in f32, in the shared function's order,
-// and is rounded once by the caller.
-template <class T>
-__device__ __forceinline__ acc_t<T> max_pool_grad_acc(const T* dy, const int32_t* argmax, const PoolGeom& g,
-                                                      int64_t n, int64_t ih, int64_t iw, int64_t c) {
-  int64_t h_lo, h_hi, w_lo, w_hi;
-  pool_covering(ih, g.k, g.s, g.p, g.Ho, h_lo, h_hi);
-  pool_covering(iw, g.k, g.s, g.p, g.Wo, w_lo, w_hi);
-  const int32_t me = int32_t(ih * g.W + iw);
-  acc_t<T> acc = acc_t<T>(0);
-  for (int64_t oh = h_lo; oh <= h_hi; ++oh)
-    for (int64_t ow = w_lo; ow <= w_hi; ++ow) {
-      const int64_t o = ((n * g.Ho + oh) * g.Wo + ow) * g.C + c;
-      if (argmax[o] == me) acc += widen(dy[o]);
-    }
-  return acc;
-}
-
 template <class T> __global__ void max_pool_kernel(const T* x, PoolGeom g, T* y, int32_t* argmax) {
   const int64_t n_out = g.N * g.Ho * g.Wo * g.C;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_out; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t c = i % g.C, t = i / g.C, ow = t % g.Wo, t2 = t / g.Wo, oh = t2 % g.Ho, n = t2 / g.Ho;
     acc_t<T> best;
-    max_pool_window_acc(x, g, n, oh, ow, c, best, argmax[i]);
+    max_pool_window(x, g, n, oh, ow, c, best, argmax[i]);
     y[i] = narrow<T>(best);
   }
 }
@@ -70,7 +28,7 @@ template <class T> __global__ void max_pool_backward_kernel(const T* dy, const i
   const int64_t n_in = g.N * g.H * g.W * g.C;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n_in; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t c = i % g.C, t = i / g.C, iw = t % g.W, t2 = t / g.W, ih = t2 % g.H, n = t2 / g.H;
-    dx[i] = narrow<T>(max_pool_grad_acc(dy, argmax, g, n, ih, iw, c));
+    dx[i] = narrow<T>(max_pool_grad_at(dy, argmax, g, n, ih, iw, c));
   }
 }
 

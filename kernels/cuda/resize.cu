@@ -134,10 +134,8 @@ void resize_bilinear_backward_bf16(const bf16* gy, bf16* gx, ResizeShape s, bool
   bilinear_backward(gy, gx, s, ac);
 }
 void resize_nearest_f32(const float* x, float* y, ResizeShape s) { nearest(x, y, s); }
-void resize_nearest_bf16(const bf16* x, bf16* y, ResizeShape s) { nearest(x, y, s); }
 void resize_nearest_i32(const int32_t* x, int32_t* y, ResizeShape s) { nearest(x, y, s); }
 void resize_nearest_u8(const uint8_t* x, uint8_t* y, ResizeShape s) { nearest(x, y, s); }
 void resize_nearest_backward_f32(const float* gy, float* gx, ResizeShape s) { nearest_backward(gy, gx, s); }
-void resize_nearest_backward_bf16(const bf16* gy, bf16* gx, ResizeShape s) { nearest_backward(gy, gx, s); }
 
 }  // namespace kernels::KERNELS_NS

@@ -3,7 +3,7 @@
 // every function writes its whole output; backward passes are deterministic gathers.
 // The _bf16 functions compute in f32 (source coordinates and weights as the _f32 ones; the
 // backward sums in f32) and round each output once: the _f32 result on the widened input,
-// rounded to bf16. resize_nearest_bf16 copies elements.
+// rounded to bf16.
 #pragma once
 #include "kernels/bf16_math.h"
 #include "kernels/device_api.h"
@@ -18,6 +18,4 @@ C3_KERNELS_DECLARE(
   void resize_nearest_backward_f32(const float* gy, float* gx, ResizeShape s);
   void resize_bilinear_bf16(const bf16* x, bf16* y, ResizeShape s, bool align_corners);
   void resize_bilinear_backward_bf16(const bf16* gy, bf16* gx, ResizeShape s, bool align_corners);
-  void resize_nearest_bf16(const bf16* x, bf16* y, ResizeShape s);
-  void resize_nearest_backward_bf16(const bf16* gy, bf16* gx, ResizeShape s);
 )
