@@ -48,8 +48,10 @@ endif
 
 , := ,
 MULTIARCH := x86_64-linux-gnu
-OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-pthread
-OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-pthread
+# OpenBLAS's OpenMP build: its GEMMs and our OpenMP loops share one pool of threads (the
+# pthread build keeps a second pool, and the two fight for the cores between them).
+OPENBLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-openmp
+OPENBLAS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-openmp
 DEP_INC  := $(if $(DEPS_PREFIX),-I$(DEPS_PREFIX)/usr/include -I$(DEPS_PREFIX)/usr/include/$(MULTIARCH)) -I$(OPENBLAS_INC)
 # Debian's OpenMPI (data-parallel training, core/dist.h): headers outside /usr/include.
 # MPI=0 builds without it (core/mpi_stub.h: a world of one process; the MPI tests are skipped).
@@ -130,7 +132,7 @@ help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# //'
 
 # --- packages -----------------------------------------------------------------------------
-DEB_PKGS := doctest-dev libstb-dev libopenblas-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
+DEB_PKGS := doctest-dev libstb-dev libopenblas-openmp-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
 DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp
 deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok:
@@ -270,7 +272,7 @@ race-check: deps
 # make gpu-deps (on a machine with apt) downloads what a bare GPU machine lacks into
 # deps/debs: carry that folder, and gpu-check unpacks it (dpkg -x) into deps/prefix.
 GPU_DEBS := doctest-dev libstb-dev libstb0 nlohmann-json3-dev libboost1.74-dev libboost-context1.74-dev \
-            libboost-context1.74.0 libopenblas-dev libopenblas-pthread-dev libopenblas0 libopenblas0-pthread \
+            libboost-context1.74.0 libopenblas-openmp-dev libopenblas0-openmp \
             libgfortran5
 gpu-check:
 	tools/gpu_check.sh
@@ -291,9 +293,7 @@ compare: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	./$(BIN) compare $(RUN_ARGS)
 
-# The CPU benchmarks, ours and PyTorch's, run with passive OpenMP waiting unless the caller
-# set a policy (c3semiseg does the same): libgomp's spinning made two threads slower than one.
-bench: export OMP_WAIT_POLICY ?= passive
+# The CPU benchmarks, ours and PyTorch's, each at libgomp's default waiting.
 bench: deps
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BENCH_BIN)
 	./$(BUILD)/bench_kernels --cpu --out $(BENCH_OUT)
@@ -326,14 +326,12 @@ datasets/synthetic-colour/leftImg8bit/val:
 LOCKSTEP_SETS := --set train.epochs=2 --set train.steps_per_epoch=10 --set train.warmup_epochs=1 \
                  --set loss.ramp_cons=0 --set loss.ramp_con=0 --set dcrs.init=0.0 --set data.val_limit=4 \
                  --set train.threads=1 --set output.dir=runs/twin-lockstep/run
-twin-lockstep: export OMP_WAIT_POLICY ?= passive
 twin-lockstep: deps twin-deps datasets/synthetic-colour/leftImg8bit/val
 	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN)
 	rm -rf runs/twin-lockstep
 	./$(BIN) train --config configs/synthetic.json $(LOCKSTEP_SETS) --dump runs/twin-lockstep/dump --dump-steps 20 > /dev/null
 	$(BENCH_PYTHON) tools/torch_twin.py lockstep runs/twin-lockstep/dump
 
-twin: export OMP_WAIT_POLICY ?= passive
 twin: twin-lockstep
 	$(BENCH_PYTHON) tools/twin_compare.py --bin ./$(BIN) --out $(BENCH_OUT) $(TWIN_ARGS)
 

@@ -114,7 +114,6 @@ bool timed(const std::vector<const Kernel*>& ks, Backend b, const std::vector<in
 }  // namespace
 
 int main(int argc, char** argv) try {
-  kernels::cpu::ensure_passive_omp_wait(argv);  // as the trainer runs
   if (has_flag(argc, argv, "--list")) {
     for (const Kernel& k : registry())
       std::printf("%-12s %-20s v%d  %s\n", k.family.c_str(), k.name.c_str(), k.version, k.what.c_str());

@@ -16,7 +16,6 @@
 using namespace c3;
 
 int main(int argc, char** argv) {
-  kernels::cpu::ensure_passive_omp_wait(argv);  // as the trainer runs
   const int depth = argc > 1 ? std::atoi(argv[1]) : 101;
   const double width = argc > 2 ? std::atof(argv[2]) : 1.0;
   const int n = argc > 3 ? std::atoi(argv[3]) : 1, h = argc > 4 ? std::atoi(argv[4]) : 256,

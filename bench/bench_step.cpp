@@ -160,7 +160,6 @@ void reset_peak(Device d) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  kernels::cpu::ensure_passive_omp_wait(argv);  // as the trainer runs
   const bool gpu = lab::has_flag(argc, argv, "--gpu") || (!lab::has_flag(argc, argv, "--cpu") && lab::cuda_present());
   const Device dev = gpu ? Device::cuda : Device::cpu;
   C3_CHECK(!gpu || cuda_available(), "bench_step --gpu: no usable GPU (or a CUDA=0 build)");

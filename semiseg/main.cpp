@@ -496,7 +496,6 @@ the file and the overrides merged onto them, every value checked), as JSON.
 }
 
 int main(int argc, char** argv) {
-  kernels::cpu::ensure_passive_omp_wait(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     std::printf("%s", kUsage);
     return argc < 2 ? 2 : 0;

@@ -45,7 +45,7 @@ def run_pair(a, name, sets, root):
         return ours, twin
     os.makedirs(root, exist_ok=True)
     json.dump(request, open(stamp, "w"))
-    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     set_args = sum((["--set", s] for s in sets), [])
     t0 = time.time()
     procs = []

@@ -3,10 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include <unistd.h>
-
 #include <climits>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -52,12 +49,6 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   cblas_dgemm(CblasRowMajor, op(ta), op(tb), int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C,
               int(ldc));
-}
-
-void ensure_passive_omp_wait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 1);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
 }
 
 void set_threads(int n) {

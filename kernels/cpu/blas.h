@@ -20,13 +20,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
   gemm(trans_a, trans_b, M, N, K, T(1), A, trans_a ? M : K, B, trans_b ? K : N, T(0), C, N);
 }
 
-// The CPU threads of this process: OpenMP loops and OpenBLAS (n >= 1).
+// The CPU threads of this process (n >= 1): one OpenMP pool for our loops and, with OpenBLAS's
+// OpenMP build (what the Makefile links), for its GEMMs too.
 void set_threads(int n);
-
-// OpenMP threads that spin at every barrier fight the OpenBLAS threads and each other for the
-// cores: on 2 cores our C3 step took 465 ms on two threads against 249 ms with passive waiting
-// (bench_step, idle machine). libgomp reads OMP_WAIT_POLICY when it loads, so the process starts
-// itself again with it set (first thing in main), unless the user chose a policy.
-void ensure_passive_omp_wait(char** argv);
 
 }  // namespace kernels::cpu
