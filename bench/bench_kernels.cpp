@@ -11,15 +11,20 @@
 //   kernel, then timed with CUDA events (warm-up, L2 flushed before each repeat), as GB/s
 //   and as a fraction of a 1 GiB device-to-device copy measured in the same run.
 // --check-only: only the checks (emulated at small shapes, or on the GPU with --gpu).
-// Writes <out>/kernels-cpu.{json,md} or kernels-gpu.{json,md} (out: bench/results).
+// Writes <out>/kernels-cpu.{json,md} or kernels-gpu.{json,md} (out: bench/results). --help:
+// the options; an unknown option or a bad value is an error (status 2; 1 is a failed check)
+// before any work (bench/lab/args.h).
+#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
-#include <set>
+#include <optional>
 #include <sstream>
 
+#include "bench/lab/args.h"
 #include "bench/lab/lab.h"
 #include "bench/lab/report.h"
 #include "bench/lab/timing.h"
+#include "core/error.h"
+#include "core/parse.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cuda/emu/emu.h"
 
@@ -36,20 +41,33 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 // --kernel softmax,mul_channel:2 and --family optim select entries (a name without a
-// version means version 1); no --kernel = every registered version.
+// version means version 1); no --kernel = every registered version. A name, version or
+// family that is not registered is an error (see --list).
 std::vector<const Kernel*> select(int argc, char** argv) {
   const auto names = split(arg_value(argc, argv, "--kernel", "")), fams = split(arg_value(argc, argv, "--family", ""));
+  std::vector<std::pair<std::string, int64_t>> wanted;  // (name, version) of each --kernel entry
+  for (const std::string& n : names) {
+    const size_t colon = n.find(':');
+    const std::optional<int64_t> v = colon == std::string::npos ? 1 : c3::parse_count(n.substr(colon + 1));
+    C3_CHECK(v && *v >= 1 && *v <= 1000, "--kernel needs NAME or NAME:VERSION (a whole number in [1, 1000]), got '",
+             n, "'");
+    wanted.push_back({n.substr(0, colon), *v});
+  }
+  const std::vector<Kernel>& all = registry();
+  auto is = [](const Kernel& k, const std::pair<std::string, int64_t>& w) {
+    return k.name == w.first && k.version == w.second;
+  };
+  for (const auto& w : wanted)
+    C3_CHECK(std::any_of(all.begin(), all.end(), [&](const Kernel& k) { return is(k, w); }), "--kernel: no kernel ",
+             w.first, " v", w.second, " (see --list)");
+  for (const std::string& f : fams)
+    C3_CHECK(std::any_of(all.begin(), all.end(), [&](const Kernel& k) { return k.family == f; }),
+             "--family: no family ", f, " (see --list)");
   std::vector<const Kernel*> out;
-  for (const Kernel& k : registry()) {
-    bool want = names.empty();
-    for (const std::string& n : names) {
-      const size_t colon = n.find(':');
-      const std::string name = n.substr(0, colon);
-      const int v = colon == std::string::npos ? 1 : std::atoi(n.c_str() + colon + 1);
-      want |= k.name == name && k.version == v;
-    }
-    if (!fams.empty()) want = want && std::set<std::string>(fams.begin(), fams.end()).count(k.family);
-    if (want) out.push_back(&k);
+  for (const Kernel& k : all) {
+    const bool by_name = wanted.empty() || std::any_of(wanted.begin(), wanted.end(), [&](auto& w) { return is(k, w); });
+    const bool by_family = fams.empty() || std::find(fams.begin(), fams.end(), k.family) != fams.end();
+    if (by_name && by_family) out.push_back(&k);
   }
   return out;
 }
@@ -111,20 +129,45 @@ bool timed(const std::vector<const Kernel*>& ks, Backend b, const std::vector<in
   return ok;
 }
 
+const char* const kUsage = R"(usage: bench_kernels [--cpu | --gpu | --check-only] [--kernel NAME[:VERSION],...]
+                     [--family F,...] [--reps N] [--threads 1,0] [--out DIR] [--list]
+
+Checks and times every hand-written kernel family; writes <out>/kernels-cpu.{json,md} or
+kernels-gpu.{json,md}. Exit status 1: some check failed; 2: an error (bad option, no GPU).
+  --cpu | --gpu          where to run (default: the GPU when there is one)
+  --check-only           only the checks (emulated at small shapes, or on the GPU with --gpu)
+  --kernel NAME[:V],...  only these kernels (version 1 without :V)
+  --family F,...         only these families
+  --reps N               timed repeats (default 3 on the CPU, 20 on the GPU)
+  --threads N,...        CPU threads per set of rows, 0 = all cores (default 1,0)
+  --out DIR              results folder (default bench/results)
+  --list                 list the registered kernels and end
+)";
+
+const std::vector<Option> kOptions = {
+    {"--cpu"}, {"--gpu"}, {"--check-only"}, {"--list"}, {"--kernel", Option::value}, {"--family", Option::value},
+    {"--reps", Option::value}, {"--threads", Option::value}, {"--out", Option::value}};
+
 }  // namespace
 
 int main(int argc, char** argv) try {
+  if (!check_args(argc, argv, kOptions, kUsage)) return 0;
   if (has_flag(argc, argv, "--list")) {
     for (const Kernel& k : registry())
       std::printf("%-12s %-20s v%d  %s\n", k.family.c_str(), k.name.c_str(), k.version, k.what.c_str());
     return 0;
   }
+  C3_CHECK(!has_flag(argc, argv, "--cpu") || !has_flag(argc, argv, "--gpu"), "--cpu and --gpu exclude each other");
   const bool gpu = has_flag(argc, argv, "--gpu") || (!has_flag(argc, argv, "--cpu") && cuda_present());
   const bool check_only = has_flag(argc, argv, "--check-only");
   const std::string out = arg_value(argc, argv, "--out", "bench/results");
   const auto ks = select(argc, argv);
   if (ks.empty()) throw std::runtime_error("no kernel matches --kernel/--family (see --list)");
   if (gpu && !cuda_present()) throw std::runtime_error("--gpu: no usable GPU (or a CUDA=0 build)");
+  // Read before any work (the emulated checks run first). The GPU has one set of rows.
+  std::vector<int> threads = int_list_arg(argc, argv, "--threads", "1,0", 0, 1024);
+  if (gpu) threads = {0};
+  const int reps = int_arg(argc, argv, "--reps", gpu ? 20 : 3, 1, 1000);
 
   nlohmann::json js;
   std::vector<Row> check_rows, time_rows;
@@ -139,16 +182,8 @@ int main(int argc, char** argv) try {
   }
   Meta meta = make_meta("kernel lab (bench/bench_kernels)", gpu ? cuda_device() : cpu_device(), gpu ? 1 : max_threads());
   if (!check_only) {
-    std::vector<int> threads = {0};
-    std::vector<Ceilings> ceil;
-    if (gpu) {
-      ceil.push_back(cuda_ceilings());
-    } else {
-      threads.clear();
-      for (const std::string& t : split(arg_value(argc, argv, "--threads", "1,0"))) threads.push_back(std::atoi(t.c_str()));
-      for (int t : threads) ceil.push_back(cpu_ceilings(t));
-    }
-    const int reps = std::atoi(arg_value(argc, argv, "--reps", gpu ? "20" : "3").c_str());
+    std::vector<Ceilings> ceil;  // one per thread count (the GPU: one)
+    for (int t : threads) ceil.push_back(gpu ? cuda_ceilings() : cpu_ceilings(t));
     md += "## Ceilings measured in this run\n\n";
     for (size_t i = 0; i < ceil.size(); ++i) {
       std::printf("ceiling%s: copy %.1f GB/s, SGEMM %.2f TFLOP/s%s (%s)\n",
@@ -184,6 +219,6 @@ int main(int argc, char** argv) try {
   if (!ok) std::printf("SOME CHECKS FAILED\n");
   return ok ? 0 : 1;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+  std::fprintf(stderr, "bench_kernels: error: %s\n", e.what());
   return 2;
 }

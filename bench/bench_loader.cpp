@@ -1,23 +1,41 @@
 // Loader throughput: the strong (C3 unlabeled) pipeline cropping 256x512 from 1024x2048 PNGs,
 // per worker count, without and with the in-memory cache of decoded, base-resized samples.
-//   build/bench_loader [images] [batches]
+//   build/bench_loader [--images 8] [--batches 12]
+// --help: the options; an unknown option or a bad value is an error (status 1) before any
+// work (bench/lab/args.h).
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "bench/lab/args.h"
 #include "data/image_io.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
 
 using namespace c3::data;
 
-int main(int argc, char** argv) {
-  const int n = argc > 1 ? std::atoi(argv[1]) : 8, batches = argc > 2 ? std::atoi(argv[2]) : 12;
+namespace {
+
+const char* const kUsage = R"(usage: bench_loader [--images 8] [--batches 12]
+
+Loader throughput (images/s) of the strong pipeline on synthetic 1024x2048 PNGs written to a
+temporary folder, with 1 and 2 workers, without and with the sample cache.
+  --images N   PNG pairs written and sampled from (default 8)
+  --batches N  batches of 4 images per epoch, two epochs (default 12)
+)";
+
+const std::vector<lab::Option> kOptions = {{"--images", lab::Option::value}, {"--batches", lab::Option::value}};
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  if (!lab::check_args(argc, argv, kOptions, kUsage)) return 0;
+  const int n = lab::int_arg(argc, argv, "--images", 8, 1, 10000);
+  const int batches = lab::int_arg(argc, argv, "--batches", 12, 1, 100000);
   char tmpl[] = "/tmp/c3benchXXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
   std::vector<std::string> images, labels;
@@ -56,4 +74,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < n; ++i) std::remove(images[i].c_str()), std::remove(labels[i].c_str());
   ::rmdir(dir.c_str());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_loader: error: %s\n", e.what());
+  return 1;
 }

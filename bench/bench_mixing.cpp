@@ -6,12 +6,14 @@
 // A model that labels each pixel from local evidence loses nothing; one that leans on the
 // whole crop loses accuracy far from the edge. Not a timing: an analysis of a model.
 //   build/bench_mixing CHECKPOINT [--batches N] [--teacher] [--set section.key=value ...]
+// --help: the options; an unknown option or a bad value is an error (status 1) before any
+// work (bench/lab/args.h).
 #include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
 
-#include "bench/lab/report.h"
+#include "bench/lab/args.h"
 #include "core/ops.h"
 #include "semiseg/c3_step.h"
 #include "semiseg/eval.h"
@@ -52,73 +54,88 @@ Tensor mirrored(const Tensor& x, int shift) {
   return out;
 }
 
+const char* const kUsage = R"(usage: bench_mixing CHECKPOINT [--batches N] [--teacher] [--set section.key=value ...]
+
+Pixel accuracy of a checkpoint's student on labeled training crops of its config, clean and
+through the C3 step's CutMix, by distance to the box edge; then each crop paired with its own
+mirror image against another scene's.
+  --batches N      batches of 8 crops (default 20)
+  --teacher        the checkpoint's EMA teacher instead of its student
+  --set KEY=VALUE  a config override (repeatable)
+)";
+
+const std::vector<lab::Option> kOptions = {
+    {"--batches", lab::Option::value}, {"--teacher"}, {"--set", lab::Option::repeated}};
+
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc < 2 || lab::has_flag(argc, argv, "--help")) {
-    std::printf("usage: bench_mixing CHECKPOINT [--batches N] [--teacher] [--set section.key=value ...]\n");
-    return argc < 2 ? 2 : 0;
+int main(int argc, char** argv) try {
+  std::vector<std::string> positional;
+  if (!lab::check_args(argc, argv, kOptions, kUsage, &positional)) return 0;
+  if (positional.empty()) {
+    std::fprintf(stderr, "%s", kUsage);
+    return 2;
   }
-  std::vector<std::string> sets;
-  for (int i = 2; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--set") sets.push_back(argv[i + 1]);
-  const int batches = std::stoi(lab::arg_value(argc, argv, "--batches", "20"));
-  try {
-    Config cfg;
-    auto model = model_from_checkpoint(argv[1], sets, cfg, nullptr, lab::has_flag(argc, argv, "--teacher"));
-    model->eval();
-    RunData d = load_run_data(cfg);
-    cfg.train.batch_labeled = 8;
-    make_labeled_loader(cfg, d, 0);
-    NoGradGuard ng;
-    Generator gen(123);
-    auto logits_of = [&](const Tensor& x) { return model->upsample(model->classify(model->features(x)), x.dim(1), x.dim(2)); };
-    const int edges[] = {4, 8, 16, 32};
-    const char* names[] = {"< 4 px", "4-8 px", "8-16 px", "16-32 px", ">= 32 px"};
-    Tally clean_bin[5], mixed_bin[5], clean, mixed, own, other;
-    for (int it = 0; it < batches; ++it) {
-      data::Batch b;
-      C3_CHECK(d.labeled_loader->next(b), "the labeled loader ended");
-      const Tensor x = to_input(b.images, b.size(), b.h, b.w, Device::cpu);
-      const Tensor y = to_labels(b.labels, b.size(), b.h, b.w, Device::cpu);
-      const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
-      const Mixing m = draw_mixing(true, N, 0, H, W, gen);
-      const auto yv = y.cast(DType::i32).to_vector<int32_t>();
-      const auto pc = argmax_host(logits_of(x)), pm = argmax_host(m.unmix(logits_of(m.mix(x))));
-      for (int64_t i = 0; i < N; ++i) {
-        const data::Box& bx = m.boxes[size_t(m.inverse[size_t(i)] % (N / 2))];
-        for (int64_t r = 0; r < H; ++r)
-          for (int64_t c = 0; c < W; ++c) {
-            const size_t k = size_t((i * H + r) * W + c);
-            if (yv[k] == 255) continue;
-            const int dist = edge_distance(bx, r, c);
-            const int bin = int(std::upper_bound(std::begin(edges), std::end(edges), dist) - std::begin(edges));
-            clean_bin[bin].add(pc[k] == yv[k]), mixed_bin[bin].add(pm[k] == yv[k]);
-            clean.add(pc[k] == yv[k]), mixed.add(pm[k] == yv[k]);
-          }
-      }
-      // Partner = own mirror image, or another scene's: the pairs (i, N + i) of 2N sources.
-      Mixing p = draw_mixing(true, N, N, H, W, gen);
-      for (int64_t k = 0; k < 2 * N; ++k) p.order[size_t(k)] = k, p.inverse[size_t(k)] = k;
-      for (int shift : {0, 1}) {
-        const Tensor src = concat({x, mirrored(x, shift)}, 0);
-        const auto pp = argmax_host(slice(p.unmix(logits_of(p.mix(src))), 0, 0, N));
-        for (size_t k = 0; k < yv.size(); ++k)
-          if (yv[k] != 255) (shift ? other : own).add(pp[k] == yv[k]);
-      }
+  C3_CHECK(positional.size() == 1, "one CHECKPOINT expected, got '", positional[0], "' and '", positional[1], "'");
+  const std::string checkpoint = positional[0];
+  const std::vector<std::string> sets = lab::arg_values(argc, argv, "--set");
+  const int batches = lab::int_arg(argc, argv, "--batches", 20, 1, 100000);
+  Config cfg;
+  auto model = model_from_checkpoint(checkpoint, sets, cfg, nullptr, lab::has_flag(argc, argv, "--teacher"));
+  model->eval();
+  RunData d = load_run_data(cfg);
+  cfg.train.batch_labeled = 8;
+  make_labeled_loader(cfg, d, 0);
+  NoGradGuard ng;
+  Generator gen(123);
+  auto logits_of = [&](const Tensor& x) {
+    return model->upsample(model->classify(model->features(x)), x.dim(1), x.dim(2));
+  };
+  const int edges[] = {4, 8, 16, 32};
+  const char* names[] = {"< 4 px", "4-8 px", "8-16 px", "16-32 px", ">= 32 px"};
+  Tally clean_bin[5], mixed_bin[5], clean, mixed, own, other;
+  for (int it = 0; it < batches; ++it) {
+    data::Batch b;
+    C3_CHECK(d.labeled_loader->next(b), "the labeled loader ended");
+    const Tensor x = to_input(b.images, b.size(), b.h, b.w, Device::cpu);
+    const Tensor y = to_labels(b.labels, b.size(), b.h, b.w, Device::cpu);
+    const int64_t N = x.dim(0), H = x.dim(1), W = x.dim(2);
+    const Mixing m = draw_mixing(true, N, 0, H, W, gen);
+    const auto yv = y.cast(DType::i32).to_vector<int32_t>();
+    const auto pc = argmax_host(logits_of(x)), pm = argmax_host(m.unmix(logits_of(m.mix(x))));
+    for (int64_t i = 0; i < N; ++i) {
+      const data::Box& bx = m.boxes[size_t(m.inverse[size_t(i)] % (N / 2))];
+      for (int64_t r = 0; r < H; ++r)
+        for (int64_t c = 0; c < W; ++c) {
+          const size_t k = size_t((i * H + r) * W + c);
+          if (yv[k] == 255) continue;
+          const int dist = edge_distance(bx, r, c);
+          const int bin = int(std::upper_bound(std::begin(edges), std::end(edges), dist) - std::begin(edges));
+          clean_bin[bin].add(pc[k] == yv[k]), mixed_bin[bin].add(pm[k] == yv[k]);
+          clean.add(pc[k] == yv[k]), mixed.add(pm[k] == yv[k]);
+        }
     }
-    std::printf("%s: pixel accuracy on %d batches of 8 labeled training crops (%dx%d)\n", argv[1], batches,
-                cfg.data.crop.h, cfg.data.crop.w);
-    std::printf("| distance to the box edge | share of pixels | clean crop | mixed image |\n|---|---|---|---|\n");
-    for (int i = 0; i < 5; ++i)
-      std::printf("| %s | %.1f%% | %.3f | %.3f |\n", names[i], 100.0 * clean_bin[i].n / clean.n, clean_bin[i].acc(),
-                  mixed_bin[i].acc());
-    std::printf("| all | | %.3f | %.3f |\n\n", clean.acc(), mixed.acc());
-    std::printf("paired with its own mirror image %.3f, with another scene's mirror image %.3f\n", own.acc(),
-                other.acc());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_mixing: error: %s\n", e.what());
-    return 1;
+    // Partner = own mirror image, or another scene's: the pairs (i, N + i) of 2N sources.
+    Mixing p = draw_mixing(true, N, N, H, W, gen);
+    for (int64_t k = 0; k < 2 * N; ++k) p.order[size_t(k)] = k, p.inverse[size_t(k)] = k;
+    for (int shift : {0, 1}) {
+      const Tensor src = concat({x, mirrored(x, shift)}, 0);
+      const auto pp = argmax_host(slice(p.unmix(logits_of(p.mix(src))), 0, 0, N));
+      for (size_t k = 0; k < yv.size(); ++k)
+        if (yv[k] != 255) (shift ? other : own).add(pp[k] == yv[k]);
+    }
   }
+  std::printf("%s: pixel accuracy on %d batches of 8 labeled training crops (%dx%d)\n", checkpoint.c_str(), batches,
+              cfg.data.crop.h, cfg.data.crop.w);
+  std::printf("| distance to the box edge | share of pixels | clean crop | mixed image |\n|---|---|---|---|\n");
+  for (int i = 0; i < 5; ++i)
+    std::printf("| %s | %.1f%% | %.3f | %.3f |\n", names[i], 100.0 * clean_bin[i].n / clean.n, clean_bin[i].acc(),
+                mixed_bin[i].acc());
+  std::printf("| all | | %.3f | %.3f |\n\n", clean.acc(), mixed.acc());
+  std::printf("paired with its own mirror image %.3f, with another scene's mirror image %.3f\n", own.acc(),
+              other.acc());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_mixing: error: %s\n", e.what());
+  return 1;
 }

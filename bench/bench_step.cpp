@@ -15,7 +15,8 @@
 // caching allocator's high-water mark, or on the CPU that of tensor memory (host_tensor_stats),
 // during the phase. --phase TEXT: only the phases whose name contains TEXT (e.g. "full").
 // FLOPs are counted from the autograd graph of the step (see count_flops).
-// Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
+// Writes <out>/step-cpu.{json,md} or step-gpu.{json,md}. --help: the options; an unknown option
+// or a bad value is an error (status 1) before any work (bench/lab/args.h).
 
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "bench/lab/args.h"
 #include "bench/lab/report.h"
 #include "bench/lab/timing.h"
 #include "core/alloc.h"
@@ -33,6 +35,7 @@
 #include "nn/optim.h"
 #include "semiseg/c3_step.h"
 #include "semiseg/config.h"
+#include "semiseg/infer.h"
 
 using namespace c3;
 using lab::Row;
@@ -157,37 +160,80 @@ void reset_peak(Device d) {
   else reset_host_tensor_peak();
 }
 
+const char* const kUsage = R"(usage: bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
+                  [--threads 1,0] [--precision fp32,bf16] [--phase TEXT] [--reps N] [--out DIR]
+
+Times the student forward, backward, optimizer step + EMA, teacher forward and the full C3
+step per batch size and precision; writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
+  --cpu | --gpu      where to run (default: the GPU when there is one)
+  --config F         the model and data (default configs/synthetic.json on the CPU,
+                     configs/cityscapes_372.json on the GPU)
+  --batches L+U,...  labeled+unlabeled images per step (default 4+4,2+2; GPU 16+16,8+8,4+4,2+2)
+  --crop HxW         crop size instead of the config's
+  --threads N,...    CPU threads per set of rows, 0 = all cores (default 1,0)
+  --precision P,...  train.precision values (default fp32,bf16; GPU tf32,bf16)
+  --phase TEXT       only the phases whose name contains TEXT
+  --reps N           timed repeats after one warm-up, median reported (default 5)
+  --out DIR          results folder (default bench/results)
+)";
+
+const std::vector<lab::Option> kOptions = {
+    {"--cpu"}, {"--gpu"}, {"--config", lab::Option::value}, {"--batches", lab::Option::value},
+    {"--crop", lab::Option::value}, {"--threads", lab::Option::value}, {"--precision", lab::Option::value},
+    {"--phase", lab::Option::value}, {"--reps", lab::Option::value}, {"--out", lab::Option::value}};
+
+// The phases, in the order they run; --phase selects by part of the name.
+const char* const kPhases[] = {"student forward (all images, L_sup)", "student backward", "optimizer step + EMA",
+                               "teacher forward (unlabeled, no grad)", "full C3 step"};
+
 }  // namespace
 
 int main(int argc, char** argv) try {
+  if (!lab::check_args(argc, argv, kOptions, kUsage)) return 0;
+  C3_CHECK(!lab::has_flag(argc, argv, "--cpu") || !lab::has_flag(argc, argv, "--gpu"),
+           "--cpu and --gpu exclude each other");
   const bool gpu = lab::has_flag(argc, argv, "--gpu") || (!lab::has_flag(argc, argv, "--cpu") && lab::cuda_present());
   const Device dev = gpu ? Device::cuda : Device::cpu;
   C3_CHECK(!gpu || cuda_available(), "bench_step --gpu: no usable GPU (or a CUDA=0 build)");
   const std::string config = lab::arg_value(argc, argv, "--config", gpu ? "configs/cityscapes_372.json" : "configs/synthetic.json");
   const std::string batches = lab::arg_value(argc, argv, "--batches", gpu ? "16+16,8+8,4+4,2+2" : "4+4,2+2");
-  const int reps = std::atoi(lab::arg_value(argc, argv, "--reps", "5").c_str());
+  const std::vector<std::string> batch_list = split(batches);
+  C3_CHECK(!batch_list.empty(), "--batches needs labeled+unlabeled pairs (e.g. 4+4,2+2), got '", batches, "'");
+  for (const std::string& b : batch_list) {
+    const size_t plus = b.find('+');
+    C3_CHECK(plus != std::string::npos, "--batches needs labeled+unlabeled pairs (e.g. 4+4,2+2), got '", batches, "'");
+    lab::int_value("--batches", b.substr(0, plus), 1, 4096), lab::int_value("--batches", b.substr(plus + 1), 1, 4096);
+  }
+  const int reps = lab::int_arg(argc, argv, "--reps", 5, 1, 1000);
   const std::string out = lab::arg_value(argc, argv, "--out", "bench/results");
   const std::string crop = lab::arg_value(argc, argv, "--crop", "");
+  int crop_h = 0, crop_w = 0;
+  if (!crop.empty()) semiseg::parse_window("--crop", crop, crop_h, crop_w);
   // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
   // cores" much slower than one thread; both rows show it).
   std::vector<std::string> precisions = split(lab::arg_value(argc, argv, "--precision", gpu ? "tf32,bf16" : "fp32,bf16"));
+  C3_CHECK(!precisions.empty(), "--precision needs train.precision values (e.g. fp32,bf16)");
   const std::string only = lab::arg_value(argc, argv, "--phase", "");
-  std::vector<int> threads;
-  for (const std::string& t : split(lab::arg_value(argc, argv, "--threads", gpu ? "0" : "1,0")))
-    threads.push_back(std::atoi(t.c_str()));
+  bool phase_found = false;
+  std::string phase_names;
+  for (const char* p : kPhases) {
+    phase_found |= std::string(p).find(only) != std::string::npos;
+    phase_names += std::string(phase_names.empty() ? "" : "; ") + p;
+  }
+  C3_CHECK(phase_found, "--phase '", only, "' is part of no phase's name (", phase_names, ")");
+  const std::vector<int> threads = lab::int_list_arg(argc, argv, "--threads", gpu ? "0" : "1,0", 0, 1024);
   lab::set_threads(0);
   lab::Meta meta = lab::make_meta("whole-step benchmark (bench/bench_step)", gpu ? lab::cuda_device() : lab::cpu_device(),
                                   gpu ? 1 : lab::max_threads());
   nlohmann::json js;
   std::vector<Row> rows;
   std::string model_desc;
-  for (const std::string& b : split(batches))
+  for (const std::string& b : batch_list)
   for (const std::string& prec : precisions) {
     std::vector<std::string> ov = {"train.batch_labeled=" + b.substr(0, b.find('+')),
                                    "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\"",
                                    "train.precision=\"" + prec + "\""};
-    if (!crop.empty())
-      ov.push_back("data.crop=[" + crop.substr(0, crop.find('x')) + "," + crop.substr(crop.find('x') + 1) + "]");
+    if (!crop.empty()) ov.push_back("data.crop=[" + std::to_string(crop_h) + "," + std::to_string(crop_w) + "]");
     semiseg::Config cfg = semiseg::load_config(config, ov);
     semiseg::apply_numerics(cfg.train);  // the config's train.precision and cuDNN choices
     const int64_t images = cfg.train.batch_labeled + cfg.train.batch_unlabeled;
@@ -220,15 +266,15 @@ int main(int argc, char** argv) try {
       };
       Tensor loss;
       const std::vector<Phase> phases = {
-          {"student forward (all images, L_sup)", [&] { loss = s.student_loss(); sync(dev); }, stud_f.fwd},
-          {"student backward", nullptr, stud_f.bwd, [&] {
+          {kPhases[0], [&] { loss = s.student_loss(); sync(dev); }, stud_f.fwd},
+          {kPhases[1], nullptr, stud_f.bwd, [&] {
              s.opt->zero_grad();
              loss = s.student_loss();
              sync(dev);
            }},
-          {"optimizer step + EMA", [&] { s.optimizer_and_ema(); sync(dev); }, 0},
-          {"teacher forward (unlabeled, no grad)", [&] { s.teacher_forward(); sync(dev); }, teacher_f},
-          {"full C3 step", [&] {
+          {kPhases[2], [&] { s.optimizer_and_ema(); sync(dev); }, 0},
+          {kPhases[3], [&] { s.teacher_forward(); sync(dev); }, teacher_f},
+          {kPhases[4], [&] {
              {
                AutocastScope autocast(cfg.train.precision);  // as the trainer: forwards and backward
                semiseg::StepOutput o = s.c3_step(gen);
@@ -286,6 +332,6 @@ int main(int argc, char** argv) try {
   std::printf("wrote %s\n", lab::write_results(out, gpu ? "step-gpu" : "step-cpu", meta, js, md).c_str());
   return 0;
 } catch (const std::exception& e) {
-  std::fprintf(stderr, "bench_step: %s\n", e.what());
-  return 2;
+  std::fprintf(stderr, "bench_step: error: %s\n", e.what());
+  return 1;
 }

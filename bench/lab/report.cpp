@@ -94,16 +94,4 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-std::string arg_value(int argc, char** argv, const std::string& flag, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (flag == argv[i]) return argv[i + 1];
-  return def;
-}
-
-bool has_flag(int argc, char** argv, const std::string& flag) {
-  for (int i = 1; i < argc; ++i)
-    if (flag == argv[i]) return true;
-  return false;
-}
-
 }  // namespace lab

@@ -29,7 +29,5 @@ std::string write_results(const std::string& dir, const std::string& stem, Meta 
                           const std::string& md_body);
 
 std::string fmt(const char* f, double v);  // printf one number
-std::string arg_value(int argc, char** argv, const std::string& flag, const std::string& def);  // --flag VALUE
-bool has_flag(int argc, char** argv, const std::string& flag);
 
 }  // namespace lab
