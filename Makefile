@@ -223,14 +223,15 @@ $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/driver_%.o $(BUILD)/obj/tests/fuzz/targ
 RACE_TESTS := emu:*,kernel lab: no registered emulated kernel races*
 RACE_RUN   := $(if $(filter 1,$(SANITIZE)),,$(RACE_BIN))
 test: deps
-	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN) $(RACE_RUN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(BIN) $(TEST_BIN) $(RACE_RUN) $(if $(TEST_ARGS),,$(BENCH_BIN))
 	./$(TEST_BIN) $(TEST_ARGS)
 	@if [ -z "$(TEST_ARGS)" ] && [ -n "$(RACE_RUN)" ]; then \
 	  echo "race detector: ./$(RACE_BIN) -tc='$(RACE_TESTS)' (ThreadSanitizer's own reports: $(BUILD)/race-log.*)"; \
 	  OMP_NUM_THREADS=1 TSAN_OPTIONS=log_path=$(BUILD)/race-log ./$(RACE_BIN) -tc='$(RACE_TESTS)'; fi
 	@if [ -n "$(TEST_ARGS)" ]; then echo "(TEST_ARGS given: the command-line and MPI tests did not run)"; \
-	elif [ "$(MPI)" != 1 ]; then tools/test_cli.sh ./$(BIN) && echo "(MPI=0: the data-parallel tests were skipped)"; \
-	else tools/test_cli.sh ./$(BIN) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); fi
+	elif [ "$(MPI)" != 1 ]; then tools/test_cli.sh ./$(BIN) $(BUILD) && \
+	  echo "(MPI=0: the data-parallel tests were skipped)"; \
+	else tools/test_cli.sh ./$(BIN) $(BUILD) && tools/test_dist.sh ./$(TEST_BIN) ./$(BIN); fi
 	@if [ -z "$(TEST_ARGS)" ] && [ "$(BUILD)" = build ]; then echo "== make gpu-check, GPU parts skipped (tools/gpu_check.sh --dry)"; \
 	  tools/gpu_check.sh --dry > build/gpu-check-dry.log 2>&1 || { cat build/gpu-check-dry.log; exit 1; }; \
 	  grep -E '^gpu-check: (build|gpu-tests)' build/gpu-check-dry.log; fi

@@ -3,9 +3,12 @@
 # itself within 60 s, without a signal (no crash, no hang), with exit status 1 or 2 and a
 # message naming the option, key or file. The library functions behind each case have their
 # own unit tests; this checks that the binary reports them instead of dying.
-# usage: tools/test_cli.sh path/to/c3semiseg
+# With a build folder, also the benchmark programs in it (bench/bench_*.cpp): --help, and bad
+# options and values, each rejected before any work.
+# usage: tools/test_cli.sh path/to/c3semiseg [build-folder]
 set -u
-BIN=${1:?usage: tools/test_cli.sh path/to/c3semiseg}
+BIN=${1:?usage: tools/test_cli.sh path/to/c3semiseg [build-folder]}
+BUILD=${2:-}
 WORK=$(mktemp -d /tmp/c3cli.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 failed=0
@@ -66,6 +69,50 @@ expect_error "--scales needs" "$BIN" predict --checkpoint "$WORK/none.safetensor
 expect_error "no samples" "$BIN" check-data "$WORK" "$WORK/empty.txt"
 printf 'not a checkpoint' > "$WORK/bad.safetensors"
 expect_error "bad.safetensors" "$BIN" eval --checkpoint "$WORK/bad.safetensors"
+
+if [ -n "$BUILD" ]; then
+  # Results go to $WORK: a case that does run writes nothing into the repository.
+  for b in bench_step bench_kernels bench_model_cpu bench_loader bench_mixing; do
+    expect_ok "^usage: $b " "$BUILD/$b" --help
+  done
+  expect_ok "^usage: bench_step " "$BUILD/bench_step" -h
+  S="$BUILD/bench_step --cpu --out $WORK/results"
+  expect_error "unknown option '--rep'; the options are --cpu, --gpu" $S --rep 3
+  expect_error "--reps needs a whole number in \[1, 1000\], got 'abc'" $S --reps abc
+  expect_error "--reps needs a whole number in \[1, 1000\], got '0'" $S --reps 0
+  expect_error "--threads needs whole numbers in \[0, 1024\] separated by commas, got 'x'" $S --threads x
+  expect_error "--reps needs a value (last on the line)" $S --reps
+  expect_error "--config needs a value, got the option --reps" $S --config --reps 3
+  expect_error "--reps is given twice" $S --reps 3 --reps 4
+  expect_error "unexpected argument '3'" $S 3
+  expect_error "--crop needs HxW" $S --crop 64
+  expect_error "--batches needs labeled+unlabeled pairs" $S --batches 4
+  expect_error "--batches needs a whole number" $S --batches 4+x
+  expect_error "--phase 'nothing' is part of no phase" $S --phase nothing
+  expect_error "--cpu and --gpu exclude each other" $S --gpu
+  K="$BUILD/bench_kernels --cpu --out $WORK/results"
+  expect_error "unknown option '--famly'" $K --famly optim
+  expect_error "--reps needs a whole number in \[1, 1000\], got '0'" $K --reps 0
+  expect_error "--threads needs whole numbers" $K --threads 1,x
+  expect_error "--kernel: no kernel nothing v1" $K --kernel softmax,nothing
+  expect_error "--kernel needs NAME or NAME:VERSION" $K --kernel softmax:1x
+  expect_error "--family: no family nothing" $K --family optim,nothing
+  expect_error "--family needs a value (last on the line)" $K --family
+  M="$BUILD/bench_model_cpu"
+  expect_error "--depth needs 18, 34, 50 or 101, got '7'" $M --depth 7
+  expect_error "--reps needs a whole number in \[1, 1000\], got '0'" $M --reps 0
+  expect_error "--width needs a number" $M --width abc
+  expect_error "--size needs HxW" $M --size 256
+  expect_error "unexpected argument '101'" $M 101
+  L="$BUILD/bench_loader"
+  expect_error "--images needs a whole number in \[1, 10000\], got '0'" $L --images 0
+  expect_error "--batches needs a value (last on the line)" $L --batches
+  expect_error "unexpected argument '8'" $L 8
+  X="$BUILD/bench_mixing $WORK/none.safetensors"
+  expect_error "--batches needs a whole number in \[1, 100000\], got 'abc'" $X --batches abc
+  expect_error "unknown option '--tacher'" $X --tacher
+  expect_error "one CHECKPOINT expected" $X "$WORK/other.safetensors"
+fi
 
 [ $failed = 0 ] || { echo "test_cli: some cases FAILED"; exit 1; }
 echo "test_cli: all cases ok"
