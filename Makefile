@@ -64,7 +64,7 @@ DEP_LIB  := $(if $(DEPS_PREFIX),-L$(DEPS_PREFIX)/usr/lib/$(MULTIARCH) -Wl$(,)-rp
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas
 CXXFLAGS := -std=c++20 $(OPT) -g -fopenmp -march=x86-64-v2 $(WARN) -I. $(DEP_INC) -MMD -MP
-LDLIBS   := $(DEP_LIB) -lopenblas -lboost_context $(if $(filter 1,$(MPI)),-lmpi) -fopenmp -lpthread
+LDLIBS   := $(DEP_LIB) -lopenblas -ldnnl -lboost_context $(if $(filter 1,$(MPI)),-lmpi) -fopenmp -lpthread
 ifneq ($(MPI),1)
   CXXFLAGS += -DC3_NO_MPI
 endif
@@ -132,8 +132,10 @@ help:
 	@sed -n '2,/^$$/p' Makefile | sed 's/^# //'
 
 # --- packages -----------------------------------------------------------------------------
-DEB_PKGS := doctest-dev libstb-dev libopenblas-openmp-dev nlohmann-json3-dev libboost-context-dev libopenmpi-dev openmpi-bin
-DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp
+DEB_PKGS := doctest-dev libstb-dev libopenblas-openmp-dev libdnnl-dev nlohmann-json3-dev libboost-context-dev \
+            libopenmpi-dev openmpi-bin
+DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp \
+               oneapi/dnnl/dnnl.hpp
 deps: $(BUILD)/.deps-ok
 $(BUILD)/.deps-ok:
 	@missing=""; \
@@ -273,8 +275,8 @@ race-check: deps
 # make gpu-deps (on a machine with apt) downloads what a bare GPU machine lacks into
 # deps/debs: carry that folder, and gpu-check unpacks it (dpkg -x) into deps/prefix.
 GPU_DEBS := doctest-dev libstb-dev libstb0 nlohmann-json3-dev libboost1.74-dev libboost-context1.74-dev \
-            libboost-context1.74.0 libopenblas-openmp-dev libopenblas0-openmp \
-            libgfortran5
+            libboost-context1.74.0 libopenblas-openmp-dev libopenblas0-openmp libdnnl-dev libdnnl2 \
+            ocl-icd-libopencl1 libgfortran5
 gpu-check:
 	tools/gpu_check.sh
 gpu-deps:

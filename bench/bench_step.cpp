@@ -4,6 +4,7 @@
 //
 //   build/bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
 //                    [--threads 1,0] [--precision fp32,bf16] [--phase TEXT] [--reps N] [--out DIR]
+//                    [--cpu-conv onednn|im2col]
 //
 // --cpu: the embedded default model (configs/synthetic.json: DeepLab-v2 ResNet-18 at 1/4
 //   width, 64x128 crops), batches 4+4 and 2+2. --gpu: the reference protocol
@@ -162,6 +163,7 @@ void reset_peak(Device d) {
 
 const char* const kUsage = R"(usage: bench_step [--cpu | --gpu] [--config F] [--batches 4+4,2+2] [--crop HxW]
                   [--threads 1,0] [--precision fp32,bf16] [--phase TEXT] [--reps N] [--out DIR]
+                  [--cpu-conv onednn|im2col]
 
 Times the student forward, backward, optimizer step + EMA, teacher forward and the full C3
 step per batch size and precision; writes <out>/step-cpu.{json,md} or step-gpu.{json,md}.
@@ -175,12 +177,14 @@ step per batch size and precision; writes <out>/step-cpu.{json,md} or step-gpu.{
   --phase TEXT       only the phases whose name contains TEXT
   --reps N           timed repeats after one warm-up, median reported (default 5)
   --out DIR          results folder (default bench/results)
+  --cpu-conv C       train.cpu_conv: CPU f32 convolutions by oneDNN (default) or im2col + GEMM
 )";
 
 const std::vector<lab::Option> kOptions = {
     {"--cpu"}, {"--gpu"}, {"--config", lab::Option::value}, {"--batches", lab::Option::value},
     {"--crop", lab::Option::value}, {"--threads", lab::Option::value}, {"--precision", lab::Option::value},
-    {"--phase", lab::Option::value}, {"--reps", lab::Option::value}, {"--out", lab::Option::value}};
+    {"--phase", lab::Option::value}, {"--reps", lab::Option::value}, {"--out", lab::Option::value},
+    {"--cpu-conv", lab::Option::value}};
 
 // The phases, in the order they run; --phase selects by part of the name.
 const char* const kPhases[] = {"student forward (all images, L_sup)", "student backward", "optimizer step + EMA",
@@ -221,6 +225,7 @@ int main(int argc, char** argv) try {
     phase_names += std::string(phase_names.empty() ? "" : "; ") + p;
   }
   C3_CHECK(phase_found, "--phase '", only, "' is part of no phase's name (", phase_names, ")");
+  const std::string cpu_conv = lab::arg_value(argc, argv, "--cpu-conv", "onednn");
   const std::vector<int> threads = lab::int_list_arg(argc, argv, "--threads", gpu ? "0" : "1,0", 0, 1024);
   lab::set_threads(0);
   lab::Meta meta = lab::make_meta("whole-step benchmark (bench/bench_step)", gpu ? lab::cuda_device() : lab::cpu_device(),
@@ -232,7 +237,7 @@ int main(int argc, char** argv) try {
   for (const std::string& prec : precisions) {
     std::vector<std::string> ov = {"train.batch_labeled=" + b.substr(0, b.find('+')),
                                    "train.batch_unlabeled=" + b.substr(b.find('+') + 1), "model.pretrained=\"\"",
-                                   "train.precision=\"" + prec + "\""};
+                                   "train.precision=\"" + prec + "\"", "train.cpu_conv=\"" + cpu_conv + "\""};
     if (!crop.empty()) ov.push_back("data.crop=[" + std::to_string(crop_h) + "," + std::to_string(crop_w) + "]");
     semiseg::Config cfg = semiseg::load_config(config, ov);
     semiseg::apply_numerics(cfg.train);  // the config's train.precision and cuDNN choices
@@ -243,7 +248,7 @@ int main(int argc, char** argv) try {
                   cfg.model.backbone.width, cfg.model.backbone.output_stride,
                   cfg.model.backbone.frozen_bn ? "frozen" : "trainable", cfg.data.crop.h, cfg.data.crop.w,
                   int(cfg.model.num_classes));
-    model_desc = desc;
+    model_desc = std::string(desc) + (gpu ? "" : ", CPU convs " + cpu_conv);
     std::printf("%s, batch %s, %s (%s)\n", desc, b.c_str(), prec.c_str(), config.c_str());
     try {
       Setup s(cfg, dev);

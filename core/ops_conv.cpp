@@ -8,6 +8,7 @@
 #include "core/precision.h"
 #include "kernels/conv_math.h"
 #include "kernels/cpu/conv.h"
+#include "kernels/cpu/conv_dnnl.h"
 #include "kernels/cuda/conv_cudnn.h"
 #include "kernels/cuda/elementwise.h"
 
@@ -18,6 +19,7 @@ std::atomic<bool> g_conv_allow_tf32{true};
 std::atomic<size_t> g_conv_workspace_limit{size_t(1) << 30};
 std::atomic<bool> g_conv_benchmark{false};
 std::atomic<bool> g_conv_deterministic{false};
+std::atomic<bool> g_cpu_conv_onednn{true};
 
 [[maybe_unused]] kernels::CudnnConvOptions cudnn_options() {
   kernels::CudnnConvOptions o;
@@ -90,9 +92,11 @@ void epilogue_cuda(const Tensor& y, const Tensor& bias, bool relu, int64_t K) {
   });
 }
 
-Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g, bool relu) {
+// `training`: a gradient will be asked for (oneDNN may pick another kernel for inference).
+Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kernels::ConvGeom& g, bool relu,
+               bool training) {
   // bf16 on the CPU: widen, compute in f32 (the ReLU included), round once.
-  if (cpu_bf16(x)) return forward(widen(x), widen(w), widen(bias), g, relu).cast(DType::bf16);
+  if (cpu_bf16(x)) return forward(widen(x), widen(w), widen(bias), g, relu, training).cast(DType::bf16);
   Tensor y = Tensor::empty({g.N, g.Ho, g.Wo, g.K}, x.dtype(), x.device());
   if (x.is_cuda()) {
     C3_CUDA("conv2d", {
@@ -111,6 +115,9 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& bias, const kerne
       }
     });
     epilogue_cuda(y, bias, relu, g.K);
+  } else if (x.dtype() == DType::f32 && cpu_conv_onednn()) {
+    kernels::cpu::dnnl_conv::forward(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
+                                     y.data<float>(), g, relu, training);
   } else if (x.dtype() == DType::f32) {
     kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), bias.defined() ? bias.data<float>() : nullptr,
                                  y.data<float>(), g, relu);
@@ -153,6 +160,10 @@ void backward(const Tensor& x, const Tensor& w, const Tensor& dy, const kernels:
         kernels::cuda::conv2d_backward_filter_f32(x.data<float>(), dy.data<float>(), dw.data<float>(), g,
                                                   cudnn_options(), workspace_into(ws));
     });
+  } else if (dt == DType::f32 && cpu_conv_onednn()) {
+    kernels::cpu::dnnl_conv::backward(want_dw ? x.data<float>() : nullptr, want_dx ? w.data<float>() : nullptr,
+                                      dy.data<float>(), want_dx ? dx.data<float>() : nullptr,
+                                      want_dw ? dw.data<float>() : nullptr, g);
   } else if (dt == DType::f32) {
     kernels::cpu::conv2d_backward(want_dw ? x.data<float>() : nullptr, want_dx ? w.data<float>() : nullptr,
                                   dy.data<float>(), want_dx ? dx.data<float>() : nullptr,
@@ -172,8 +183,9 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, int
   const Tensor x = precision_input("conv2d", x_in), w = precision_input("conv2d", w_in);
   const Tensor bias = precision_input("conv2d", bias_in);
   const kernels::ConvGeom g = check_conv(x, w, bias, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w);
-  Tensor y = forward(x, w, bias, g, relu);
-  if (!any_requires_grad({&x, &w, &bias})) return y;
+  const bool training = any_requires_grad({&x, &w, &bias});
+  Tensor y = forward(x, w, bias, g, relu, training);
+  if (!training) return y;
   // dx needs only w, dw needs only x, the bias gradient needs neither; the fused ReLU's mask is y.
   Tensor sx = w.requires_grad() ? x.detach() : Tensor();
   Tensor sw = x.requires_grad() ? w.detach() : Tensor();
@@ -197,6 +209,8 @@ void set_conv_allow_tf32(bool on) { g_conv_allow_tf32.store(on, std::memory_orde
 bool conv_allow_tf32() { return g_conv_allow_tf32.load(std::memory_order_relaxed); }
 void set_conv_workspace_limit(size_t bytes) { g_conv_workspace_limit.store(bytes, std::memory_order_relaxed); }
 size_t conv_workspace_limit() { return g_conv_workspace_limit.load(std::memory_order_relaxed); }
+void set_cpu_conv_onednn(bool on) { g_cpu_conv_onednn.store(on, std::memory_order_relaxed); }
+bool cpu_conv_onednn() { return g_cpu_conv_onednn.load(std::memory_order_relaxed); }
 void set_conv_benchmark(bool on) { g_conv_benchmark.store(on, std::memory_order_relaxed); }
 bool conv_benchmark() { return g_conv_benchmark.load(std::memory_order_relaxed); }
 void set_conv_deterministic(bool on) { g_conv_deterministic.store(on, std::memory_order_relaxed); }

@@ -36,6 +36,10 @@ size_t conv_workspace_limit();
 // off; the config key train.cudnn_benchmark, like PyTorch's torch.backends.cudnn.benchmark).
 void set_conv_benchmark(bool on);
 bool conv_benchmark();
+// CPU f32 convolutions through oneDNN's kernels (default on; kernels/cpu/conv_dnnl.h), or
+// through the im2col + GEMM reference (kernels/cpu/conv.h) when off. f64 always takes im2col.
+void set_cpu_conv_onednn(bool on);
+bool cpu_conv_onednn();
 // Only cuDNN algorithms whose result is the same on every run (default off: the backward
 // ones may sum with atomics; the config key train.cudnn_deterministic).
 void set_conv_deterministic(bool on);

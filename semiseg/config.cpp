@@ -104,6 +104,9 @@ void config_keys(C& c, V& v) {
          "cuDNN: rank convolution algorithms by timing them (cudnn.benchmark), not by heuristics");
   v.flag("train.cudnn_deterministic", t.cudnn_deterministic, false,
          "cuDNN: only algorithms whose results repeat exactly from run to run");
+  v.choice("train.cpu_conv", t.cpu_conv, std::string("onednn"), {{"onednn", "onednn"}, {"im2col", "im2col"}},
+           "CPU f32 convolutions: oneDNN's kernels, or im2col + OpenBLAS GEMM (the reference they are tested "
+           "against)");
   v.choice("train.precision", t.precision, Precision::tf32,
            {{"tf32", Precision::tf32}, {"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
            "tf32: f32 tensors, GPU convolutions on tensor cores with inputs rounded to 10 mantissa bits; fp32: "
@@ -334,6 +337,7 @@ void apply_numerics(const TrainConfig& t) {
   set_conv_allow_tf32(tf32);
   set_conv_benchmark(t.cudnn_benchmark);
   set_conv_deterministic(t.cudnn_deterministic);
+  set_cpu_conv_onednn(t.cpu_conv == "onednn");
 }
 
 std::string config_list() {

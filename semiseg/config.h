@@ -64,6 +64,7 @@ struct TrainConfig {  // train.*
   int64_t dist_check_every = 0;
   int threads = 0;
   bool cudnn_benchmark = false, cudnn_deterministic = false;
+  std::string cpu_conv;  // "onednn" or "im2col"
   Precision precision = Precision::tf32;
 
   int64_t total_steps() const { return epochs * steps_per_epoch; }
@@ -107,8 +108,9 @@ struct Config {
 // The device a run uses: train.device cpu or cuda (an error when no GPU is usable), or auto
 // (the GPU when one is usable).
 Device device_for(const TrainConfig& t);
-// Sets what train.precision, train.cudnn_benchmark and train.cudnn_deterministic choose for this
-// process's convolutions and matmuls (training, eval and predict alike).
+// Sets what train.precision, train.cudnn_benchmark, train.cudnn_deterministic and
+// train.cpu_conv choose for this process's convolutions and matmuls (training, eval and
+// predict alike).
 void apply_numerics(const TrainConfig& t);
 
 // The config as a JSON document (every key; what config.json in the run folder holds and what

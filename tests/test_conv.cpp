@@ -168,7 +168,7 @@ TEST_CASE("conv: bad input names the op and the shapes") {
 
 TEST_CASE("conv: matches a direct convolution over a sweep of configurations") {
   // Kernel 1/3, stride 1/2, padding 0/1/2, dilation 1/2/4, odd spatial sizes, 1..5 channels.
-  // f64: only summation order differs, 1e-12. f32: inputs in [-1, 1], at most 3*3*5 = 45
+  // f64: only summation order differs, 1e-12. f32 (oneDNN's kernels and im2col): inputs in [-1, 1], at most 3*3*5 = 45
   // products per output and 2*9*11 = 198 per weight gradient; 2e-5 absolute covers the
   // rounding of such sums (about 1e-6 here).
   int configs = 0;
@@ -183,7 +183,11 @@ TEST_CASE("conv: matches a direct convolution over a sweep of configurations") {
           ++seed;
           if (!c.valid()) continue;
           check_against_direct(c, DType::f64, 1e-12, 1e-12, seed * 7);
-          check_against_direct(c, DType::f32, 2e-5, 1e-5, seed * 7);
+          for (bool onednn : {true, false}) {  // f32: oneDNN's kernels and the im2col reference
+            set_cpu_conv_onednn(onednn);
+            check_against_direct(c, DType::f32, 2e-5, 1e-5, seed * 7);
+          }
+          set_cpu_conv_onednn(true);
           ++configs;
         }
   CHECK(configs >= 20);
@@ -191,7 +195,11 @@ TEST_CASE("conv: matches a direct convolution over a sweep of configurations") {
   for (const Conv& c : {Conv{1, 5, 11, 2, 3, 1, 3, 1, 2, 0, 1, 1, 2}, Conv{3, 9, 4, 5, 1, 3, 2, 2, 1, 2, 0, 4, 1},
                         Conv{1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1}, Conv{2, 3, 3, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1}}) {
     check_against_direct(c, DType::f64, 1e-12, 1e-12, 7);
-    check_against_direct(c, DType::f32, 2e-5, 1e-5, 7);
+    for (bool onednn : {true, false}) {
+      set_cpu_conv_onednn(onednn);
+      check_against_direct(c, DType::f32, 2e-5, 1e-5, 7);
+    }
+    set_cpu_conv_onednn(true);
   }
 }
 

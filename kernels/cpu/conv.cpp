@@ -55,14 +55,14 @@ template <class T> T* scratch(int64_t n) {
 }
 
 // The fused ReLU over rows [p0, p0 + rows) of y [P, K]: Unary::relu, the relu op's own function.
+}  // namespace
+
 template <class T> void relu_rows(T* y, int64_t K, int64_t p0, int64_t rows) {
   T* p = y + p0 * K;
   const int64_t n = rows * K;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) p[i] = unary_apply(Unary::relu, p[i], T(0), T(0));
 }
-
-}  // namespace
 
 template <class T> void im2col(const T* x, T* cols, const ConvGeom& g, int64_t p0, int64_t rows) {
   const int64_t taps = g.taps(), C = g.C;
@@ -112,13 +112,23 @@ template <class T> void col2im_add(const T* cols, T* dx, const ConvGeom& g, int6
   }
 }
 
-template <class T>
-void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, bool relu, size_t cols_budget) {
+void count_forward_launches(bool bias, bool relu) {
   // The GPU's launches for this op (f32): the cuDNN convolution, then the bias add; with the
   // ReLU, cuDNN's fused conv + bias + ReLU (one call), or without a bias the conv and a ReLU.
   count_launch();
-  if (bias != nullptr && !relu) count_launch();
-  if (bias == nullptr && relu) count_launch();
+  if (bias && !relu) count_launch();
+  if (!bias && relu) count_launch();
+}
+
+void count_backward_launches(bool dx, bool dw) {
+  // One cuDNN call per wanted gradient (backward data, backward filter).
+  if (dx) count_launch();
+  if (dw) count_launch();
+}
+
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom& g, bool relu, size_t cols_budget) {
+  count_forward_launches(bias != nullptr, relu);
   const int64_t P = g.out_pixels(), taps = g.taps(), K = g.K;
   if (P == 0 || K == 0) return;
   // The GEMM adds onto y (beta = 1) when it starts as the bias.
@@ -147,9 +157,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, T* y, const ConvGeom&
 
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const ConvGeom& g, size_t cols_budget) {
-  // The GPU's launches: one cuDNN call per wanted gradient (backward data, backward filter).
-  if (dx) count_launch();
-  if (dw) count_launch();
+  count_backward_launches(dx != nullptr, dw != nullptr);
   const int64_t P = g.out_pixels(), taps = g.taps(), K = g.K;
   const int64_t nx = g.N * g.H * g.W * g.C, nw = K * taps;
   if (P == 0 || K == 0) {  // no output pixel: both gradients are zero
@@ -182,6 +190,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const Co
 }
 
 #define C3_CONV_INSTANTIATE(T)                                                                   \
+  template void relu_rows<T>(T*, int64_t, int64_t, int64_t);                                     \
   template void im2col<T>(const T*, T*, const ConvGeom&, int64_t, int64_t);                      \
   template void col2im_add<T>(const T*, T*, const ConvGeom&, int64_t, int64_t);                  \
   template void conv2d_forward<T>(const T*, const T*, const T*, T*, const ConvGeom&, bool, size_t); \

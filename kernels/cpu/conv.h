@@ -54,4 +54,13 @@ template <class T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, const ConvGeom& g,
                      size_t cols_budget = kConvColsBudget);
 
+// y[p, :] = relu(y[p, :]) for rows p0 <= p < p0 + rows of a [*, K] array: the relu op's
+// function (NaN stays NaN), the epilogue of every CPU conv path.
+template <class T> void relu_rows(T* y, int64_t K, int64_t p0, int64_t rows);
+
+// The launch counter's view of a conv (kernels/launch_counter.h): what the GPU would launch
+// for it, counted by every CPU conv path alike.
+void count_forward_launches(bool bias, bool relu);
+void count_backward_launches(bool dx, bool dw);
+
 }  // namespace kernels::cpu
