@@ -226,6 +226,7 @@ int main(int argc, char** argv) try {
   }
   C3_CHECK(phase_found, "--phase '", only, "' is part of no phase's name (", phase_names, ")");
   const std::string cpu_conv = lab::arg_value(argc, argv, "--cpu-conv", "onednn");
+  C3_CHECK(cpu_conv == "onednn" || cpu_conv == "im2col", "--cpu-conv needs onednn or im2col, got '", cpu_conv, "'");
   const std::vector<int> threads = lab::int_list_arg(argc, argv, "--threads", gpu ? "0" : "1,0", 0, 1024);
   lab::set_threads(0);
   lab::Meta meta = lab::make_meta("whole-step benchmark (bench/bench_step)", gpu ? lab::cuda_device() : lab::cpu_device(),

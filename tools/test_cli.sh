@@ -72,7 +72,7 @@ expect_error "bad.safetensors" "$BIN" eval --checkpoint "$WORK/bad.safetensors"
 
 if [ -n "$BUILD" ]; then
   # Results go to $WORK: a case that does run writes nothing into the repository.
-  for b in bench_step bench_kernels bench_model_cpu bench_loader bench_mixing; do
+  for b in bench_step bench_kernels bench_model_cpu bench_loader bench_mixing bench_conv; do
     expect_ok "^usage: $b " "$BUILD/$b" --help
   done
   expect_ok "^usage: bench_step " "$BUILD/bench_step" -h
@@ -90,6 +90,11 @@ if [ -n "$BUILD" ]; then
   expect_error "--batches needs a whole number" $S --batches 4+x
   expect_error "--phase 'nothing' is part of no phase" $S --phase nothing
   expect_error "--cpu and --gpu exclude each other" $S --gpu
+  expect_error "--cpu-conv needs onednn or im2col, got 'mkl'" $S --cpu-conv mkl
+  C="$BUILD/bench_conv --out $WORK/results"
+  expect_error "--reps needs a whole number in \[1, 1000\], got '0'" $C --reps 0
+  expect_error "--threads needs whole numbers" $C --threads 1,x
+  expect_error "unknown option '--thread'" $C --thread 1
   K="$BUILD/bench_kernels --cpu --out $WORK/results"
   expect_error "unknown option '--famly'" $K --famly optim
   expect_error "--reps needs a whole number in \[1, 1000\], got '0'" $K --reps 0
