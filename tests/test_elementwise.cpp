@@ -238,6 +238,63 @@ TEST_CASE("elementwise kernels: emulated CUDA matches the CPU kernels") {
   });
 }
 
+// The 16-byte kernels (binary16_kernel, unary16_kernel, unary_backward16_kernel) run when every
+// buffer is 16-byte aligned; the scalar ones (binary_kernel, unary_kernel,
+// unary_backward_kernel) otherwise. Both, at every tail length n % V (V = 4 float, 8 bf16),
+// against the CPU kernels: a buffer one element off alignment takes the scalar path, and
+// nothing is written outside [0, n). One size spans more groups than the grid has threads.
+TEST_CASE("elementwise kernels: 16-byte and scalar paths, every tail, nothing written outside") {
+  for_each_fiber_order([](const char* order) {
+    std::vector<int64_t> sizes;
+    for (int64_t n = 1; n <= 17; ++n) sizes.push_back(n);
+    for (int64_t n : {255, 4099}) sizes.push_back(n);
+    for (int64_t n : sizes)
+      for (int off : {0, 1}) {  // 1: every pointer one element past a 16-byte boundary
+        const std::string tag = std::string(order) + " n=" + std::to_string(n) + " offset " + std::to_string(off);
+        const auto a = random_floats(n + off, 21, -2.f, 2.f), b = random_floats(n + off, 22, 0.5f, 2.f),
+                   g = random_floats(n + off, 23);
+        std::vector<float> want(n), got(size_t(n + off) + 1, -99.f);
+        kernels::cpu::binary(Binary::add_relu, a.data() + off, b.data() + off, want.data(), n, Bcast::same, 1);
+        kernels::emu::binary_f32(Binary::add_relu, a.data() + off, b.data() + off, got.data() + off, n, Bcast::same,
+                                 1);
+        CHECK(close_arrays("add_relu " + tag, got.data() + off, want.data(), n, 0, 0));
+        CHECK(got[size_t(n + off)] == -99.f);
+        if (off) CHECK(got[0] == -99.f);
+        kernels::cpu::binary(Binary::mul, a.data() + off, b.data(), want.data(), n, Bcast::scalar, 1);
+        kernels::emu::binary_f32(Binary::mul, a.data() + off, b.data(), got.data() + off, n, Bcast::scalar, 1);
+        CHECK(close_arrays("mul by a scalar " + tag, got.data() + off, want.data(), n, 0, 0));
+        kernels::cpu::unary(Unary::sigmoid, a.data() + off, want.data(), n, 0.f, 0.f);
+        kernels::emu::unary_f32(Unary::sigmoid, a.data() + off, got.data() + off, n, 0.f, 0.f);
+        CHECK(close_arrays("sigmoid " + tag, got.data() + off, want.data(), n, 1e-6, 1e-6));
+        CHECK(got[size_t(n + off)] == -99.f);
+        const std::vector<float> y(got.begin() + off, got.begin() + off + n);
+        kernels::cpu::unary_backward(Unary::sigmoid, static_cast<const float*>(nullptr), y.data(), g.data() + off,
+                                     want.data(), n, 0.f, 0.f);
+        kernels::emu::unary_backward_f32(Unary::sigmoid, nullptr, y.data(), g.data() + off, got.data() + off, n, 0.f,
+                                         0.f);
+        CHECK(close_arrays("sigmoid backward " + tag, got.data() + off, want.data(), n, 1e-6, 1e-6));
+        CHECK(got[size_t(n + off)] == -99.f);
+        // bf16: 8 per group; the same kernels' bits as the CPU f32 kernel on widened inputs.
+        const auto ab = random_bf16s(n + off, 31, -3.f, 3.f, true), bb = random_bf16s(n + off, 32, -3.f, 3.f, true);
+        const auto af = widened(ab), bf = widened(bb);
+        std::vector<bf16> gotb(size_t(n + off) + 1, kernels::to_bf16(-99.f));
+        kernels::cpu::binary(Binary::add_relu, af.data() + off, bf.data() + off, want.data(), n, Bcast::same, 1);
+        kernels::emu::binary_bf16(Binary::add_relu, ab.data() + off, bb.data() + off, gotb.data() + off, n,
+                                  Bcast::same, 1);
+        const std::vector<bf16> outb(gotb.begin() + off, gotb.begin() + off + n);
+        CHECK(same_bf16("bf16 add_relu " + tag, outb, ref_narrow(want)));
+        CHECK(kernels::widen(gotb[size_t(n + off)]) == -99.f);
+      }
+  });
+  // More element groups than the grid's threads (1024 blocks of 256): the grid strides on.
+  const int64_t n = 4 * 1024 * 256 + 4 * 5 + 3;
+  const auto a = random_floats(n, 24), b = random_floats(n, 25);
+  std::vector<float> want(n), got(n);
+  kernels::cpu::binary(Binary::sub, a.data(), b.data(), want.data(), n, Bcast::same, 1);
+  kernels::emu::binary_f32(Binary::sub, a.data(), b.data(), got.data(), n, Bcast::same, 1);
+  CHECK(close_arrays("sub over more than one grid", got.data(), want.data(), n, 0, 0));
+}
+
 // The bf16 kernels are the f32 kernels' code on widened elements, rounded once on store: each
 // must equal the CPU f32 kernel run on the widened inputs, narrowed once, bit for bit (the
 // same f32 operations in the same order; any NaN matches any NaN, as the payload an
