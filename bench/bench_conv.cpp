@@ -48,24 +48,28 @@ struct Conv {
   int fwd_train, fwd_infer, data, filter;  // how many times one C3 step runs each pass
 };
 
-// From one C3 step of `bench_step --cpu --batches 4+4` (student: 8 images, teacher: 4).
+// Per C3 step (counted with ONEDNN_VERBOSE over `bench_step --cpu --batches 4+4`, reps 1 against
+// reps 2): the student's forward and backward once (no data gradient for the stem), the
+// teacher's forward once. ResNet-18 at 1/4 width: layers of 16, 32, 64, 128 channels, layer3
+// dilated 2 and layer4 dilated 4 (OS8); the projection head and the four ASPP branches after.
 const Conv kConvs[] = {
-    {"stem 7x7/2", 8, 64, 128, 3, 16, 7, 2, 3, 1, 4, 3, 0, 2},
-    {"layer1 3x3", 8, 17, 33, 16, 16, 3, 1, 1, 1, 16, 12, 8, 8},
-    {"layer2 3x3/2", 8, 17, 33, 16, 32, 3, 2, 1, 1, 4, 3, 2, 2},
-    {"layer2 1x1/2 downsample", 8, 17, 33, 16, 32, 1, 2, 0, 1, 4, 3, 2, 2},
-    {"layer2 3x3", 8, 9, 17, 32, 32, 3, 1, 1, 1, 12, 9, 6, 6},
-    {"layer3 3x3 d2", 8, 9, 17, 32, 64, 3, 1, 2, 2, 4, 3, 2, 2},
-    {"layer3 3x3 d2", 8, 9, 17, 64, 64, 3, 1, 2, 2, 12, 9, 6, 6},
-    {"layer3 1x1 downsample", 8, 9, 17, 32, 64, 1, 1, 0, 1, 4, 3, 2, 2},
-    {"layer4 3x3 d4", 8, 9, 17, 64, 128, 3, 1, 4, 4, 4, 3, 2, 2},
-    {"layer4 3x3 d4", 8, 9, 17, 128, 128, 3, 1, 4, 4, 12, 9, 6, 6},
-    {"layer4 1x1 downsample", 8, 9, 17, 64, 128, 1, 1, 0, 1, 4, 3, 2, 2},
-    {"projection 1x1", 8, 9, 17, 128, 64, 1, 1, 0, 1, 3, 3, 2, 2},
-    {"ASPP d6", 8, 9, 17, 128, 19, 3, 1, 6, 6, 4, 3, 2, 2},
-    {"ASPP d12", 8, 9, 17, 128, 19, 3, 1, 12, 12, 4, 3, 2, 2},
-    {"ASPP d18", 8, 9, 17, 128, 19, 3, 1, 18, 18, 4, 3, 2, 2},
-    {"ASPP d24", 8, 9, 17, 128, 19, 3, 1, 24, 24, 4, 3, 2, 2},
+    {"stem 7x7/2", 8, 64, 128, 3, 16, 7, 2, 3, 1, 1, 1, 0, 1},
+    {"layer1 3x3", 8, 17, 33, 16, 16, 3, 1, 1, 1, 4, 4, 4, 4},
+    {"layer2 3x3/2", 8, 17, 33, 16, 32, 3, 2, 1, 1, 1, 1, 1, 1},
+    {"layer2 1x1/2 downsample", 8, 17, 33, 16, 32, 1, 2, 0, 1, 1, 1, 1, 1},
+    {"layer2 3x3", 8, 9, 17, 32, 32, 3, 1, 1, 1, 3, 3, 3, 3},
+    {"layer3 3x3 d2 32->64", 8, 9, 17, 32, 64, 3, 1, 2, 2, 1, 1, 1, 1},
+    {"layer3 3x3 d2", 8, 9, 17, 64, 64, 3, 1, 2, 2, 3, 3, 3, 3},
+    {"layer3 1x1 downsample", 8, 9, 17, 32, 64, 1, 1, 0, 1, 1, 1, 1, 1},
+    {"layer4 3x3 d4 64->128", 8, 9, 17, 64, 128, 3, 1, 4, 4, 1, 1, 1, 1},
+    {"layer4 3x3 d4", 8, 9, 17, 128, 128, 3, 1, 4, 4, 3, 3, 3, 3},
+    {"layer4 1x1 downsample", 8, 9, 17, 64, 128, 1, 1, 0, 1, 1, 1, 1, 1},
+    {"projection 1x1 128->64", 8, 9, 17, 128, 64, 1, 1, 0, 1, 1, 1, 1, 1},
+    {"projection 1x1 64->64", 8, 9, 17, 64, 64, 1, 1, 0, 1, 1, 1, 1, 1},
+    {"ASPP d6", 8, 9, 17, 128, 19, 3, 1, 6, 6, 1, 1, 1, 1},
+    {"ASPP d12", 8, 9, 17, 128, 19, 3, 1, 12, 12, 1, 1, 1, 1},
+    {"ASPP d18", 8, 9, 17, 128, 19, 3, 1, 18, 18, 1, 1, 1, 1},
+    {"ASPP d24", 8, 9, 17, 128, 19, 3, 1, 24, 24, 1, 1, 1, 1},
 };
 
 std::vector<float> uniform(int64_t n, uint64_t seed) {
@@ -98,7 +102,7 @@ int main(int argc, char** argv) try {
   std::vector<lab::Row> rows;
   for (int t : threads) {
     lab::set_threads(t);
-    const int nthr = lab::max_threads();
+    const int nthr = t > 0 ? t : lab::max_threads();
     double step_im2col = 0, step_dnnl = 0;
     for (const Conv& c : kConvs) {
       const kernels::ConvGeom g = kernels::make_conv_geom(c.N, c.H, c.W, c.C, c.K, c.k, c.k, c.s, c.s, c.p, c.p, c.d, c.d);
@@ -109,14 +113,18 @@ int main(int argc, char** argv) try {
       for (int p = 0; p < 4; ++p) {
         if (counts[p] == 0) continue;
         const bool training = p == fwd_train;
+        // The teacher sees the unlabeled half of the batch.
+        const kernels::ConvGeom gp = p == fwd_infer ? kernels::make_conv_geom(c.N / 2, c.H, c.W, c.C, c.K, c.k, c.k,
+                                                                              c.s, c.s, c.p, c.p, c.d, c.d)
+                                                    : g;
         auto im2col = [&] {
-          if (p <= fwd_infer) kernels::cpu::conv2d_forward(x.data(), w.data(), b.data(), y.data(), g, true);
+          if (p <= fwd_infer) kernels::cpu::conv2d_forward(x.data(), w.data(), b.data(), y.data(), gp, true);
           else if (p == data) kernels::cpu::conv2d_backward<float>(nullptr, w.data(), dy.data(), dx.data(), nullptr, g);
           else kernels::cpu::conv2d_backward<float>(x.data(), nullptr, dy.data(), nullptr, dw.data(), g);
         };
         auto dnnl = [&] {
           namespace dc = kernels::cpu::dnnl_conv;
-          if (p <= fwd_infer) dc::forward(x.data(), w.data(), b.data(), y.data(), g, true, training);
+          if (p <= fwd_infer) dc::forward(x.data(), w.data(), b.data(), y.data(), gp, true, training);
           else if (p == data) dc::backward(nullptr, w.data(), dy.data(), dx.data(), nullptr, g);
           else dc::backward(x.data(), nullptr, dy.data(), nullptr, dw.data(), g);
         };
@@ -124,7 +132,7 @@ int main(int argc, char** argv) try {
         const kernels::cpu::dnnl_conv::Pass dp = p <= fwd_infer ? kernels::cpu::dnnl_conv::Pass::forward
                                                  : p == data    ? kernels::cpu::dnnl_conv::Pass::data
                                                                 : kernels::cpu::dnnl_conv::Pass::filter;
-        const bool direct = kernels::cpu::dnnl_conv::direct(g, dp);
+        const bool direct = kernels::cpu::dnnl_conv::direct(gp, dp, training);
         step_im2col += a * counts[p], step_dnnl += d * counts[p];
         rows.push_back({std::to_string(nthr), c.role, kPassName[p], std::to_string(counts[p]), lab::fmt("%.3f", a),
                         lab::fmt("%.3f", d), direct ? "oneDNN" : "im2col"});

@@ -239,12 +239,12 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
     conv2d_backward(x, w, dy, dx_done ? nullptr : dx, dw_done ? nullptr : dw, g);
 }
 
-bool direct(const ConvGeom& g, Pass pass) {
+bool direct(const ConvGeom& g, Pass pass, bool training) {
   if (g.out_pixels() == 0 || g.K == 0) return false;
   std::lock_guard<std::mutex> lock(g_mutex);
   bool r = false;
   guarded("convolution", [&] {
-    if (pass == Pass::forward) r = forward_entry(g, false, true).direct;
+    if (pass == Pass::forward) r = forward_entry(g, false, training).direct;
     else r = pass == Pass::data ? backward_entry(g).data_direct : backward_entry(g).filter_direct;
   });
   return r;

@@ -27,7 +27,8 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
 
 enum class Pass { forward, data, filter };
 // Whether oneDNN runs this pass of this geometry (a direct kernel); else im2col does.
-bool direct(const ConvGeom& g, Pass pass);
+// `training`: for Pass::forward, a training step's forward (else inference's).
+bool direct(const ConvGeom& g, Pass pass, bool training = true);
 
 // Drops the kept primitives (tests; a process that trains keeps them).
 void clear_cache();
