@@ -153,6 +153,12 @@ TEST_CASE("conv oneDNN: no output pixel, kept primitives, launch counts") {
   CHECK(dc::cached_geometries() == 2);
   dc::clear_cache();
   CHECK(dc::cached_geometries() == 0);
+  // Images of many sizes (predict): the kept primitives stay bounded.
+  for (int64_t w = 3; w < 3 + int64_t(dc::kKeptGeometries) + 20; ++w)
+    dc::direct(kernels::make_conv_geom(1, 3, w, 4, 4, 1, 1, 1, 1, 0, 0, 1, 1), dc::Pass::forward);
+  CHECK(dc::cached_geometries() <= dc::kKeptGeometries);
+  CHECK(dc::cached_geometries() >= 20);
+  dc::clear_cache();
 }
 
 TEST_CASE("conv oneDNN: the op switch picks the path, and both give the same conv") {

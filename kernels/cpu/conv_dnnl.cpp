@@ -62,14 +62,14 @@ dnnl::convolution_forward::primitive_desc forward_pd(const Shapes& s, bool bias,
   return dnnl::convolution_forward::primitive_desc(d, engine());
 }
 
-// oneDNN's direct kernels (jit:avx2, jit_1x1:avx2, ...) beat im2col + OpenBLAS at our shapes;
-// where it has none (dilated convs often, some filter gradients) it falls back to its own
-// im2col + GEMM ("gemm"), slower than ours here, or to reference loops ("ref"): those
-// passes run on im2col instead. Measured per pass at 1 thread on the synthetic model's
-// shapes (bench/results/2026-12-07-onednn-conv.md).
+// oneDNN's direct kernels (jit:avx2, jit_1x1:avx2 here; brg:avx512_core and the like on CPUs
+// with AVX-512) beat im2col + OpenBLAS at our shapes; where it has none (dilated convs often,
+// some filter gradients) it falls back to its own im2col + GEMM ("x64:gemm:jit"), slower than
+// ours here, or to reference loops ("ref:any"): those passes run on im2col instead. Measured
+// per pass on the synthetic model's shapes (bench/results/2026-12-07-onednn-conv.md).
 bool is_direct(const dnnl::primitive_desc_base& pd) {
   const std::string impl = pd.impl_info_str();
-  return impl.rfind("jit", 0) == 0 && impl.find("gemm") == std::string::npos;
+  return impl.find("gemm") == std::string::npos && impl.rfind("ref", 0) != 0;
 }
 
 // What one geometry keeps: for each pass oneDNN runs, its primitive and the reorders of the
@@ -99,6 +99,10 @@ Key key(const ConvGeom& g, int flags) {
   return Key{g.N, g.H, g.W, g.C, g.K, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, flags, omp_get_max_threads()};
 }
 
+// Kept primitives, at most kKeptGeometries per pass kind: a run sees a few dozen (its layers at
+// its crop, eval's window sizes); predict on images of many sizes would otherwise grow them
+// without end. Past the limit a cache starts again empty.
+constexpr size_t kKept = kKeptGeometries;
 std::mutex g_mutex;  // guards the caches and the weight buffer below (convs run one at a time)
 std::map<Key, std::unique_ptr<Forward>> g_forward;
 std::map<Key, std::unique_ptr<Backward>> g_backward;
@@ -109,48 +113,68 @@ dnnl::reorder reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& 
   return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 
+// A geometry oneDNN cannot build a primitive for runs on im2col, as one it has no direct kernel for.
+template <class F> void build_or_fall_back(bool& direct, F&& build) {
+  try {
+    build();
+  } catch (const dnnl::error&) {
+    direct = false;
+  }
+}
+
 const Forward& forward_entry(const ConvGeom& g, bool bias, bool training) {
-  std::unique_ptr<Forward>& e = g_forward[key(g, int(bias) | int(training) << 1)];
+  const Key k = key(g, int(bias) | int(training) << 1);
+  if (g_forward.size() >= kKept && !g_forward.count(k)) g_forward.clear();
+  std::unique_ptr<Forward>& e = g_forward[k];
   if (!e) {
-    const Shapes s = shapes(g);
-    auto pd = forward_pd(s, bias, training);
     e = std::make_unique<Forward>();
-    e->direct = is_direct(pd);
-    if (e->direct) {
-      e->prim = dnnl::convolution_forward(pd);
-      e->weights = pd.weights_desc();
-      e->to_weights = reorder(s.weights, e->weights);
-    }
+    Forward& f = *e;
+    build_or_fall_back(f.direct, [&] {
+      const Shapes s = shapes(g);
+      auto pd = forward_pd(s, bias, training);
+      f.direct = is_direct(pd);
+      if (f.direct) {
+        f.prim = dnnl::convolution_forward(pd);
+        f.weights = pd.weights_desc();
+        f.to_weights = reorder(s.weights, f.weights);
+      }
+    });
   }
   return *e;
 }
 
 const Backward& backward_entry(const ConvGeom& g) {
-  std::unique_ptr<Backward>& e = g_backward[key(g, 0)];
+  const Key k = key(g, 0);
+  if (g_backward.size() >= kKept && !g_backward.count(k)) g_backward.clear();
+  std::unique_ptr<Backward>& e = g_backward[k];
   if (!e) {
-    const Shapes s = shapes(g);
-    const auto hint = forward_pd(s, false, true);
     e = std::make_unique<Backward>();
-    const dnnl::convolution_backward_data::primitive_desc data_pd(
-        dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, s.src, s.any_weights, s.dst,
-                                              s.strides, s.dilates, s.pad_l, s.pad_r),
-        engine(), hint);
-    e->data_direct = is_direct(data_pd);
-    if (e->data_direct) {
-      e->data = dnnl::convolution_backward_data(data_pd);
-      e->data_weights = data_pd.weights_desc();
-      e->to_data_weights = reorder(s.weights, e->data_weights);
-    }
-    const dnnl::convolution_backward_weights::primitive_desc filter_pd(
-        dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, s.src, s.any_weights, s.dst,
-                                                 s.strides, s.dilates, s.pad_l, s.pad_r),
-        engine(), hint);
-    e->filter_direct = is_direct(filter_pd);
-    if (e->filter_direct) {
-      e->filter = dnnl::convolution_backward_weights(filter_pd);
-      e->filter_grad = filter_pd.diff_weights_desc();
-      e->from_filter_grad = reorder(e->filter_grad, s.weights);
-    }
+    Backward& b = *e;
+    const Shapes s = shapes(g);
+    build_or_fall_back(b.data_direct, [&] {
+      const dnnl::convolution_backward_data::primitive_desc pd(
+          dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, s.src, s.any_weights, s.dst,
+                                                s.strides, s.dilates, s.pad_l, s.pad_r),
+          engine(), forward_pd(s, false, true));
+      b.data_direct = is_direct(pd);
+      if (b.data_direct) {
+        b.data = dnnl::convolution_backward_data(pd);
+        b.data_weights = pd.weights_desc();
+        b.to_data_weights = reorder(s.weights, b.data_weights);
+      }
+    });
+    build_or_fall_back(b.filter_direct, [&] {
+      const dnnl::convolution_backward_weights::primitive_desc pd(
+          dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, s.src, s.any_weights, s.dst,
+                                                   s.strides, s.dilates, s.pad_l, s.pad_r),
+          engine(), forward_pd(s, false, true));
+      b.filter_direct = is_direct(pd);
+      if (b.filter_direct) {
+        b.filter = dnnl::convolution_backward_weights(pd);
+        b.filter_grad = pd.diff_weights_desc();
+        b.from_filter_grad = reorder(b.filter_grad, s.weights);
+      }
+    });
   }
   return *e;
 }

@@ -30,6 +30,9 @@ enum class Pass { forward, data, filter };
 // `training`: for Pass::forward, a training step's forward (else inference's).
 bool direct(const ConvGeom& g, Pass pass, bool training = true);
 
+// Primitives are kept for at most this many geometries per pass kind (forward, backward).
+inline constexpr size_t kKeptGeometries = 256;
+
 // Drops the kept primitives (tests; a process that trains keeps them).
 void clear_cache();
 // How many geometries have primitives kept (tests: a second call with a seen shape builds none).
