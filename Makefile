@@ -137,7 +137,8 @@ DEB_PKGS := doctest-dev libstb-dev libopenblas-openmp-dev libdnnl-dev nlohmann-j
 DEP_HEADERS := doctest/doctest.h stb/stb_image.h nlohmann/json.hpp boost/context/detail/fcontext.hpp \
                oneapi/dnnl/dnnl.hpp
 deps: $(BUILD)/.deps-ok
-$(BUILD)/.deps-ok:
+# The check runs again whenever the Makefile (its package list) changes.
+$(BUILD)/.deps-ok: Makefile
 	@missing=""; \
 	for h in $(DEP_HEADERS); do \
 	  [ -f "$(DEPS_PREFIX)/usr/include/$$h" ] || missing="$$missing $$h"; done; \
