@@ -13,14 +13,26 @@ namespace c3 {
 
 namespace {
 Tensor sum_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
-  // bf16: summed in f32, rounded once (on a GPU through an f32 copy: no bf16 sum kernel yet).
-  if (x.dtype() == DType::bf16) return sum_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
-  check_cuda_dtype("sum", x);
-  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (x.is_cuda()) {
+    // f32 or bf16 in, summed in f32 (bf16: rounded once at the end), over enough blocks to
+    // fill the GPU (the partial sums in `scratch`).
+    check_cuda_float("sum", x);
     C3_CHECK(inner == 1 || outer <= 65535, "sum: too many outer slices (", outer, ") for the CUDA kernel");
-    C3_CUDA("sum", kernels::cuda::sum_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner));
-  } else if (x.dtype() == DType::f32) {
+    Tensor out = Tensor::empty(out_shape, DType::f32, x.device()), scratch;
+    if (const int64_t n = kernels::sum_mid_scratch(outer, mid, inner)) scratch = Tensor::empty({n}, DType::f32, x.device());
+    C3_CUDA("sum", {
+      float* part = scratch.defined() ? scratch.data<float>() : nullptr;
+      if (x.dtype() == DType::bf16)
+        kernels::cuda::sum_mid_bf16(x.data<bf16>(), out.data<float>(), outer, mid, inner, part);
+      else
+        kernels::cuda::sum_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner, part);
+    });
+    return x.dtype() == DType::bf16 ? out.cast(DType::bf16) : out;
+  }
+  // bf16 on the CPU: summed in f32, rounded once.
+  if (x.dtype() == DType::bf16) return sum_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (x.dtype() == DType::f32) {
     kernels::cpu::sum_mid(x.data<float>(), out.data<float>(), outer, mid, inner);
   } else {
     kernels::cpu::sum_mid(x.data<double>(), out.data<double>(), outer, mid, inner);
@@ -29,12 +41,20 @@ Tensor sum_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, c
 }
 
 Tensor broadcast_mid_raw(const Tensor& x, int64_t outer, int64_t mid, int64_t inner, const Shape& out_shape) {
+  if (x.is_cuda()) {
+    check_cuda_float("broadcast", x);
+    Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+    C3_CUDA("broadcast", {
+      if (x.dtype() == DType::bf16)
+        kernels::cuda::broadcast_mid_bf16(x.data<bf16>(), out.data<bf16>(), outer, mid, inner);
+      else
+        kernels::cuda::broadcast_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner);
+    });
+    return out;
+  }
   if (x.dtype() == DType::bf16) return broadcast_mid_raw(widen(x), outer, mid, inner, out_shape).cast(DType::bf16);
-  check_cuda_dtype("broadcast", x);
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  if (x.is_cuda())
-    C3_CUDA("broadcast", kernels::cuda::broadcast_mid_f32(x.data<float>(), out.data<float>(), outer, mid, inner));
-  else if (x.dtype() == DType::f32)
+  if (x.dtype() == DType::f32)
     kernels::cpu::broadcast_mid(x.data<float>(), out.data<float>(), outer, mid, inner);
   else
     kernels::cpu::broadcast_mid(x.data<double>(), out.data<double>(), outer, mid, inner);

@@ -361,7 +361,7 @@ TEST_CASE("reduce kernels: emulated sum_mid and broadcast_mid edge cases match t
       auto x = random_floats(n, 21);
       std::vector<float> want(m), got(m, -99.f);
       kernels::cpu::sum_mid(x.data(), want.data(), r.outer, r.mid, r.inner);
-      kernels::emu::sum_mid_f32(x.data(), got.data(), r.outer, r.mid, r.inner);
+      kernels::emu::sum_mid_f32(x.data(), got.data(), r.outer, r.mid, r.inner, nullptr);  // one split
       CHECK(close_arrays("sum_mid " + tag, got.data(), want.data(), m, 1e-4, 1e-5));
       std::vector<float> bw(n), bg(n, -99.f);
       kernels::cpu::broadcast_mid(want.data(), bw.data(), r.outer, r.mid, r.inner);
@@ -369,6 +369,53 @@ TEST_CASE("reduce kernels: emulated sum_mid and broadcast_mid edge cases match t
       CHECK(close_arrays("broadcast_mid " + tag, bg.data(), bw.data(), n, 0, 0));
     }
   });
+}
+
+// A sum over few outputs spreads over blocks by splitting mid (sum_rows_kernel, sum_cols_kernel
+// with S > 1, then sum_splits_kernel adds the partials in order): f32 and bf16 inputs against
+// the CPU's double sums, the same bits in both fiber orders (no atomics), broadcast_mid in bf16
+// a copy, and a missing scratch refused.
+TEST_CASE("reduce kernels: split sums over few outputs, f32 and bf16, deterministic") {
+  struct R { int64_t outer, mid, inner; };
+  for (R r : {R{1, 70000, 19}, R{2, 300000, 1}, R{3, 5000, 40}}) {
+    const std::string tag =
+        "[" + std::to_string(r.outer) + "," + std::to_string(r.mid) + "," + std::to_string(r.inner) + "]";
+    CAPTURE(tag);
+    REQUIRE(kernels::sum_splits(r.outer, r.mid, r.inner) > 1);
+    const int64_t n = r.outer * r.mid * r.inner, m = r.outer * r.inner;
+    const auto x = random_floats(n, 51);
+    const auto xb = random_bf16s(n, 52, -1.f, 1.f);
+    const auto xbf = widened(xb);
+    std::vector<double> want(m), wantb(m);
+    for (int64_t o = 0; o < r.outer; ++o)
+      for (int64_t k = 0; k < r.mid; ++k)
+        for (int64_t i = 0; i < r.inner; ++i) {
+          want[o * r.inner + i] += x[(o * r.mid + k) * r.inner + i];
+          wantb[o * r.inner + i] += xbf[(o * r.mid + k) * r.inner + i];
+        }
+    std::vector<float> scratch(kernels::sum_mid_scratch(r.outer, r.mid, r.inner));
+    std::vector<std::vector<float>> runs;
+    for_each_fiber_order([&](const char* order) {
+      std::vector<float> got(m, -99.f), gotb(m, -99.f);
+      kernels::emu::sum_mid_f32(x.data(), got.data(), r.outer, r.mid, r.inner, scratch.data());
+      kernels::emu::sum_mid_bf16(xb.data(), gotb.data(), r.outer, r.mid, r.inner, scratch.data());
+      // Sums of up to 300000 values in [-1, 1] (|sum| ~ 300): f32 rounding ~ sqrt(n) 2^-24 |x|
+      // per running sum; 2e-3 absolute is ~30x that and far below one dropped term (~0.5).
+      CHECK(close_arrays(std::string("f32 ") + order, got.data(), want.data(), m, 2e-3, 1e-5));
+      CHECK(close_arrays(std::string("bf16 ") + order, gotb.data(), wantb.data(), m, 2e-3, 1e-5));
+      got.insert(got.end(), gotb.begin(), gotb.end());
+      runs.push_back(got);
+    });
+    REQUIRE(runs.size() == 2);
+    CHECK(runs[0] == runs[1]);  // the same bits whatever the order threads ran in
+    std::vector<float> out(m);
+    CHECK_THROWS_WITH_AS(kernels::emu::sum_mid_f32(x.data(), out.data(), r.outer, r.mid, r.inner, nullptr),
+                         doctest::Contains("splits need sum_mid_scratch"), std::invalid_argument);
+  }
+  const auto g = random_bf16s(19, 53, -2.f, 2.f);
+  std::vector<bf16> b(5 * 19);
+  kernels::emu::broadcast_mid_bf16(g.data(), b.data(), 1, 5, 19);
+  for (int64_t k = 0; k < 5 * 19; ++k) CHECK(b[size_t(k)].bits == g[size_t(k % 19)].bits);
 }
 
 GPU_TEST_CASE("gpu: elementwise ops and sums match the CPU") {
@@ -384,4 +431,11 @@ GPU_TEST_CASE("gpu: elementwise ops and sums match the CPU") {
   sum(mul(exp(x), b)).backward();
   sum(mul(exp(gx), gb)).backward();
   CHECK(close_tensors("grad", gx.grad(), x.grad(), 1e-5, 1e-5));
+  // Per-channel sums over every pixel (a conv's bias gradient), split over blocks; bf16 read
+  // as it is, summed in f32, rounded once: within one bf16 rounding (2^-8 relative) of the CPU's.
+  Tensor big = random_tensor({16, 65, 129, 19}, 33, DType::f32, -1, 1);
+  CHECK(close_tensors("per-channel sum", sum(big.cuda(), {0, 1, 2}), sum(big, {0, 1, 2}), 2e-3, 1e-5));
+  Tensor big16 = big.cast(DType::bf16);
+  CHECK(close_tensors("per-channel sum, bf16", sum(big16.cuda(), {0, 1, 2}), sum(big16, {0, 1, 2}), 2e-3, 8e-3));
+  CHECK(close_tensors("sum, bf16", sum(big16.cuda()), sum(big16), 2e-2, 8e-3));
 }

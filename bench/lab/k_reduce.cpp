@@ -3,6 +3,7 @@
 // broadcast_mid; sum_mid with inner 1 over the H*W pixels of each image (the kept fraction of
 // the DCRS mask is such a sum); max_channels, the per-pixel max and argmax over the 19 classes
 // of the upsampled logits (16 x 256 x 512), and its backward.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
@@ -13,15 +14,15 @@
 namespace lab {
 namespace {
 
-// The CPU accumulates in double, the kernels in f32 (per-thread running sums of mid / 8 or
-// mid / 256 terms, then a tree). On non-negative inputs the relative error grows like
-// sqrt(terms) * 2^-24: 1.1e-6 at worst over the 2048 channels of the full shape (4290 terms a
-// thread, measured in emulation). A dropped or doubled term moves a sum by ~1 / mid
-// relative (3e-5 at the full shape, more at the small ones), above the tolerance.
+// The CPU accumulates in double, the kernels in f32 (per-thread running sums over a split of
+// mid, then a tree, then the splits' partials in order: kernels/reduce_math.h sum_splits). On
+// non-negative inputs the relative error grows like sqrt(terms) * 2^-24, about 1e-6 at worst.
+// A dropped or doubled term moves a sum by ~1 / mid relative (3e-5 at the full shape, more at
+// the small ones), above the tolerance.
 constexpr double kSumRtol = 1e-5, kSumAtol = 0;
 
 struct SumState {
-  Buf<float> x, out;
+  Buf<float> x, out, scratch;  // scratch: the CUDA sum's partials (kernels::sum_mid_scratch)
   int64_t outer = 0, mid = 0, inner = 0;
 };
 
@@ -35,6 +36,7 @@ std::shared_ptr<SumState> sum_state(Backend b, int64_t outer, int64_t mid, int64
   fill_uniform(v.x.vec(), 0.f, 1.f, 1);
   v.x.upload();
   v.out = Buf<float>(b, outer * inner);
+  v.scratch = Buf<float>(b, std::max<int64_t>(kernels::sum_mid_scratch(outer, mid, inner), 1));
   return st;
 }
 
@@ -43,7 +45,7 @@ Case sum_case(Backend b, std::shared_ptr<SumState> st) {
   return make_case(
       b, dims({v.outer, v.mid, v.inner}), double(v.outer * v.mid * v.inner + v.outer * v.inner) * 4,
       [&v, st] { kernels::cpu::sum_mid(v.x.host(), v.out.host(), v.outer, v.mid, v.inner); },
-      [&v, st, b] { LAB_DEV(b, sum_mid_f32, v.x.dev(), v.out.dev(), v.outer, v.mid, v.inner); },
+      [&v, st, b] { LAB_DEV(b, sum_mid_f32, v.x.dev(), v.out.dev(), v.outer, v.mid, v.inner, v.scratch.dev()); },
       [&v, st] { return compare("out", v.out.download(), v.out.vec(), kSumRtol, kSumAtol); });
 }
 
