@@ -51,6 +51,11 @@ Case sum_case(Backend b, std::shared_ptr<SumState> st) {
 
 // Per-channel sums over every pixel: [1, N*h*w, C] (sum_cols_kernel).
 Case sum_mid_case(Backend b, const Scale& s) { return sum_case(b, sum_state(b, 1, s.N * s.h * s.w, s.C)); }
+// Per-class sums over every pixel: [1, N*h*w, classes], the bias gradient of an ASPP branch
+// (few columns: the sum is split over blocks along the pixels, then the splits added).
+Case sum_mid_classes_case(Backend b, const Scale& s) {
+  return sum_case(b, sum_state(b, 1, s.N * s.h * s.w, s.classes));
+}
 // Per-image sums over H*W pixels: [N, H*W, 1] (sum_rows_kernel, one block an image).
 Case sum_mid_rows_case(Backend b, const Scale& s) { return sum_case(b, sum_state(b, s.N, s.H * s.W, 1)); }
 
@@ -121,6 +126,9 @@ Case max_channels_backward_case(Backend b, const Scale& s) {
 
 const Register r1({"reduce", "sum_mid", 1, "per-channel sums over N*h*w pixels, [1, M, C] (sum_cols_kernel)",
                    sum_mid_case});
+const Register r1b({"reduce", "sum_mid_classes", 1,
+                    "per-class sums over N*h*w pixels, [1, M, 19]: an ASPP bias gradient (split sums)",
+                    sum_mid_classes_case});
 const Register r2({"reduce", "sum_mid_rows", 1, "per-image sums over H*W pixels, [N, H*W, 1] (sum_rows_kernel)",
                    sum_mid_rows_case});
 const Register r3({"reduce", "broadcast_mid", 1, "[C] to [1, N*h*w, C], the adjoint of sum_mid", broadcast_mid_case});
