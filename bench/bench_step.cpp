@@ -213,8 +213,6 @@ int main(int argc, char** argv) try {
   const std::string crop = lab::arg_value(argc, argv, "--crop", "");
   int crop_h = 0, crop_w = 0;
   if (!crop.empty()) semiseg::parse_window("--crop", crop, crop_h, crop_w);
-  // CPU: one thread and all cores (on a shared machine OpenMP's spin-waiting makes "all
-  // cores" much slower than one thread; both rows show it).
   std::vector<std::string> precisions = split(lab::arg_value(argc, argv, "--precision", gpu ? "tf32,bf16" : "fp32,bf16"));
   C3_CHECK(!precisions.empty(), "--precision needs train.precision values (e.g. fp32,bf16)");
   const std::string only = lab::arg_value(argc, argv, "--phase", "");
