@@ -427,6 +427,11 @@ C3_EMU_NO_TSAN void run_block(Block& b) {
     f = Fiber{};
     f.tid = i;
     f.idx = dim3(i % spec.block.x, (i / spec.block.x) % spec.block.y, i / (spec.block.x * spec.block.y));
+    // A reused stack may hold the redzones of frames a fiber of an earlier launch never left
+    // (a launch that stopped at an error): ASan would read them as overflows of this one's.
+#ifdef C3_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(t_stacks[i].bottom(), kStackBytes);
+#endif
     f.ctx = bc::make_fcontext(t_stacks[i].top(), kStackBytes, fiber_entry);
     f.stack_bottom = t_stacks[i].bottom();
   }
