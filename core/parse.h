@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include "core/error.h"
+
 namespace c3 {
 
 // Decimal digits only (no sign, no exponent), within int64.
@@ -28,6 +30,20 @@ inline std::optional<double> parse_number(const std::string& s) {
   const double x = std::strtod(s.c_str(), &end);
   if (end != s.c_str() + s.size() || !std::isfinite(x)) return std::nullopt;
   return x;
+}
+
+// The value of option or key `what` as a whole number in [lo, hi], or an error naming it:
+// "--reps needs a whole number in [1, 1000], got 'abc'".
+inline int64_t count_in(const std::string& what, const std::string& text, int64_t lo, int64_t hi) {
+  const std::optional<int64_t> n = parse_count(text);
+  C3_CHECK(n && *n >= lo && *n <= hi, what, " needs a whole number in [", lo, ", ", hi, "], got '", text, "'");
+  return *n;
+}
+// The same for a number: "--width needs a number in [0.01, 4], got 'abc'".
+inline double number_in(const std::string& what, const std::string& text, double lo, double hi) {
+  const std::optional<double> x = parse_number(text);
+  C3_CHECK(x && *x >= lo && *x <= hi, what, " needs a number in [", lo, ", ", hi, "], got '", text, "'");
+  return *x;
 }
 
 }  // namespace c3

@@ -68,14 +68,10 @@ struct Args {
 // A whole-number option value in [lo, hi]; anything else ("3abc", "1e3", "-1", "") is an
 // error naming the option.
 int64_t int_option(const std::string& opt, const std::string& v, int64_t lo, int64_t hi) {
-  const std::optional<int64_t> n = parse_count(v);
-  C3_CHECK(n && *n >= lo && *n <= hi, opt, " needs a whole number in [", lo, ", ", hi, "], got '", v, "'");
-  return *n;
+  return count_in(opt, v, lo, hi);
 }
 double number_option(const std::string& opt, const std::string& v, double lo, double hi) {
-  const std::optional<double> x = parse_number(v);
-  C3_CHECK(x && *x >= lo && *x <= hi, opt, " needs a number in [", lo, ", ", hi, "], got '", v, "'");
-  return *x;
+  return number_in(opt, v, lo, hi);
 }
 
 Args parse(int argc, char** argv, int first) {

@@ -64,9 +64,7 @@ bool has_flag(int argc, char** argv, const std::string& flag) {
 }
 
 int int_value(const std::string& opt, const std::string& text, int lo, int hi) {
-  const std::optional<int64_t> n = c3::parse_count(text);
-  C3_CHECK(n && *n >= lo && *n <= hi, opt, " needs a whole number in [", lo, ", ", hi, "], got '", text, "'");
-  return int(*n);
+  return int(c3::count_in(opt, text, lo, hi));
 }
 
 int int_arg(int argc, char** argv, const std::string& flag, int def, int lo, int hi) {
@@ -90,10 +88,7 @@ std::vector<int> int_list_arg(int argc, char** argv, const std::string& flag, co
 
 double number_arg(int argc, char** argv, const std::string& flag, double def, double lo, double hi) {
   if (!has_flag(argc, argv, flag)) return def;
-  const std::string text = arg_value(argc, argv, flag, "");
-  const std::optional<double> x = c3::parse_number(text);
-  C3_CHECK(x && *x >= lo && *x <= hi, flag, " needs a number in [", lo, ", ", hi, "], got '", text, "'");
-  return *x;
+  return c3::number_in(flag, arg_value(argc, argv, flag, ""), lo, hi);
 }
 
 }  // namespace lab
