@@ -51,6 +51,24 @@ Case binary_case(Backend b, const Scale& s, Binary op, Bcast bc) {
       [&v, st] { return compare("out", v[2].download(), v[2].vec(), kRtol, kAtol); });
 }
 
+// Version 2 of add: the same a + b on buffers one element past a 16-byte boundary, so the
+// scalar kernel (binary_kernel) runs instead of the 16-byte one (binary16_kernel) that version
+// 1's aligned buffers get: what the 128-bit accesses buy.
+Case add_unaligned_case(Backend b, const Scale& s) {
+  const int64_t n = features(s);
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n + 1, 3));
+  auto& v = *st;
+  return make_case(
+      b, feature_shape(s), double(3 * n) * 4,
+      [&v, st, n] {
+        kernels::cpu::binary(Binary::add, v[0].host() + 1, v[1].host() + 1, v[2].host() + 1, n, Bcast::same, 1);
+      },
+      [&v, st, n, b] {
+        LAB_DEV(b, binary_f32, Binary::add, v[0].dev() + 1, v[1].dev() + 1, v[2].dev() + 1, n, Bcast::same, 1);
+      },
+      [&v, st] { return compare("out", v[2].download(), v[2].vec(), kRtol, kAtol); });
+}
+
 // Version 2 of mul_channel: the same x * w[c] through the BatchNorm apply kernel (mean and
 // bias null), which walks rows x channels instead of taking i % C per element. Checked on
 // both backends against version 1's CPU kernel.
@@ -233,8 +251,11 @@ Case ema_spans_case(Backend b, const Scale& s) {
       });
 }
 
-const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32)",
+const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32; aligned: 16-byte accesses)",
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same); }});
+const Register r1u({"elementwise", "add", 2,
+                    "a + b on buffers one element off 16-byte alignment: the scalar kernel (binary_f32)",
+                    add_unaligned_case});
 const Register r1b({"elementwise", "add_relu", 1, "relu(a + b), same shapes: a residual block's end (binary_f32)",
                     [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add_relu, Bcast::same); }});
 const Register r2({"elementwise", "mul_channel", 1, "a * w[c], per-channel broadcast (binary_f32)",
