@@ -9,8 +9,6 @@
 // Per pass: the best of the repeats for each path, and which one the oneDNN path takes;
 // then the sum over one step, each pass weighted by its count. Writes <out>/conv-cpu.{json,md}.
 // --help: the options (bench/lab/args.h).
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -72,23 +70,6 @@ const Conv kConvs[] = {
     {"ASPP d24", 8, 9, 17, 128, 19, 3, 1, 24, 24, 1, 1, 1, 1},
 };
 
-std::vector<float> uniform(int64_t n, uint64_t seed) {
-  std::vector<float> v(static_cast<size_t>(n));
-  lab::fill_uniform(v, -1.f, 1.f, seed);
-  return v;
-}
-
-template <class F> double best_ms(int reps, F&& f) {
-  f();  // warm-up: builds the primitives, touches the buffers
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -106,8 +87,9 @@ int main(int argc, char** argv) try {
     double step_im2col = 0, step_dnnl = 0;
     for (const Conv& c : kConvs) {
       const kernels::ConvGeom g = kernels::make_conv_geom(c.N, c.H, c.W, c.C, c.K, c.k, c.k, c.s, c.s, c.p, c.p, c.d, c.d);
-      const std::vector<float> x = uniform(g.N * g.H * g.W * g.C, 1), w = uniform(g.K * g.taps(), 2),
-                               b = uniform(g.K, 3), dy = uniform(g.out_pixels() * g.K, 4);
+      const std::vector<float> x = lab::uniform(g.N * g.H * g.W * g.C, -1.f, 1.f, 1),
+                               w = lab::uniform(g.K * g.taps(), -1.f, 1.f, 2), b = lab::uniform(g.K, -1.f, 1.f, 3),
+                               dy = lab::uniform(g.out_pixels() * g.K, -1.f, 1.f, 4);
       std::vector<float> y(dy.size()), dx(x.size()), dw(w.size());
       const int counts[] = {c.fwd_train, c.fwd_infer, c.data, c.filter};
       for (int p = 0; p < 4; ++p) {
@@ -128,7 +110,7 @@ int main(int argc, char** argv) try {
           else if (p == data) dc::backward(nullptr, w.data(), dy.data(), dx.data(), nullptr, g);
           else dc::backward(x.data(), nullptr, dy.data(), nullptr, dw.data(), g);
         };
-        const double a = best_ms(reps, im2col), d = best_ms(reps, dnnl);
+        const double a = lab::time_host(im2col, reps).best * 1e3, d = lab::time_host(dnnl, reps).best * 1e3;
         const kernels::cpu::dnnl_conv::Pass dp = p <= fwd_infer ? kernels::cpu::dnnl_conv::Pass::forward
                                                  : p == data    ? kernels::cpu::dnnl_conv::Pass::data
                                                                 : kernels::cpu::dnnl_conv::Pass::filter;
@@ -151,7 +133,8 @@ int main(int argc, char** argv) try {
   }
   const std::string md =
       "The synthetic default's convolutions at batch 4+4 (student 8 images, teacher 4), forward with bias and "
-      "ReLU; per pass the best of " + std::to_string(reps) + " repeats. \"oneDNN path\": what train.cpu_conv=onednn "
+      "ReLU; per pass the best of " + std::to_string(reps) + " repeats after a warm-up, the caches evicted before "
+      "each (lab::time_host). \"oneDNN path\": what train.cpu_conv=onednn "
       "runs (oneDNN's direct kernel, or im2col where it has none). Step: each pass times its count in one C3 "
       "step.\n\n" + lab::md_table({"threads", "conv", "pass", "count", "im2col ms", "oneDNN path ms", "runs on"}, rows);
   std::printf("wrote %s\n", lab::write_results(out, "conv-cpu", meta, js, md).c_str());

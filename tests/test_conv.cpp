@@ -100,6 +100,15 @@ void check_against_direct(const Conv& c, DType dt, double atol, double rtol, uin
   CHECK(close_arrays("db " + tag, as_doubles(b.grad()).data(), vs(ref.db), b.numel(), atol, rtol));
 }
 
+// f32 through both CPU paths (oneDNN's kernels and the im2col reference), then back to the default.
+void check_f32_both_paths(const Conv& c, double atol, double rtol, uint32_t seed) {
+  for (bool onednn : {true, false}) {
+    set_cpu_conv_onednn(onednn);
+    check_against_direct(c, DType::f32, atol, rtol, seed);
+  }
+  set_cpu_conv_onednn(true);
+}
+
 }  // namespace
 
 TEST_CASE("conv: values computed by hand") {
@@ -183,11 +192,7 @@ TEST_CASE("conv: matches a direct convolution over a sweep of configurations") {
           ++seed;
           if (!c.valid()) continue;
           check_against_direct(c, DType::f64, 1e-12, 1e-12, seed * 7);
-          for (bool onednn : {true, false}) {  // f32: oneDNN's kernels and the im2col reference
-            set_cpu_conv_onednn(onednn);
-            check_against_direct(c, DType::f32, 2e-5, 1e-5, seed * 7);
-          }
-          set_cpu_conv_onednn(true);
+          check_f32_both_paths(c, 2e-5, 1e-5, seed * 7);
           ++configs;
         }
   CHECK(configs >= 20);
@@ -195,11 +200,7 @@ TEST_CASE("conv: matches a direct convolution over a sweep of configurations") {
   for (const Conv& c : {Conv{1, 5, 11, 2, 3, 1, 3, 1, 2, 0, 1, 1, 2}, Conv{3, 9, 4, 5, 1, 3, 2, 2, 1, 2, 0, 4, 1},
                         Conv{1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1}, Conv{2, 3, 3, 4, 5, 3, 3, 2, 2, 1, 1, 1, 1}}) {
     check_against_direct(c, DType::f64, 1e-12, 1e-12, 7);
-    for (bool onednn : {true, false}) {
-      set_cpu_conv_onednn(onednn);
-      check_against_direct(c, DType::f32, 2e-5, 1e-5, 7);
-    }
-    set_cpu_conv_onednn(true);
+    check_f32_both_paths(c, 2e-5, 1e-5, 7);
   }
 }
 

@@ -399,10 +399,10 @@ TEST_CASE("reduce kernels: split sums over few outputs, f32 and bf16, determinis
       std::vector<float> got(m, -99.f), gotb(m, -99.f);
       kernels::emu::sum_mid_f32(x.data(), got.data(), r.outer, r.mid, r.inner, scratch.data());
       kernels::emu::sum_mid_bf16(xb.data(), gotb.data(), r.outer, r.mid, r.inner, scratch.data());
-      // Sums of up to 300000 values in [-1, 1] (|sum| ~ 300): f32 rounding ~ sqrt(n) 2^-24 |x|
-      // per running sum; 2e-3 absolute is ~30x that and far below one dropped term (~0.5).
-      CHECK(close_arrays(std::string("f32 ") + order, got.data(), want.data(), m, 2e-3, 1e-5));
-      CHECK(close_arrays(std::string("bf16 ") + order, gotb.data(), wantb.data(), m, 2e-3, 1e-5));
+      // Sums of up to 300000 values in [-1, 1] (|sum| up to ~350): the f32 running sums were off
+      // by at most 2.1e-4 here; 5e-4 absolute, three orders below one dropped term (~0.5).
+      CHECK(close_arrays(std::string("f32 ") + order, got.data(), want.data(), m, 5e-4, 0));
+      CHECK(close_arrays(std::string("bf16 ") + order, gotb.data(), wantb.data(), m, 5e-4, 0));
       got.insert(got.end(), gotb.begin(), gotb.end());
       runs.push_back(got);
     });

@@ -13,6 +13,7 @@
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "tests/helpers.h"
+#include "tests/model_helpers.h"
 
 using namespace c3;
 using namespace c3::nn;
@@ -21,22 +22,6 @@ using namespace c3test;
 namespace {
 
 const char* kDir = "tests/golden/";
-
-DeepLabConfig golden_config(bool v3plus) {
-  DeepLabConfig cfg;
-  cfg.head = v3plus ? HeadKind::deeplab_v3plus : HeadKind::deeplab_v2;
-  cfg.num_classes = 5;
-  cfg.backbone.depth = 18;
-  cfg.backbone.width = 0.125;
-  cfg.backbone.output_stride = v3plus ? 16 : 8;
-  cfg.backbone.frozen_bn = !v3plus;
-  cfg.aspp_channels = 16;
-  cfg.low_level_channels = 8;
-  cfg.dropout = 0;
-  cfg.projection_head = false;
-  cfg.align_corners = !v3plus;
-  return cfg;
-}
 
 std::vector<std::pair<std::string, Tensor>> with_prefix(const SafetensorsFile& f, const std::string& prefix) {
   std::vector<std::pair<std::string, Tensor>> out;
@@ -56,7 +41,7 @@ void check_model(bool v3plus) {
   const std::string path = std::string(kDir) + (v3plus ? "deeplab_v3plus.safetensors" : "deeplab_v2.safetensors");
   SafetensorsFile f = load_safetensors(path);
   auto init = with_prefix(f, "init.");
-  DeepLab model(golden_config(v3plus), 1);
+  DeepLab model(small_deeplab(v3plus), 1);
   REQUIRE(model.load_state_dict(init).loaded == int(init.size()));
   model.train();
   Tensor x = *f.find("input"), labels = *f.find("labels");
@@ -84,7 +69,7 @@ void check_model(bool v3plus) {
 
   for (const char* opt_name : {"adam", "sgd"}) {
     CAPTURE(opt_name);
-    DeepLab m(golden_config(v3plus), 1);
+    DeepLab m(small_deeplab(v3plus), 1);
     m.load_state_dict(init);
     m.train();
     std::vector<ParamGroup> groups;
@@ -141,7 +126,7 @@ void check_model_bf16(bool v3plus) {
   const std::string base = std::string(kDir) + (v3plus ? "deeplab_v3plus" : "deeplab_v2");
   SafetensorsFile f = load_safetensors(base + ".safetensors"), fb = load_safetensors(base + "_bf16.safetensors");
   auto init = with_prefix(f, "init.");
-  DeepLab model(golden_config(v3plus), 1);
+  DeepLab model(small_deeplab(v3plus), 1);
   REQUIRE(model.load_state_dict(init).loaded == int(init.size()));
   model.train();
   Tensor x = *f.find("input"), labels = *f.find("labels");

@@ -12,6 +12,7 @@
 #include "core/precision.h"
 #include "nn/deeplab.h"
 #include "tests/helpers.h"
+#include "tests/model_helpers.h"
 
 using namespace c3;
 using namespace c3test;
@@ -144,16 +145,8 @@ TEST_CASE("precision: a backward that returns the wrong dtype for an input is an
 }
 
 TEST_CASE("precision: a packed model's weights are cast in one launch per step; same numbers as unpacked") {
-  nn::DeepLabConfig cfg;
-  cfg.head = nn::HeadKind::deeplab_v3plus;
-  cfg.num_classes = 5;
-  cfg.backbone.depth = 18;
-  cfg.backbone.width = 0.125;
-  cfg.backbone.output_stride = 16;
-  cfg.aspp_channels = 16;
-  cfg.low_level_channels = 8;
-  cfg.dropout = 0;
-  cfg.projection_head = false;  // forward() does not use it
+  nn::DeepLabConfig cfg = small_deeplab(true);
+  cfg.backbone.frozen_bn = true;  // a folded backbone (nn::conv_bn) beside the head's plain convs
   nn::DeepLab packed(cfg, 3), plain(cfg, 3);
   packed.pack_parameters();
   const Tensor x = random_tensor({2, 33, 41, 3}, 14);

@@ -35,36 +35,25 @@ std::vector<Buf<float>> inputs(Backend b, int64_t n, int count) {
   return v;
 }
 
-// out = a (op) b, same shapes.
-Case binary_case(Backend b, const Scale& s, Binary op, Bcast bc) {
+// out = a (op) b, same shapes or b broadcast. `off` > 0: every buffer is used from element
+// `off` on, so one element past a 16-byte boundary takes the scalar kernel (binary_kernel)
+// instead of the 16-byte one (binary16_kernel) that aligned buffers get.
+Case binary_case(Backend b, const Scale& s, Binary op, Bcast bc, int64_t off = 0) {
   const int64_t n = features(s), nb = bc == Bcast::channel ? s.C : n;
-  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n, 2));
-  (*st)[1] = Buf<float>(b, nb);
+  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n + off, 2));
+  (*st)[1] = Buf<float>(b, nb + off);
   fill_uniform((*st)[1].vec(), 0.5f, 1.5f, 7);
   (*st)[1].upload();
-  st->emplace_back(b, n);
+  st->emplace_back(b, n + off);
+  st->back().upload();  // the `off` elements before the output are left as they are on both sides
   auto& v = *st;
   return make_case(
       b, feature_shape(s), double(n + nb + n) * 4,
-      [&v, st, op, bc, n, s] { kernels::cpu::binary(op, v[0].host(), v[1].host(), v[2].host(), n, bc, s.C); },
-      [&v, st, op, bc, n, s, b] { LAB_DEV(b, binary_f32, op, v[0].dev(), v[1].dev(), v[2].dev(), n, bc, s.C); },
-      [&v, st] { return compare("out", v[2].download(), v[2].vec(), kRtol, kAtol); });
-}
-
-// Version 2 of add: the same a + b on buffers one element past a 16-byte boundary, so the
-// scalar kernel (binary_kernel) runs instead of the 16-byte one (binary16_kernel) that version
-// 1's aligned buffers get: what the 128-bit accesses buy.
-Case add_unaligned_case(Backend b, const Scale& s) {
-  const int64_t n = features(s);
-  auto st = std::make_shared<std::vector<Buf<float>>>(inputs(b, n + 1, 3));
-  auto& v = *st;
-  return make_case(
-      b, feature_shape(s), double(3 * n) * 4,
-      [&v, st, n] {
-        kernels::cpu::binary(Binary::add, v[0].host() + 1, v[1].host() + 1, v[2].host() + 1, n, Bcast::same, 1);
+      [&v, st, op, bc, n, s, off] {
+        kernels::cpu::binary(op, v[0].host() + off, v[1].host() + off, v[2].host() + off, n, bc, s.C);
       },
-      [&v, st, n, b] {
-        LAB_DEV(b, binary_f32, Binary::add, v[0].dev() + 1, v[1].dev() + 1, v[2].dev() + 1, n, Bcast::same, 1);
+      [&v, st, op, bc, n, s, off, b] {
+        LAB_DEV(b, binary_f32, op, v[0].dev() + off, v[1].dev() + off, v[2].dev() + off, n, bc, s.C);
       },
       [&v, st] { return compare("out", v[2].download(), v[2].vec(), kRtol, kAtol); });
 }
@@ -255,7 +244,7 @@ const Register r1({"elementwise", "add", 1, "a + b, same shapes (binary_f32; ali
                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same); }});
 const Register r1u({"elementwise", "add", 2,
                     "a + b on buffers one element off 16-byte alignment: the scalar kernel (binary_f32)",
-                    add_unaligned_case});
+                    [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add, Bcast::same, 1); }});
 const Register r1b({"elementwise", "add_relu", 1, "relu(a + b), same shapes: a residual block's end (binary_f32)",
                     [](Backend b, const Scale& s) { return binary_case(b, s, Binary::add_relu, Bcast::same); }});
 const Register r2({"elementwise", "mul_channel", 1, "a * w[c], per-channel broadcast (binary_f32)",

@@ -98,11 +98,15 @@ void fill_probs(std::vector<float>& v, int64_t rows, int64_t C, uint64_t seed) {
   }
 }
 
-std::vector<kernels::bf16> uniform_bf16(int64_t n, float lo, float hi, uint64_t seed) {
+std::vector<float> uniform(int64_t n, float lo, float hi, uint64_t seed) {
   std::vector<float> f(static_cast<size_t>(n));
   fill_uniform(f, lo, hi, seed);
+  return f;
+}
+
+std::vector<kernels::bf16> uniform_bf16(int64_t n, float lo, float hi, uint64_t seed) {
   std::vector<kernels::bf16> out;
-  narrow_into(f, out);
+  narrow_into(uniform(n, lo, hi, seed), out);
   return out;
 }
 

@@ -114,6 +114,7 @@ template <class T> class Buf {
 
 // Deterministic fills (a fixed LCG: the same inputs on every run and machine).
 void fill_uniform(std::vector<float>& v, float lo, float hi, uint64_t seed);
+std::vector<float> uniform(int64_t n, float lo, float hi, uint64_t seed);  // n values by fill_uniform
 void fill_labels(std::vector<uint8_t>& v, int classes, uint64_t seed, int ignore_every = 0);  // 255 every k-th
 void fill_probs(std::vector<float>& v, int64_t rows, int64_t C, uint64_t seed);  // rows summing to 1
 

@@ -2,7 +2,6 @@
 
 #include <omp.h>
 
-#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
